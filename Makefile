@@ -1,0 +1,94 @@
+# Thin wrapper: install missing Debian packages, configure, build, run.
+# The logic lives in CMake and ctest, so `make test` and ctest never disagree.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+BUILD_DEBS = cmake make gcc pkg-config luajit2 libluajit2-5.1-dev libuv1-dev \
+             libhiredis-dev libmsgpack-dev
+TEST_DEBS  = $(BUILD_DEBS) lua-busted lua-check redis-server redis-tools \
+             clang libclang-rt-14-dev cppcheck clang-format valgrind
+BENCH_DEBS = $(TEST_DEBS) lua-resty-lrucache python3-redis python3-hiredis \
+             nodejs npm
+
+LUA_SOURCES = lua spec examples bench
+
+.PHONY: all run test bench deps-build deps-test deps-bench build build-asan \
+        build-fuzz lint format check-c check-asan fuzz clean install
+
+all: build
+
+# Installs only what is missing; needs root (or sudo) when something is.
+define install_debs
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+deps-build:
+	$(call install_debs,$(BUILD_DEBS))
+
+deps-test:
+	$(call install_debs,$(TEST_DEBS))
+
+deps-bench:
+	$(call install_debs,$(BENCH_DEBS))
+
+build: deps-build
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	$(BUILD)/cachert examples/quickstart.lua
+
+build-asan: deps-test
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	    -DCACHERT_SANITIZE="address;undefined" >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+build-fuzz: deps-test
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	    -DCACHERT_BUILD_TESTS=OFF -DCACHERT_FUZZ=ON \
+	    -DCACHERT_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_codec fuzz_globmatch
+
+lint: deps-test
+	luacheck -q $(LUA_SOURCES)
+	clang-format --dry-run -Werror src/*.c src/*.h spec/c/*.c spec/c/*.h spec/fuzz/*.c
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr --std=c11 -I src src
+
+format:
+	clang-format -i src/*.c src/*.h spec/c/*.c spec/c/*.h spec/fuzz/*.c
+
+check-c: deps-test build
+	cmake -S . -B $(BUILD) -DCACHERT_BUILD_TESTS=ON >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+check-asan: build-asan
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j$(JOBS)
+
+fuzz: build-fuzz
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
+
+# Every test: linters, the suite, the suite under ASan/UBSan, bounded fuzzing.
+test: deps-test lint check-c check-asan fuzz
+	@echo "all tests passed"
+
+bench: deps-bench build
+	bench/run.sh
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

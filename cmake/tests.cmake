@@ -1,0 +1,63 @@
+# C unit tests (one ctest entry per case, label "c") and the busted specs
+# under plain luajit and under the cachert executable (label "lua").
+
+# add_c_test(<concept> <sources...> LIBS <libs...>): spec/c/test_<concept>.c;
+# every TEST_CASE(name) in it becomes the ctest entry c.<concept>.<name>.
+function(add_c_test concept)
+    cmake_parse_arguments(T "" "" "LIBS" ${ARGN})
+    set(src ${PROJECT_SOURCE_DIR}/spec/c/test_${concept}.c)
+    add_executable(test_${concept} ${src} ${T_UNPARSED_ARGUMENTS})
+    target_include_directories(test_${concept} PRIVATE src spec/c)
+    target_link_libraries(test_${concept} PRIVATE ${T_LIBS} cachert_options)
+    file(STRINGS ${src} lines REGEX "TEST_CASE\\([a-z0-9_]+\\)")
+    foreach(line ${lines})
+        string(REGEX MATCHALL "TEST_CASE\\(([a-z0-9_]+)\\)" cases "${line}")
+        foreach(c ${cases})
+            string(REGEX REPLACE "TEST_CASE\\(([a-z0-9_]+)\\)" "\\1" name "${c}")
+            add_test(NAME c.${concept}.${name} COMMAND test_${concept} ${name})
+            set_tests_properties(c.${concept}.${name} PROPERTIES LABELS c)
+        endforeach()
+    endforeach()
+endfunction()
+
+add_c_test(globmatch LIBS cachert_core)
+add_c_test(store LIBS cachert_core)
+add_c_test(codec src/codec.c LIBS cachert_core PkgConfig::LUAJIT PkgConfig::MSGPACK)
+target_include_directories(test_codec SYSTEM PRIVATE ${LUAJIT_INCLUDE_DIRS})
+
+# busted, run from the source tree (.busted there sets lpath/cpath/helper).
+find_program(BUSTED busted REQUIRED)
+find_program(LUAJIT_BIN luajit REQUIRED)
+set(spec_env
+    CACHERT_BUILD_DIR=${PROJECT_BINARY_DIR}
+    "LUA_CPATH=${PROJECT_BINARY_DIR}/lua/?.so\;\;"
+    "LUA_PATH=${PROJECT_SOURCE_DIR}/lua/?.lua\;${PROJECT_SOURCE_DIR}/lua/?/init.lua\;\;")
+if(CACHERT_SANITIZE)
+    # Plain luajit must load the sanitizer runtime before the instrumented
+    # cache/core.so; the cachert executable carries its own.
+    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+                    OUTPUT_VARIABLE asan_lib OUTPUT_STRIP_TRAILING_WHITESPACE)
+    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libubsan.so
+                    OUTPUT_VARIABLE ubsan_lib OUTPUT_STRIP_TRAILING_WHITESPACE)
+    set(preload "")
+    if("address" IN_LIST CACHERT_SANITIZE)
+        list(APPEND preload ${asan_lib})
+    endif()
+    if("undefined" IN_LIST CACHERT_SANITIZE)
+        list(APPEND preload ${ubsan_lib})
+    endif()
+    list(JOIN preload ":" preload)
+    set(luajit_env "LD_PRELOAD=${preload}" ASAN_OPTIONS=detect_leaks=0)
+    set(cachert_env ASAN_OPTIONS=detect_leaks=1)
+endif()
+
+add_test(NAME lua.luajit
+         COMMAND ${BUSTED} --lua=${LUAJIT_BIN} --output=utfTerminal spec
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(lua.luajit PROPERTIES LABELS lua
+                     ENVIRONMENT "${spec_env};${luajit_env}")
+add_test(NAME lua.cachert
+         COMMAND ${BUSTED} --lua=$<TARGET_FILE:cachert> --output=utfTerminal spec
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(lua.cachert PROPERTIES LABELS lua
+                     ENVIRONMENT "${spec_env};${cachert_env}")

@@ -1,0 +1,356 @@
+-- cache/cached.lua -- the cached / invalidate decorators.
+--
+-- Keys: one string or number argument maps to prefix .. ":" .. arg (numbers
+-- written exactly), so cache.delete("video:42") invalidates get_video(42).
+-- Every other argument list maps to prefix .. ":" .. ARGS_MARK .. an
+-- injective, order-independent encoding of the arguments (see encode_args);
+-- a single string that itself starts with ARGS_MARK takes that form too, so
+-- the two forms can never collide.
+--
+-- Results: one value is stored as itself (so cache.get sees it), any other
+-- count as a multi value; a hit returns exactly what fn returned. Concurrent
+-- callers of one missing key wait for the first one (single flight).
+
+local core = require "cache.core"
+local sched = require "cachert"
+
+local type, error, select, tostring, pairs, getmetatable, pcall =
+    type, error, select, tostring, pairs, getmetatable, pcall
+local byte, format, concat, sort = string.byte, string.format, table.concat, table.sort
+local floor, ceil, huge = math.floor, math.ceil, math.huge
+local unpack = unpack or table.unpack
+local core_get_results, core_set, core_set_results =
+    core.get_results, core.set, core.set_results
+
+local _M = {}
+
+local ARGS_MARK = "\31"           -- never the first byte of a scalar key
+local ARGS_MARK_BYTE = 31
+local MAX_DEPTH = core.MAX_DEPTH
+_M.ARGS_MARK = ARGS_MARK
+
+local cache                         -- the cache module (set by bind)
+
+local function pack(...)
+    return { n = select("#", ...), ... }
+end
+
+local function is_callable(f)
+    if type(f) == "function" then return true end
+    local mt = getmetatable(f)
+    return type(mt) == "table" and mt.__call ~= nil
+end
+
+-- Keys ----------------------------------------------------------------------
+
+--- Writes a number exactly: integers as digits, other numbers in the
+-- shortest form that reads back to the same double.
+local function format_number(x)
+    if x == floor(x) then
+        if x > -1e14 and x < 1e14 then
+            return tostring(x)      -- %.14g: exact digits here, "-0" for -0.0
+        elseif x ~= huge and x ~= -huge then
+            return format("%.0f", x)
+        end
+        return x > 0 and "inf" or "-inf"
+    end
+    if x ~= x then
+        return "nan"
+    end
+    for precision = 15, 16 do
+        local s = format("%." .. precision .. "g", x)
+        if tonumber(s) == x then
+            return s
+        end
+    end
+    return format("%.17g", x)
+end
+_M.format_number = format_number
+
+local encode_value
+
+local function encode_table(t, out, path, visiting, depth)
+    if visiting[t] then
+        error("cannot build a cache key from a cyclic table at " .. path, 0)
+    end
+    if depth > MAX_DEPTH then
+        error("cannot build a cache key from a table nested deeper than "
+              .. MAX_DEPTH .. " levels at " .. path, 0)
+    end
+    visiting[t] = true
+    local entries = {}
+    for k, v in pairs(t) do
+        local kbuf = {}
+        encode_value(k, kbuf, path .. "[key]", visiting, depth + 1)
+        local kstr = concat(kbuf)
+        local vbuf = { kstr, "=" }
+        encode_value(v, vbuf, path .. "[" .. tostring(k) .. "]", visiting, depth + 1)
+        entries[#entries + 1] = concat(vbuf)
+    end
+    visiting[t] = nil
+    sort(entries)                   -- distinct keys encode differently
+    out[#out + 1] = "{" .. #entries .. "|"
+    for i = 1, #entries do
+        out[#out + 1] = entries[i]
+        out[#out + 1] = "|"
+    end
+    out[#out + 1] = "}"
+end
+
+-- Appends the typed, self-delimiting token of v to out.
+function encode_value(v, out, path, visiting, depth)
+    local tv = type(v)
+    if tv == "string" then
+        out[#out + 1] = "s" .. #v .. ":" .. v
+    elseif tv == "number" then
+        out[#out + 1] = "d" .. format_number(v) .. ";"
+    elseif tv == "nil" then
+        out[#out + 1] = "n"
+    elseif tv == "boolean" then
+        out[#out + 1] = v and "t" or "f"
+    elseif tv == "table" then
+        encode_table(v, out, path, visiting, depth)
+    else
+        error("cannot build a cache key from a " .. tv .. " at " .. path, 0)
+    end
+end
+
+--- The key suffix for an argument list other than one plain scalar.
+local function encode_args(n, ...)
+    local out = { ARGS_MARK, n, "|" }
+    for i = 1, n do
+        encode_value((select(i, ...)), out, "args[" .. i .. "]", {}, 1)
+        out[#out + 1] = "|"
+    end
+    return concat(out)
+end
+
+--- The key (without namespace) for calling a function cached under
+-- `prefix` with these arguments.
+local function build_key(prefix, ...)
+    local n = select("#", ...)
+    if n == 1 then
+        local a = ...
+        local ta = type(a)
+        if ta == "number" then
+            return prefix .. ":" .. format_number(a)
+        elseif ta == "string" and byte(a, 1) ~= ARGS_MARK_BYTE then
+            return prefix .. ":" .. a
+        end
+    end
+    return prefix .. ":" .. encode_args(n, ...)
+end
+_M.build_key = build_key
+
+local function custom_key(prefix, keyfn, ...)
+    local k = keyfn(...)
+    local tk = type(k)
+    if tk == "number" then
+        return prefix .. ":" .. format_number(k)
+    elseif tk ~= "string" then
+        error("key function must return a string or a number, got " .. tk, 3)
+    end
+    return prefix .. ":" .. k
+end
+
+-- Without a prefix, the function's source and first line name it.
+local function derive_prefix(fn)
+    local f = fn
+    if type(f) ~= "function" then
+        f = getmetatable(f).__call
+    end
+    local info = debug.getinfo(f, "S")
+    if info.what == "C" then
+        error("a prefix is required to cache a C function", 3)
+    end
+    return info.short_src .. ":" .. info.linedefined
+end
+
+-- Options -------------------------------------------------------------------
+
+local function check_ttl_option(ttl)
+    if ttl == nil then return nil end
+    if type(ttl) ~= "number" or ttl ~= ttl then
+        error("ttl must be a number, got " .. type(ttl), 4)
+    end
+    if ttl < 0 then error("ttl must be >= 0", 4) end
+    if ttl == huge then error("ttl must be finite (use 0 for no expiry)", 4) end
+    return ceil(ttl * 1000)
+end
+
+local CACHED_OPTIONS = { ttl = true, prefix = true, cache = true, key = true }
+
+local function parse_options(ttl, prefix, manager, allowed)
+    local keyfn
+    if type(ttl) == "table" then
+        local opts = ttl
+        for k in pairs(opts) do
+            if not allowed[k] then
+                error("unknown option '" .. tostring(k) .. "'", 3)
+            end
+        end
+        ttl, prefix, keyfn = opts.ttl, opts.prefix, opts.key
+        manager = opts.cache or manager
+    end
+    if prefix ~= nil and type(prefix) ~= "string" then
+        error("prefix must be a string, got " .. type(prefix), 3)
+    end
+    if manager ~= nil and getmetatable(manager) ~= cache._mt then
+        error("cache must be a cache manager", 3)
+    end
+    if keyfn ~= nil and not is_callable(keyfn) then
+        error("key must be a function", 3)
+    end
+    return ttl, prefix, manager, keyfn
+end
+
+-- cached --------------------------------------------------------------------
+
+local function return_hit(found, ...)
+    if found then return true, ... end
+    return false
+end
+
+-- The miss path: run fn once per key, even for concurrent callers.
+local function call_and_store(w, m, key, args)
+    local flight = m.inflight[key]
+    local me = sched.current()
+    if flight and me and flight.leader ~= me then
+        flight.waiters[#flight.waiters + 1] = me
+        local ok, res = sched.suspend()
+        if not ok then
+            error(res, 0)
+        end
+        -- A fresh copy from the store when it is there (tables are copies).
+        local r = pack(return_hit(core_get_results(m.engine, key)))
+        if r[1] then
+            return unpack(r, 2, r.n)
+        end
+        return unpack(res, 1, res.n)
+    end
+    flight = { leader = me, waiters = {} }
+    m.inflight[key] = flight
+    local res = pack(pcall(w.fn, unpack(args, 1, args.n)))
+    if res[1] then
+        local ttl_ms = w.ttl_ms or m.default_ttl_ms
+        local ok, err
+        if res.n == 2 then
+            ok, err = pcall(core_set, m.engine, key, res[2], ttl_ms)
+        else
+            ok, err = pcall(core_set_results, m.engine, key, ttl_ms,
+                            unpack(res, 2, res.n))
+        end
+        if not ok then
+            res = { false, err, n = 2 }   -- unstorable result: raise it
+        end
+    end
+    m.inflight[key] = nil
+    local results = res[1] and { n = res.n - 1, unpack(res, 2, res.n) } or res[2]
+    for i = 1, #flight.waiters do
+        sched.wake(flight.waiters[i], res[1], results)
+    end
+    if not res[1] then
+        error(res[2], 0)
+    end
+    return unpack(res, 2, res.n)
+end
+
+local function finish_one(w, m, key, a, found, ...)
+    if found then return ... end
+    return call_and_store(w, m, key, { n = 1, a })
+end
+
+local function finish_many(w, m, key, args, found, ...)
+    if found then return ... end
+    return call_and_store(w, m, key, args)
+end
+
+--- cache.cached(ttl?, prefix?)(fn) or cache.cached{ ttl=, prefix=, cache=,
+-- key= }(fn): fn memoized under prefix:<arguments> for ttl seconds.
+function _M.cached(ttl, prefix, manager)
+    local keyfn
+    ttl, prefix, manager, keyfn = parse_options(ttl, prefix, manager, CACHED_OPTIONS)
+    local ttl_ms = check_ttl_option(ttl)
+    return function(fn)
+        if not is_callable(fn) then
+            error("fn must be callable, got " .. type(fn), 2)
+        end
+        local p = prefix or derive_prefix(fn)
+        local w = { fn = fn, ttl_ms = ttl_ms }
+        local get_default = cache._default_getter
+        return function(...)
+            local m = manager or get_default()
+            local key
+            if keyfn then
+                key = custom_key(p, keyfn, ...)
+            elseif select("#", ...) == 1 then
+                local a = ...
+                local ta = type(a)
+                if ta == "number" then
+                    key = p .. ":" .. format_number(a)
+                elseif ta == "string" and byte(a, 1) ~= ARGS_MARK_BYTE then
+                    key = p .. ":" .. a
+                end
+                if key then
+                    local ns = m.namespace
+                    if ns ~= "" then key = ns .. key end
+                    return finish_one(w, m, key, a,
+                                      core_get_results(m.engine, key))
+                end
+            end
+            key = key or p .. ":" .. encode_args(select("#", ...), ...)
+            local ns = m.namespace
+            if ns ~= "" then key = ns .. key end
+            return finish_many(w, m, key, pack(...),
+                               core_get_results(m.engine, key))
+        end
+    end
+end
+
+-- invalidate ----------------------------------------------------------------
+
+local INVALIDATE_OPTIONS = { prefix = true, cache = true }
+
+local function clear_after(m, pattern, ok, ...)
+    if not ok then
+        error((...), 0)
+    end
+    m:clear(pattern)
+    return ...
+end
+
+--- cache.invalidate(prefix)(fn) or cache.invalidate{ prefix=, cache= }(fn):
+-- after fn returns without error, clears prefix:* and returns fn's results.
+function _M.invalidate(prefix, manager)
+    if type(prefix) == "table" then
+        local opts = prefix
+        for k in pairs(opts) do
+            if not INVALIDATE_OPTIONS[k] then
+                error("unknown option '" .. tostring(k) .. "'", 2)
+            end
+        end
+        prefix, manager = opts.prefix, opts.cache or manager
+    end
+    if manager ~= nil and getmetatable(manager) ~= cache._mt then
+        error("cache must be a cache manager", 2)
+    end
+    if type(prefix) ~= "string" then
+        error("prefix must be a string, got " .. type(prefix), 2)
+    end
+    local pattern = cache.glob_escape(prefix) .. ":*"
+    return function(fn)
+        if not is_callable(fn) then
+            error("fn must be callable, got " .. type(fn), 2)
+        end
+        local get_default = cache._default_getter
+        return function(...)
+            return clear_after(manager or get_default(), pattern, pcall(fn, ...))
+        end
+    end
+end
+
+function _M.bind(mod)
+    cache = mod
+end
+
+return _M

@@ -1,0 +1,264 @@
+-- cache/config.lua -- a manager's settings: explicit option > environment
+-- variable > .env file in the working directory > default.
+--
+-- Settings of the memory store (ttl, namespace, limits, codec) are checked
+-- when the manager is created; Redis settings when connect() uses them, so
+-- a bad REDIS_PORT cannot break a script that never connects. Every error
+-- names the setting and where its value came from.
+
+local tonumber, tostring, type, error, pairs = tonumber, tostring, type, error, pairs
+local floor, huge = math.floor, math.huge
+
+local _M = {}
+
+-- option name -> environment variable
+local ENV = {
+    url = "REDIS_URL", host = "REDIS_HOST", port = "REDIS_PORT",
+    db = "REDIS_DB", username = "REDIS_USERNAME", password = "REDIS_PASSWORD",
+    pool_size = "REDIS_POOL_MAX_CONNECTIONS", timeout = "REDIS_POOL_TIMEOUT",
+    default_ttl = "CACHE_DEFAULT_TTL", namespace = "CACHE_NAMESPACE",
+    max_items = "CACHE_MAX_ITEMS", max_memory = "CACHE_MAX_MEMORY",
+    codec = "CACHE_CODEC",
+}
+_M.ENV = ENV
+
+_M.DEFAULTS = {
+    host = "localhost", port = 6379, db = 0, pool_size = 10, timeout = 20,
+    default_ttl = 300, namespace = "", max_items = 100000,
+    max_memory = 64 * 1024 * 1024, codec = "msgpack",
+}
+
+-- .env ----------------------------------------------------------------------
+
+local function unquote(raw, where)
+    local q = raw:sub(1, 1)
+    if q == '"' or q == "'" then
+        local close = raw:find(q, 2, true)
+        if not close then
+            error(where .. ": unterminated quote", 0)
+        end
+        local rest = raw:sub(close + 1)
+        if not rest:match("^%s*$") and not rest:match("^%s+#") then
+            error(where .. ": unexpected text after the closing quote", 0)
+        end
+        local v = raw:sub(2, close - 1)
+        if q == '"' then
+            v = v:gsub("\\n", "\n"):gsub('\\"', '"')
+        end
+        return v
+    end
+    -- unquoted: a '#' preceded by whitespace starts a comment
+    local v = raw:gsub("%s+#.*$", "")
+    if v:sub(1, 1) == "#" then v = "" end
+    return (v:gsub("%s+$", ""))
+end
+
+--- Parses .env text: NAME=value lines, # comments (also trailing), optional
+-- quotes and `export`. Returns a map of name -> value; raises on a line
+-- that is none of these, naming the file and line.
+function _M.parse_dotenv(text, filename)
+    local vars = {}
+    local lineno = 0
+    for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+        lineno = lineno + 1
+        line = line:gsub("\r$", "")
+        if not line:match("^%s*$") and not line:match("^%s*#") then
+            local name, raw = line:match("^%s*export%s+([%a_][%w_]*)%s*=%s*(.-)%s*$")
+            if not name then
+                name, raw = line:match("^%s*([%a_][%w_]*)%s*=%s*(.-)%s*$")
+            end
+            local where = filename .. ":" .. lineno
+            if not name then
+                error(where .. ": expected NAME=value", 0)
+            end
+            vars[name] = unquote(raw, where)
+        end
+    end
+    return vars
+end
+
+local function load_dotenv(path)
+    local f = io.open(path, "rb")
+    if not f then return {} end
+    local text = f:read("*a")
+    f:close()
+    return _M.parse_dotenv(text, path)
+end
+
+-- Values --------------------------------------------------------------------
+
+local function fail(name, src, msg, value)
+    local what = src.kind == "option" and ("option " .. name)
+        or ENV[name] or name
+    local from = src.kind == "option" and ""
+        or (" (from " .. src.kind .. ")")
+    error(("%s must be %s, got %s%s"):format(what, msg,
+        type(value) == "string" and ("'" .. value .. "'") or tostring(value),
+        from), 0)
+end
+
+local function to_number(name, src, v, msg)
+    local n = tonumber(v)
+    if type(v) ~= "number" and (type(v) ~= "string" or n == nil) then
+        fail(name, src, msg, v)
+    end
+    return n
+end
+
+local function integer(lo, hi)
+    local msg = hi == huge and ("an integer >= " .. lo)
+        or ("an integer between " .. lo .. " and " .. hi)
+    return function(name, src, v)
+        local n = to_number(name, src, v, msg)
+        if n ~= floor(n) or n < lo or n > hi then fail(name, src, msg, v) end
+        return n
+    end
+end
+
+local function seconds(min_exclusive)
+    local msg = min_exclusive and "a number of seconds > 0" or "a number of seconds >= 0"
+    return function(name, src, v)
+        local n = to_number(name, src, v, msg)
+        if n ~= n or n == huge or (min_exclusive and n <= 0) or n < 0 then
+            fail(name, src, msg, v)
+        end
+        return n
+    end
+end
+
+local function str(name, src, v)
+    if type(v) ~= "string" then fail(name, src, "a string", v) end
+    return v
+end
+
+local UNITS = { b = 1, k = 1024, kb = 1024, m = 1024 ^ 2, mb = 1024 ^ 2,
+                g = 1024 ^ 3, gb = 1024 ^ 3 }
+
+--- Parses a byte size: a number, or a string such as "256mb", "1gb", "512kb".
+function _M.parse_bytes(v)
+    if type(v) == "number" then
+        return (v >= 0 and v == floor(v)) and v or nil
+    end
+    if type(v) ~= "string" then return nil end
+    local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+    local mult = UNITS[unit == "" and "b" or unit]
+    if not num or not mult then return nil end
+    return floor(tonumber(num) * mult)
+end
+
+local function bytes(name, src, v)
+    local n = _M.parse_bytes(v)
+    if not n then fail(name, src, "a byte size such as 1048576 or '256mb'", v) end
+    return n
+end
+
+local function codec(name, src, v)
+    if v ~= "msgpack" then fail(name, src, "'msgpack'", v) end
+    return v
+end
+
+local CHECK = {
+    host = str, username = str, password = str, url = str, namespace = str,
+    port = integer(1, 65535), db = integer(0, 15),
+    pool_size = integer(1, 10000), timeout = seconds(true),
+    default_ttl = seconds(false), max_items = integer(0, huge),
+    max_memory = bytes, codec = codec,
+}
+
+local LOCAL = { default_ttl = true, namespace = true, max_items = true,
+                max_memory = true, codec = true }
+
+-- Resolution ----------------------------------------------------------------
+
+--- Resolves every setting for a manager. `opts` are cache.new's options.
+-- Returns a table of values and a table of sources; raises on an unknown
+-- option or a malformed memory-store setting. `getenv` and `dotenv_path`
+-- can be replaced for tests.
+function _M.resolve(opts, getenv, dotenv_path)
+    opts = opts or {}
+    if type(opts) ~= "table" then
+        error("options must be a table", 0)
+    end
+    for k in pairs(opts) do
+        if not ENV[k] then
+            error("unknown option '" .. tostring(k) .. "'", 0)
+        end
+    end
+    getenv = getenv or os.getenv
+    local path = dotenv_path or ".env"
+    local dotenv = load_dotenv(path)
+    local values, sources = {}, {}
+    for name, var in pairs(ENV) do
+        local v, src = opts[name], { kind = "option" }
+        if v == nil then
+            v, src = getenv(var), { kind = "environment" }
+            if v == nil then
+                v, src = dotenv[var], { kind = path }
+            end
+        end
+        if v == "" and src.kind ~= "option" then v = nil end
+        if v == nil then
+            v, src = _M.DEFAULTS[name], { kind = "default" }
+        end
+        values[name], sources[name] = v, src
+    end
+    local cfg = { sources = sources, raw = values }
+    for name in pairs(LOCAL) do
+        cfg[name] = CHECK[name](name, sources[name], values[name])
+    end
+    return cfg
+end
+
+local function parse_url(url, src)
+    local rest = url:match("^redis://(.*)$")
+    if not rest then
+        fail("url", src, "a redis://[user:password@]host[:port][/db] URL", url)
+    end
+    local out = {}
+    local auth, hostpart = rest:match("^(.*)@([^@]*)$")
+    if auth then
+        local user, pass = auth:match("^([^:]*):(.*)$")
+        if user then
+            out.username = user ~= "" and user or nil
+            out.password = pass
+        else
+            out.password = auth
+        end
+    else
+        hostpart = rest
+    end
+    local hostport, db = hostpart:match("^([^/]*)/?(.*)$")
+    local host, port = hostport:match("^%[(.+)%]:?(%d*)$")
+    if not host then
+        host, port = hostport:match("^([^:]*):?(.*)$")
+    end
+    out.host = host ~= "" and host or nil
+    out.port = port ~= "" and port or nil
+    out.db = db ~= "" and db or nil
+    return out
+end
+
+--- Checks and returns the Redis settings (called by connect()). Raises a
+-- clear error naming the variable and its source for a malformed value.
+function _M.redis(cfg)
+    local values, sources = cfg.raw, cfg.sources
+    local r = {}
+    for _, name in ipairs { "host", "port", "db", "username", "password",
+                            "pool_size", "timeout" } do
+        r[name] = values[name]
+    end
+    if values.url ~= nil then
+        local src = sources.url
+        str("url", src, values.url)
+        for k, v in pairs(parse_url(values.url, src)) do
+            r[k] = v
+            sources[k] = src
+        end
+    end
+    for name, v in pairs(r) do
+        if v ~= nil then r[name] = CHECK[name](name, sources[name], v) end
+    end
+    return r
+end
+
+return _M

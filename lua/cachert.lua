@@ -1,0 +1,275 @@
+-- cachert -- the task scheduler: spawn / join / sleep / now on the libuv
+-- loop of cache.core.
+--
+-- Tasks are coroutines. A task that waits (sleep, join, a single-flight
+-- wait) yields a private sentinel and is resumed later by the run loop,
+-- which alternates between resuming ready tasks and polling the loop for
+-- fired timers. libuv callbacks never call into Lua: they only queue ids.
+-- Outside any task (plain luajit, the top level of a script run by luajit)
+-- the waiting calls drive the loop themselves, so they simply block.
+
+local core = require "cache.core"
+
+local coroutine, select, type, error, tostring = coroutine, select, type, error, tostring
+local unpack = unpack or table.unpack
+local co_create, co_resume, co_yield, co_status =
+    coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
+local traceback = debug.traceback
+
+local _M = { _VERSION = "0.1.0" }
+
+local WAIT = {}                 -- yielded by a task that waits to be woken
+local current                   -- the running task, nil outside tasks
+local ready, ready_head, ready_tail = {}, 1, 0
+local live = 0                  -- tasks spawned and not finished
+local sleepers = {}             -- timer id -> task or top-level flag table
+local next_id = 0
+local unobserved = {}           -- failed tasks nobody has joined (yet)
+
+local task_mt = {}
+task_mt.__index = task_mt
+
+local function pack(...)
+    return { n = select("#", ...), ... }
+end
+
+local function is_callable(f)
+    if type(f) == "function" then return true end
+    local mt = getmetatable(f)
+    return mt ~= nil and type(mt) == "table" and mt.__call ~= nil
+end
+
+local function enqueue(task)
+    ready_tail = ready_tail + 1
+    ready[ready_tail] = task
+end
+
+local function finish(task, ok, ...)
+    live = live - 1
+    if ok then
+        task.state = "done"
+        task.results = pack(...)
+    else
+        local err = ...
+        task.state = "failed"
+        task.err = err
+        task.trace = traceback(task.co, tostring(err))
+        if #task.joiners == 0 then
+            unobserved[task] = true
+        end
+    end
+    task.co = nil
+    for _, joiner in ipairs(task.joiners) do
+        _M.wake(joiner)
+    end
+    task.joiners = nil
+end
+
+local function resume(task, ...)
+    local prev = current
+    current = task
+    task.state = "running"
+    local co = task.co
+    local function after(ok, ...)
+        current = prev
+        if co_status(co) == "dead" then
+            finish(task, ok, ...)
+        else
+            task.state = "waiting"
+        end
+    end
+    return after(co_resume(co, ...))
+end
+
+local function run_ready()
+    -- Only the tasks ready now: those they wake run in the next round, after
+    -- the loop has been polled once.
+    local last = ready_tail
+    while ready_head <= last do
+        local task = ready[ready_head]
+        ready[ready_head] = nil
+        ready_head = ready_head + 1
+        if task.wake_args then
+            local args = task.wake_args
+            task.wake_args = nil
+            resume(task, unpack(args, 1, args.n))
+        else
+            resume(task, unpack(task.args, 1, task.args.n))
+            task.args = nil
+        end
+    end
+end
+
+local function poll(block)
+    local ids, pending = core.poll(block)
+    for i = 1, #ids do
+        local who = sleepers[ids[i]]
+        sleepers[ids[i]] = nil
+        if who.task then
+            _M.wake(who.task)
+        else
+            who.done = true
+        end
+    end
+    return #ids, pending
+end
+
+-- Runs tasks and the loop until done() is true or nothing can progress.
+-- Returns false when it stopped because every remaining task is blocked.
+local function run_until(done)
+    while not done() do
+        run_ready()
+        if done() then break end
+        local has_ready = ready_head <= ready_tail
+        local woken, pending = poll(not has_ready)
+        if not has_ready and woken == 0 and pending == 0 then
+            return false
+        end
+    end
+    return true
+end
+
+local function new_id()
+    next_id = next_id + 1
+    return next_id
+end
+
+-- Public API --------------------------------------------------------------
+
+--- Starts `fn(...)` as a new task; it first runs on the next scheduler round.
+-- @return the task (see task:join)
+function _M.spawn(fn, ...)
+    if not is_callable(fn) then
+        error("spawn: fn must be callable", 2)
+    end
+    local task = setmetatable({
+        id = new_id(), state = "ready", joiners = {}, args = pack(...),
+        co = co_create(function(...) return fn(...) end),
+    }, task_mt)
+    live = live + 1
+    enqueue(task)
+    return task
+end
+
+--- Waits for the task to finish; returns its results or re-raises its error.
+function task_mt:join()
+    if getmetatable(self) ~= task_mt then
+        error("join: expected a task", 2)
+    end
+    if self == current then
+        error("join: a task cannot join itself", 2)
+    end
+    if self.state ~= "done" and self.state ~= "failed" then
+        if current then
+            local joiners = self.joiners
+            joiners[#joiners + 1] = current
+            _M.suspend()
+        elseif not run_until(function()
+                   return self.state == "done" or self.state == "failed"
+               end) then
+            error("join: deadlock, the task can never finish", 2)
+        end
+    end
+    if self.state == "failed" then
+        unobserved[self] = nil
+        error(self.err, 0)
+    end
+    local r = self.results
+    return unpack(r, 1, r.n)
+end
+
+--- "ready", "running", "waiting", "done" or "failed".
+function task_mt:status()
+    return self.state
+end
+
+task_mt.__tostring = function(self)
+    return "cachert.task " .. self.id
+end
+
+--- Suspends the running task until sleep(seconds) have passed (fractions
+-- allowed, rounded up to the millisecond). Blocks when called outside tasks.
+function _M.sleep(seconds)
+    if type(seconds) ~= "number" or seconds ~= seconds then
+        error("sleep: seconds must be a number", 2)
+    end
+    if seconds < 0 then
+        error("sleep: seconds must be >= 0", 2)
+    end
+    local id = new_id()
+    if current then
+        sleepers[id] = { task = current }
+        core.timer(seconds, id)
+        _M.suspend()
+    else
+        local flag = { done = false }
+        sleepers[id] = flag
+        core.timer(seconds, id)
+        run_until(function() return flag.done end)
+    end
+end
+
+--- Monotonic time in seconds (a float).
+_M.now = core.now
+
+--- The running task, or nil outside tasks.
+function _M.current()
+    return current
+end
+
+--- Low level: suspends the running task until wake(task, ...) is called;
+-- returns wake's extra arguments.
+function _M.suspend()
+    if not current then
+        error("suspend: not inside a task", 2)
+    end
+    return co_yield(WAIT)
+end
+
+--- Low level: makes a task suspended by suspend() ready again; suspend()
+-- then returns `...`.
+function _M.wake(task, ...)
+    task.wake_args = pack(...)
+    task.state = "ready"
+    enqueue(task)
+end
+
+--- Runs `fn(...)` as a task and drives the loop until every task has
+-- finished; returns fn's results or raises its error. For plain luajit
+-- (the cachert executable already runs scripts as tasks).
+function _M.run(fn, ...)
+    local task = _M.spawn(fn, ...)
+    local ok = run_until(function() return live == 0 end)
+    if not ok and task.state ~= "done" and task.state ~= "failed" then
+        error("run: deadlock, " .. live .. " task(s) wait for nothing", 2)
+    end
+    return task:join()
+end
+
+-- The cachert executable's entry point: runs `fn(...)` as the main task
+-- until every task has finished. Returns the exit status: 0, or 1 after
+-- printing the traceback of an error nobody caught.
+function _M._main(fn, ...)
+    local main = _M.spawn(fn, ...)
+    local ok = run_until(function()
+        return live == 0 or main.state == "failed"
+    end)
+    local status = 0
+    if main.state == "failed" then
+        unobserved[main] = nil
+        io.stderr:write("cachert: ", main.trace, "\n")
+        status = 1
+    elseif not ok then
+        io.stderr:write("cachert: deadlock: ", live,
+                        " task(s) are waiting and nothing can wake them\n")
+        status = 1
+    end
+    for task in pairs(unobserved) do
+        io.stderr:write("cachert: error in ", tostring(task), ": ", task.trace, "\n")
+        unobserved[task] = nil
+        status = 1
+    end
+    return status
+end
+
+return _M

@@ -1,0 +1,48 @@
+/*
+** evloop.h -- the event loop under the Lua scheduler.
+**
+** One EvLoop per lua_State owns the uv_loop_t. It never calls into Lua from
+** a libuv callback: timers that fire only append their wake-up id to a list
+** which evloop_poll() hands back, and the Lua scheduler (lua/cachert.lua)
+** resumes the tasks. So no Lua error can unwind through libuv.
+*/
+#ifndef CACHERT_EVLOOP_H
+#define CACHERT_EVLOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+typedef struct SleepTimer SleepTimer;
+
+typedef struct EvLoop {
+    uv_loop_t loop;
+    int64_t *woken; /* ids whose timers fired since the last poll */
+    size_t nwoken;
+    size_t cap;
+    size_t ntimers;     /* timers started and not yet fired */
+    SleepTimer *timers; /* those timers */
+    bool closed;
+} EvLoop;
+
+/* Initialises `s` (memory owned by the caller). Returns CR_OK or a
+** negative CR_E* code. */
+int evloop_init(EvLoop *s);
+
+/* After `ms` milliseconds, `id` is reported by a later evloop_poll().
+** Returns CR_OK or CR_ENOMEM. */
+int evloop_timer(EvLoop *s, uint64_t ms, int64_t id);
+
+/* Runs one loop iteration, waiting for an event when `block` is true and
+** a timer is pending. Returns how many ids are now in s->woken; the caller
+** consumes them and resets s->nwoken to 0. */
+size_t evloop_poll(EvLoop *s, bool block);
+
+/* Closes the pending sleep timers, runs the loop until every close
+** callback has run, then closes the loop. Every other handle on the loop
+** (engines' sweep timers) must have been closed before. Idempotent. */
+void evloop_close(EvLoop *s);
+
+#endif
