@@ -61,3 +61,10 @@ add_test(NAME lua.cachert
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
 set_tests_properties(lua.cachert PROPERTIES LABELS lua
                      ENVIRONMENT "${spec_env};${cachert_env}")
+
+# `require "cache"` after `cmake --install`, from another directory.
+add_test(NAME install.luajit
+         COMMAND sh ${PROJECT_SOURCE_DIR}/spec/install_check.sh
+                 ${PROJECT_BINARY_DIR} ${LUAJIT_BIN})
+set_tests_properties(install.luajit PROPERTIES LABELS lua
+                     ENVIRONMENT "${luajit_env}")

@@ -11,7 +11,7 @@
 local core = require "cache.core"
 
 local coroutine, select, type, error, tostring = coroutine, select, type, error, tostring
-local unpack = unpack or table.unpack
+local unpack = unpack
 local co_create, co_resume, co_yield, co_status =
     coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
 local traceback = debug.traceback

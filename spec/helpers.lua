@@ -27,8 +27,6 @@ function H.in_task(fn, ...)
     return cachert.run(fn, ...)
 end
 
-local servers = {}
-
 --- Starts a private redis-server on 127.0.0.1 and a free port, persistence
 -- off, files in a fresh temp directory. Returns { port=, pid=, dir=,
 -- cli=function(args) -> output }. Stop it with H.stop_redis(server).
@@ -51,7 +49,6 @@ function H.start_redis(extra_args)
                 function server.cli(args)
                     return (sh(("redis-cli -p %d %s"):format(port, args)))
                 end
-                servers[server] = true
                 return server
             end
             local log = io.open(dir .. "/redis.log")
@@ -73,7 +70,6 @@ function H.stop_redis(server)
             sh("sleep 0.05")
         end
         sh("rm -rf " .. server.dir)
-        servers[server] = nil
         server.pid = nil
     end
 end

@@ -37,7 +37,7 @@
 
 /* Longest string key shown whole in an error path, and how many path items
 ** are shown at each end of a longer path. */
-#define PATH_KEY_SHOWN 40
+#define PATH_KEY_SHOWN  40
 #define PATH_ENDS_SHOWN 8
 
 /* Stack slots the decoder may need for containers: a table, a key and a
@@ -53,7 +53,6 @@ void codec_buf_free(CodecBuf *b)
     b->len = 0;
     b->cap = 0;
 }
-
 
 /* -- UTF-8 ------------------------------------------------------------- */
 
@@ -106,7 +105,6 @@ static bool utf8_valid(const unsigned char *s, size_t len)
     return true;
 }
 
-
 /* -- Encoder state ----------------------------------------------------- */
 
 enum { PATH_KEY, PATH_INDEX };
@@ -134,7 +132,6 @@ typedef struct Out {
     size_t len, cap;
 } Out;
 
-
 static void out_mem(Out *o, const char *s, size_t n)
 {
     if (n > o->cap - o->len)
@@ -143,12 +140,10 @@ static void out_mem(Out *o, const char *s, size_t n)
     o->len += n;
 }
 
-
 static void out_str(Out *o, const char *s)
 {
     out_mem(o, s, strlen(s));
 }
-
 
 /* Raises the string built in `o` as the error value, without a position
 ** prefix (the message is about the value, not about a line of code). */
@@ -158,13 +153,11 @@ static void raise_out(lua_State *L, Out *o)
     lua_error(L);
 }
 
-
 static void raise_oom(lua_State *L)
 {
     lua_pushliteral(L, "not enough memory");
     lua_error(L);
 }
-
 
 /* -- Buffer writes (the packer's callback) ----------------------------- */
 
@@ -186,7 +179,6 @@ static void buf_reserve(Encoder *e, size_t n)
     b->cap = cap;
 }
 
-
 static int buf_write(void *data, const char *s, size_t n)
 {
     Encoder *e = data;
@@ -197,7 +189,6 @@ static int buf_write(void *data, const char *s, size_t n)
     e->b->len += n;
     return 0;
 }
-
 
 /* -- Error paths ------------------------------------------------------- */
 
@@ -221,14 +212,12 @@ static bool number_is_int(lua_Number d, int64_t *i, uint64_t *u, bool *neg)
     return false;
 }
 
-
 static bool is_identifier(const char *s, size_t len)
 {
     static const char *const reserved[] = {
-        "and",   "break", "do",     "else", "elseif", "end",
-        "false", "for",   "function", "goto", "if",   "in",
-        "local", "nil",   "not",    "or",   "repeat", "return",
-        "then",  "true",  "until",  "while", NULL};
+        "and",      "break",  "do",   "else", "elseif", "end",   "false", "for",
+        "function", "goto",   "if",   "in",   "local",  "nil",   "not",   "or",
+        "repeat",   "return", "then", "true", "until",  "while", NULL};
     if (len == 0 || len > PATH_KEY_SHOWN)
         return false;
     if (!(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') ||
@@ -246,15 +235,15 @@ static bool is_identifier(const char *s, size_t len)
     return true;
 }
 
-
 /* Appends ["..."] with quotes, backslashes and control bytes escaped as in
 ** Lua source; keys longer than PATH_KEY_SHOWN bytes are cut: ["abc"...]. */
 static void out_quoted(Out *o, const char *s, size_t len)
 {
-    size_t shown = len > PATH_KEY_SHOWN ? PATH_KEY_SHOWN : len;
+    bool cut = len > PATH_KEY_SHOWN;
+    const char *end = s + (cut ? PATH_KEY_SHOWN : len);
     out_str(o, "[\"");
-    for (size_t i = 0; i < shown; i++) {
-        unsigned char c = (unsigned char)s[i];
+    for (; s < end; s++) {
+        unsigned char c = (unsigned char)*s;
         char esc[8];
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
@@ -267,9 +256,8 @@ static void out_quoted(Out *o, const char *s, size_t len)
             out_mem(o, (const char *)&c, 1);
         }
     }
-    out_str(o, shown < len ? "\"...]" : "\"]");
+    out_str(o, cut ? "\"...]" : "\"]");
 }
-
 
 static void out_item(Encoder *e, Out *o, const PathItem *it)
 {
@@ -312,7 +300,6 @@ static void out_item(Encoder *e, Out *o, const PathItem *it)
     }
 }
 
-
 /* Raises "cannot cache <what> at <path>". A path longer than twice
 ** PATH_ENDS_SHOWN items keeps both ends: value.a.a(84 more).a.a */
 static void raise_at(Encoder *e, const char *what)
@@ -336,7 +323,6 @@ static void raise_at(Encoder *e, const char *what)
     raise_out(e->L, &o);
 }
 
-
 /* Raises "cannot cache a <type()>[ as a key] at <path>". */
 static void raise_type(Encoder *e, int idx, bool as_key)
 {
@@ -346,7 +332,6 @@ static void raise_type(Encoder *e, int idx, bool as_key)
              as_key ? " as a key" : "");
     raise_at(e, what);
 }
-
 
 /* -- Encoder ----------------------------------------------------------- */
 
@@ -363,7 +348,6 @@ static void encode_number(Encoder *e, lua_Number d)
         msgpack_pack_uint64(&e->pk, u);
 }
 
-
 static void encode_string(Encoder *e, int idx)
 {
     size_t len;
@@ -376,7 +360,6 @@ static void encode_string(Encoder *e, int idx)
         msgpack_pack_bin_body(&e->pk, s, len);
     }
 }
-
 
 /* Encodes a map key already checked to be a boolean, number or string. */
 static void encode_key(Encoder *e, int idx)
@@ -396,7 +379,6 @@ static void encode_key(Encoder *e, int idx)
         break;
     }
 }
-
 
 static void encode_value(Encoder *e, int idx, int depth);
 
@@ -478,7 +460,6 @@ static void encode_table(Encoder *e, int idx, int depth)
     e->npath--;
 }
 
-
 /* Encodes the value at absolute slot `idx`; a table there would be `depth`
 ** tables deep. */
 static void encode_value(Encoder *e, int idx, int depth)
@@ -508,7 +489,6 @@ static void encode_value(Encoder *e, int idx, int depth)
     }
 }
 
-
 static void encoder_init(Encoder *e, lua_State *L, CodecBuf *b,
                          const char *root)
 {
@@ -520,19 +500,16 @@ static void encoder_init(Encoder *e, lua_State *L, CodecBuf *b,
     msgpack_packer_init(&e->pk, e, buf_write);
 }
 
-
 static int abs_index(lua_State *L, int idx)
 {
     return idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
 }
-
 
 /* The header of an ext value: at most 6 bytes (ext32). */
 typedef struct ExtHeader {
     char bytes[8];
     size_t len;
 } ExtHeader;
-
 
 static int header_write(void *data, const char *s, size_t n)
 {
@@ -542,14 +519,12 @@ static int header_write(void *data, const char *s, size_t n)
     return 0;
 }
 
-
 void codec_encode(lua_State *L, int idx, CodecBuf *b, const char *root)
 {
     Encoder e;
     encoder_init(&e, L, b, root != NULL ? root : "value");
     encode_value(&e, abs_index(L, idx), 1);
 }
-
 
 void codec_encode_multi(lua_State *L, int first, int n, CodecBuf *b)
 {
@@ -579,7 +554,6 @@ void codec_encode_multi(lua_State *L, int first, int n, CodecBuf *b)
     b->len += h.len;
 }
 
-
 /* -- Decoder ----------------------------------------------------------- */
 
 typedef struct Decoder {
@@ -587,12 +561,10 @@ typedef struct Decoder {
     const unsigned char *p, *end;
 } Decoder;
 
-
 static uint16_t load16(const unsigned char *p)
 {
     return (uint16_t)((unsigned)p[0] << 8 | p[1]);
 }
-
 
 static uint32_t load32(const unsigned char *p)
 {
@@ -600,18 +572,15 @@ static uint32_t load32(const unsigned char *p)
            p[3];
 }
 
-
 static uint64_t load64(const unsigned char *p)
 {
     return (uint64_t)load32(p) << 32 | load32(p + 4);
 }
 
-
 static size_t left(const Decoder *d)
 {
     return (size_t)(d->end - d->p);
 }
-
 
 /* Reads a big-endian length of `width` bytes (1, 2 or 4). */
 static bool read_len(Decoder *d, int width, size_t *n)
@@ -628,7 +597,6 @@ static bool read_len(Decoder *d, int width, size_t *n)
     return true;
 }
 
-
 static bool decode_value(Decoder *d, int depth);
 
 static bool decode_string(Decoder *d, size_t n)
@@ -639,7 +607,6 @@ static bool decode_string(Decoder *d, size_t n)
     d->p += n;
     return true;
 }
-
 
 /* Decodes `n` elements into a new table at 1..n; nils leave holes. */
 static bool decode_array(Decoder *d, size_t n, int depth)
@@ -659,7 +626,6 @@ static bool decode_array(Decoder *d, size_t n, int depth)
     return true;
 }
 
-
 static bool decode_map(Decoder *d, size_t n, int depth)
 {
     lua_State *L = d->L;
@@ -667,7 +633,9 @@ static bool decode_map(Decoder *d, size_t n, int depth)
         return false; /* every pair takes at least two bytes */
     lua_createtable(L, 0, (int)n);
     for (size_t i = 0; i < n; i++) {
-        unsigned c = *d->p; /* n > 0 implies at least two bytes left */
+        if (d->p == d->end)
+            return false;
+        unsigned c = *d->p;
         if (c == 0xc0 || (c >= 0x80 && c <= 0x9f) || (c >= 0xdc && c <= 0xdf))
             return false; /* nil, array or map key: refused before decoding */
         if (!decode_value(d, depth + 1))
@@ -683,7 +651,6 @@ static bool decode_map(Decoder *d, size_t n, int depth)
     }
     return true;
 }
-
 
 /* Decodes one value (never an ext) and pushes it; a container here is
 ** `depth` deep. On failure the stack may hold partial results. */
@@ -788,12 +755,10 @@ static bool decode_value(Decoder *d, int depth)
     }
 }
 
-
 static bool is_ext(unsigned c)
 {
     return (c >= 0xc7 && c <= 0xc9) || (c >= 0xd4 && c <= 0xd8);
 }
-
 
 /* Decodes a whole input that is an ext value: it must be a multi, its
 ** payload exactly one array. Returns the number of values pushed, or -1. */
@@ -848,7 +813,6 @@ static int decode_multi(Decoder *d, int unpack_multi)
     lua_rawset(L, -3);
     return 1;
 }
-
 
 int codec_decode(lua_State *L, const char *data, size_t len, int unpack_multi)
 {

@@ -59,4 +59,28 @@ void codec_encode_multi(lua_State *L, int first, int n, CodecBuf *b);
 int codec_decode(lua_State *L, const char *data, size_t len,
                  int unpack_multi);
 
+/* Details of the functions above:
+**
+** - Encoder errors are raised with lua_error and no position prefix:
+**     cannot cache a <type()> at <path>
+**     cannot cache a <type()> as a key at <path of the table>
+**     cannot cache a cyclic table at <path>
+**     cannot cache a table nested deeper than 100 levels at <path>
+**   The path starts with `root` (NULL means "value"; "result" for a multi)
+**   and adds `.name` for identifier-like string keys, `["other"]` for other
+**   strings (quotes, backslashes and control bytes escaped as in Lua; cut
+**   after 40 bytes as `["abc"...]`), `[2]` / `[0.10000000000000001]` for
+**   numbers, `[true]` for booleans. A path of more than 16 steps keeps 8 at
+**   each end: `value.a.a.a.a.a.a.a.a(84 more).a.a.a.a.a.a.a.a`. When the
+**   buffer cannot grow the message is "not enough memory". Nothing but the
+**   buffer is allocated, so an error leaks nothing (b may be half-written).
+** - NaN: LuaJIT keeps a single canonical NaN, so every NaN is written with
+**   those bits, and any NaN read decodes to it.
+** - codec_decode needs one free stack slot for a scalar (like any push)
+**   and checks the stack itself for containers. With unpack_multi, a multi
+**   of more values than a C function may push (LUAI_MAXCSTACK, 8000 in
+**   LuaJIT) gives CR_ECORRUPT; decode it with unpack_multi == 0 instead.
+** - Decoded integers (any width, int64/uint64 included) and float32 become
+**   lua_Number; map entries whose value is nil are skipped. */
+
 #endif

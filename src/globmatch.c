@@ -28,7 +28,6 @@
 /* Redis stops matching beyond this many nested runs of '*'. */
 #define GLOBMATCH_MAX_STAR_GROUPS 1000
 
-
 /* -- Tokens ------------------------------------------------------------ */
 
 /* Compares like Redis on a platform where char is signed. */
@@ -36,7 +35,6 @@ static int sbyte(char c)
 {
     return (int)(signed char)c;
 }
-
 
 /* Matches byte `c` against the class starting at pattern[i] == '['. Stores
 ** in *next the index just past the class: after its ']', or plen when the
@@ -81,7 +79,6 @@ static bool class_matches(const char *pattern, size_t plen, size_t i, char c,
     return hit != negate;
 }
 
-
 /* Matches one non-star token at pattern[i] against byte `c`; stores the
 ** index just past the token in *next. */
 static bool token_matches(const char *pattern, size_t plen, size_t i, char c,
@@ -106,7 +103,6 @@ static bool token_matches(const char *pattern, size_t plen, size_t i, char c,
     return pattern[i] == c;
 }
 
-
 /* Returns the index just past the non-star token at pattern[i]. */
 static size_t token_end(const char *pattern, size_t plen, size_t i)
 {
@@ -114,7 +110,6 @@ static size_t token_end(const char *pattern, size_t plen, size_t i)
     (void)token_matches(pattern, plen, i, '\0', &next);
     return next;
 }
-
 
 /* True when Redis's recursion limit would reject every subject: the
 ** (GLOBMATCH_MAX_STAR_GROUPS + 1)th run of '*' has more pattern after it.
@@ -136,7 +131,6 @@ static bool too_many_stars(const char *pattern, size_t plen)
     }
     return false;
 }
-
 
 /* -- Public API -------------------------------------------------------- */
 
@@ -184,7 +178,6 @@ bool globmatch(const char *pattern, size_t plen, const char *str, size_t slen)
         p++;
     return p == plen;
 }
-
 
 bool globmatch_is_literal(const char *pattern, size_t plen)
 {

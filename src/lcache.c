@@ -306,6 +306,57 @@ static int core_decode(lua_State *L)
     return 2;
 }
 
+/* -- Direct access for the FFI ---------------------------------------------
+** lua/cache/direct.lua reads the memory store through these plain C
+** functions: an FFI call costs a few ns where a lua_CFunction costs ~60, and
+** a hit on a string value then needs no C API call at all. The table of
+** function pointers is handed to Lua as a light userdata, so the same code
+** works in the executable and in the loadable module (no dlsym needed). */
+
+static int direct_get(Engine *e, const char *key, size_t klen,
+                      const char **val, size_t *vlen)
+{
+    *val = engine_get(e, key, klen, vlen);
+    return *val != NULL;
+}
+
+
+static const CacheDirectApi direct_api = {
+    .get = direct_get,
+    .corrupt = engine_get_corrupt,
+};
+
+
+/* core.direct_api() -> light userdata: const CacheDirectApi * */
+static int core_direct_api(lua_State *L)
+{
+    lua_pushlightuserdata(L, (void *)&direct_api);
+    return 1;
+}
+
+
+/* core.engine_ptr(m) -> light userdata: the manager's Engine *, valid while
+** the manager is alive and open. */
+static int core_engine_ptr(lua_State *L)
+{
+    lua_pushlightuserdata(L, check_manager(L, 1)->engine);
+    return 1;
+}
+
+/* core.decode_results(bytes) -> true, values... | false
+** A multi value comes back as its values, any other value as itself. */
+static int core_decode_results(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_pushboolean(L, 1);
+    int n = codec_decode(L, s, len, 1);
+    if (n >= 0)
+        return n + 1;
+    lua_pushboolean(L, 0);
+    return 1;
+}
+
 /* -- Runtime (the loop) ------------------------------------------------- */
 
 /* core.now() -> seconds on the monotonic clock, as a float */
@@ -370,6 +421,9 @@ static const luaL_Reg core_funcs[] = {
     {"stats", core_stats},
     {"encode", core_encode},
     {"decode", core_decode},
+    {"decode_results", core_decode_results},
+    {"direct_api", core_direct_api},
+    {"engine_ptr", core_engine_ptr},
     {"now", core_now},
     {"timer", core_timer},
     {"poll", core_poll},

@@ -4,12 +4,26 @@
 #ifndef CACHERT_LCACHE_H
 #define CACHERT_LCACHE_H
 
+#include <stddef.h>
+
 #include <lua.h>
+
+#include "engine.h"
 
 /* Debian's luaconf.h gives LUALIB_API no visibility attribute, and the
 ** project builds with hidden visibility: export the entry point by hand. */
 #define CR_EXPORT __attribute__((visibility("default")))
 
 CR_EXPORT int luaopen_cache_core(lua_State *L);
+
+/* The functions lua/cache/direct.lua calls through the FFI; its ffi.cdef
+** must match this struct exactly. Engine is opaque to Lua (void *). */
+typedef struct CacheDirectApi {
+    /* engine_get: 1 and the encoded value on a hit, 0 on a miss. */
+    int (*get)(Engine *e, const char *key, size_t klen, const char **val,
+               size_t *vlen);
+    /* engine_get_corrupt: the caller could not decode the last hit. */
+    void (*corrupt)(Engine *e, const char *key, size_t klen);
+} CacheDirectApi;
 
 #endif

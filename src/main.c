@@ -4,7 +4,8 @@
 **   cachert [options] [script [args...]]
 **
 ** Options follow luajit: -e chunk, -l name, -i, -v, -h/--help, --, and "-"
-** for stdin. Every chunk (each -e, the script, each interactive line) runs
+** for stdin; with nothing to run, a terminal gets the prompt and a piped
+** stdin is executed as the script. Every chunk (each -e, the script, each interactive line) runs
 ** as the main task of the scheduler in lua/cachert.lua, on the libuv loop,
 ** until every task it spawned has finished. The Lua modules of lua/ are
 ** compiled into the executable, so `require "cache"` needs no path set-up.
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -36,7 +38,8 @@ static const char usage_text[] =
     "  -h        Show this help (also --help).\n"
     "  --        Stop handling options.\n"
     "  -         Execute stdin and stop handling options.\n"
-    "With no script, starts an interactive prompt (like luajit).\n";
+    "With no script, starts an interactive prompt (like luajit); when stdin is\n"
+    "not a terminal, executes it instead.\n";
 
 /* -- Helpers ------------------------------------------------------------ */
 
@@ -345,7 +348,11 @@ int main(int argc, char **argv)
         status = run_chunk_from_file(L, path, argv, argc, script + 1);
         ran_something = 1;
     }
-    if (status == 0 && (want_repl || !ran_something))
+    /* As luajit: with nothing to run, a terminal gets the prompt and any
+    ** other stdin is executed as a script. */
+    if (status == 0 && !want_repl && !ran_something && !isatty(STDIN_FILENO))
+        status = run_chunk_from_file(L, NULL, argv, argc, argc);
+    else if (status == 0 && (want_repl || !ran_something))
         interactive(L);
     fflush(stdout);
     lua_close(L);

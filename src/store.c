@@ -71,7 +71,6 @@ struct Store {
     uint64_t k0, k1; /* hash seed */
 };
 
-
 /* -- Hashing ----------------------------------------------------------- */
 
 #define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -128,7 +127,6 @@ static uint32_t hash_key(const Store *s, const char *key, size_t klen)
     return (uint32_t)(h ^ (h >> 32));
 }
 
-
 static uint64_t mix64(uint64_t x)
 {
     x += 0x9e3779b97f4a7c15ULL;
@@ -136,7 +134,6 @@ static uint64_t mix64(uint64_t x)
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
     return x ^ (x >> 31);
 }
-
 
 /* Fills the seed from the kernel; falls back to the clock and addresses,
 ** which is weaker but never fails. */
@@ -165,7 +162,6 @@ static void seed_hash(Store *s)
     s->k1 = seed[1];
 }
 
-
 /* -- Hash table -------------------------------------------------------- */
 
 static bool resizing(const Store *s)
@@ -173,17 +169,15 @@ static bool resizing(const Store *s)
     return s->t[1].buckets != NULL;
 }
 
-
 static Entry **bucket_of(const Table *t, uint32_t hash)
 {
     return &t->buckets[hash & t->mask];
 }
 
-
 /* Returns the entry for `key` and, in *link, the pointer that points at
 ** it (for replacing or unlinking it), or NULL. */
-static Entry *find(const Store *s, const char *key, size_t klen,
-                   uint32_t hash, Entry ***link)
+static Entry *find(const Store *s, const char *key, size_t klen, uint32_t hash,
+                   Entry ***link)
 {
     for (int i = 0; i < 2; i++) {
         if (s->t[i].buckets == NULL)
@@ -201,7 +195,6 @@ static Entry *find(const Store *s, const char *key, size_t klen,
     return NULL;
 }
 
-
 /* Starts moving entries to a table of `nbuckets` (a power of two). Without
 ** memory for it, nothing changes: chains just get longer. */
 static void start_resize(Store *s, size_t nbuckets)
@@ -214,7 +207,6 @@ static void start_resize(Store *s, size_t nbuckets)
     s->t[1].used = 0;
     s->rehash_pos = 0;
 }
-
 
 /* Moves up to `steps` buckets of t[0] into t[1]. */
 static void rehash_step(Store *s, int steps)
@@ -251,7 +243,6 @@ static void rehash_step(Store *s, int steps)
     }
 }
 
-
 static void maybe_resize(Store *s)
 {
     size_t nbuckets = s->t[0].mask + 1;
@@ -269,7 +260,6 @@ static void maybe_resize(Store *s)
     }
 }
 
-
 static void table_insert(Store *s, Entry *e)
 {
     Table *t = resizing(s) ? &s->t[1] : &s->t[0];
@@ -280,7 +270,6 @@ static void table_insert(Store *s, Entry *e)
     t->used++;
     maybe_resize(s);
 }
-
 
 static void table_remove(Store *s, Entry *e)
 {
@@ -298,7 +287,6 @@ static void table_remove(Store *s, Entry *e)
     }
 }
 
-
 /* -- Entry list -------------------------------------------------------- */
 
 static void lru_unlink(Store *s, Entry *e)
@@ -315,7 +303,6 @@ static void lru_unlink(Store *s, Entry *e)
         s->lru = e->newer;
 }
 
-
 static void lru_push_mru(Store *s, Entry *e)
 {
     e->newer = NULL;
@@ -327,7 +314,6 @@ static void lru_push_mru(Store *s, Entry *e)
     s->mru = e;
 }
 
-
 static void touch(Store *s, Entry *e)
 {
     if (s->mru == e)
@@ -336,7 +322,6 @@ static void touch(Store *s, Entry *e)
     lru_push_mru(s, e);
 }
 
-
 /* -- Entries ----------------------------------------------------------- */
 
 static size_t entry_bytes(const Entry *e)
@@ -344,20 +329,17 @@ static size_t entry_bytes(const Entry *e)
     return STORE_ENTRY_OVERHEAD + e->klen + e->vlen;
 }
 
-
 /* Expired exactly at expires_at_ms, not one millisecond later. */
 static bool is_expired(const Entry *e, uint64_t now_ms)
 {
     return e->expires_at_ms != 0 && now_ms >= e->expires_at_ms;
 }
 
-
 static void note_now(Store *s, uint64_t now_ms)
 {
     if (now_ms > s->now_ms)
         s->now_ms = now_ms;
 }
-
 
 static void remove_entry(Store *s, Entry *e)
 {
@@ -367,7 +349,6 @@ static void remove_entry(Store *s, Entry *e)
     s->memory_bytes -= entry_bytes(e);
     free(e);
 }
-
 
 /* Removes an entry for a reason other than a limit: counted in `expired`
 ** if its time had passed. Returns true when it was live. */
@@ -380,13 +361,11 @@ static bool drop_entry(Store *s, Entry *e, uint64_t now_ms)
     return live;
 }
 
-
 static bool over_limits(const Store *s)
 {
     return (s->max_items != 0 && s->count > s->max_items) ||
            (s->max_bytes != 0 && s->memory_bytes > s->max_bytes);
 }
-
 
 static void evict(Store *s)
 {
@@ -399,7 +378,6 @@ static void evict(Store *s)
         remove_entry(s, e);
     }
 }
-
 
 /* Finds a live entry; an expired one is removed and counted. */
 static Entry *lookup(Store *s, const char *key, size_t klen, uint64_t now_ms)
@@ -415,7 +393,6 @@ static Entry *lookup(Store *s, const char *key, size_t klen, uint64_t now_ms)
     }
     return e;
 }
-
 
 /* -- Public API -------------------------------------------------------- */
 
@@ -436,7 +413,6 @@ Store *store_new(size_t max_items, size_t max_bytes)
     return s;
 }
 
-
 void store_free(Store *s)
 {
     Entry *e;
@@ -454,7 +430,6 @@ void store_free(Store *s)
     free(s);
 }
 
-
 const char *store_get(Store *s, const char *key, size_t klen, uint64_t now_ms,
                       size_t *vlen)
 {
@@ -467,12 +442,10 @@ const char *store_get(Store *s, const char *key, size_t klen, uint64_t now_ms,
     return e->data + e->klen;
 }
 
-
 bool store_exists(Store *s, const char *key, size_t klen, uint64_t now_ms)
 {
     return lookup(s, key, klen, now_ms) != NULL;
 }
-
 
 int store_set(Store *s, const char *key, size_t klen, const char *val,
               size_t vlen, uint64_t expires_at_ms, uint64_t now_ms)
@@ -538,7 +511,6 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
     return CR_OK;
 }
 
-
 bool store_delete(Store *s, const char *key, size_t klen, uint64_t now_ms)
 {
     Entry *e;
@@ -549,9 +521,7 @@ bool store_delete(Store *s, const char *key, size_t klen, uint64_t now_ms)
     return e != NULL && drop_entry(s, e, now_ms);
 }
 
-
-size_t store_clear(Store *s, const char *pattern, size_t plen,
-                   uint64_t now_ms)
+size_t store_clear(Store *s, const char *pattern, size_t plen, uint64_t now_ms)
 {
     size_t removed = 0;
     Entry *e;
@@ -569,7 +539,6 @@ size_t store_clear(Store *s, const char *pattern, size_t plen,
     }
     return removed;
 }
-
 
 /* The cursor walks from the tail toward the head and stops at the head;
 ** the next call starts a new pass at the tail. Entries used or inserted
@@ -595,14 +564,12 @@ size_t store_sweep(Store *s, uint64_t now_ms, size_t budget)
     return removed;
 }
 
-
 void store_set_limits(Store *s, size_t max_items, size_t max_bytes)
 {
     s->max_items = max_items;
     s->max_bytes = max_bytes;
     evict(s);
 }
-
 
 void store_stats(const Store *s, StoreStats *out)
 {
@@ -614,9 +581,7 @@ void store_stats(const Store *s, StoreStats *out)
     out->max_bytes = s->max_bytes;
 }
 
-
-void store_foreach(const Store *s, uint64_t now_ms, store_visit_cb fn,
-                   void *ud)
+void store_foreach(const Store *s, uint64_t now_ms, store_visit_cb fn, void *ud)
 {
     for (const Entry *e = s->mru; e != NULL; e = e->older) {
         if (is_expired(e, now_ms))

@@ -77,8 +77,7 @@ bool store_delete(Store *s, const char *key, size_t klen, uint64_t now_ms);
 ** the number of live entries removed (expired ones are removed too but
 ** counted in `expired`, not in the result). O(n) in the entry count, or
 ** O(1) when the pattern is a literal key. */
-size_t store_clear(Store *s, const char *pattern, size_t plen,
-                   uint64_t now_ms);
+size_t store_clear(Store *s, const char *pattern, size_t plen, uint64_t now_ms);
 
 /* Removes expired entries, examining at most `budget` entries (or buckets)
 ** per call and resuming where the previous call stopped, so a periodic

@@ -18,7 +18,7 @@ local type, error, select, tostring, pairs, getmetatable, pcall =
     type, error, select, tostring, pairs, getmetatable, pcall
 local byte, format, concat, sort = string.byte, string.format, table.concat, table.sort
 local floor, ceil, huge = math.floor, math.ceil, math.huge
-local unpack = unpack or table.unpack
+local unpack = unpack
 local core_get_results, core_set, core_set_results =
     core.get_results, core.set, core.set_results
 

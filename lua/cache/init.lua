@@ -10,8 +10,8 @@
 local core = require "cache.core"
 local config = require "cache.config"
 
-local type, error, select, setmetatable, tostring, pairs =
-    type, error, select, setmetatable, tostring, pairs
+local type, error, setmetatable, tostring, pairs =
+    type, error, setmetatable, tostring, pairs
 local ceil = math.ceil
 local core_get, core_set, core_delete, core_exists =
     core.get, core.set, core.delete, core.exists

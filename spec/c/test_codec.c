@@ -28,7 +28,6 @@ static lua_State *new_state(void)
     return L;
 }
 
-
 /* Runs Lua code and leaves its `nresults` results on the stack. */
 static void push_lua_n(lua_State *L, const char *code, int nresults)
 {
@@ -36,12 +35,10 @@ static void push_lua_n(lua_State *L, const char *code, int nresults)
         TEST_FAIL_("lua error: %s", lua_tostring(L, -1));
 }
 
-
 static void push_lua(lua_State *L, const char *code)
 {
     push_lua_n(L, code, 1);
 }
-
 
 static int encode_cf(lua_State *L)
 {
@@ -51,14 +48,12 @@ static int encode_cf(lua_State *L)
     return 0;
 }
 
-
 static int encode_multi_cf(lua_State *L)
 {
     CodecBuf *b = lua_touserdata(L, 1);
     codec_encode_multi(L, 2, lua_gettop(L) - 1, b);
     return 0;
 }
-
 
 /* Encodes (and pops) the top value under pcall. Returns NULL on success,
 ** or the error message (a string left on the stack). */
@@ -74,14 +69,12 @@ static const char *try_encode(lua_State *L, CodecBuf *b)
     return NULL;
 }
 
-
 static void encode(lua_State *L, CodecBuf *b)
 {
     const char *err = try_encode(L, b);
     if (err != NULL)
         TEST_FAIL_("unexpected encode error: %s", err);
 }
-
 
 /* Encodes the top `n` values as a multi (and pops them). */
 static const char *try_encode_multi(lua_State *L, int n, CodecBuf *b)
@@ -94,7 +87,6 @@ static const char *try_encode_multi(lua_State *L, int n, CodecBuf *b)
         return lua_tostring(L, -1);
     return NULL;
 }
-
 
 static void expect_bytes(lua_State *L, const char *code, const char *bytes,
                          size_t len)
@@ -112,7 +104,6 @@ static void expect_bytes(lua_State *L, const char *code, const char *bytes,
     codec_buf_free(&b);
 }
 
-
 static void expect_encode_error(lua_State *L, const char *code,
                                 const char *message)
 {
@@ -126,16 +117,20 @@ static void expect_encode_error(lua_State *L, const char *code,
     codec_buf_free(&b);
 }
 
-
+/* Decodes a copy of exactly `len` bytes, so AddressSanitizer sees any read
+** past the end. */
 static void expect_corrupt(lua_State *L, const char *data, size_t len)
 {
     int top = lua_gettop(L);
-    ASSERT_EQ_INT(CR_ECORRUPT, codec_decode(L, data, len, 0));
+    char *copy = malloc(len > 0 ? len : 1);
+    ASSERT_NOT_NULL(copy);
+    memcpy(copy, data, len);
+    ASSERT_EQ_INT(CR_ECORRUPT, codec_decode(L, copy, len, 0));
     ASSERT_EQ_INT(top, lua_gettop(L));
-    ASSERT_EQ_INT(CR_ECORRUPT, codec_decode(L, data, len, 1));
+    ASSERT_EQ_INT(CR_ECORRUPT, codec_decode(L, copy, len, 1));
     ASSERT_EQ_INT(top, lua_gettop(L));
+    free(copy);
 }
-
 
 static uint64_t bits_of(double d)
 {
@@ -143,7 +138,6 @@ static uint64_t bits_of(double d)
     memcpy(&u, &d, sizeof(u));
     return u;
 }
-
 
 /* Raw deep equality; numbers compare by bits (any two NaNs are equal:
 ** LuaJIT keeps one canonical NaN). */
@@ -186,7 +180,6 @@ static bool deep_equal(lua_State *L, int a, int b)
     }
 }
 
-
 /* Encodes the top value, decodes it, checks the copy equals it; pops the
 ** original and leaves the copy on the stack. */
 static void round_trip(lua_State *L, CodecBuf *b)
@@ -200,7 +193,6 @@ static void round_trip(lua_State *L, CodecBuf *b)
     lua_remove(L, -2);
 }
 
-
 static void round_trip_lua(lua_State *L, const char *code)
 {
     CodecBuf b = {0};
@@ -209,7 +201,6 @@ static void round_trip_lua(lua_State *L, const char *code)
     lua_pop(L, 1);
     codec_buf_free(&b);
 }
-
 
 /* -- Encoding ---------------------------------------------------------- */
 
@@ -242,7 +233,6 @@ static void test_codec_encodes_small_values_to_expected_bytes(void)
     lua_close(L);
 }
 
-
 static void test_codec_writes_negative_zero_as_a_float(void)
 {
     lua_State *L = new_state();
@@ -250,7 +240,6 @@ static void test_codec_writes_negative_zero_as_a_float(void)
     expect_bytes(L, "return 0", "\x00", 1);
     lua_close(L);
 }
-
 
 static void test_codec_round_trips_integers_exactly(void)
 {
@@ -283,10 +272,9 @@ static void test_codec_round_trips_integers_exactly(void)
     lua_close(L);
 }
 
-
 static void test_codec_round_trips_floats_bit_exactly(void)
 {
-    const double values[] = {0.1,  1e308,     -0.0,    INFINITY, -INFINITY,
+    const double values[] = {0.1, 1e308,    -0.0,     INFINITY,  -INFINITY,
                              1.5, 4.9e-324, -2.5e-10, 1e300 * 10};
     lua_State *L = new_state();
     CodecBuf b = {0};
@@ -304,7 +292,6 @@ static void test_codec_round_trips_floats_bit_exactly(void)
     codec_buf_free(&b);
     lua_close(L);
 }
-
 
 static void test_codec_writes_nan_with_the_bits_lua_holds(void)
 {
@@ -333,7 +320,6 @@ static void test_codec_writes_nan_with_the_bits_lua_holds(void)
     lua_close(L);
 }
 
-
 static void test_codec_round_trips_strings_with_nuls(void)
 {
     lua_State *L = new_state();
@@ -343,7 +329,9 @@ static void test_codec_round_trips_strings_with_nuls(void)
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
     ASSERT_EQ_MEM("a\0b\0", 4, s, len);
-    ASSERT_EQ_MEM("\xa4" "a\0b\0", 5, b.data, b.len);
+    ASSERT_EQ_MEM("\xa4"
+                  "a\0b\0",
+                  5, b.data, b.len);
     lua_pop(L, 1);
     round_trip_lua(L, "return ''");
     round_trip_lua(L, "return ('x'):rep(31)");
@@ -356,7 +344,6 @@ static void test_codec_round_trips_strings_with_nuls(void)
     codec_buf_free(&b);
     lua_close(L);
 }
-
 
 static unsigned char first_byte_of(lua_State *L, const char *s, size_t len)
 {
@@ -372,18 +359,17 @@ static unsigned char first_byte_of(lua_State *L, const char *s, size_t len)
     return c;
 }
 
-
 static void test_codec_writes_valid_utf8_as_str_and_other_bytes_as_bin(void)
 {
     static const char *const valid[] = {
         "hello",
         "caf\xc3\xa9",
-        "\xe2\x82\xac",        /* U+20AC */
-        "\xed\x9f\xbf",        /* U+D7FF, just below the surrogates */
-        "\xee\x80\x80",        /* U+E000, just above them */
-        "\xef\xbf\xbf",        /* U+FFFF */
-        "\xf0\x9f\x98\x80",    /* U+1F600 */
-        "\xf4\x8f\xbf\xbf",    /* U+10FFFF */
+        "\xe2\x82\xac",     /* U+20AC */
+        "\xed\x9f\xbf",     /* U+D7FF, just below the surrogates */
+        "\xee\x80\x80",     /* U+E000, just above them */
+        "\xef\xbf\xbf",     /* U+FFFF */
+        "\xf0\x9f\x98\x80", /* U+1F600 */
+        "\xf4\x8f\xbf\xbf", /* U+10FFFF */
         "0123456789abcdef\xc2\x80",
         NULL};
     static const char *const invalid[] = {
@@ -414,7 +400,6 @@ static void test_codec_writes_valid_utf8_as_str_and_other_bytes_as_bin(void)
     lua_close(L);
 }
 
-
 static void test_codec_round_trips_arrays(void)
 {
     lua_State *L = new_state();
@@ -424,7 +409,6 @@ static void test_codec_round_trips_arrays(void)
                       "return t");
     lua_close(L);
 }
-
 
 static void test_codec_writes_arrays_with_holes_as_maps(void)
 {
@@ -442,7 +426,6 @@ static void test_codec_writes_arrays_with_holes_as_maps(void)
     lua_close(L);
 }
 
-
 static void test_codec_decodes_nil_array_elements_as_holes(void)
 {
     lua_State *L = new_state();
@@ -456,7 +439,6 @@ static void test_codec_decodes_nil_array_elements_as_holes(void)
     lua_close(L);
 }
 
-
 static void test_codec_round_trips_nested_maps(void)
 {
     lua_State *L = new_state();
@@ -466,7 +448,6 @@ static void test_codec_round_trips_nested_maps(void)
                       "return t");
     lua_close(L);
 }
-
 
 static void test_codec_writes_shared_subtables_once_per_reference(void)
 {
@@ -481,7 +462,6 @@ static void test_codec_writes_shared_subtables_once_per_reference(void)
     lua_close(L);
 }
 
-
 static void test_codec_round_trips_mixed_keys(void)
 {
     lua_State *L = new_state();
@@ -489,7 +469,6 @@ static void test_codec_round_trips_mixed_keys(void)
                       "1.5, [1] = 'one', [-0.5] = {}, ['\\0'] = 0}");
     lua_close(L);
 }
-
 
 static void test_codec_ignores_metatables(void)
 {
@@ -502,7 +481,6 @@ static void test_codec_ignores_metatables(void)
     codec_buf_free(&b);
     lua_close(L);
 }
-
 
 static void test_codec_round_trips_multi_with_trailing_nils(void)
 {
@@ -535,7 +513,6 @@ static void test_codec_round_trips_multi_with_trailing_nils(void)
     lua_close(L);
 }
 
-
 static void test_codec_round_trips_a_multi_of_no_values(void)
 {
     lua_State *L = new_state();
@@ -551,7 +528,6 @@ static void test_codec_round_trips_a_multi_of_no_values(void)
     lua_close(L);
 }
 
-
 static void test_codec_writes_large_multis_with_wider_ext_headers(void)
 {
     lua_State *L = new_state();
@@ -565,7 +541,6 @@ static void test_codec_writes_large_multis_with_wider_ext_headers(void)
     codec_buf_free(&b);
     lua_close(L);
 }
-
 
 static void test_codec_reuses_a_buffer_across_encodes(void)
 {
@@ -583,7 +558,6 @@ static void test_codec_reuses_a_buffer_across_encodes(void)
     lua_close(L);
 }
 
-
 /* -- Decoding other writers -------------------------------------------- */
 
 static int sbuf_write(void *data, const char *buf, size_t len)
@@ -598,7 +572,6 @@ static int sbuf_write(void *data, const char *buf, size_t len)
     b->len += len;
     return 0;
 }
-
 
 static void test_codec_decodes_msgpack_from_another_writer(void)
 {
@@ -632,14 +605,13 @@ static void test_codec_decodes_msgpack_from_another_writer(void)
     lua_close(L);
 }
 
-
 static void test_codec_decodes_every_header_width(void)
 {
     lua_State *L = new_state();
     /* array 16 / 32, map 16 / 32, str 32, bin 16 / 32, int 16 / 32, uint 8 */
     ASSERT_EQ_INT(1, codec_decode(L, "\xdc\x00\x01\xd1\xff\xfe", 6, 0));
-    ASSERT_EQ_INT(1, codec_decode(L, "\xdd\x00\x00\x00\x01\xd2\xff\xff\xff\xfd",
-                                  10, 0));
+    ASSERT_EQ_INT(
+        1, codec_decode(L, "\xdd\x00\x00\x00\x01\xd2\xff\xff\xff\xfd", 10, 0));
     ASSERT_EQ_INT(1, codec_decode(L, "\xde\x00\x01\xa1k\xcc\x05", 7, 0));
     ASSERT_EQ_INT(1, codec_decode(L, "\xdf\x00\x00\x00\x01\xa1k\xc3", 8, 0));
     ASSERT_EQ_INT(1, codec_decode(L, "\xdb\x00\x00\x00\x01z", 6, 0));
@@ -657,22 +629,20 @@ static void test_codec_decodes_every_header_width(void)
     lua_close(L);
 }
 
-
 static void test_codec_decodes_64bit_integers_as_numbers(void)
 {
     lua_State *L = new_state();
-    ASSERT_EQ_INT(1, codec_decode(L, "\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
-                                  9, 0));
+    ASSERT_EQ_INT(
+        1, codec_decode(L, "\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9, 0));
     ASSERT_TRUE(lua_tonumber(L, -1) == 18446744073709551616.0);
-    ASSERT_EQ_INT(1, codec_decode(L, "\xd3\xff\xff\xff\xff\xff\xff\xff\xff",
-                                  9, 0));
+    ASSERT_EQ_INT(
+        1, codec_decode(L, "\xd3\xff\xff\xff\xff\xff\xff\xff\xff", 9, 0));
     ASSERT_TRUE(lua_tonumber(L, -1) == -1.0);
-    ASSERT_EQ_INT(1, codec_decode(L, "\xd3\x00\x20\x00\x00\x00\x00\x00\x01",
-                                  9, 0));
+    ASSERT_EQ_INT(
+        1, codec_decode(L, "\xd3\x00\x20\x00\x00\x00\x00\x00\x01", 9, 0));
     ASSERT_TRUE(lua_tonumber(L, -1) == 9007199254740993.0);
     lua_close(L);
 }
-
 
 /* -- Decoder rejections ------------------------------------------------ */
 
@@ -701,13 +671,18 @@ static void test_codec_rejects_every_truncation_of_a_complex_encoding(void)
     lua_close(L);
 }
 
-
 static void test_codec_rejects_trailing_bytes(void)
 {
     lua_State *L = new_state();
     expect_corrupt(L, "\x01\x02", 2);
-    expect_corrupt(L, "\xa1" "ab", 3);
-    expect_corrupt(L, "\xd9\x01" "ab", 4);
+    expect_corrupt(L,
+                   "\xa1"
+                   "ab",
+                   3);
+    expect_corrupt(L,
+                   "\xd9\x01"
+                   "ab",
+                   4);
     expect_corrupt(L, "\x92\x01\x02\xc0", 4);
     expect_corrupt(L, "\xd4\x01\x90\x00", 4);
     expect_corrupt(L, "\xd5\x01\x90\x01", 4); /* payload longer than array */
@@ -715,11 +690,9 @@ static void test_codec_rejects_trailing_bytes(void)
     lua_close(L);
 }
 
-
 typedef struct Alloc {
     size_t largest;
 } Alloc;
-
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -733,7 +706,6 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         a->largest = nsize;
     return realloc(ptr, nsize);
 }
-
 
 static void test_codec_rejects_huge_claimed_lengths_without_allocating(void)
 {
@@ -754,22 +726,20 @@ static void test_codec_rejects_huge_claimed_lengths_without_allocating(void)
     lua_close(L);
 }
 
-
 static void test_codec_rejects_unknown_ext_types(void)
 {
     lua_State *L = new_state();
-    expect_corrupt(L, "\xd4\x02\x90", 3);                 /* type 2 */
-    expect_corrupt(L, "\xd6\xff\x00\x00\x00\x01", 6);     /* timestamp */
-    expect_corrupt(L, "\xc7\x01\x00\x90", 4);             /* type 0 */
-    expect_corrupt(L, "\xc7\x00\x01", 3);                 /* empty payload */
-    expect_corrupt(L, "\xd4\x01\x01", 3);                 /* not an array */
-    expect_corrupt(L, "\x91\xd4\x01\x90", 4);             /* nested multi */
-    expect_corrupt(L, "\xd5\x01\x91\xd4\x01\x90", 6);     /* multi in multi */
-    expect_corrupt(L, "\x81\xa1k\xd4\x01\x90", 6);        /* multi as value */
-    expect_corrupt(L, "\xc1", 1);                         /* never used */
+    expect_corrupt(L, "\xd4\x02\x90", 3);             /* type 2 */
+    expect_corrupt(L, "\xd6\xff\x00\x00\x00\x01", 6); /* timestamp */
+    expect_corrupt(L, "\xc7\x01\x00\x90", 4);         /* type 0 */
+    expect_corrupt(L, "\xc7\x00\x01", 3);             /* empty payload */
+    expect_corrupt(L, "\xd4\x01\x01", 3);             /* not an array */
+    expect_corrupt(L, "\x91\xd4\x01\x90", 4);         /* nested multi */
+    expect_corrupt(L, "\xd5\x01\x91\xd4\x01\x90", 6); /* multi in multi */
+    expect_corrupt(L, "\x81\xa1k\xd4\x01\x90", 6);    /* multi as value */
+    expect_corrupt(L, "\xc1", 1);                     /* never used */
     lua_close(L);
 }
-
 
 static void test_codec_rejects_nesting_deeper_than_the_limit(void)
 {
@@ -796,7 +766,6 @@ static void test_codec_rejects_nesting_deeper_than_the_limit(void)
     lua_close(L);
 }
 
-
 static void test_codec_survives_100000_nested_array_markers(void)
 {
     lua_State *L = new_state();
@@ -810,7 +779,6 @@ static void test_codec_survives_100000_nested_array_markers(void)
     free(bytes);
     lua_close(L);
 }
-
 
 static void test_codec_rejects_nil_nan_array_and_map_keys(void)
 {
@@ -826,7 +794,6 @@ static void test_codec_rejects_nil_nan_array_and_map_keys(void)
                                   0)); /* inf is a fine key */
     lua_close(L);
 }
-
 
 /* -- Encoder errors ---------------------------------------------------- */
 
@@ -860,7 +827,6 @@ static void test_codec_names_the_type_and_path_of_unstorable_values(void)
     lua_close(L);
 }
 
-
 static void test_codec_rejects_lightuserdata_as_userdata(void)
 {
     lua_State *L = new_state();
@@ -873,7 +839,6 @@ static void test_codec_rejects_lightuserdata_as_userdata(void)
     lua_close(L);
 }
 
-
 static void test_codec_rejects_cyclic_tables(void)
 {
     lua_State *L = new_state();
@@ -885,7 +850,6 @@ static void test_codec_rejects_cyclic_tables(void)
                         "cannot cache a cyclic table at value.a.b.c");
     lua_close(L);
 }
-
 
 static void test_codec_rejects_tables_nested_deeper_than_the_limit(void)
 {
@@ -906,7 +870,6 @@ static void test_codec_rejects_tables_nested_deeper_than_the_limit(void)
     lua_close(L);
 }
 
-
 static void test_codec_rejects_keys_that_are_not_scalars(void)
 {
     lua_State *L = new_state();
@@ -916,7 +879,6 @@ static void test_codec_rejects_keys_that_are_not_scalars(void)
                         "cannot cache a function as a key at value");
     lua_close(L);
 }
-
 
 static void test_codec_names_multi_values_result_i(void)
 {
@@ -936,7 +898,6 @@ static void test_codec_names_multi_values_result_i(void)
     lua_close(L);
 }
 
-
 static void test_codec_uses_the_given_root_name(void)
 {
     lua_State *L = new_state();
@@ -950,7 +911,6 @@ static void test_codec_uses_the_given_root_name(void)
     codec_buf_free(&b);
     lua_close(L);
 }
-
 
 static const TestCase cases[] = {
     TEST_CASE(test_codec_encodes_small_values_to_expected_bytes),

@@ -22,7 +22,10 @@ typedef struct GlobCase {
     bool expected;
 } GlobCase;
 
-#define GLOB_CASE(p, s, e) {p, sizeof(p) - 1, s, sizeof(s) - 1, e}
+#define GLOB_CASE(p, s, e)                                                     \
+    {                                                                          \
+        p, sizeof(p) - 1, s, sizeof(s) - 1, e                                  \
+    }
 
 static const GlobCase glob_cases[] = {
     GLOB_CASE("", "", true),
@@ -190,7 +193,6 @@ static const GlobCase glob_cases[] = {
     GLOB_CASE("\\\000", "\000", true),
 };
 
-
 /* -- Helpers ----------------------------------------------------------- */
 
 /* Reference matcher: a direct, recursive model of Redis's algorithm (one
@@ -239,8 +241,8 @@ static bool ref_match(const char *p, size_t pl, const char *s, size_t sl,
                     signed char a = (signed char)p[0];
                     signed char b = (signed char)p[2];
                     signed char c = (signed char)*s;
-                    hit = hit || (a <= b ? (c >= a && c <= b)
-                                         : (c >= b && c <= a));
+                    hit = hit ||
+                          (a <= b ? (c >= a && c <= b) : (c >= b && c <= a));
                     p += 3;
                     pl -= 3;
                 } else {
@@ -281,7 +283,6 @@ static bool ref_match(const char *p, size_t pl, const char *s, size_t sl,
     return pl == 0 && sl == 0;
 }
 
-
 static bool ref_globmatch(const char *p, size_t pl, const char *s, size_t sl)
 {
     bool give_up = false;
@@ -290,12 +291,10 @@ static bool ref_globmatch(const char *p, size_t pl, const char *s, size_t sl)
     return ref_match(p, pl, s, sl, 0, &give_up);
 }
 
-
 static bool match_str(const char *pattern, const char *subject)
 {
     return globmatch(pattern, strlen(pattern), subject, strlen(subject));
 }
-
 
 /* Copies `n` bytes to a heap block of exactly n bytes (never 0), so that
 ** ASan reports any read past the given length. */
@@ -307,7 +306,6 @@ static char *exact_copy(const char *bytes, size_t n)
     return out;
 }
 
-
 static char *repeat(const char *unit, size_t times)
 {
     size_t ulen = strlen(unit);
@@ -318,7 +316,6 @@ static char *repeat(const char *unit, size_t times)
     out[ulen * times] = '\0';
     return out;
 }
-
 
 /* -- Cases ------------------------------------------------------------- */
 
@@ -338,7 +335,6 @@ static void test_globmatch_agrees_with_redis_on_the_case_table(void)
     }
 }
 
-
 static void test_globmatch_agrees_with_recursive_reference_on_the_table(void)
 {
     size_t n = sizeof(glob_cases) / sizeof(glob_cases[0]);
@@ -349,7 +345,6 @@ static void test_globmatch_agrees_with_recursive_reference_on_the_table(void)
             TEST_FAIL_("case %zu: reference disagrees with redis", i);
     }
 }
-
 
 /* Every pattern of up to 4 bytes over a small alphabet against every subject
 ** of up to 3 bytes: the iterative matcher must agree with the recursive
@@ -392,7 +387,6 @@ static void test_globmatch_agrees_with_recursive_reference_exhaustively(void)
     ASSERT_TRUE(checked > 1000000);
 }
 
-
 static void test_globmatch_escaped_star_matches_literal_star(void)
 {
     ASSERT_TRUE(match_str("\\*", "*"));
@@ -401,16 +395,14 @@ static void test_globmatch_escaped_star_matches_literal_star(void)
     ASSERT_FALSE(match_str("a\\*b", "axxb"));
 }
 
-
-static void test_globmatch_lone_star_matches_empty_subject_but_double_does_not(
-    void)
+static void
+test_globmatch_lone_star_matches_empty_subject_but_double_does_not(void)
 {
     ASSERT_TRUE(globmatch("*", 1, "", 0));
     ASSERT_FALSE(globmatch("**", 2, "", 0));
     ASSERT_FALSE(globmatch("?", 1, "", 0));
     ASSERT_TRUE(globmatch("", 0, "", 0));
 }
-
 
 static void test_globmatch_compares_nul_bytes_like_any_other_byte(void)
 {
@@ -421,7 +413,6 @@ static void test_globmatch_compares_nul_bytes_like_any_other_byte(void)
     ASSERT_TRUE(globmatch("[\0-\1]", 5, "\1", 1));
 }
 
-
 static void test_globmatch_ranges_compare_bytes_as_signed_like_redis(void)
 {
     ASSERT_TRUE(match_str("[a-\xff]", "\xff"));
@@ -429,7 +420,6 @@ static void test_globmatch_ranges_compare_bytes_as_signed_like_redis(void)
     ASSERT_FALSE(match_str("[a-\xff]", "\x80"));
     ASSERT_TRUE(match_str("[\x80-\xff]", "\xc3"));
 }
-
 
 static void test_globmatch_pathological_pattern_finishes_fast(void)
 {
@@ -451,11 +441,10 @@ static void test_globmatch_pathological_pattern_finishes_fast(void)
     free(subject);
 }
 
-
 /* Redis stops at 1000 nested '*' runs; the 1001st run may only end the
 ** pattern. Checked against redis-server 7.0. */
-static void test_globmatch_gives_up_after_a_thousand_star_groups_like_redis(
-    void)
+static void
+test_globmatch_gives_up_after_a_thousand_star_groups_like_redis(void)
 {
     char *subject = repeat("a", 1010);
     char *p1000 = repeat("*a", 1000);
@@ -475,7 +464,6 @@ static void test_globmatch_gives_up_after_a_thousand_star_groups_like_redis(
     free(tail1002);
 }
 
-
 static void test_globmatch_is_literal_only_without_special_bytes(void)
 {
     ASSERT_TRUE(globmatch_is_literal("", 0));
@@ -489,7 +477,6 @@ static void test_globmatch_is_literal_only_without_special_bytes(void)
     ASSERT_FALSE(globmatch_is_literal("a\0*", 3));
 }
 
-
 static void test_globmatch_literal_patterns_match_only_themselves(void)
 {
     size_t n = sizeof(glob_cases) / sizeof(glob_cases[0]);
@@ -497,13 +484,12 @@ static void test_globmatch_literal_patterns_match_only_themselves(void)
         const GlobCase *c = &glob_cases[i];
         if (!globmatch_is_literal(c->pattern, c->plen))
             continue;
-        bool same = c->plen == c->slen &&
-                    memcmp(c->pattern, c->subject, c->plen) == 0;
-        ASSERT_EQ_INT(same, globmatch(c->pattern, c->plen, c->subject,
-                                      c->slen));
+        bool same =
+            c->plen == c->slen && memcmp(c->pattern, c->subject, c->plen) == 0;
+        ASSERT_EQ_INT(same,
+                      globmatch(c->pattern, c->plen, c->subject, c->slen));
     }
 }
-
 
 static const TestCase cases[] = {
     TEST_CASE(test_globmatch_agrees_with_redis_on_the_case_table),
@@ -515,8 +501,7 @@ static const TestCase cases[] = {
     TEST_CASE(test_globmatch_compares_nul_bytes_like_any_other_byte),
     TEST_CASE(test_globmatch_ranges_compare_bytes_as_signed_like_redis),
     TEST_CASE(test_globmatch_pathological_pattern_finishes_fast),
-    TEST_CASE(
-        test_globmatch_gives_up_after_a_thousand_star_groups_like_redis),
+    TEST_CASE(test_globmatch_gives_up_after_a_thousand_star_groups_like_redis),
     TEST_CASE(test_globmatch_is_literal_only_without_special_bytes),
     TEST_CASE(test_globmatch_literal_patterns_match_only_themselves),
     {NULL, NULL},

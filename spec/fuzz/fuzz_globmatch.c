@@ -66,8 +66,8 @@ static bool ref_match(const char *p, size_t pl, const char *s, size_t sl,
                     signed char a = (signed char)p[0];
                     signed char b = (signed char)p[2];
                     signed char c = (signed char)*s;
-                    hit = hit || (a <= b ? (c >= a && c <= b)
-                                         : (c >= b && c <= a));
+                    hit = hit ||
+                          (a <= b ? (c >= a && c <= b) : (c >= b && c <= a));
                     p += 3;
                     pl -= 3;
                 } else {
@@ -108,7 +108,6 @@ static bool ref_match(const char *p, size_t pl, const char *s, size_t sl,
     return pl == 0 && sl == 0;
 }
 
-
 static bool ref_globmatch(const char *p, size_t pl, const char *s, size_t sl)
 {
     bool give_up = false;
@@ -116,7 +115,6 @@ static bool ref_globmatch(const char *p, size_t pl, const char *s, size_t sl)
         return true;
     return ref_match(p, pl, s, sl, 0, &give_up);
 }
-
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
