@@ -62,18 +62,16 @@ static bool utf8_valid(const unsigned char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
-        while (len - i >= 8) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (w & UINT64_C(0x8080808080808080))
-                break;
-            i += 8;
-        }
-        if (i == len)
-            break;
         unsigned c = s[i];
         if (c < 0x80) {
             i++;
+            while (len - i >= 8) {
+                uint64_t w;
+                memcpy(&w, s + i, 8);
+                if (w & UINT64_C(0x8080808080808080))
+                    break;
+                i += 8;
+            }
             continue;
         }
         size_t need;
@@ -161,11 +159,11 @@ static void raise_oom(lua_State *L)
 
 /* -- Buffer writes (the packer's callback) ----------------------------- */
 
-static void buf_reserve(Encoder *e, size_t n)
+/* Grows the buffer to take `n` more bytes; raises when it cannot (b still
+** owns its old block then). */
+static void buf_grow(Encoder *e, size_t n)
 {
     CodecBuf *b = e->b;
-    if (n <= b->cap - b->len)
-        return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap - b->len < n) {
         if (cap > SIZE_MAX / 2)
@@ -174,19 +172,25 @@ static void buf_reserve(Encoder *e, size_t n)
     }
     char *data = realloc(b->data, cap);
     if (data == NULL)
-        raise_oom(e->L); /* b still owns the old block */
+        raise_oom(e->L);
     b->data = data;
     b->cap = cap;
+}
+
+static inline void buf_reserve(Encoder *e, size_t n)
+{
+    if (n > e->b->cap - e->b->len)
+        buf_grow(e, n);
 }
 
 static int buf_write(void *data, const char *s, size_t n)
 {
     Encoder *e = data;
-    if (n == 0)
-        return 0;
-    buf_reserve(e, n);
-    memcpy(e->b->data + e->b->len, s, n);
-    e->b->len += n;
+    CodecBuf *b = e->b;
+    if (n > b->cap - b->len)
+        buf_grow(e, n);
+    memcpy(b->data + b->len, s, n); /* n > 0: empty bodies are skipped */
+    b->len += n;
     return 0;
 }
 
@@ -354,10 +358,11 @@ static void encode_string(Encoder *e, int idx)
     const char *s = lua_tolstring(e->L, idx, &len);
     if (utf8_valid((const unsigned char *)s, len)) {
         msgpack_pack_str(&e->pk, len);
-        msgpack_pack_str_body(&e->pk, s, len);
+        if (len > 0)
+            msgpack_pack_str_body(&e->pk, s, len);
     } else {
         msgpack_pack_bin(&e->pk, len);
-        msgpack_pack_bin_body(&e->pk, s, len);
+        msgpack_pack_bin_body(&e->pk, s, len); /* invalid, so len > 0 */
     }
 }
 

@@ -18,9 +18,21 @@ struct Engine {
     Store *store;
     uv_timer_t sweep_timer;
     EngineStats stats;
+    uint64_t coarse_slack_ms; /* how far the coarse clock may lag */
 };
 
 /* -- Helpers ------------------------------------------------------------ */
+
+/* A lower bound of engine_now_ms() for ~5 ns instead of ~27 ns: reads
+** answer from it and use the precise clock only for an entry that expires
+** within coarse_slack_ms of it. */
+static uint64_t coarse_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 
 static void on_sweep(uv_timer_t *t)
 {
@@ -58,6 +70,12 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
     Engine *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return NULL;
+    struct timespec res;
+    /* Twice the tick, so a late tick cannot make a stale read look live. */
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0)
+        e->coarse_slack_ms = 2 * ((uint64_t)res.tv_nsec / 1000000u + 1);
+    else
+        e->coarse_slack_ms = UINT64_MAX / 2; /* always ask the precise clock */
     e->store = store_new(cfg->max_items, cfg->max_bytes);
     if (e->store == NULL) {
         free(e);
@@ -81,7 +99,18 @@ void engine_close(Engine *e)
 
 const char *engine_get(Engine *e, const char *key, size_t klen, size_t *vlen)
 {
-    const char *v = store_get(e->store, key, klen, engine_now_ms(), vlen);
+    uint64_t lower = coarse_now_ms();
+    uint64_t expires_at;
+    const char *v = store_get_expiring(e->store, key, klen, lower, vlen,
+                                       &expires_at);
+    if (v != NULL && expires_at != 0 &&
+        expires_at <= lower + e->coarse_slack_ms) {
+        uint64_t now = engine_now_ms();
+        if (now >= expires_at) { /* expired after all: remove, count it */
+            store_exists(e->store, key, klen, now);
+            v = NULL;
+        }
+    }
     if (v != NULL)
         e->stats.hits++;
     else

@@ -1,8 +1,8 @@
 /*
 ** store.c -- the in-memory fallback store.
 **
-** Each entry is one malloc block: a 44-byte header, then the key bytes, then
-** the value bytes. It sits in a chained hash table (keyed by a SipHash-1-3
+** Each entry is one malloc block: a header (44 bytes on 64-bit), the key,
+** then the value. It sits in a chained hash table (keyed by a SipHash-1-3
 ** of the key with a per-store random seed, so chosen keys cannot pile into
 ** one bucket) and on one doubly-linked list ordered by last use, most
 ** recent at the head; eviction takes the tail. get/set/delete/exists are
@@ -439,6 +439,19 @@ const char *store_get(Store *s, const char *key, size_t klen, uint64_t now_ms,
     touch(s, e);
     if (vlen != NULL)
         *vlen = e->vlen;
+    return e->data + e->klen;
+}
+
+const char *store_get_expiring(Store *s, const char *key, size_t klen,
+                               uint64_t now_ms, size_t *vlen,
+                               uint64_t *expires_at_ms)
+{
+    Entry *e = lookup(s, key, klen, now_ms);
+    if (e == NULL)
+        return NULL;
+    touch(s, e);
+    *vlen = e->vlen;
+    *expires_at_ms = e->expires_at_ms;
     return e->data + e->klen;
 }
 

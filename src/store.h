@@ -55,6 +55,13 @@ void store_free(Store *s);
 const char *store_get(Store *s, const char *key, size_t klen, uint64_t now_ms,
                       size_t *vlen);
 
+/* Like store_get, and also stores the entry's absolute expiry (0 = never)
+** in *expires_at_ms, so a caller that passed a lower bound of the time can
+** re-check an entry close to expiry against a precise clock. */
+const char *store_get_expiring(Store *s, const char *key, size_t klen,
+                               uint64_t now_ms, size_t *vlen,
+                               uint64_t *expires_at_ms);
+
 /* Like store_get, but does not change the LRU order (Redis EXISTS). */
 bool store_exists(Store *s, const char *key, size_t klen, uint64_t now_ms);
 
