@@ -18,10 +18,22 @@ function(add_c_test concept)
             set_tests_properties(c.${concept}.${name} PROPERTIES LABELS c)
         endforeach()
     endforeach()
+    # The whole binary once more under valgrind (not with sanitizers: they
+    # cannot share a process with it).
+    if(VALGRIND AND NOT CACHERT_SANITIZE)
+        add_test(NAME valgrind.${concept}
+                 COMMAND ${VALGRIND} --quiet --error-exitcode=99
+                         --leak-check=full --errors-for-leak-kinds=definite
+                         $<TARGET_FILE:test_${concept}>)
+        set_tests_properties(valgrind.${concept} PROPERTIES LABELS valgrind)
+    endif()
 endfunction()
+
+find_program(VALGRIND valgrind)
 
 add_c_test(globmatch LIBS cachert_core)
 add_c_test(store LIBS cachert_core)
+add_c_test(engine LIBS cachert_engine)
 add_c_test(codec src/codec.c LIBS cachert_core PkgConfig::LUAJIT PkgConfig::MSGPACK)
 target_include_directories(test_codec SYSTEM PRIVATE ${LUAJIT_INCLUDE_DIRS})
 

@@ -852,3 +852,30 @@ int codec_decode(lua_State *L, const char *data, size_t len, int unpack_multi)
     }
     return pushed;
 }
+
+/* -- Scalars without Lua ---------------------------------------------- */
+
+size_t codec_string_header(const char *s, size_t len, unsigned char *out)
+{
+    bool text = utf8_valid((const unsigned char *)s, len);
+    if (text && len < 32) {
+        out[0] = (unsigned char)(0xa0 | len);
+        return 1;
+    }
+    unsigned base = text ? 0xd9 : 0xc4; /* str8/16/32 or bin8/16/32 */
+    if (len < 0x100) {
+        out[0] = (unsigned char)base;
+        out[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len < 0x10000) {
+        out[0] = (unsigned char)(base + 1);
+        out[1] = (unsigned char)(len >> 8);
+        out[2] = (unsigned char)len;
+        return 3;
+    }
+    out[0] = (unsigned char)(base + 2);
+    for (int i = 0; i < 4; i++)
+        out[1 + i] = (unsigned char)(len >> (24 - 8 * i));
+    return 5;
+}

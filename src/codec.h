@@ -83,4 +83,10 @@ int codec_decode(lua_State *L, const char *data, size_t len,
 ** - Decoded integers (any width, int64/uint64 included) and float32 become
 **   lua_Number; map entries whose value is nil are skipped. */
 
+/* Writes the MessagePack header of the string `s` (`len` bytes, which must
+** be < 2^32) to `out` (room for 5 bytes): a str when `s` is valid UTF-8,
+** else a bin. Returns the header's length; the body is `s` itself. Lets a
+** caller store a string without a lua_State. */
+size_t codec_string_header(const char *s, size_t len, unsigned char *out);
+
 #endif

@@ -292,6 +292,14 @@ static int core_encode(lua_State *L)
 }
 
 
+/* core.strerror(code) -> message of a CR_* status code */
+static int core_strerror(lua_State *L)
+{
+    lua_pushstring(L, cr_strerror((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+
 /* core.decode(bytes) -> value, true | nil, false */
 static int core_decode(lua_State *L)
 {
@@ -321,9 +329,32 @@ static int direct_get(Engine *e, const char *key, size_t klen,
 }
 
 
+/* Stores the string `str` as its MessagePack encoding: header and body are
+** assembled on the stack for short strings, in a temporary block above. */
+static int direct_set_string(Engine *e, const char *key, size_t klen,
+                             const char *str, size_t slen, double ttl_ms)
+{
+    unsigned char small[512];
+    if (slen > UINT32_MAX)
+        return CR_ETOOBIG;
+    size_t total = slen + 5;
+    unsigned char *buf = total <= sizeof(small) ? small : malloc(total);
+    if (buf == NULL)
+        return CR_ENOMEM;
+    size_t hlen = codec_string_header(str, slen, buf);
+    memcpy(buf + hlen, str, slen);
+    int rc = engine_set(e, key, klen, (const char *)buf, hlen + slen,
+                        (uint64_t)ttl_ms);
+    if (buf != small)
+        free(buf);
+    return rc;
+}
+
+
 static const CacheDirectApi direct_api = {
     .get = direct_get,
     .corrupt = engine_get_corrupt,
+    .set_string = direct_set_string,
 };
 
 
@@ -421,6 +452,7 @@ static const luaL_Reg core_funcs[] = {
     {"stats", core_stats},
     {"encode", core_encode},
     {"decode", core_decode},
+    {"strerror", core_strerror},
     {"decode_results", core_decode_results},
     {"direct_api", core_direct_api},
     {"engine_ptr", core_engine_ptr},

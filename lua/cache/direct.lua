@@ -20,11 +20,14 @@ typedef struct cachert_direct_api {
     int (*get)(void *e, const char *key, size_t klen, const char **val,
                size_t *vlen);
     void (*corrupt)(void *e, const char *key, size_t klen);
+    int (*set_string)(void *e, const char *key, size_t klen, const char *str,
+                      size_t slen, double ttl_ms);
 } cachert_direct_api;
 ]]
 
 local api = ffi_cast("const cachert_direct_api *", core.direct_api())
-local api_get, api_corrupt = api.get, api.corrupt
+local api_get, api_corrupt, api_set_string = api.get, api.corrupt, api.set_string
+local strerror = core.strerror
 local vbuf = ffi.new("const char *[1]")
 local lbuf = ffi.new("size_t[1]")
 
@@ -82,5 +85,12 @@ local function lookup(e, key, results)
 end
 
 _M.lookup = lookup
+
+--- Stores a string value; returns true, or false and the reason.
+function _M.set_string(e, key, str, ttl_ms)
+    local rc = api_set_string(e, key, #key, str, #str, ttl_ms)
+    if rc == 0 then return true end
+    return false, strerror(rc)
+end
 
 return _M
