@@ -98,7 +98,9 @@ int evloop_timer(EvLoop *s, uint64_t ms, int64_t id)
         s->timers->prev = t;
     s->timers = t;
     uv_update_time(&s->loop); /* the loop's clock may be stale */
-    uv_timer_start(&t->handle, on_timer, ms, 0);
+    /* +1: the loop's clock counts whole milliseconds, so a timer started
+    ** part-way through one would otherwise fire up to 1 ms early. */
+    uv_timer_start(&t->handle, on_timer, ms + 1, 0);
     s->ntimers++;
     return CR_OK;
 }

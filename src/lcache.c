@@ -197,6 +197,23 @@ static int core_set_results(lua_State *L)
 }
 
 
+/* core.set_raw(m, key, bytes, ttl_ms) -> true | false, err
+** Stores bytes made by core.encode / core.encode_results. */
+static int core_set_raw(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    size_t klen, vlen;
+    const char *key = luaL_checklstring(L, 2, &klen);
+    const char *val = luaL_checklstring(L, 3, &vlen);
+    uint64_t ttl_ms = check_ttl_ms(L, 4);
+    int rc = engine_set(m->engine, key, klen, val, vlen, ttl_ms);
+    if (rc != CR_OK)
+        return push_failure(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+
 /* core.delete(m, key) -> boolean */
 static int core_delete(lua_State *L)
 {
@@ -296,6 +313,21 @@ static int core_encode(lua_State *L)
 static int core_strerror(lua_State *L)
 {
     lua_pushstring(L, cr_strerror((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+
+/* core.encode_results(...) -> bytes: one value as itself, any other count
+** as a multi value (what `cached` stores). */
+static int core_encode_results(lua_State *L)
+{
+    int n = lua_gettop(L);
+    CodecBuf *b = &runtime_of(L)->scratch;
+    if (n == 1)
+        codec_encode(L, 1, b, "result[1]");
+    else
+        codec_encode_multi(L, 1, n, b);
+    lua_pushlstring(L, b->data, b->len);
     return 1;
 }
 
@@ -451,6 +483,8 @@ static const luaL_Reg core_funcs[] = {
     {"set_limits", core_set_limits},
     {"stats", core_stats},
     {"encode", core_encode},
+    {"encode_results", core_encode_results},
+    {"set_raw", core_set_raw},
     {"decode", core_decode},
     {"strerror", core_strerror},
     {"decode_results", core_decode_results},

@@ -197,7 +197,6 @@ static int incomplete(lua_State *L, int status)
 static int read_statement(lua_State *L)
 {
     char line[4096];
-    luaL_Buffer b;
     fputs(PROMPT, stdout);
     fflush(stdout);
     if (fgets(line, sizeof(line), stdin) == NULL)
@@ -211,8 +210,10 @@ static int read_statement(lua_State *L)
     for (;;) {
         size_t len;
         const char *code = lua_tolstring(L, -1, &len);
-        /* An expression is printed: try it as `return <line>` first. */
-        lua_pushfstring(L, "return %s", code);
+        /* An expression is printed: try it as a return first. select()
+        ** keeps every value, and keeps a call out of tail position so an
+        ** error names the line ("stdin:1:"), as luajit does. */
+        lua_pushfstring(L, "return select(1, %s\n)", code);
         if (luaL_loadbuffer(L, lua_tostring(L, -1), lua_objlen(L, -1),
                             "=stdin") == 0) {
             lua_remove(L, -2);
@@ -237,12 +238,8 @@ static int read_statement(lua_State *L)
             lua_pop(L, 1);
             return -1;
         }
-        luaL_buffinit(L, &b);
-        lua_pushvalue(L, -2);
-        luaL_addvalue(&b);
-        luaL_addstring(&b, line);
-        luaL_pushresult(&b);
-        lua_remove(L, -2);
+        lua_pushstring(L, line);
+        lua_concat(L, 2);
     }
 }
 

@@ -18,9 +18,11 @@ local type, error, select, tostring, pairs, getmetatable, pcall =
     type, error, select, tostring, pairs, getmetatable, pcall
 local byte, format, concat, sort = string.byte, string.format, table.concat, table.sort
 local floor, ceil, huge = math.floor, math.ceil, math.huge
+local MIN_NORMAL = 2.2250738585072014e-308
 local unpack = unpack
-local core_get_results, core_set, core_set_results =
-    core.get_results, core.set, core.set_results
+local core_set_raw, core_encode_results, core_decode_results =
+    core.set_raw, core.encode_results, core.decode_results
+local lookup = require("cache.direct").lookup
 
 local _M = {}
 
@@ -57,7 +59,10 @@ local function format_number(x)
     if x ~= x then
         return "nan"
     end
-    for precision = 15, 16 do
+    -- For a normal number %.15g already gives any shorter form that reads
+    -- back; a subnormal has fewer significant digits (5e-324).
+    local from = (x > -MIN_NORMAL and x < MIN_NORMAL) and 1 or 15
+    for precision = from, 16 do
         local s = format("%." .. precision .. "g", x)
         if tonumber(s) == x then
             return s
@@ -163,19 +168,26 @@ local function derive_prefix(fn)
     if info.what == "C" then
         error("a prefix is required to cache a C function", 3)
     end
-    return info.short_src .. ":" .. info.linedefined
+    -- The whole source name: short_src cuts long paths, which could collide.
+    return info.source:gsub("^[@=]", "") .. ":" .. info.linedefined
 end
 
 -- Options -------------------------------------------------------------------
 
+-- Seconds -> milliseconds, checked as the manager checks a TTL (init.lua):
+-- longer finite TTLs are cut to the longest one cache.core accepts.
+local MAX_TTL_MS = 9e15 - 1
+
 local function check_ttl_option(ttl)
     if ttl == nil then return nil end
-    if type(ttl) ~= "number" or ttl ~= ttl then
-        error("ttl must be a number, got " .. type(ttl), 4)
+    if type(ttl) ~= "number" then
+        error("ttl must be a number, got " .. type(ttl), 3)
     end
-    if ttl < 0 then error("ttl must be >= 0", 4) end
-    if ttl == huge then error("ttl must be finite (use 0 for no expiry)", 4) end
-    return ceil(ttl * 1000)
+    if ttl ~= ttl then error("ttl must be a number, got nan", 3) end
+    if ttl < 0 then error("ttl must be >= 0", 3) end
+    if ttl == huge then error("ttl must be finite (use 0 for no expiry)", 3) end
+    local ms = ceil(ttl * 1000)
+    return ms < MAX_TTL_MS and ms or MAX_TTL_MS
 end
 
 local CACHED_OPTIONS = { ttl = true, prefix = true, cache = true, key = true }
@@ -206,12 +218,9 @@ end
 
 -- cached --------------------------------------------------------------------
 
-local function return_hit(found, ...)
-    if found then return true, ... end
-    return false
-end
-
--- The miss path: run fn once per key, even for concurrent callers.
+-- The miss path: run fn once per key, even for concurrent callers. The
+-- results are encoded once; waiters decode their own copy of those bytes
+-- (tables are fresh copies, and a waiter's call counts one miss, no hit).
 local function call_and_store(w, m, key, args)
     local flight = m.inflight[key]
     local me = sched.current()
@@ -221,36 +230,24 @@ local function call_and_store(w, m, key, args)
         if not ok then
             error(res, 0)
         end
-        -- A fresh copy from the store when it is there (tables are copies).
-        local r = pack(return_hit(core_get_results(m.engine, key)))
-        if r[1] then
-            return unpack(r, 2, r.n)
-        end
-        return unpack(res, 1, res.n)
+        return select(2, core_decode_results(res))
     end
     flight = { leader = me, waiters = {} }
     m.inflight[key] = flight
     local res = pack(pcall(w.fn, unpack(args, 1, args.n)))
-    if res[1] then
-        local ttl_ms = w.ttl_ms or m.default_ttl_ms
-        local ok, err
-        if res.n == 2 then
-            ok, err = pcall(core_set, m.engine, key, res[2], ttl_ms)
-        else
-            ok, err = pcall(core_set_results, m.engine, key, ttl_ms,
-                            unpack(res, 2, res.n))
-        end
-        if not ok then
-            res = { false, err, n = 2 }   -- unstorable result: raise it
+    local ok, blob = res[1], res[2]
+    if ok then
+        ok, blob = pcall(core_encode_results, unpack(res, 2, res.n))
+        if ok then
+            core_set_raw(m.engine, key, blob, w.ttl_ms or m.default_ttl_ms)
         end
     end
     m.inflight[key] = nil
-    local results = res[1] and { n = res.n - 1, unpack(res, 2, res.n) } or res[2]
     for i = 1, #flight.waiters do
-        sched.wake(flight.waiters[i], res[1], results)
+        sched.wake(flight.waiters[i], ok, blob)
     end
-    if not res[1] then
-        error(res[2], 0)
+    if not ok then
+        error(blob, 0)   -- fn's error, or why its results cannot be stored
     end
     return unpack(res, 2, res.n)
 end
@@ -294,15 +291,13 @@ function _M.cached(ttl, prefix, manager)
                 if key then
                     local ns = m.namespace
                     if ns ~= "" then key = ns .. key end
-                    return finish_one(w, m, key, a,
-                                      core_get_results(m.engine, key))
+                    return finish_one(w, m, key, a, lookup(m.eptr, key, true))
                 end
             end
             key = key or p .. ":" .. encode_args(select("#", ...), ...)
             local ns = m.namespace
             if ns ~= "" then key = ns .. key end
-            return finish_many(w, m, key, pack(...),
-                               core_get_results(m.engine, key))
+            return finish_many(w, m, key, pack(...), lookup(m.eptr, key, true))
         end
     end
 end

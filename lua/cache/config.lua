@@ -6,7 +6,8 @@
 -- a bad REDIS_PORT cannot break a script that never connects. Every error
 -- names the setting and where its value came from.
 
-local tonumber, tostring, type, error, pairs = tonumber, tostring, type, error, pairs
+local tonumber, tostring, type, error, pairs, ipairs, setmetatable =
+    tonumber, tostring, type, error, pairs, ipairs, setmetatable
 local floor, huge = math.floor, math.huge
 
 local _M = {}
@@ -30,10 +31,21 @@ _M.DEFAULTS = {
 
 -- .env ----------------------------------------------------------------------
 
+-- Escapes inside double quotes; any other \x is kept as it is.
+local DQ_ESCAPES = { n = "\n", ['"'] = '"', ["\\"] = "\\" }
+
 local function unquote(raw, where)
     local q = raw:sub(1, 1)
     if q == '"' or q == "'" then
         local close = raw:find(q, 2, true)
+        if q == '"' then
+            -- a backslash escapes the next character, \" included
+            local i = 2
+            repeat
+                close = raw:find('[\\"]', i)
+                i = close and close + 2
+            until not close or raw:sub(close, close) == '"'
+        end
         if not close then
             error(where .. ": unterminated quote", 0)
         end
@@ -43,7 +55,7 @@ local function unquote(raw, where)
         end
         local v = raw:sub(2, close - 1)
         if q == '"' then
-            v = v:gsub("\\n", "\n"):gsub('\\"', '"')
+            v = v:gsub("\\(.)", DQ_ESCAPES)
         end
         return v
     end
@@ -90,6 +102,9 @@ end
 local function fail(name, src, msg, value)
     local what = src.kind == "option" and ("option " .. name)
         or ENV[name] or name
+    if src.in_url then
+        what = name .. " in " .. (src.kind == "option" and "option url" or ENV.url)
+    end
     local from = src.kind == "option" and ""
         or (" (from " .. src.kind .. ")")
     error(("%s must be %s, got %s%s"):format(what, msg,
@@ -209,6 +224,11 @@ function _M.resolve(opts, getenv, dotenv_path)
     return cfg
 end
 
+-- "%40" -> "@": user and password in a URL are percent-encoded.
+local function unescape(s)
+    return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
 local function parse_url(url, src)
     local rest = url:match("^redis://(.*)$")
     if not rest then
@@ -219,10 +239,10 @@ local function parse_url(url, src)
     if auth then
         local user, pass = auth:match("^([^:]*):(.*)$")
         if user then
-            out.username = user ~= "" and user or nil
-            out.password = pass
+            out.username = user ~= "" and unescape(user) or nil
+            out.password = unescape(pass)
         else
-            out.password = auth
+            out.password = unescape(auth)
         end
     else
         hostpart = rest
@@ -247,16 +267,23 @@ function _M.redis(cfg)
                             "pool_size", "timeout" } do
         r[name] = values[name]
     end
+    local srcs = setmetatable({}, { __index = sources })
     if values.url ~= nil then
+        -- The URL overrides the five settings it can carry: a part it
+        -- leaves out takes the default, never REDIS_HOST and the like.
         local src = sources.url
         str("url", src, values.url)
-        for k, v in pairs(parse_url(values.url, src)) do
-            r[k] = v
-            sources[k] = src
+        local parts = parse_url(values.url, src)
+        local in_url = { kind = src.kind, in_url = true }
+        for _, name in ipairs { "host", "port", "db", "username", "password" } do
+            r[name], srcs[name] = parts[name], in_url
+            if r[name] == nil then
+                r[name], srcs[name] = _M.DEFAULTS[name], { kind = "default" }
+            end
         end
     end
     for name, v in pairs(r) do
-        if v ~= nil then r[name] = CHECK[name](name, sources[name], v) end
+        if v ~= nil then r[name] = CHECK[name](name, srcs[name], v) end
     end
     return r
 end

@@ -9,12 +9,13 @@
 
 local core = require "cache.core"
 local config = require "cache.config"
+local direct = require "cache.direct"
 
 local type, error, setmetatable, tostring, pairs =
     type, error, setmetatable, tostring, pairs
 local ceil = math.ceil
-local core_get, core_set, core_delete, core_exists =
-    core.get, core.set, core.delete, core.exists
+local core_set, core_delete, core_exists = core.set, core.delete, core.exists
+local lookup, set_string = direct.lookup, direct.set_string
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -54,14 +55,21 @@ local function check_key(self, key)
     error("key must be a string or a number, got " .. tk, 3)
 end
 
+-- The longest TTL cache.core accepts (~285,000 years); longer finite TTLs
+-- are cut to it.
+local MAX_TTL_MS = 9e15 - 1
+
 -- Seconds (nil = the manager's default) -> milliseconds; any positive TTL
 -- lasts at least 1 ms, 0 means no expiry.
 local function check_ttl(self, ttl)
     if ttl == nil then
         return self.default_ttl_ms
     end
-    if type(ttl) ~= "number" or ttl ~= ttl then
+    if type(ttl) ~= "number" then
         error("ttl must be a number, got " .. type(ttl), 3)
+    end
+    if ttl ~= ttl then
+        error("ttl must be a number, got nan", 3)
     end
     if ttl < 0 then
         error("ttl must be >= 0", 3)
@@ -69,28 +77,38 @@ local function check_ttl(self, ttl)
     if ttl == math.huge then
         error("ttl must be finite (use 0 for no expiry)", 3)
     end
-    return ceil(ttl * 1000)
+    local ms = ceil(ttl * 1000)
+    return ms < MAX_TTL_MS and ms or MAX_TTL_MS
 end
 _M._check_ttl = check_ttl
 
 -- Managers ------------------------------------------------------------------
 
---- Creates a manager with its own memory store (and, later, Redis pool).
--- Options (all optional): host, port, db, username, password, url,
--- pool_size, timeout, default_ttl, namespace, max_items, max_memory, codec.
-function _M.new(opts)
+-- cache.new and cache.with: `level` is the error level of the line to
+-- blame for bad options.
+local function new_manager(opts, level)
     local ok, cfg = pcall(config.resolve, opts)
     if not ok then
-        error(cfg, 2)
+        error(cfg, level)
     end
     local self = setmetatable({
         cfg = cfg,
         namespace = cfg.namespace,
-        default_ttl_ms = ceil(cfg.default_ttl * 1000),
+        default_ttl_ms = math.min(ceil(cfg.default_ttl * 1000), MAX_TTL_MS),
         engine = core.new(cfg.max_items, cfg.max_memory),
+        eptr = false,           -- the engine as FFI cdata (cache.direct)
         backend = "memory",
         inflight = {},          -- single flight: key -> waiting tasks
     }, mt)
+    self.eptr = direct.engine(self.engine)
+    return self
+end
+
+--- Creates a manager with its own memory store (and, later, Redis pool).
+-- Options (all optional): host, port, db, username, password, url,
+-- pool_size, timeout, default_ttl, namespace, max_items, max_memory, codec.
+function _M.new(opts)
+    local self = new_manager(opts, 3)
     return self
 end
 
@@ -114,15 +132,25 @@ function methods:disconnect()
     return true
 end
 
+local function found_or_default(default, found, value)
+    if found then
+        return value, true
+    end
+    return default, false
+end
+
 --- value, found = c:get(key, default?)
 function methods:get(key, default)
     local k = check_key(self, key)
-    return core_get(self.engine, k, default)
+    return found_or_default(default, lookup(self.eptr, k, false))
 end
 
 --- true | false, err = c:set(key, value, ttl?)
 function methods:set(key, value, ttl)
     local k = check_key(self, key)
+    if type(value) == "string" then
+        return set_string(self.eptr, k, value, check_ttl(self, ttl))
+    end
     return core_set(self.engine, k, value, check_ttl(self, ttl))
 end
 
@@ -162,9 +190,9 @@ function methods:mget(keys)
         full[i] = check_key(self, keys[i])
     end
     local out = { n = n }
-    local engine = self.engine
+    local e = self.eptr
     for i = 1, n do
-        out[i] = core_get(engine, full[i])
+        out[i] = found_or_default(nil, lookup(e, full[i], false))
     end
     return out
 end
@@ -242,6 +270,7 @@ for _, name in ipairs { "connect", "disconnect", "get", "set", "delete",
         return method(default or default_manager(), ...)
     end
 end
+_M.get_stats = _M.stats
 
 function _M.cached(ttl, prefix)
     return cached.cached(ttl, prefix, nil)
@@ -264,7 +293,7 @@ function _M.with(fn, opts)
     elseif opts == nil then
         c = default_manager()
     elseif type(opts) == "table" then
-        c = _M.new(opts)
+        c = new_manager(opts, 3)
     else
         error("options must be a table or a manager", 2)
     end

@@ -1,0 +1,537 @@
+-- config_spec.lua -- settings: explicit option > environment variable >
+-- .env file > default; .env parsing; REDIS_URL; clear errors for malformed
+-- values, naming the variable and where its value came from.
+
+local helpers = require "helpers"
+local config = require "cache.config"
+local cache = require "cache"
+
+-- A getenv that sees only `vars`.
+local function env(vars)
+    return function(name) return vars[name] end
+end
+
+local NO_ENV = env {}
+local NO_FILE = "/nonexistent/cachert/.env"
+
+-- Writes `text` to a fresh temp file and returns its path.
+local tmpfiles = {}
+local function dotenv(text)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+    tmpfiles[#tmpfiles + 1] = path
+    return path
+end
+
+local function remove_tmpfiles()
+    for i = #tmpfiles, 1, -1 do
+        os.remove(tmpfiles[i])
+        tmpfiles[i] = nil
+    end
+end
+
+-- Runs fn with os.getenv replaced by a lookup in `vars` (cache.new reads the
+-- environment through os.getenv at call time); restores it also on error.
+local function with_env(vars, fn)
+    local real = os.getenv
+    os.getenv = env(vars)           -- luacheck: ignore 122
+    local ok, err = pcall(fn)
+    os.getenv = real                -- luacheck: ignore 122
+    if not ok then error(err, 0) end
+end
+
+-- The message a call raised, or nil. Config errors carry no position.
+local function error_of(fn, ...)
+    local ok, err = pcall(fn, ...)
+    if ok then return nil end
+    return err
+end
+
+describe("config.resolve", function()
+    after_each(remove_tmpfiles)
+
+    describe("precedence", function()
+        it("takes an explicit option over the environment", function()
+            local cfg = config.resolve({ default_ttl = 10 },
+                                       env { CACHE_DEFAULT_TTL = "20" },
+                                       dotenv "CACHE_DEFAULT_TTL=30\n")
+            assert.are.equal(10, cfg.default_ttl)
+        end)
+
+        it("takes the environment over .env", function()
+            local cfg = config.resolve(nil, env { CACHE_DEFAULT_TTL = "20" },
+                                       dotenv "CACHE_DEFAULT_TTL=30\n")
+            assert.are.equal(20, cfg.default_ttl)
+        end)
+
+        it("takes .env over the default", function()
+            local cfg = config.resolve(nil, NO_ENV, dotenv "CACHE_DEFAULT_TTL=30\n")
+            assert.are.equal(30, cfg.default_ttl)
+        end)
+
+        it("falls back to the default", function()
+            local cfg = config.resolve(nil, NO_ENV, NO_FILE)
+            assert.are.equal(300, cfg.default_ttl)
+        end)
+
+        it("records where each value came from", function()
+            local path = dotenv "CACHE_MAX_ITEMS=5\n"
+            local cfg = config.resolve({ default_ttl = 1 }, env { CACHE_NAMESPACE = "n:" }, path)
+            local s = cfg.sources
+            assert.are.same({ "option", "environment", path, "default" },
+                            { s.default_ttl.kind, s.namespace.kind, s.max_items.kind,
+                              s.max_memory.kind })
+        end)
+
+        it("applies to the Redis settings", function()
+            local cfg = config.resolve({ host = "opt" }, env { REDIS_PORT = "7000" },
+                                       dotenv "REDIS_DB=3\nREDIS_HOST=file\n")
+            local r = config.redis(cfg)
+            assert.are.same({ "opt", 7000, 3, 10, 20 },
+                            { r.host, r.port, r.db, r.pool_size, r.timeout })
+        end)
+
+        it("uses the documented defaults", function()
+            local cfg = config.resolve(nil, NO_ENV, NO_FILE)
+            local r = config.redis(cfg)
+            assert.are.same({ "localhost", 6379, 0, 10, 20, "", "msgpack" },
+                            { r.host, r.port, r.db, r.pool_size, r.timeout,
+                              cfg.namespace, cfg.codec })
+        end)
+
+        it("treats an empty value in .env as unset", function()
+            local cfg = config.resolve(nil, NO_ENV, dotenv "REDIS_PASSWORD=\n")
+            assert.is_nil(config.redis(cfg).password)
+        end)
+
+        it("does not raise when the .env file does not exist", function()
+            assert.are.equal(300, config.resolve(nil, NO_ENV, NO_FILE).default_ttl)
+        end)
+    end)
+
+    describe("options", function()
+        it("raises for an unknown option", function()
+            assert.are.equal("unknown option 'colour'",
+                             error_of(config.resolve, { colour = 1 }, NO_ENV, NO_FILE))
+        end)
+
+        it("raises when the options are not a table", function()
+            assert.are.equal("options must be a table",
+                             error_of(config.resolve, 5, NO_ENV, NO_FILE))
+        end)
+
+        it("raises for a negative default_ttl option", function()
+            assert.are.equal("option default_ttl must be a number of seconds >= 0, got -1",
+                             error_of(config.resolve, { default_ttl = -1 }, NO_ENV, NO_FILE))
+        end)
+
+        it("raises for a non-string namespace option", function()
+            assert.are.equal("option namespace must be a string, got 5",
+                             error_of(config.resolve, { namespace = 5 }, NO_ENV, NO_FILE))
+        end)
+    end)
+
+    describe("memory-store settings", function()
+        it("raises for a malformed CACHE_DEFAULT_TTL naming the environment", function()
+            assert.are.equal(
+                "CACHE_DEFAULT_TTL must be a number of seconds >= 0, got 'abc' (from environment)",
+                error_of(config.resolve, nil, env { CACHE_DEFAULT_TTL = "abc" }, NO_FILE))
+        end)
+
+        it("raises for a malformed CACHE_MAX_ITEMS naming the .env file", function()
+            local path = dotenv "CACHE_MAX_ITEMS=-1\n"
+            assert.are.equal(
+                "CACHE_MAX_ITEMS must be an integer >= 0, got '-1' (from " .. path .. ")",
+                error_of(config.resolve, nil, NO_ENV, path))
+        end)
+
+        it("raises for a CACHE_MAX_MEMORY without a known unit", function()
+            assert.are.equal(
+                "CACHE_MAX_MEMORY must be a byte size such as 1048576 or '256mb', "
+                .. "got '2tb' (from environment)",
+                error_of(config.resolve, nil, env { CACHE_MAX_MEMORY = "2tb" }, NO_FILE))
+        end)
+
+        it("raises for an unknown CACHE_CODEC", function()
+            assert.are.equal("CACHE_CODEC must be 'msgpack', got 'json' (from environment)",
+                             error_of(config.resolve, nil, env { CACHE_CODEC = "json" }, NO_FILE))
+        end)
+
+        it("reads CACHE_MAX_MEMORY=256mb as 256 MiB", function()
+            local cfg = config.resolve(nil, NO_ENV, dotenv "CACHE_MAX_MEMORY=256mb\n")
+            assert.are.equal(256 * 1024 * 1024, cfg.max_memory)
+        end)
+
+        it("accepts a fractional CACHE_DEFAULT_TTL", function()
+            local cfg = config.resolve(nil, env { CACHE_DEFAULT_TTL = "0.25" }, NO_FILE)
+            assert.are.equal(0.25, cfg.default_ttl)
+        end)
+
+        it("does not check Redis settings", function()
+            local cfg = config.resolve(nil, env { REDIS_PORT = "abc" }, NO_FILE)
+            assert.are.equal(300, cfg.default_ttl)
+        end)
+    end)
+end)
+
+describe("config.parse_bytes", function()
+    for _, case in ipairs {
+        { "256mb", 256 * 1024 ^ 2 }, { "256MB", 256 * 1024 ^ 2 }, { "64 mb", 64 * 1024 ^ 2 },
+        { "1gb", 1024 ^ 3 }, { "1g", 1024 ^ 3 }, { "512kb", 512 * 1024 }, { "512k", 512 * 1024 },
+        { "1048576", 1048576 }, { "100b", 100 }, { "1.5mb", 1.5 * 1024 ^ 2 }, { 4096, 4096 },
+    } do
+        it(("reads %q as %d bytes"):format(tostring(case[1]), case[2]), function()
+            assert.are.equal(case[2], config.parse_bytes(case[1]))
+        end)
+    end
+
+    for _, bad in ipairs { "2tb", "mb", "-1", "", "1 2 mb", "abc" } do
+        it(("rejects %q"):format(bad), function()
+            assert.is_nil(config.parse_bytes(bad))
+        end)
+    end
+
+    it("rejects a negative number", function()
+        assert.is_nil(config.parse_bytes(-1))
+    end)
+
+    it("rejects a fractional number", function()
+        assert.is_nil(config.parse_bytes(1.5))
+    end)
+end)
+
+describe("config.parse_dotenv", function()
+    it("reads NAME=value lines", function()
+        assert.are.same({ A = "1", B = "two" }, config.parse_dotenv("A=1\nB=two\n", "x.env"))
+    end)
+
+    it("skips blank lines and comment lines", function()
+        assert.are.same({ A = "1" },
+                        config.parse_dotenv("\n  \n# a comment\n   # indented\nA=1\n\n", "x.env"))
+    end)
+
+    it("strips a trailing comment as in the seed's example", function()
+        assert.are.same({ CACHE_DEFAULT_TTL = "300" },
+                        config.parse_dotenv("CACHE_DEFAULT_TTL=300  # 5 minutes\n", "x.env"))
+    end)
+
+    it("keeps a # that no whitespace precedes", function()
+        assert.are.same({ A = "a#b" }, config.parse_dotenv("A=a#b\n", "x.env"))
+    end)
+
+    it("reads an empty value", function()
+        assert.are.same({ A = "" }, config.parse_dotenv("A=\n", "x.env"))
+    end)
+
+    it("reads a value that is only a comment as empty", function()
+        assert.are.same({ A = "" }, config.parse_dotenv("A=# nothing\n", "x.env"))
+    end)
+
+    it("keeps an = inside the value", function()
+        assert.are.same({ A = "b=c" }, config.parse_dotenv("A=b=c\n", "x.env"))
+    end)
+
+    it("allows spaces around =", function()
+        assert.are.same({ A = "1" }, config.parse_dotenv("A = 1\n", "x.env"))
+    end)
+
+    it("strips double quotes, keeping # and spaces inside", function()
+        assert.are.same({ A = " a # b " }, config.parse_dotenv('A=" a # b "\n', "x.env"))
+    end)
+
+    it("strips single quotes", function()
+        assert.are.same({ A = "a b" }, config.parse_dotenv("A='a b'\n", "x.env"))
+    end)
+
+    it("allows a comment after a quoted value", function()
+        assert.are.same({ A = "x" }, config.parse_dotenv('A="x"  # note\n', "x.env"))
+    end)
+
+    it("reads \\n and \\\" escapes inside double quotes", function()
+        assert.are.same({ A = 'a\n"b"' }, config.parse_dotenv('A="a\\n\\"b\\""\n', "x.env"))
+    end)
+
+    it("reads a \\\\ escape inside double quotes as one backslash", function()
+        assert.are.same({ A = "a\\n" }, config.parse_dotenv('A="a\\\\n"\n', "x.env"))
+    end)
+
+    it("raises for a double quote closed only by an escaped quote", function()
+        assert.are.equal("x.env:1: unterminated quote",
+                         error_of(config.parse_dotenv, 'A="abc\\"\n', "x.env"))
+    end)
+
+    it("keeps backslashes inside single quotes", function()
+        assert.are.same({ A = "a\\nb" }, config.parse_dotenv("A='a\\nb'\n", "x.env"))
+    end)
+
+    it("accepts an export prefix", function()
+        assert.are.same({ A = "1" }, config.parse_dotenv("export A=1\n", "x.env"))
+    end)
+
+    it("accepts CRLF line endings", function()
+        assert.are.same({ A = "1", B = "2" }, config.parse_dotenv("A=1\r\nB=2\r\n", "x.env"))
+    end)
+
+    it("reads a last line without a newline", function()
+        assert.are.same({ A = "1" }, config.parse_dotenv("A=1", "x.env"))
+    end)
+
+    it("lets a later line override an earlier one", function()
+        assert.are.same({ A = "2" }, config.parse_dotenv("A=1\nA=2\n", "x.env"))
+    end)
+
+    it("raises for a line that is not NAME=value, naming file and line", function()
+        assert.are.equal("x.env:3: expected NAME=value",
+                         error_of(config.parse_dotenv, "A=1\n\nnot a setting\n", "x.env"))
+    end)
+
+    it("raises for a name that starts with a digit", function()
+        assert.are.equal("x.env:1: expected NAME=value",
+                         error_of(config.parse_dotenv, "1A=1\n", "x.env"))
+    end)
+
+    it("raises for an unterminated quote", function()
+        assert.are.equal("x.env:2: unterminated quote",
+                         error_of(config.parse_dotenv, 'A=1\nB="open\n', "x.env"))
+    end)
+
+    it("raises for text after a closing quote", function()
+        assert.are.equal("x.env:1: unexpected text after the closing quote",
+                         error_of(config.parse_dotenv, 'A="x"y\n', "x.env"))
+    end)
+
+    describe("through config.resolve", function()
+        after_each(remove_tmpfiles)
+
+        it("reads the seed's .env example", function()
+            local path = dotenv("REDIS_HOST=localhost\nREDIS_PORT=6379\nREDIS_DB=0\n"
+                                .. "REDIS_PASSWORD=\nCACHE_DEFAULT_TTL=300  # 5 minutes\n")
+            local cfg = config.resolve(nil, NO_ENV, path)
+            local r = config.redis(cfg)
+            assert.are.same({ "localhost", 6379, 0, nil, 300 },
+                            { r.host, r.port, r.db, r.password, cfg.default_ttl })
+        end)
+
+        it("raises for a bad line naming the file and line", function()
+            local path = dotenv "# settings\nREDIS_HOST\n"
+            assert.are.equal(path .. ":2: expected NAME=value",
+                             error_of(config.resolve, nil, NO_ENV, path))
+        end)
+    end)
+end)
+
+describe("config.redis", function()
+    after_each(remove_tmpfiles)
+
+    describe("for a malformed value", function()
+        it("names REDIS_PORT and the .env file it came from", function()
+            local path = dotenv "REDIS_PORT=abc\n"
+            local cfg = config.resolve(nil, NO_ENV, path)
+            assert.are.equal("REDIS_PORT must be an integer between 1 and 65535, got 'abc' (from "
+                             .. path .. ")", error_of(config.redis, cfg))
+        end)
+
+        it("names REDIS_DB and the environment", function()
+            local cfg = config.resolve(nil, env { REDIS_DB = "99" }, NO_FILE)
+            assert.are.equal("REDIS_DB must be an integer between 0 and 15, got '99' "
+                             .. "(from environment)", error_of(config.redis, cfg))
+        end)
+
+        it("names an explicit option", function()
+            local cfg = config.resolve({ port = "x" }, NO_ENV, NO_FILE)
+            assert.are.equal("option port must be an integer between 1 and 65535, got 'x'",
+                             error_of(config.redis, cfg))
+        end)
+
+        it("rejects a fractional port", function()
+            local cfg = config.resolve({ port = 6379.5 }, NO_ENV, NO_FILE)
+            assert.are.equal("option port must be an integer between 1 and 65535, got 6379.5",
+                             error_of(config.redis, cfg))
+        end)
+
+        it("rejects a pool of 0 connections", function()
+            local cfg = config.resolve(nil, env { REDIS_POOL_MAX_CONNECTIONS = "0" }, NO_FILE)
+            assert.are.equal("REDIS_POOL_MAX_CONNECTIONS must be an integer between 1 and 10000, "
+                             .. "got '0' (from environment)", error_of(config.redis, cfg))
+        end)
+
+        it("rejects a timeout of 0", function()
+            local cfg = config.resolve(nil, env { REDIS_POOL_TIMEOUT = "0" }, NO_FILE)
+            assert.are.equal("REDIS_POOL_TIMEOUT must be a number of seconds > 0, got '0' "
+                             .. "(from environment)", error_of(config.redis, cfg))
+        end)
+    end)
+
+    describe("with REDIS_URL", function()
+        local function redis_of(url, vars)
+            local getenv = env(vars or {})
+            return config.redis(config.resolve({ url = url }, getenv, NO_FILE))
+        end
+
+        it("reads host, port and db", function()
+            local r = redis_of "redis://cache.example.com:6380/2"
+            assert.are.same({ "cache.example.com", 6380, 2 }, { r.host, r.port, r.db })
+        end)
+
+        it("reads user and password", function()
+            local r = redis_of "redis://app:s3cret@h:6379/0"
+            assert.are.same({ "app", "s3cret" }, { r.username, r.password })
+        end)
+
+        it("reads a password without a user", function()
+            local r = redis_of "redis://:s3cret@h"
+            assert.are.same({ nil, "s3cret" }, { r.username, r.password })
+        end)
+
+        it("splits user info at the last @", function()
+            local r = redis_of "redis://app:p@ss@h"
+            assert.are.same({ "p@ss", "h" }, { r.password, r.host })
+        end)
+
+        it("decodes percent-escapes in the password", function()
+            local r = redis_of "redis://app:p%40ss%3Aw@h"
+            assert.are.equal("p@ss:w", r.password)
+        end)
+
+        it("reads a bracketed IPv6 host", function()
+            local r = redis_of "redis://[::1]:6380"
+            assert.are.same({ "::1", 6380 }, { r.host, r.port })
+        end)
+
+        it("overrides REDIS_HOST and REDIS_PORT", function()
+            local r = redis_of("redis://h:6380", { REDIS_HOST = "other", REDIS_PORT = "7000" })
+            assert.are.same({ "h", 6380 }, { r.host, r.port })
+        end)
+
+        it("gives a part it leaves out the default, not REDIS_PORT", function()
+            local r = redis_of("redis://h", { REDIS_PORT = "7000", REDIS_DB = "5" })
+            assert.are.same({ 6379, 0 }, { r.port, r.db })
+        end)
+
+        it("ignores a malformed REDIS_PORT it overrides", function()
+            local r = redis_of("redis://h:6380", { REDIS_PORT = "abc" })
+            assert.are.equal(6380, r.port)
+        end)
+
+        it("leaves REDIS_POOL_MAX_CONNECTIONS in force", function()
+            local r = redis_of("redis://h", { REDIS_POOL_MAX_CONNECTIONS = "3" })
+            assert.are.equal(3, r.pool_size)
+        end)
+
+        it("raises for another scheme, naming REDIS_URL and its source", function()
+            local cfg = config.resolve(nil, env { REDIS_URL = "http://h" }, NO_FILE)
+            assert.are.equal("REDIS_URL must be a redis://[user:password@]host[:port][/db] URL, "
+                             .. "got 'http://h' (from environment)", error_of(config.redis, cfg))
+        end)
+
+        it("raises for a db out of range, naming REDIS_URL and its source", function()
+            local cfg = config.resolve(nil, env { REDIS_URL = "redis://h/99" }, NO_FILE)
+            assert.are.equal("db in REDIS_URL must be an integer between 0 and 15, got '99' "
+                             .. "(from environment)", error_of(config.redis, cfg))
+        end)
+
+        it("raises for a bad port in a url option, naming the option", function()
+            local cfg = config.resolve({ url = "redis://h:x" }, NO_ENV, NO_FILE)
+            assert.are.equal("port in option url must be an integer between 1 and 65535, "
+                             .. "got 'x'", error_of(config.redis, cfg))
+        end)
+    end)
+end)
+
+describe("a manager's configuration", function()
+    it("does not check Redis settings in cache.new", function()
+        assert.has_no.errors(function() cache.new { port = "x" } end)
+    end)
+
+    it("raises for a malformed port at connect", function()
+        local c = cache.new { port = "x" }
+        assert.has_error(function() c:connect() end,
+                         "option port must be an integer between 1 and 65535, got 'x'")
+    end)
+
+    it("raises for a malformed port at the line that called connect", function()
+        local c = cache.new { port = "x" }
+        local line = debug.getinfo(1, "l").currentline + 1
+        local ok, err = pcall(function() c:connect() end)
+        assert.are.same({ false, "config_spec.lua:" .. line .. ": option port must be an "
+                                 .. "integer between 1 and 65535, got 'x'" },
+                        { ok, err:match("[^/]*$") })
+    end)
+
+    it("raises at connect for REDIS_DB=99 in the environment", function()
+        with_env({ REDIS_DB = "99" }, function()
+            local c = cache.new()
+            assert.has_error(function() c:connect() end,
+                             "REDIS_DB must be an integer between 0 and 15, got '99' "
+                             .. "(from environment)")
+        end)
+    end)
+
+    it("raises in cache.new for a malformed CACHE_DEFAULT_TTL", function()
+        with_env({ CACHE_DEFAULT_TTL = "soon" }, function()
+            assert.has_error(function() cache.new() end,
+                             "CACHE_DEFAULT_TTL must be a number of seconds >= 0, got 'soon' "
+                             .. "(from environment)")
+        end)
+    end)
+
+    it("takes its limits from the environment", function()
+        local s
+        with_env({ CACHE_MAX_ITEMS = "7", CACHE_MAX_MEMORY = "1mb" }, function()
+            s = cache.new():stats()
+        end)
+        assert.are.same({ 7, 1024 * 1024 }, { s.max_items, s.max_memory })
+    end)
+
+    it("takes its namespace from the environment", function()
+        local c
+        with_env({ CACHE_NAMESPACE = "env:" }, function() c = cache.new() end)
+        assert.are.equal("env:", c:stats().namespace)
+    end)
+
+    it("prefers an option to the environment", function()
+        local c
+        with_env({ CACHE_NAMESPACE = "env:" }, function() c = cache.new { namespace = "opt:" } end)
+        assert.are.equal("opt:", c:stats().namespace)
+    end)
+
+    describe("from a .env file in the working directory", function()
+        local dir, out
+
+        lazy_setup(function()
+            -- given: a directory with a .env, and the interpreter running this spec
+            dir = helpers.sh("mktemp -d /tmp/cachert-config-XXXXXX"):gsub("%s+$", "")
+            local f = assert(io.open(dir .. "/.env", "wb"))
+            f:write("# cachert settings\nCACHE_NAMESPACE=fromfile:  # trailing comment\n"
+                    .. "REDIS_PORT=abc\n")
+            f:close()
+            local cwd = helpers.sh("pwd"):gsub("%s+$", "")
+            local function abs(p) return p:sub(1, 1) == "/" and p or cwd .. "/" .. p end
+            local lua = arg[-1] or "luajit"
+            if lua:find("/") then lua = abs(lua) end
+            local build = abs(os.getenv("CACHERT_BUILD_DIR") or "build")
+            local script = "local c = require('cache').new() "
+                .. "io.write(c:stats().namespace, '\\n') "
+                .. "io.write(select(2, pcall(c.connect, c)))"
+            -- when
+            out = helpers.sh(("cd %s && env -u REDIS_PORT -u CACHE_NAMESPACE "
+                .. "LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/lua/?.so;;' "
+                .. "%s -e %q"):format(dir, cwd, cwd, build, lua, script))
+        end)
+
+        lazy_teardown(function()
+            if dir then helpers.sh("rm -rf " .. dir) end
+        end)
+
+        it("reads settings from it", function()
+            assert.are.equal("fromfile:", out:match("^[^\n]*"))
+        end)
+
+        it("names it when a value is malformed", function()
+            assert.are.equal("REDIS_PORT must be an integer between 1 and 65535, got 'abc' "
+                             .. "(from .env)", out:match("\n([^\n]*)$"))
+        end)
+    end)
+end)
