@@ -14,7 +14,7 @@ TEST_DEBS  = $(BUILD_DEBS) lua-busted lua-check redis-server redis-tools \
 BENCH_DEBS = $(TEST_DEBS) lua-resty-lrucache python3-redis python3-hiredis \
              nodejs npm
 
-LUA_SOURCES = lua spec examples bench
+LUA_SOURCES = $(wildcard lua spec examples bench)
 
 .PHONY: all run test bench deps-build deps-test deps-bench build build-asan \
         build-fuzz lint format check-c check-asan fuzz clean install
