@@ -56,8 +56,7 @@ void codec_encode_multi(lua_State *L, int first, int n, CodecBuf *b);
 ** Returns CR_ECORRUPT (negative) with nothing pushed when the bytes are not
 ** one complete value this codec accepts (trailing bytes included).
 ** [-0, +n, m] */
-int codec_decode(lua_State *L, const char *data, size_t len,
-                 int unpack_multi);
+int codec_decode(lua_State *L, const char *data, size_t len, int unpack_multi);
 
 /* Details of the functions above:
 **

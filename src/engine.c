@@ -33,13 +33,11 @@ static uint64_t coarse_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-
 static void on_sweep(uv_timer_t *t)
 {
     Engine *e = t->data;
     store_sweep(e->store, engine_now_ms(), ENGINE_SWEEP_BUDGET);
 }
-
 
 static void on_timer_closed(uv_handle_t *h)
 {
@@ -47,7 +45,6 @@ static void on_timer_closed(uv_handle_t *h)
     store_free(e->store);
     free(e);
 }
-
 
 static void count_error(Engine *e, int code)
 {
@@ -63,7 +60,6 @@ uint64_t engine_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
-
 
 Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
 {
@@ -89,20 +85,18 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
     return e;
 }
 
-
 void engine_close(Engine *e)
 {
     uv_timer_stop(&e->sweep_timer);
     uv_close((uv_handle_t *)&e->sweep_timer, on_timer_closed);
 }
 
-
 const char *engine_get(Engine *e, const char *key, size_t klen, size_t *vlen)
 {
     uint64_t lower = coarse_now_ms();
     uint64_t expires_at;
-    const char *v = store_get_expiring(e->store, key, klen, lower, vlen,
-                                       &expires_at);
+    const char *v =
+        store_get_expiring(e->store, key, klen, lower, vlen, &expires_at);
     if (v != NULL && expires_at != 0 &&
         expires_at <= lower + e->coarse_slack_ms) {
         uint64_t now = engine_now_ms();
@@ -118,7 +112,6 @@ const char *engine_get(Engine *e, const char *key, size_t klen, size_t *vlen)
     return v;
 }
 
-
 void engine_get_corrupt(Engine *e, const char *key, size_t klen)
 {
     e->stats.hits--;
@@ -126,7 +119,6 @@ void engine_get_corrupt(Engine *e, const char *key, size_t klen)
     count_error(e, CR_ECORRUPT);
     store_delete(e->store, key, klen, engine_now_ms());
 }
-
 
 int engine_set(Engine *e, const char *key, size_t klen, const char *val,
                size_t vlen, uint64_t ttl_ms)
@@ -142,7 +134,6 @@ int engine_set(Engine *e, const char *key, size_t klen, const char *val,
     return CR_OK;
 }
 
-
 bool engine_delete(Engine *e, const char *key, size_t klen)
 {
     bool removed = store_delete(e->store, key, klen, engine_now_ms());
@@ -151,12 +142,10 @@ bool engine_delete(Engine *e, const char *key, size_t klen)
     return removed;
 }
 
-
 bool engine_exists(Engine *e, const char *key, size_t klen)
 {
     return store_exists(e->store, key, klen, engine_now_ms());
 }
-
 
 size_t engine_clear(Engine *e, const char *pattern, size_t plen)
 {
@@ -165,12 +154,10 @@ size_t engine_clear(Engine *e, const char *pattern, size_t plen)
     return n;
 }
 
-
 void engine_set_limits(Engine *e, size_t max_items, size_t max_bytes)
 {
     store_set_limits(e->store, max_items, max_bytes);
 }
-
 
 void engine_stats(const Engine *e, EngineStats *out)
 {

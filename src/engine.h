@@ -18,7 +18,7 @@
 #include "store.h"
 
 #define ENGINE_SWEEP_INTERVAL_MS 100
-#define ENGINE_SWEEP_BUDGET 1000 /* entries examined per sweep tick */
+#define ENGINE_SWEEP_BUDGET      1000 /* entries examined per sweep tick */
 
 typedef struct Engine Engine;
 

@@ -25,7 +25,6 @@ static void on_timer_closed(uv_handle_t *h)
     free(h->data);
 }
 
-
 static void unlink_timer(SleepTimer *t)
 {
     EvLoop *s = t->sched;
@@ -37,7 +36,6 @@ static void unlink_timer(SleepTimer *t)
         t->next->prev = t->prev;
     s->ntimers--;
 }
-
 
 static bool push_woken(EvLoop *s, int64_t id)
 {
@@ -53,7 +51,6 @@ static bool push_woken(EvLoop *s, int64_t id)
     return true;
 }
 
-
 static void on_timer(uv_timer_t *h)
 {
     SleepTimer *t = h->data;
@@ -65,7 +62,6 @@ static void on_timer(uv_timer_t *h)
     unlink_timer(t);
     uv_close((uv_handle_t *)h, on_timer_closed);
 }
-
 
 /* -- Public API --------------------------------------------------------- */
 
@@ -81,7 +77,6 @@ int evloop_init(EvLoop *s)
         return CR_ENOMEM;
     return CR_OK;
 }
-
 
 int evloop_timer(EvLoop *s, uint64_t ms, int64_t id)
 {
@@ -105,13 +100,11 @@ int evloop_timer(EvLoop *s, uint64_t ms, int64_t id)
     return CR_OK;
 }
 
-
 size_t evloop_poll(EvLoop *s, bool block)
 {
     uv_run(&s->loop, block && s->ntimers > 0 ? UV_RUN_ONCE : UV_RUN_NOWAIT);
     return s->nwoken;
 }
-
 
 void evloop_close(EvLoop *s)
 {

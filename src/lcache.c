@@ -23,8 +23,8 @@
 #include "evloop.h"
 #include "status.h"
 
-#define MANAGER_MT "cachert.Manager"
-#define RUNTIME_MT "cachert.Runtime"
+#define MANAGER_MT  "cachert.Manager"
+#define RUNTIME_MT  "cachert.Runtime"
 #define RUNTIME_KEY "cachert.runtime"
 
 typedef struct Runtime {
@@ -48,18 +48,15 @@ static Manager *check_manager(lua_State *L, int idx)
     return m;
 }
 
-
 static Runtime *runtime_of(lua_State *L)
 {
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-
 static EvLoop *runtime_sched(lua_State *L)
 {
     return &runtime_of(L)->sched;
 }
-
 
 /* [-0, +0, v] A TTL argument already converted to milliseconds. */
 static uint64_t check_ttl_ms(lua_State *L, int idx)
@@ -68,7 +65,6 @@ static uint64_t check_ttl_ms(lua_State *L, int idx)
     luaL_argcheck(L, ms >= 0 && ms < 9.0e15, idx, "ttl out of range");
     return (uint64_t)ms;
 }
-
 
 /* [-0, +1/2, m] Pushes `false, message` for a failed store operation. */
 static int push_failure(lua_State *L, int rc)
@@ -100,7 +96,6 @@ static int core_new(lua_State *L)
     return 1;
 }
 
-
 /* __gc; also core.close(m). Idempotent. */
 static int manager_close(lua_State *L)
 {
@@ -116,7 +111,6 @@ static int manager_close(lua_State *L)
     codec_buf_free(&m->buf);
     return 0;
 }
-
 
 /* core.get(m, key, default) -> value, true | default, false */
 static int core_get(lua_State *L)
@@ -135,7 +129,6 @@ static int core_get(lua_State *L)
     lua_pushboolean(L, 0);
     return 2;
 }
-
 
 /* core.get_results(m, key) -> true, ... | false
 ** The `cached` hit path: a multi value comes back as its values. */
@@ -158,18 +151,15 @@ static int core_get_results(lua_State *L)
     return 1;
 }
 
-
 static int finish_set(lua_State *L, Manager *m, const char *key, size_t klen,
                       uint64_t ttl_ms)
 {
-    int rc =
-        engine_set(m->engine, key, klen, m->buf.data, m->buf.len, ttl_ms);
+    int rc = engine_set(m->engine, key, klen, m->buf.data, m->buf.len, ttl_ms);
     if (rc != CR_OK)
         return push_failure(L, rc);
     lua_pushboolean(L, 1);
     return 1;
 }
-
 
 /* core.set(m, key, value, ttl_ms) -> true | false, err */
 static int core_set(lua_State *L)
@@ -183,7 +173,6 @@ static int core_set(lua_State *L)
     return finish_set(L, m, key, klen, ttl_ms);
 }
 
-
 /* core.set_results(m, key, ttl_ms, ...) -> true | false, err
 ** Stores every value after ttl_ms as one multi value. */
 static int core_set_results(lua_State *L)
@@ -195,7 +184,6 @@ static int core_set_results(lua_State *L)
     codec_encode_multi(L, 4, lua_gettop(L) - 3, &m->buf);
     return finish_set(L, m, key, klen, ttl_ms);
 }
-
 
 /* core.set_raw(m, key, bytes, ttl_ms) -> true | false, err
 ** Stores bytes made by core.encode / core.encode_results. */
@@ -213,7 +201,6 @@ static int core_set_raw(lua_State *L)
     return 1;
 }
 
-
 /* core.delete(m, key) -> boolean */
 static int core_delete(lua_State *L)
 {
@@ -223,7 +210,6 @@ static int core_delete(lua_State *L)
     lua_pushboolean(L, engine_delete(m->engine, key, klen));
     return 1;
 }
-
 
 /* core.exists(m, key) -> boolean */
 static int core_exists(lua_State *L)
@@ -235,7 +221,6 @@ static int core_exists(lua_State *L)
     return 1;
 }
 
-
 /* core.clear(m, pattern) -> count */
 static int core_clear(lua_State *L)
 {
@@ -245,7 +230,6 @@ static int core_clear(lua_State *L)
     lua_pushnumber(L, (lua_Number)engine_clear(m->engine, pattern, plen));
     return 1;
 }
-
 
 /* core.set_limits(m, max_items, max_bytes) */
 static int core_set_limits(lua_State *L)
@@ -259,13 +243,11 @@ static int core_set_limits(lua_State *L)
     return 0;
 }
 
-
 static void set_number(lua_State *L, const char *name, double v)
 {
     lua_pushnumber(L, v);
     lua_setfield(L, -2, name);
 }
-
 
 /* core.stats(m) -> table of the engine's counters */
 static int core_stats(lua_State *L)
@@ -308,14 +290,12 @@ static int core_encode(lua_State *L)
     return 1;
 }
 
-
 /* core.strerror(code) -> message of a CR_* status code */
 static int core_strerror(lua_State *L)
 {
     lua_pushstring(L, cr_strerror((int)luaL_checkinteger(L, 1)));
     return 1;
 }
-
 
 /* core.encode_results(...) -> bytes: one value as itself, any other count
 ** as a multi value (what `cached` stores). */
@@ -330,7 +310,6 @@ static int core_encode_results(lua_State *L)
     lua_pushlstring(L, b->data, b->len);
     return 1;
 }
-
 
 /* core.decode(bytes) -> value, true | nil, false */
 static int core_decode(lua_State *L)
@@ -353,13 +332,12 @@ static int core_decode(lua_State *L)
 ** function pointers is handed to Lua as a light userdata, so the same code
 ** works in the executable and in the loadable module (no dlsym needed). */
 
-static int direct_get(Engine *e, const char *key, size_t klen,
-                      const char **val, size_t *vlen)
+static int direct_get(Engine *e, const char *key, size_t klen, const char **val,
+                      size_t *vlen)
 {
     *val = engine_get(e, key, klen, vlen);
     return *val != NULL;
 }
-
 
 /* Stores the string `str` as its MessagePack encoding: header and body are
 ** assembled on the stack for short strings, in a temporary block above. */
@@ -382,13 +360,11 @@ static int direct_set_string(Engine *e, const char *key, size_t klen,
     return rc;
 }
 
-
 static const CacheDirectApi direct_api = {
     .get = direct_get,
     .corrupt = engine_get_corrupt,
     .set_string = direct_set_string,
 };
-
 
 /* core.direct_api() -> light userdata: const CacheDirectApi * */
 static int core_direct_api(lua_State *L)
@@ -396,7 +372,6 @@ static int core_direct_api(lua_State *L)
     lua_pushlightuserdata(L, (void *)&direct_api);
     return 1;
 }
-
 
 /* core.engine_ptr(m) -> light userdata: the manager's Engine *, valid while
 ** the manager is alive and open. */
@@ -429,7 +404,6 @@ static int core_now(lua_State *L)
     return 1;
 }
 
-
 /* core.timer(seconds, id): wake `id` after that long (evloop_poll). */
 static int core_timer(lua_State *L)
 {
@@ -438,11 +412,10 @@ static int core_timer(lua_State *L)
     luaL_argcheck(L, sec >= 0 && sec < 1e12, 1, "seconds out of range");
     /* Round up: a sleep never ends early. */
     if (evloop_timer(runtime_sched(L), (uint64_t)ceil(sec * 1000.0),
-                    (int64_t)id) != CR_OK)
+                     (int64_t)id) != CR_OK)
         return luaL_error(L, "%s", cr_strerror(CR_ENOMEM));
     return 0;
 }
-
 
 /* core.poll(block) -> array of woken ids (possibly empty), pending timers */
 static int core_poll(lua_State *L)
@@ -458,7 +431,6 @@ static int core_poll(lua_State *L)
     lua_pushnumber(L, (lua_Number)s->ntimers);
     return 2;
 }
-
 
 static int runtime_gc(lua_State *L)
 {
@@ -496,7 +468,6 @@ static const luaL_Reg core_funcs[] = {
     {NULL, NULL},
 };
 
-
 /* [-0, +1, m] Pushes this state's Runtime, creating it on first use. */
 static void push_runtime(lua_State *L)
 {
@@ -515,7 +486,6 @@ static void push_runtime(lua_State *L)
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, RUNTIME_KEY);
 }
-
 
 CR_EXPORT int luaopen_cache_core(lua_State *L)
 {

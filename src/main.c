@@ -5,7 +5,8 @@
 **
 ** Options follow luajit: -e chunk, -l name, -i, -v, -h/--help, --, and "-"
 ** for stdin; with nothing to run, a terminal gets the prompt and a piped
-** stdin is executed as the script. Every chunk (each -e, the script, each interactive line) runs
+** stdin is executed as the script. Every chunk (each -e, the script, each
+*interactive line) runs
 ** as the main task of the scheduler in lua/cachert.lua, on the libuv loop,
 ** until every task it spawned has finished. The Lua modules of lua/ are
 ** compiled into the executable, so `require "cache"` needs no path set-up.
@@ -24,8 +25,8 @@
 #include "luasrc.h"
 
 #define PROGNAME "cachert"
-#define PROMPT "> "
-#define PROMPT2 ">> "
+#define PROMPT   "> "
+#define PROMPT2  ">> "
 
 static const char usage_text[] =
     "usage: " PROGNAME " [options]... [script [args]...]\n"
@@ -38,7 +39,8 @@ static const char usage_text[] =
     "  -h        Show this help (also --help).\n"
     "  --        Stop handling options.\n"
     "  -         Execute stdin and stop handling options.\n"
-    "With no script, starts an interactive prompt (like luajit); when stdin is\n"
+    "With no script, starts an interactive prompt (like luajit); when stdin "
+    "is\n"
     "not a terminal, executes it instead.\n";
 
 /* -- Helpers ------------------------------------------------------------ */
@@ -48,7 +50,6 @@ static void print_version(void)
     printf(PROGNAME " " CACHERT_VERSION " -- %s\n", LUAJIT_VERSION);
 }
 
-
 /* [-1, +0, -] Prints the message on top of the stack and pops it. */
 static void report(lua_State *L)
 {
@@ -57,7 +58,6 @@ static void report(lua_State *L)
     fflush(stderr);
     lua_pop(L, 1);
 }
-
 
 static int traceback(lua_State *L)
 {
@@ -70,7 +70,6 @@ static int traceback(lua_State *L)
     lua_call(L, 2, 1);
     return 1;
 }
-
 
 /* [-(n+1), +0, -] Runs the function below `nargs` arguments as the main
 ** task. Returns the exit status (0 or 1); the scheduler prints errors. */
@@ -85,10 +84,10 @@ static int run_main_task(lua_State *L, int nargs)
         return 1;
     }
     lua_getfield(L, -1, "_main");
-    lua_remove(L, -2);                 /* fn args... tb _main */
-    lua_insert(L, -(nargs + 3));       /* _main fn args... tb */
+    lua_remove(L, -2);           /* fn args... tb _main */
+    lua_insert(L, -(nargs + 3)); /* _main fn args... tb */
     int tb = lua_gettop(L) - (nargs + 2);
-    lua_insert(L, tb);                 /* tb _main fn args... */
+    lua_insert(L, tb); /* tb _main fn args... */
     int rc = lua_pcall(L, nargs + 1, 1, tb);
     int status = 1;
     if (rc != 0)
@@ -101,7 +100,6 @@ static int run_main_task(lua_State *L, int nargs)
     return status;
 }
 
-
 static int loader_embedded(lua_State *L)
 {
     const LuaSource *src = lua_touserdata(L, lua_upvalueindex(1));
@@ -111,7 +109,6 @@ static int loader_embedded(lua_State *L)
     lua_call(L, 1, 1);
     return 1;
 }
-
 
 /* Puts cache.core and the embedded Lua modules into package.preload. */
 static void preload_modules(lua_State *L)
@@ -128,7 +125,6 @@ static void preload_modules(lua_State *L)
     lua_pop(L, 2);
 }
 
-
 /* Sets the global `arg` as luajit does: arg[0] is the script, arguments
 ** after it are 1..n, the interpreter and options are negative. */
 static void set_arg_table(lua_State *L, char **argv, int argc, int script)
@@ -140,7 +136,6 @@ static void set_arg_table(lua_State *L, char **argv, int argc, int script)
     }
     lua_setglobal(L, "arg");
 }
-
 
 static int run_chunk_from_file(lua_State *L, const char *path, char **argv,
                                int argc, int first_arg)
@@ -156,7 +151,6 @@ static int run_chunk_from_file(lua_State *L, const char *path, char **argv,
     return run_main_task(L, nargs);
 }
 
-
 static int run_string(lua_State *L, const char *code, const char *name)
 {
     if (luaL_loadbuffer(L, code, strlen(code), name) != 0) {
@@ -165,7 +159,6 @@ static int run_string(lua_State *L, const char *code, const char *name)
     }
     return run_main_task(L, 0);
 }
-
 
 static int require_library(lua_State *L, const char *name)
 {
@@ -189,7 +182,6 @@ static int incomplete(lua_State *L, int status)
     const char *msg = lua_tolstring(L, -1, &len);
     return len >= 7 && strcmp(msg + len - 7, "'<eof>'") == 0;
 }
-
 
 /* Reads one statement (continuing lines while it is incomplete) and leaves
 ** its compiled function on the stack. Returns -1 at end of input, 0 with a
@@ -242,7 +234,6 @@ static int read_statement(lua_State *L)
         lua_concat(L, 2);
     }
 }
-
 
 static const char print_results[] =
     "local n = select('#', ...) if n > 0 then print(...) end";
@@ -340,8 +331,7 @@ int main(int argc, char **argv)
         }
     }
     if (status == 0 && script < argc) {
-        const char *path = strcmp(argv[script], "-") == 0 ? NULL
-                                                          : argv[script];
+        const char *path = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
         status = run_chunk_from_file(L, path, argv, argc, script + 1);
         ran_something = 1;
     }

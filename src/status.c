@@ -17,7 +17,6 @@ const char *cr_strerror(int code)
     return "unknown error";
 }
 
-
 const char *cr_errname(int code)
 {
     switch (code) {

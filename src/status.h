@@ -8,7 +8,7 @@
 #ifndef CACHERT_STATUS_H
 #define CACHERT_STATUS_H
 
-#define CR_STATUS_MAP(X)                                                      \
+#define CR_STATUS_MAP(X)                                                       \
     X(ENOMEM, "out of memory")                                                 \
     X(EINVAL, "invalid argument")                                              \
     X(ETOOBIG, "entry is larger than the store's byte limit")                  \

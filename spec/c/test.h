@@ -73,7 +73,10 @@ typedef struct TestCase {
     void (*fn)(void);
 } TestCase;
 
-#define TEST_CASE(name) {#name, name}
+#define TEST_CASE(name)                                                        \
+    {                                                                          \
+#name, name                                                            \
+    }
 
 static inline int test_main(const TestCase *cases, int argc, char **argv)
 {
