@@ -60,7 +60,8 @@ if(CACHERT_SANITIZE)
     endif()
     list(JOIN preload ":" preload)
     set(luajit_env "LD_PRELOAD=${preload}" ASAN_OPTIONS=detect_leaks=0)
-    set(cachert_env ASAN_OPTIONS=detect_leaks=1)
+    # Specs under cachert start luajit processes too: preload there as well.
+    set(cachert_env "LD_PRELOAD=${preload}" ASAN_OPTIONS=detect_leaks=1)
 endif()
 
 add_test(NAME lua.luajit

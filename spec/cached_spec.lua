@@ -37,12 +37,22 @@ end
 local function reordered(t)
     local keys = {}
     for k in pairs(t) do keys[#keys + 1] = k end
-    for filler = 0, 200 do
-        local r = {}
-        for i = 1, filler do r["filler" .. i] = true end
-        for i = #keys, 1, -1 do r[keys[i]] = t[keys[i]] end
-        for i = 1, filler do r["filler" .. i] = nil end
-        if pairs_order(r) ~= pairs_order(t) then return r end
+    -- Insertion order and table history both shape pairs(): try each
+    -- rotation of the keys, forwards and backwards, after 0..50 fillers.
+    local n = #keys
+    for filler = 0, 50 do
+        for rot = 0, n - 1 do
+            for _, step in ipairs { 1, -1 } do
+                local r = {}
+                for i = 1, filler do r["filler" .. i] = true end
+                for j = 0, n - 1 do
+                    local k = keys[(rot + step * j) % n + 1]
+                    r[k] = t[k]
+                end
+                for i = 1, filler do r["filler" .. i] = nil end
+                if pairs_order(r) ~= pairs_order(t) then return r end
+            end
+        end
     end
 end
 

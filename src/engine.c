@@ -41,9 +41,7 @@ static void on_sweep(uv_timer_t *t)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-    Engine *e = h->data;
-    store_free(e->store);
-    free(e);
+    free(h->data);
 }
 
 static void count_error(Engine *e, int code)
@@ -87,6 +85,10 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
 
 void engine_close(Engine *e)
 {
+    /* The store goes now, not on the next loop turn: a script that drops
+    ** managers without running the loop must get their memory back. */
+    store_free(e->store);
+    e->store = NULL;
     uv_timer_stop(&e->sweep_timer);
     uv_close((uv_handle_t *)&e->sweep_timer, on_timer_closed);
 }

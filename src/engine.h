@@ -45,8 +45,8 @@ typedef struct EngineStats {
 ** with engine_close(). */
 Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg);
 
-/* Stops the engine and frees it once libuv has closed its timer (on the
-** next loop turn). Must not be called twice. */
+/* Frees the store at once and the engine itself once libuv has closed its
+** timer (on the next loop turn). Must not be called twice. */
 void engine_close(Engine *e);
 
 /* Milliseconds on the engine's monotonic clock (CLOCK_MONOTONIC). */

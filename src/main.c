@@ -125,6 +125,22 @@ static void preload_modules(lua_State *L)
     lua_pop(L, 2);
 }
 
+/* os.exit closes the Lua state first unless told not to (its second
+** argument is false): finalizers then run, so managers release their
+** stores and connections, as they do when a script simply ends. */
+static void close_state_on_exit(lua_State *L)
+{
+    static const char code[] =
+        "local exit = os.exit\n"
+        "os.exit = function(code, close)\n"
+        "  if close == nil then close = true end\n"
+        "  return exit(code, close)\n"
+        "end\n";
+    if (luaL_dostring(L, code) != 0)
+        report(L);
+}
+
+
 /* Sets the global `arg` as luajit does: arg[0] is the script, arguments
 ** after it are 1..n, the interpreter and options are negative. */
 static void set_arg_table(lua_State *L, char **argv, int argc, int script)
@@ -278,6 +294,7 @@ int main(int argc, char **argv)
     }
     luaL_openlibs(L); /* includes jit, ffi and bit */
     preload_modules(L);
+    close_state_on_exit(L);
 
     /* First pass: find where options stop and the script starts. */
     int script = argc, want_repl = 0, ran_something = 0, i;
