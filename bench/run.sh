@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# cachert benchmarks next to the anchors (W1, W2, W6). See bench/README.md.
+#
+#   make bench               # installs the Debian packages, builds, runs this script
+#   bench/run.sh             # after `make`: builds nothing itself
+#   RUNS=5 bench/run.sh      # runs per anchor and per cachert workload (default 3)
+#   PIN=same bench/run.sh    # CPU placement, as in the anchors: split (default) | same | none
+#
+# env: RUNS (3), PIN (split), SHARED_BENCH (../shared/bench from the repo root),
+#      BUILD (build), PY (/usr/bin/python3), LUAJIT (/usr/bin/luajit),
+#      OUT (bench/results/<stamp>),
+#      ANCHORS (1: run them | 0: skip them | path of an earlier anchors raw.tsv to reuse).
+# Output: $OUT/anchors/ (the anchors' raw.tsv, summary.md, redis.log), $OUT/cachert.tsv,
+#         $OUT/raw.tsv (both), $OUT/summary.md (one table), $OUT/ratios.txt.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+RUNS=${RUNS:-3}
+PIN=${PIN:-split}
+BUILD=${BUILD:-build}
+PY=${PY:-/usr/bin/python3}
+LJ=${LUAJIT:-/usr/bin/luajit}
+ANCHORS=${ANCHORS:-1}
+SHARED_BENCH=${SHARED_BENCH:-$ROOT/../shared/bench}
+OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+export RUNS PIN
+
+BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || {
+    echo "no build directory '$BUILD': run 'make' (or 'make bench') first" >&2
+    exit 2
+}
+CACHERT="$BUILD/cachert"
+for f in "$CACHERT" "$BUILD/lua/cache/core.so"; do
+    [ -e "$f" ] || { echo "missing $f: run 'make' (or 'make bench') first" >&2; exit 2; }
+done
+[ -f "$SHARED_BENCH/run.sh" ] || { echo "no anchors at $SHARED_BENCH" >&2; exit 2; }
+# The executable embeds lua/ at build time; the luajit run of W1 reads lua/ directly.
+if [ -n "$(find lua src -newer "$CACHERT" \( -name '*.lua' -o -name '*.[ch]' \) 2>/dev/null)" ]
+then
+    echo "warning: lua/ or src/ changed after $CACHERT was built; run 'make' first" >&2
+fi
+
+CLI=()
+case "$PIN" in
+    split) if [ "$(nproc)" -ge 2 ]; then CLI=(taskset -c 0); else PIN=none; fi ;;
+    same) CLI=(taskset -c 0) ;;
+    none) ;;
+    *) echo "PIN must be split, same or none" >&2; exit 2 ;;
+esac
+
+TMP=$(mktemp -d /tmp/cachert-bench.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+# The managers read CACHE_* variables and a .env in the working directory: run our
+# workloads with neither, so they measure the defaults the workload definitions assume.
+unset CACHE_DEFAULT_TTL CACHE_NAMESPACE CACHE_MAX_ITEMS CACHE_MAX_MEMORY CACHE_CODEC
+WORK="$TMP/work"
+mkdir -p "$WORK"
+
+echo "# cachert bench $(date -u +%Y-%m-%dT%H:%M:%SZ) runs=$RUNS pin=$PIN" \
+     "commit=$(git rev-parse --short HEAD 2>/dev/null || echo ?)" \
+     "$(git status --porcelain 2>/dev/null | grep -q . && echo '(dirty tree)')" >&2
+echo "# $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)" >&2
+
+# -- Anchors ----------------------------------------------------------------
+# The shared folder may be read-only: run a writable copy of it.
+ANCHOR_RAW="$OUT/anchors/raw.tsv"
+if [ -f "$ANCHORS" ]; then
+    echo "## anchors: reusing $ANCHORS" >&2
+    mkdir -p "$OUT/anchors"
+    cp "$ANCHORS" "$ANCHOR_RAW"
+elif [ "$ANCHORS" = 1 ]; then
+    cp -r "$SHARED_BENCH" "$TMP/anchors"
+    chmod -R u+w "$TMP/anchors"
+    echo "## anchors: ./run.sh w1 w2 w6 (copy of $SHARED_BENCH)" >&2
+    mkdir -p "$OUT/anchors"
+    OUT="$OUT/anchors" PY="$PY" LUAJIT="$LJ" \
+        timeout 1200 "$TMP/anchors/run.sh" w1 w2 w6 >/dev/null || {
+        echo "!! anchor run failed or timed out (partial results kept)" >&2
+    }
+elif [ "$ANCHORS" != 0 ]; then
+    echo "ANCHORS must be 1, 0 or an existing raw.tsv (got '$ANCHORS')" >&2
+    exit 2
+fi
+
+# -- cachert ----------------------------------------------------------------
+OURS="$OUT/cachert.tsv"
+: > "$OURS"
+FAILED=0
+
+# bench <timeout_s> cmd...: run cmd RUNS times on the client CPU, keep RESULT lines.
+bench() {
+    local limit=$1
+    shift
+    for r in $(seq "$RUNS"); do
+        echo "# run $r/$RUNS: $*" >&2
+        (cd "$WORK" && timeout "$limit" "${CLI[@]}" "$@") | grep '^RESULT' | tee -a "$OURS" >&2 || {
+            echo "!! failed or timed out: $*" >&2
+            FAILED=1
+        }
+    done
+}
+
+cpu_ticks() { awk '/^cpu /{t=0; for (i=2; i<=9; i++) t+=$i; print t, $9}' /proc/stat; }
+# with_steal <name> fn: runs fn and records the share of CPU time stolen meanwhile.
+with_steal() {
+    local t0 s0 t1 s1
+    read -r t0 s0 < <(cpu_ticks)
+    "$2"
+    read -r t1 s1 < <(cpu_ticks)
+    awk -v s=$((s1 - s0)) -v t=$((t1 - t0)) -v n="$1" \
+        'BEGIN { printf "RESULT\tenv\t%s\tsteal_pct\t%.1f\t%%\n", n, t ? 100 * s / t : 0 }' \
+        | tee -a "$OURS" >&2
+}
+
+w1() {
+    bench 120 "$CACHERT" "$ROOT/bench/w1_cached.lua" cachert-cached
+    LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" LUA_CPATH="$BUILD/lua/?.so;;" \
+        bench 120 "$LJ" "$ROOT/bench/w1_cached.lua" cachert-cached-luajit
+}
+w2() { bench 120 "$CACHERT" "$ROOT/bench/w2_lru.lua"; }
+w6() { bench 120 "$CACHERT" "$ROOT/bench/w6_mem.lua"; }
+
+for w in w1 w2 w6; do
+    echo "## cachert $w" >&2
+    with_steal "cachert-$w" "$w"
+done
+
+# -- Summary ----------------------------------------------------------------
+cat "$ANCHOR_RAW" "$OURS" 2>/dev/null > "$OUT/raw.tsv" || true
+timeout 60 "$PY" "$SHARED_BENCH/lib/summarize.py" "$OUT/raw.tsv" | tee "$OUT/summary.md"
+
+# median <workload> <anchor> <metric>: median over the runs, empty when absent.
+median() {
+    awk -F'\t' -v w="$1" -v a="$2" -v m="$3" \
+        '$1 == "RESULT" && $2 == w && $3 == a && $4 == m { print $5 }' "$OUT/raw.tsv" \
+        | sort -g | awk '{ v[NR] = $1 } END {
+            if (NR) printf "%.6g\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# ratio <label> <num> <den> <op> <target>: prints num/den and whether it meets the target.
+ratio() {
+    awk -v l="$1" -v a="$2" -v b="$3" -v op="$4" -v t="$5" 'BEGIN {
+        if (a == "" || b == "" || b + 0 == 0) { printf "%-58s n/a (missing result)\n", l; exit }
+        r = a / b
+        ok = (op == "<=") ? r <= t : r >= t
+        printf "%-58s %8.3f  (target %s %s: %s)\n", l, r, op, t, ok ? "met" : "NOT met" }'
+}
+
+CHECK_FAILED=0
+{
+    echo
+    echo "Ratios (medians of the runs above)"
+    c1=$(median W1 cachert-cached ns_per_call)
+    c1l=$(median W1 cachert-cached-luajit ns_per_call)
+    t1=$(median W1 lua-table ns_per_call)
+    ratio "W1 cachert-cached / lua-table, ns per call" "$c1" "$t1" "<=" 3
+    ratio "W1 cachert-cached-luajit / lua-table, ns per call" "$c1l" "$t1" "<=" 3
+    c2=$(median W2 cachert-manager ops_per_s)
+    l2=$(median W2 lua-lrucache ops_per_s)
+    ratio "W2 cachert-manager / lua-lrucache, ops per s" "$c2" "$l2" ">=" 1
+    h2=$(median W2 cachert-manager get_hits)
+    s2=$(median W2 cachert-manager sets)
+    if [ "$h2" = 312231 ] && [ "$s2" = 100260 ]; then
+        echo "W2 exact-LRU checksum: get_hits $h2, sets $s2 (expected 312231 / 100260): ok"
+    else
+        echo "W2 exact-LRU checksum: get_hits ${h2:-?}, sets ${s2:-?} (expected 312231 / 100260): MISMATCH"
+        CHECK_FAILED=1
+    fi
+    b6=$(median W6 cachert-manager bytes_per_entry)
+    r6=$(median W6 cachert-manager rss_bytes_per_entry)
+    x6=$(median W6 redis-set-ex bytes_per_entry)
+    x6=${x6:-193}   # the anchors' published value when the Redis anchor did not run
+    awk -v b="$b6" -v r="$r6" -v x="$x6" 'BEGIN {
+        if (b == "" || r == "") { print "W6 cachert bytes per entry: n/a (missing result)"; exit }
+        printf "%-58s %8.1f  (target <= redis-set-ex %.0f: %s)\n",
+            "W6 cachert bytes per entry, store accounting", b, x, b <= x ? "met" : "NOT met"
+        printf "%-58s %8.1f  (target <= redis-set-ex %.0f: %s)\n",
+            "W6 cachert bytes per entry, RSS delta", r, x, r <= x ? "met" : "NOT met" }'
+} > "$OUT/ratios.txt"   # not a pipeline: CHECK_FAILED must survive the block
+cat "$OUT/ratios.txt"
+
+echo "results: $OUT" >&2
+if [ "$FAILED" != 0 ] || [ "$CHECK_FAILED" != 0 ]; then
+    exit 1
+fi
