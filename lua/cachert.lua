@@ -9,8 +9,10 @@
 -- the waiting calls drive the loop themselves, so they simply block.
 
 local core = require "cache.core"
+local util = require "cache.util"
+local pack, is_callable = util.pack, util.is_callable
 
-local coroutine, select, type, error, tostring = coroutine, select, type, error, tostring
+local coroutine, type, error, tostring = coroutine, type, error, tostring
 local unpack = unpack
 local co_create, co_resume, co_yield, co_status =
     coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
@@ -28,16 +30,6 @@ local unobserved = {}           -- failed tasks nobody has joined (yet)
 
 local task_mt = {}
 task_mt.__index = task_mt
-
-local function pack(...)
-    return { n = select("#", ...), ... }
-end
-
-local function is_callable(f)
-    if type(f) == "function" then return true end
-    local mt = getmetatable(f)
-    return mt ~= nil and type(mt) == "table" and mt.__call ~= nil
-end
 
 local function enqueue(task)
     ready_tail = ready_tail + 1

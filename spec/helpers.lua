@@ -8,11 +8,15 @@ package.cpath = build .. "/lua/?.so;" .. package.cpath
 
 local H = {}
 
+-- Runs a shell command; returns its output (stdout and stderr) and its
+-- exit status. LuaJIT's popen:close() does not report the status, so the
+-- command prints it on a last line of its own.
 local function sh(cmd)
-    local p = assert(io.popen(cmd .. " 2>&1"))
+    local p = assert(io.popen("(" .. cmd .. ") 2>&1; echo \"__status=$?\""))
     local out = p:read("*a")
-    local ok, _, code = p:close()
-    return out, (ok == true or ok == 0) and 0 or (code or 1)
+    p:close()
+    local body, code = out:match("^(.-)__status=(%d+)%s*$")
+    return body or out, tonumber(code) or 1
 end
 H.sh = sh
 

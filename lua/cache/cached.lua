@@ -12,12 +12,15 @@
 -- callers of one missing key wait for the first one (single flight).
 
 local core = require "cache.core"
+local util = require "cache.util"
+local pack, is_callable = util.pack, util.is_callable
+local config = require "cache.config"
 local sched = require "cachert"
 
 local type, error, select, tostring, pairs, getmetatable, pcall =
     type, error, select, tostring, pairs, getmetatable, pcall
 local byte, format, concat, sort = string.byte, string.format, table.concat, table.sort
-local floor, ceil, huge = math.floor, math.ceil, math.huge
+local floor, huge = math.floor, math.huge
 local MIN_NORMAL = 2.2250738585072014e-308
 local unpack = unpack
 local core_set_raw, core_encode_results, core_decode_results =
@@ -32,16 +35,6 @@ local MAX_DEPTH = core.MAX_DEPTH
 _M.ARGS_MARK = ARGS_MARK
 
 local cache                         -- the cache module (set by bind)
-
-local function pack(...)
-    return { n = select("#", ...), ... }
-end
-
-local function is_callable(f)
-    if type(f) == "function" then return true end
-    local mt = getmetatable(f)
-    return type(mt) == "table" and mt.__call ~= nil
-end
 
 -- Keys ----------------------------------------------------------------------
 
@@ -174,20 +167,22 @@ end
 
 -- Options -------------------------------------------------------------------
 
--- Seconds -> milliseconds, checked as the manager checks a TTL (init.lua):
--- longer finite TTLs are cut to the longest one cache.core accepts.
-local MAX_TTL_MS = 9e15 - 1
-
 local function check_ttl_option(ttl)
     if ttl == nil then return nil end
-    if type(ttl) ~= "number" then
-        error("ttl must be a number, got " .. type(ttl), 3)
+    local ms, err = config.ttl_ms(ttl)
+    if not ms then
+        error(err, 3)
     end
-    if ttl ~= ttl then error("ttl must be a number, got nan", 3) end
-    if ttl < 0 then error("ttl must be >= 0", 3) end
-    if ttl == huge then error("ttl must be finite (use 0 for no expiry)", 3) end
-    local ms = ceil(ttl * 1000)
-    return ms < MAX_TTL_MS and ms or MAX_TTL_MS
+    return ms
+end
+
+-- Raises at `level` (of the caller) for a key `allowed` does not list.
+local function check_option_names(opts, allowed, level)
+    for k in pairs(opts) do
+        if not allowed[k] then
+            error("unknown option '" .. tostring(k) .. "'", level + 1)
+        end
+    end
 end
 
 local CACHED_OPTIONS = { ttl = true, prefix = true, cache = true, key = true }
@@ -196,11 +191,7 @@ local function parse_options(ttl, prefix, manager, allowed)
     local keyfn
     if type(ttl) == "table" then
         local opts = ttl
-        for k in pairs(opts) do
-            if not allowed[k] then
-                error("unknown option '" .. tostring(k) .. "'", 3)
-            end
-        end
+        check_option_names(opts, allowed, 3)
         ttl, prefix, keyfn = opts.ttl, opts.prefix, opts.key
         manager = opts.cache or manager
     end
@@ -319,11 +310,7 @@ end
 function _M.invalidate(prefix, manager)
     if type(prefix) == "table" then
         local opts = prefix
-        for k in pairs(opts) do
-            if not INVALIDATE_OPTIONS[k] then
-                error("unknown option '" .. tostring(k) .. "'", 2)
-            end
-        end
+        check_option_names(opts, INVALIDATE_OPTIONS, 2)
         prefix, manager = opts.prefix, opts.cache or manager
     end
     if manager ~= nil and getmetatable(manager) ~= cache._mt then

@@ -183,6 +183,29 @@ local CHECK = {
 local LOCAL = { default_ttl = true, namespace = true, max_items = true,
                 max_memory = true, codec = true }
 
+-- TTLs --------------------------------------------------------------------
+
+-- The longest TTL cache.core accepts (~285,000 years); longer finite TTLs
+-- are cut to it.
+local MAX_TTL_MS = 9e15 - 1
+
+--- Seconds -> milliseconds for a TTL argument: any positive TTL lasts at
+-- least 1 ms, 0 means no expiry. Returns nil and the message for a TTL
+-- that is not a finite number >= 0; callers raise it at their level.
+function _M.ttl_ms(ttl)
+    if type(ttl) ~= "number" then
+        return nil, "ttl must be a number, got " .. type(ttl)
+    elseif ttl ~= ttl then
+        return nil, "ttl must be a number, got nan"
+    elseif ttl < 0 then
+        return nil, "ttl must be >= 0"
+    elseif ttl == huge then
+        return nil, "ttl must be finite (use 0 for no expiry)"
+    end
+    local ms = math.ceil(ttl * 1000)
+    return ms < MAX_TTL_MS and ms or MAX_TTL_MS
+end
+
 -- Resolution ----------------------------------------------------------------
 
 --- Resolves every setting for a manager. `opts` are cache.new's options.

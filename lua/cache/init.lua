@@ -9,11 +9,12 @@
 
 local core = require "cache.core"
 local config = require "cache.config"
+local util = require "cache.util"
+local ttl_ms = config.ttl_ms
 local direct = require "cache.direct"
 
 local type, error, setmetatable, tostring, pairs =
     type, error, setmetatable, tostring, pairs
-local ceil = math.ceil
 local core_set, core_delete, core_exists = core.set, core.delete, core.exists
 local lookup, set_string = direct.lookup, direct.set_string
 
@@ -55,32 +56,18 @@ local function check_key(self, key)
     error("key must be a string or a number, got " .. tk, 3)
 end
 
--- The longest TTL cache.core accepts (~285,000 years); longer finite TTLs
--- are cut to it.
-local MAX_TTL_MS = 9e15 - 1
-
--- Seconds (nil = the manager's default) -> milliseconds; any positive TTL
--- lasts at least 1 ms, 0 means no expiry.
+-- Seconds (nil = the manager's default) -> milliseconds.
 local function check_ttl(self, ttl)
     if ttl == nil then
         return self.default_ttl_ms
     end
-    if type(ttl) ~= "number" then
-        error("ttl must be a number, got " .. type(ttl), 3)
+    local ms, err = ttl_ms(ttl)
+    if not ms then
+        error(err, 3)
     end
-    if ttl ~= ttl then
-        error("ttl must be a number, got nan", 3)
-    end
-    if ttl < 0 then
-        error("ttl must be >= 0", 3)
-    end
-    if ttl == math.huge then
-        error("ttl must be finite (use 0 for no expiry)", 3)
-    end
-    local ms = ceil(ttl * 1000)
-    return ms < MAX_TTL_MS and ms or MAX_TTL_MS
+    return ms
 end
-_M._check_ttl = check_ttl
+
 
 -- Managers ------------------------------------------------------------------
 
@@ -94,7 +81,7 @@ local function new_manager(opts, level)
     local self = setmetatable({
         cfg = cfg,
         namespace = cfg.namespace,
-        default_ttl_ms = math.min(ceil(cfg.default_ttl * 1000), MAX_TTL_MS),
+        default_ttl_ms = ttl_ms(cfg.default_ttl),
         engine = core.new(cfg.max_items, cfg.max_memory),
         eptr = false,           -- the engine as FFI cdata (cache.direct)
         backend = "memory",
@@ -203,19 +190,20 @@ function methods:mset(map, ttl)
     if type(map) ~= "table" then
         error("map must be a table, got " .. type(map), 2)
     end
-    local ttl_ms = check_ttl(self, ttl)
-    local keys, values, n = {}, {}, 0
+    local ms = check_ttl(self, ttl)
+    local keys, blobs, n = {}, {}, 0
     for key, value in pairs(map) do
         n = n + 1
-        keys[n], values[n] = check_key(self, key), value
-        local ok, err = pcall(core.encode, value)
+        keys[n] = check_key(self, key)
+        local ok, blob = pcall(core.encode, value)
+        blobs[n] = blob
         if not ok then
-            error(("%s (key %s)"):format(err, tostring(key)), 2)
+            error(("%s (key %s)"):format(blob, tostring(key)), 2)
         end
     end
     local engine = self.engine
     for i = 1, n do
-        local ok, err = core_set(engine, keys[i], values[i], ttl_ms)
+        local ok, err = core.set_raw(engine, keys[i], blobs[i], ms)
         if not ok then
             return false, err
         end
@@ -284,7 +272,7 @@ end
 -- fn raises (then the error is re-raised). `opts` is a manager, or options
 -- for a new one; without it the default manager is used.
 function _M.with(fn, opts)
-    if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+    if not util.is_callable(fn) then
         error("fn must be callable", 2)
     end
     local c
