@@ -8,7 +8,7 @@ set(CACHERT_FUZZ_SECONDS 20 CACHE STRING "Seconds per fuzz target in ctest")
 
 function(add_fuzz_target concept)
     add_executable(fuzz_${concept} spec/fuzz/fuzz_${concept}.c ${ARGN})
-    target_include_directories(fuzz_${concept} PRIVATE src)
+    target_include_directories(fuzz_${concept} PRIVATE src spec/c)
     target_compile_options(fuzz_${concept} PRIVATE -fsanitize=fuzzer,address,undefined)
     target_link_options(fuzz_${concept} PRIVATE -fsanitize=fuzzer,address,undefined)
     set(corpus ${PROJECT_BINARY_DIR}/corpus_${concept})

@@ -16,6 +16,7 @@
 #include <msgpack/pack.h>
 
 #include "status.h"
+#include "lua_equal.h"
 #include "test.h"
 
 /* -- Helpers ----------------------------------------------------------- */
@@ -139,47 +140,6 @@ static uint64_t bits_of(double d)
     return u;
 }
 
-/* Raw deep equality; numbers compare by bits (any two NaNs are equal:
-** LuaJIT keeps one canonical NaN). */
-static bool deep_equal(lua_State *L, int a, int b)
-{
-    if (a < 0)
-        a = lua_gettop(L) + a + 1;
-    if (b < 0)
-        b = lua_gettop(L) + b + 1;
-    if (lua_type(L, a) != lua_type(L, b))
-        return false;
-    switch (lua_type(L, a)) {
-    case LUA_TNUMBER: {
-        double x = lua_tonumber(L, a), y = lua_tonumber(L, b);
-        return (isnan(x) && isnan(y)) || bits_of(x) == bits_of(y);
-    }
-    case LUA_TTABLE: {
-        int na = 0, nb = 0;
-        lua_pushnil(L);
-        while (lua_next(L, a)) {
-            na++;
-            lua_pushvalue(L, -2);
-            lua_rawget(L, b);
-            bool eq = deep_equal(L, -1, -2);
-            lua_pop(L, 2);
-            if (!eq) {
-                lua_pop(L, 1);
-                return false;
-            }
-        }
-        lua_pushnil(L);
-        while (lua_next(L, b)) {
-            nb++;
-            lua_pop(L, 1);
-        }
-        return na == nb;
-    }
-    default:
-        return lua_rawequal(L, a, b);
-    }
-}
-
 /* Encodes the top value, decodes it, checks the copy equals it; pops the
 ** original and leaves the copy on the stack. */
 static void round_trip(lua_State *L, CodecBuf *b)
@@ -189,7 +149,7 @@ static void round_trip(lua_State *L, CodecBuf *b)
     int top = lua_gettop(L);
     ASSERT_EQ_INT(1, codec_decode(L, b->data, b->len, 0));
     ASSERT_EQ_INT(top + 1, lua_gettop(L));
-    ASSERT_TRUE(deep_equal(L, -1, -2));
+    ASSERT_TRUE(lua_deep_equal(L, -1, -2));
     lua_remove(L, -2);
 }
 
@@ -600,7 +560,7 @@ static void test_codec_decodes_msgpack_from_another_writer(void)
     ASSERT_EQ_INT(1, codec_decode(L, b.data, b.len, 0));
     push_lua(L, "return {[1] = 0.5, [2] = 0.10000000149011612, [-3] = "
                 "'\\0\\255', list = {2^64, -2^63}, [1.5] = true, hi = ''}");
-    ASSERT_TRUE(deep_equal(L, -1, -2));
+    ASSERT_TRUE(lua_deep_equal(L, -1, -2));
     codec_buf_free(&b);
     lua_close(L);
 }
@@ -625,7 +585,7 @@ static void test_codec_decodes_every_header_width(void)
                9);
     ASSERT_EQ_INT(18, lua_gettop(L));
     for (int i = 1; i <= 9; i++)
-        ASSERT_TRUE(deep_equal(L, i, i + 9));
+        ASSERT_TRUE(lua_deep_equal(L, i, i + 9));
     lua_close(L);
 }
 

@@ -20,6 +20,8 @@
 
 #include <lauxlib.h>
 
+#include "lua_equal.h"
+
 static lua_State *L;
 static CodecBuf first, second;
 
@@ -51,47 +53,6 @@ static bool encode_slots(int n, bool multi, CodecBuf *b)
     return ok;
 }
 
-static bool same_number(double x, double y)
-{
-    return (isnan(x) && isnan(y)) || memcmp(&x, &y, sizeof(x)) == 0;
-}
-
-static bool deep_equal(int a, int b)
-{
-    if (!lua_checkstack(L, 4))
-        __builtin_trap();
-    if (lua_type(L, a) != lua_type(L, b))
-        return false;
-    switch (lua_type(L, a)) {
-    case LUA_TNUMBER:
-        return same_number(lua_tonumber(L, a), lua_tonumber(L, b));
-    case LUA_TTABLE: {
-        int na = 0, nb = 0;
-        lua_pushnil(L);
-        while (lua_next(L, a)) {
-            na++;
-            int top = lua_gettop(L);
-            lua_pushvalue(L, top - 1);
-            lua_rawget(L, b);
-            bool eq = deep_equal(top, top + 1);
-            lua_settop(L, top - 1);
-            if (!eq) {
-                lua_pop(L, 1);
-                return false;
-            }
-        }
-        lua_pushnil(L);
-        while (lua_next(L, b)) {
-            nb++;
-            lua_pop(L, 1);
-        }
-        return na == nb;
-    }
-    default:
-        return lua_rawequal(L, a, b);
-    }
-}
-
 static void check(const uint8_t *data, size_t size, int unpack_multi)
 {
     bool is_multi = size > 0 && ((data[0] >= 0xc7 && data[0] <= 0xc9) ||
@@ -118,7 +79,7 @@ static void check(const uint8_t *data, size_t size, int unpack_multi)
     if (n2 != n)
         __builtin_trap();
     for (int i = 1; i <= n; i++)
-        if (!deep_equal(i, n + i))
+        if (!lua_deep_equal(L, i, n + i))
             __builtin_trap();
     lua_settop(L, 0);
     if (codec_decode(L, first.data, first.len, unpack_multi) != n)
@@ -132,7 +93,7 @@ static void check(const uint8_t *data, size_t size, int unpack_multi)
         if (codec_decode(L, second.data, second.len, unpack_multi) != n)
             __builtin_trap();
         for (int i = 1; i <= n; i++)
-            if (!deep_equal(i, n + i))
+            if (!lua_deep_equal(L, i, n + i))
                 __builtin_trap();
     }
     lua_settop(L, 0);
