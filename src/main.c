@@ -130,16 +130,14 @@ static void preload_modules(lua_State *L)
 ** stores and connections, as they do when a script simply ends. */
 static void close_state_on_exit(lua_State *L)
 {
-    static const char code[] =
-        "local exit = os.exit\n"
-        "os.exit = function(code, close)\n"
-        "  if close == nil then close = true end\n"
-        "  return exit(code, close)\n"
-        "end\n";
+    static const char code[] = "local exit = os.exit\n"
+                               "os.exit = function(code, close)\n"
+                               "  if close == nil then close = true end\n"
+                               "  return exit(code, close)\n"
+                               "end\n";
     if (luaL_dostring(L, code) != 0)
         report(L);
 }
-
 
 /* Sets the global `arg` as luajit does: arg[0] is the script, arguments
 ** after it are 1..n, the interpreter and options are negative. */
