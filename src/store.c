@@ -1,18 +1,42 @@
 /*
 ** store.c -- the in-memory fallback store.
 **
-** Each entry is one malloc block: a header (44 bytes on 64-bit), the key,
-** then the value. It sits in a chained hash table (keyed by a SipHash-1-3
-** of the key with a per-store random seed, so chosen keys cannot pile into
-** one bucket) and on one doubly-linked list ordered by last use, most
-** recent at the head; eviction takes the tail. get/set/delete/exists are
-** O(1) on average.
+** Each entry is one malloc block: a header (36 bytes on 64-bit), the key,
+** then the value. It is on one doubly-linked list ordered by last use, most
+** recent at the head (eviction takes the tail), and in an open-addressing
+** hash table with linear probing. get/set/delete/exists are O(1) on
+** average.
 **
-** The table doubles when it holds more entries than buckets and shrinks
-** when under 1/8 full. Resizing is incremental, as in Redis's dict: while a
-** second table exists, each operation moves a few buckets across, so no
-** single call pays for rehashing everything. If the new bucket array cannot
-** be allocated the store keeps working with longer chains.
+** The table is two parallel arrays: a 32-bit tag per slot (the key's hash;
+** 0 = empty, 1 = moved) and a pointer per slot. A probe reads only tags, 16
+** per cache line, and dereferences an entry only when all 32 bits match,
+** so a miss usually costs one cache line of tags and no entry, and a hit
+** one entry. Deletion shifts the rest of the cluster back (no tombstones).
+** 12 bytes per slot, at most 3/4 full: 16 to 32 bytes per entry, against 16
+** (bucket pointer plus chain pointer) for the chained table this replaced.
+**
+** The table doubles at 3/4 full and shrinks to a quarter under 1/16 full,
+** never below its first size (room for max_items, up to PRESIZE_SLOTS).
+** Resizing is incremental, as in Redis's dict: while the new table exists,
+** every get/exists/delete/sweep examines 16 slots of the old one and every
+** set 32, moving their entries across, so no single call pays for
+** rehashing everything. The old table only loses entries while it drains,
+** and a moved or deleted slot there is marked "moved" rather than emptied,
+** so probes for the entries behind it still reach them; the old table is
+** freed once empty. If a larger table cannot be allocated the store goes on
+** with the fuller one, and a set that would fill its last free slot fails
+** with CR_ENOMEM.
+**
+** Hashing: a seeded multiply-and-fold hash (the idea of wyhash and
+** rapidhash; written here) of the key, with a 128-bit random seed per
+** store. Before this it was SipHash-1-3, which cost about as much as the
+** rest of a short-key lookup. The trade-off, for hash flooding: without the
+** seed an attacker cannot choose keys that share a slot, as with SipHash;
+** but unlike SipHash this is not a cryptographic PRF, so there is no proof
+** that observing which keys collide (by timing) teaches nothing about the
+** seed. An attacker who learned the seed could make keys collide, and
+** with linear probing the cost is a long run of slots (a lookup degrading
+** toward O(n)), as with long chains before.
 **
 ** Expiry is lazy (get, exists, delete, clear notice it) plus store_sweep(),
 ** whose cursor walks the LRU list from the tail. Time is never read here.
@@ -31,15 +55,18 @@
 #include "globmatch.h"
 #include "status.h"
 
-#define MIN_BUCKETS      16 /* power of two */
-#define REHASH_MAX_EMPTY 10 /* empty buckets skipped per bucket moved */
+#define MIN_SLOTS     16         /* power of two */
+#define PRESIZE_SLOTS (1u << 12) /* most slots reserved up front */
+#define REHASH_SLOTS  16         /* old-table slots examined per step */
+#define TAG_EMPTY     0u         /* slot never used since the table was made */
+#define TAG_MOVED     1u         /* slot emptied in a table being drained */
+#define TAG_MIN       2u         /* the smallest tag of an entry */
 
 typedef struct Entry {
     struct Entry *newer;    /* toward the most recently used end */
     struct Entry *older;    /* toward the least recently used end */
-    struct Entry *chain;    /* next entry in the same bucket */
     uint64_t expires_at_ms; /* 0 = never */
-    uint32_t hash;
+    uint32_t hash;          /* the key's tag, >= TAG_MIN */
     uint32_t klen;
     uint32_t vlen;
     char data[]; /* klen key bytes, then vlen value bytes */
@@ -49,15 +76,21 @@ typedef struct Entry {
 ** tail padding that the allocation does not contain. */
 const size_t STORE_ENTRY_OVERHEAD = offsetof(Entry, data);
 
+/* Open addressing with linear probing. Slot i holds tags[i] and
+** entries[i]; the tags sit in their own array so a probe reads 4 bytes per
+** slot (16 slots per cache line) and dereferences an entry only when its
+** whole 32-bit tag matches. */
 typedef struct Table {
-    Entry **buckets; /* NULL when the table is not in use */
-    size_t mask;     /* bucket count - 1 */
+    Entry **entries; /* NULL when not in use; its block also holds tags */
+    uint32_t *tags;  /* TAG_EMPTY, TAG_MOVED or the entry's hash */
+    size_t mask;     /* slot count - 1 */
     size_t used;     /* entries in this table */
 } Table;
 
 struct Store {
     Table t[2];        /* t[1] is in use only while resizing */
-    size_t rehash_pos; /* next bucket of t[0] to move while resizing */
+    size_t rehash_pos; /* next slot of t[0] to move while resizing */
+    size_t min_slots;  /* never shrink below this (presized from max_items) */
     Entry *mru;
     Entry *lru;
     Entry *sweep_next; /* where store_sweep resumes; NULL: at the tail */
@@ -73,58 +106,80 @@ struct Store {
 
 /* -- Hashing ----------------------------------------------------------- */
 
-#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+/* Folds a 64-bit hash to a 32-bit tag, avoiding the two marker values. */
+static uint32_t tag_of(uint64_t h)
+{
+    uint32_t tag = (uint32_t)(h ^ (h >> 32));
+    return tag < TAG_MIN ? tag + TAG_MIN : tag;
+}
 
-#define SIPROUND                                                               \
-    do {                                                                       \
-        v0 += v1;                                                              \
-        v1 = ROTL64(v1, 13);                                                   \
-        v1 ^= v0;                                                              \
-        v0 = ROTL64(v0, 32);                                                   \
-        v2 += v3;                                                              \
-        v3 = ROTL64(v3, 16);                                                   \
-        v3 ^= v2;                                                              \
-        v0 += v3;                                                              \
-        v3 = ROTL64(v3, 21);                                                   \
-        v3 ^= v0;                                                              \
-        v2 += v1;                                                              \
-        v1 = ROTL64(v1, 17);                                                   \
-        v1 ^= v2;                                                              \
-        v2 = ROTL64(v2, 32);                                                   \
-    } while (0)
+static uint64_t load64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
 
-/* SipHash-1-3 (one compression round, three finalisation rounds): keyed,
-** so bucket positions are unpredictable without the seed. Words are read
-** in host byte order; that changes the values, not the quality. */
+static uint32_t load32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* 64 x 64 -> 128-bit multiply, folded to 64 bits by xoring the halves. */
+static uint64_t fold_mul(uint64_t a, uint64_t b)
+{
+#ifdef __SIZEOF_INT128__
+    unsigned __int128 r = (unsigned __int128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+#else
+    uint64_t al = a & 0xffffffffu, ah = a >> 32;
+    uint64_t bl = b & 0xffffffffu, bh = b >> 32;
+    uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+    uint64_t mid = (ll >> 32) + (lh & 0xffffffffu) + (hl & 0xffffffffu);
+    uint64_t lo = (ll & 0xffffffffu) | (mid << 32);
+    uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    return lo ^ hi;
+#endif
+}
+
+/* Odd constants: 2^64 divided by the golden ratio, and an arbitrary one. */
+#define HASH_C1 0x9e3779b97f4a7c15ULL
+#define HASH_C2 0xd6e8feb86659fd93ULL
+
+/* Seeded multiply-and-fold hash: each 16-byte block is xored with the
+** secret seed and multiplied, so where a key lands depends on 128 secret
+** bits. Keys of up to 16 bytes take one multiply plus one to finish. */
 static uint32_t hash_key(const Store *s, const char *key, size_t klen)
 {
-    const unsigned char *in = (const unsigned char *)key;
-    const unsigned char *end = in + (klen - klen % 8);
-    uint64_t v0 = 0x736f6d6570736575ULL ^ s->k0;
-    uint64_t v1 = 0x646f72616e646f6dULL ^ s->k1;
-    uint64_t v2 = 0x6c7967656e657261ULL ^ s->k0;
-    uint64_t v3 = 0x7465646279746573ULL ^ s->k1;
-    uint64_t last = (uint64_t)klen << 56;
-    uint64_t h;
+    const unsigned char *u = (const unsigned char *)key;
+    uint64_t acc = s->k0 ^ ((uint64_t)klen * HASH_C1);
+    uint64_t a, b;
 
-    for (; in != end; in += 8) {
-        uint64_t m;
-        memcpy(&m, in, sizeof(m));
-        v3 ^= m;
-        SIPROUND;
-        v0 ^= m;
+    if (klen <= 16) {
+        if (klen >= 8) {
+            a = load64(key);
+            b = load64(key + klen - 8);
+        } else if (klen >= 4) {
+            a = load32(key);
+            b = load32(key + klen - 4);
+        } else if (klen > 0) {
+            a = (uint64_t)u[0] | (uint64_t)u[klen / 2] << 8 |
+                (uint64_t)u[klen - 1] << 16;
+            b = 0;
+        } else {
+            a = b = 0;
+        }
+    } else {
+        size_t left = klen;
+        for (; left > 16; left -= 16, key += 16)
+            acc = fold_mul(load64(key) ^ s->k1, load64(key + 8) ^ acc);
+        a = load64(key + left - 16);
+        b = load64(key + left - 8);
     }
-    for (size_t i = 0; i < klen % 8; i++)
-        last |= (uint64_t)in[i] << (8 * i);
-    v3 ^= last;
-    SIPROUND;
-    v0 ^= last;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    h = v0 ^ v1 ^ v2 ^ v3;
-    return (uint32_t)(h ^ (h >> 32));
+    acc = fold_mul(a ^ s->k1, b ^ acc);
+    return tag_of(fold_mul(acc ^ HASH_C2, s->k0 ^ HASH_C1));
 }
 
 static uint64_t mix64(uint64_t x)
@@ -166,121 +221,200 @@ static void seed_hash(Store *s)
 
 static bool resizing(const Store *s)
 {
-    return s->t[1].buckets != NULL;
+    return s->t[1].entries != NULL;
 }
 
-static Entry **bucket_of(const Table *t, uint32_t hash)
+/* memcmp(a, b, n) == 0, with two overlapping loads for keys of 4 to 16
+** bytes (the common short key) instead of a call. */
+static bool key_eq(const char *a, const char *b, size_t n)
 {
-    return &t->buckets[hash & t->mask];
+    if (n >= 8 && n <= 16)
+        return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
+    if (n >= 4 && n < 8)
+        return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
+    return n == 0 || memcmp(a, b, n) == 0;
 }
 
-/* Returns the entry for `key` and, in *link, the pointer that points at
-** it (for replacing or unlinking it), or NULL. */
-static Entry *find(const Store *s, const char *key, size_t klen, uint32_t hash,
-                   Entry ***link)
+/* Returns the slot of `key` in `t`, or SIZE_MAX. Every table keeps at
+** least one TAG_EMPTY slot, so the probe ends. */
+static size_t probe_key(const Table *t, const char *key, size_t klen,
+                        uint32_t hash)
 {
-    for (int i = 0; i < 2; i++) {
-        if (s->t[i].buckets == NULL)
+    for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t tag = t->tags[i];
+        if (tag == hash) {
+            const Entry *e = t->entries[i];
+            if (e->klen == klen && key_eq(e->data, key, klen))
+                return i;
+        } else if (tag == TAG_EMPTY) {
+            return SIZE_MAX;
+        }
+    }
+}
+
+/* Returns the entry for `key`, and in *where and *slot its table and slot
+** (for replacing it in place), or NULL. */
+static Entry *find(Store *s, const char *key, size_t klen, uint32_t hash,
+                   Table **where, size_t *slot)
+{
+    for (int n = 0; n < 2; n++) {
+        Table *t = &s->t[n];
+        size_t i;
+        if (t->entries == NULL)
             break;
-        for (Entry **l = bucket_of(&s->t[i], hash); *l; l = &(*l)->chain) {
-            Entry *e = *l;
-            if (e->hash == hash && e->klen == klen &&
-                memcmp(e->data, key, klen) == 0) {
-                if (link != NULL)
-                    *link = l;
-                return e;
+        i = probe_key(t, key, klen, hash);
+        if (i != SIZE_MAX) {
+            if (where != NULL) {
+                *where = t;
+                *slot = i;
             }
+            return t->entries[i];
         }
     }
     return NULL;
 }
 
-/* Starts moving entries to a table of `nbuckets` (a power of two). Without
-** memory for it, nothing changes: chains just get longer. */
-static void start_resize(Store *s, size_t nbuckets)
+/* Allocates an empty table of `nslots` (a power of two). */
+static bool table_alloc(Table *t, size_t nslots)
 {
-    Entry **b = calloc(nbuckets, sizeof(*b));
-    if (b == NULL)
-        return;
-    s->t[1].buckets = b;
-    s->t[1].mask = nbuckets - 1;
-    s->t[1].used = 0;
-    s->rehash_pos = 0;
+    void *block;
+
+    if (nslots > SIZE_MAX / (sizeof(Entry *) + sizeof(uint32_t)))
+        return false;
+    block = calloc(nslots, sizeof(Entry *) + sizeof(uint32_t));
+    if (block == NULL)
+        return false;
+    t->entries = block;
+    t->tags = (uint32_t *)(t->entries + nslots);
+    t->mask = nslots - 1;
+    t->used = 0;
+    return true;
 }
 
-/* Moves up to `steps` buckets of t[0] into t[1]. */
+static void table_put(Table *t, Entry *e)
+{
+    size_t i = e->hash & t->mask;
+
+    while (t->tags[i] != TAG_EMPTY)
+        i = (i + 1) & t->mask;
+    t->tags[i] = e->hash;
+    t->entries[i] = e;
+    t->used++;
+}
+
+/* Starts moving entries to a table of `nslots`. Without memory for it,
+** nothing changes: the store goes on with the fuller table. */
+static void start_resize(Store *s, size_t nslots)
+{
+    if (table_alloc(&s->t[1], nslots))
+        s->rehash_pos = 0;
+}
+
+/* Examines up to `steps` * REHASH_SLOTS slots of t[0], moving their entries
+** into t[1]. A moved slot becomes TAG_MOVED, not empty, so probes for the
+** entries still behind it in t[0] go on past it. t[0] takes no inserts
+** while it drains, so it keeps its empty slots and every probe ends. */
 static void rehash_step(Store *s, int steps)
 {
-    size_t empty_left = (size_t)steps * REHASH_MAX_EMPTY;
+    Table *from = &s->t[0];
+    size_t left = (size_t)steps * REHASH_SLOTS;
 
     if (!resizing(s))
         return;
-    while (steps-- > 0 && s->t[0].used > 0) {
-        Entry *e;
-        while (s->t[0].buckets[s->rehash_pos] == NULL) {
-            s->rehash_pos++; /* some bucket at or after here is non-empty */
-            if (--empty_left == 0)
-                return;
-        }
-        e = s->t[0].buckets[s->rehash_pos];
-        s->t[0].buckets[s->rehash_pos++] = NULL;
-        while (e != NULL) {
-            Entry *next = e->chain;
-            Entry **b = bucket_of(&s->t[1], e->hash);
-            e->chain = *b;
-            *b = e;
-            s->t[0].used--;
-            s->t[1].used++;
-            e = next;
+    for (; left > 0 && from->used > 0; left--) {
+        size_t i = s->rehash_pos++; /* a live slot is at or after i */
+        if (from->tags[i] >= TAG_MIN) {
+            table_put(&s->t[1], from->entries[i]);
+            from->tags[i] = TAG_MOVED;
+            from->used--;
         }
     }
-    if (s->t[0].used == 0) {
-        free(s->t[0].buckets);
+    if (from->used == 0) {
+        free(from->entries);
         s->t[0] = s->t[1];
-        s->t[1].buckets = NULL;
-        s->t[1].mask = 0;
-        s->t[1].used = 0;
+        memset(&s->t[1], 0, sizeof(s->t[1]));
     }
 }
 
-static void maybe_resize(Store *s)
+/* Grows at 3/4 full. While a table drains, each get moves 16 slots and each
+** set 32, so a table of n slots is drained within n/32 sets: the new table
+** (2n slots) reaches at most 3n/4 + n/32 entries, under 1/2 full. */
+static void maybe_grow(Store *s)
 {
-    size_t nbuckets = s->t[0].mask + 1;
-    size_t want;
+    size_t nslots = s->t[0].mask + 1;
 
-    if (resizing(s))
-        return;
-    if (s->t[0].used > nbuckets && nbuckets <= SIZE_MAX / 2 / sizeof(Entry *)) {
-        start_resize(s, nbuckets * 2);
-    } else if (nbuckets > MIN_BUCKETS && s->t[0].used < nbuckets / 8) {
-        want = MIN_BUCKETS;
-        while (want < s->t[0].used * 2)
-            want *= 2;
-        start_resize(s, want);
-    }
+    if (!resizing(s) && s->t[0].used >= nslots / 4 * 3)
+        start_resize(s, nslots * 2);
 }
 
-static void table_insert(Store *s, Entry *e)
+/* Shrinks to 1/4 of the slots when under 1/16 full: with at most n/32 sets
+** while draining, the new table holds under n/16 + n/32 entries of n/4
+** slots (3/8 full). */
+static void maybe_shrink(Store *s)
 {
-    Table *t = resizing(s) ? &s->t[1] : &s->t[0];
-    Entry **b = bucket_of(t, e->hash);
+    size_t nslots = s->t[0].mask + 1;
 
-    e->chain = *b;
-    *b = e;
-    t->used++;
-    maybe_resize(s);
+    if (!resizing(s) && nslots / 4 >= s->min_slots &&
+        s->t[0].used < nslots / 16)
+        start_resize(s, nslots / 4);
+}
+
+/* Puts a new entry in the table that takes inserts. Returns false only
+** when the table is full because no larger one could be allocated. */
+static bool table_insert(Store *s, Entry *e)
+{
+    Table *t;
+
+    maybe_grow(s);
+    t = resizing(s) ? &s->t[1] : &s->t[0];
+    if (t->used + 2 > t->mask + 1)
+        return false; /* keep one slot empty so every probe ends */
+    table_put(t, e);
+    return true;
+}
+
+/* Empties slot i of a table that takes inserts, moving later entries of
+** the cluster back so no probe meets a hole before its entry (backward
+** shift deletion: no tombstones). */
+static void slot_clear(Table *t, size_t i)
+{
+    size_t j = i;
+
+    for (;;) {
+        uint32_t tag;
+        j = (j + 1) & t->mask;
+        tag = t->tags[j];
+        if (tag == TAG_EMPTY)
+            break;
+        /* The entry at j may fill the hole at i unless its home slot lies
+        ** cyclically in (i, j]. */
+        if (((j - (tag & t->mask)) & t->mask) >= ((j - i) & t->mask)) {
+            t->tags[i] = tag;
+            t->entries[i] = t->entries[j];
+            i = j;
+        }
+    }
+    t->tags[i] = TAG_EMPTY;
+    t->entries[i] = NULL;
 }
 
 static void table_remove(Store *s, Entry *e)
 {
-    for (int i = 0; i < 2; i++) {
-        if (s->t[i].buckets == NULL)
+    for (int n = 0; n < 2; n++) {
+        Table *t = &s->t[n];
+        if (t->entries == NULL)
             break;
-        for (Entry **l = bucket_of(&s->t[i], e->hash); *l; l = &(*l)->chain) {
-            if (*l == e) {
-                *l = e->chain;
-                s->t[i].used--;
-                maybe_resize(s);
+        for (size_t i = e->hash & t->mask; t->tags[i] != TAG_EMPTY;
+             i = (i + 1) & t->mask) {
+            if (t->tags[i] == e->hash && t->entries[i] == e) {
+                if (n == 0 && resizing(s)) {
+                    t->tags[i] = TAG_MOVED; /* draining: keep probes going */
+                    t->entries[i] = NULL;
+                } else {
+                    slot_clear(t, i);
+                }
+                t->used--;
+                maybe_shrink(s);
                 return;
             }
         }
@@ -386,7 +520,7 @@ static Entry *lookup(Store *s, const char *key, size_t klen, uint64_t now_ms)
 
     note_now(s, now_ms);
     rehash_step(s, 1);
-    e = find(s, key, klen, hash_key(s, key, klen), NULL);
+    e = find(s, key, klen, hash_key(s, key, klen), NULL, NULL);
     if (e != NULL && is_expired(e, now_ms)) {
         drop_entry(s, e, now_ms);
         return NULL;
@@ -399,14 +533,18 @@ static Entry *lookup(Store *s, const char *key, size_t klen, uint64_t now_ms)
 Store *store_new(size_t max_items, size_t max_bytes)
 {
     Store *s = calloc(1, sizeof(*s));
+    size_t nslots = MIN_SLOTS;
+
     if (s == NULL)
         return NULL;
-    s->t[0].buckets = calloc(MIN_BUCKETS, sizeof(*s->t[0].buckets));
-    if (s->t[0].buckets == NULL) {
+    /* Room for max_items at most 3/4 full, up to PRESIZE_SLOTS. */
+    while (nslots < PRESIZE_SLOTS && nslots / 4 * 3 < max_items)
+        nslots *= 2;
+    if (!table_alloc(&s->t[0], nslots)) {
         free(s);
         return NULL;
     }
-    s->t[0].mask = MIN_BUCKETS - 1;
+    s->min_slots = nslots;
     s->max_items = max_items;
     s->max_bytes = max_bytes;
     seed_hash(s);
@@ -425,8 +563,8 @@ void store_free(Store *s)
         free(e);
         e = next;
     }
-    free(s->t[0].buckets);
-    free(s->t[1].buckets);
+    free(s->t[0].entries);
+    free(s->t[1].entries);
     free(s);
 }
 
@@ -464,7 +602,8 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
               size_t vlen, uint64_t expires_at_ms, uint64_t now_ms)
 {
     uint32_t hash = hash_key(s, key, klen);
-    Entry **link = NULL;
+    Table *where = NULL;
+    size_t slot = 0;
     Entry *old;
     Entry *e;
     size_t bytes;
@@ -472,7 +611,7 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
 
     note_now(s, now_ms);
     rehash_step(s, 2); /* before find: it moves entries between tables */
-    old = find(s, key, klen, hash, &link);
+    old = find(s, key, klen, hash, &where, &slot);
     if (klen > UINT32_MAX || vlen > UINT32_MAX ||
         (s->max_bytes != 0 &&
          (klen > s->max_bytes || vlen > s->max_bytes ||
@@ -505,17 +644,17 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
         memcpy(e->data + klen, val, vlen);
 
     if (old != NULL) {
-        /* Same key, same bucket: swap the new entry into the old's place. */
-        e->chain = old->chain;
-        *link = e;
+        /* Same key, same tag: the new entry takes the old one's slot. */
+        where->entries[slot] = e;
         lru_unlink(s, old);
         if (is_expired(old, now_ms))
             s->expired++;
         s->count--;
         s->memory_bytes -= entry_bytes(old);
         free(old);
-    } else {
-        table_insert(s, e);
+    } else if (!table_insert(s, e)) {
+        free(e);
+        return CR_ENOMEM; /* the table is full and could not grow */
     }
     lru_push_mru(s, e);
     s->count++;
@@ -530,7 +669,7 @@ bool store_delete(Store *s, const char *key, size_t klen, uint64_t now_ms)
 
     note_now(s, now_ms);
     rehash_step(s, 1);
-    e = find(s, key, klen, hash_key(s, key, klen), NULL);
+    e = find(s, key, klen, hash_key(s, key, klen), NULL, NULL);
     return e != NULL && drop_entry(s, e, now_ms);
 }
 

@@ -492,6 +492,377 @@ static void test_store_grows_to_100000_keys_and_shrinks_back(void)
     store_free(s);
 }
 
+/* -- Hash table under churn -------------------------------------------- */
+
+/* xorshift32: deterministic test data (the seed of the store is not). */
+static uint32_t rnd_state = 2463534242u;
+
+static uint32_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 17;
+    rnd_state ^= rnd_state << 5;
+    return rnd_state;
+}
+
+/* Key number n: 1 to 37 bytes, with NUL and high bytes, so every length
+** path of hashing and comparing is used. Distinct n give distinct keys. */
+static size_t key_of(unsigned n, char *buf)
+{
+    size_t len = 1 + n % 37;
+    for (size_t j = 0; j < len; j++)
+        buf[j] = (char)((n * 31 + j * 7) & 0xff);
+    buf[0] = (char)(n & 0xff);
+    if (len > 1)
+        buf[1] = (char)(n >> 8);
+    return len;
+}
+
+/* Many small stores (16 slots, so clusters are long and wrap around the
+** end): every key deleted in a random order leaves the others findable. */
+static void test_store_deleting_inside_clusters_keeps_other_keys_found(void)
+{
+    char key[40];
+    size_t vlen;
+
+    for (int round = 0; round < 300; round++) {
+        Store *s = new_store(0, 0); /* a new random seed each round */
+        unsigned order[12];
+        bool gone[12] = {false};
+        for (unsigned n = 0; n < 12; n++) {
+            size_t k = key_of(n, key);
+            ASSERT_EQ_INT(CR_OK, store_set(s, key, k, key, k, NEVER, NOW));
+            order[n] = n;
+        }
+        for (unsigned i = 11; i > 0; i--) { /* Fisher-Yates shuffle */
+            unsigned j = rnd() % (i + 1), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (unsigned i = 0; i < 12; i++) {
+            size_t k = key_of(order[i], key);
+            ASSERT_TRUE(store_delete(s, key, k, NOW));
+            gone[order[i]] = true;
+            for (unsigned n = 0; n < 12; n++) {
+                const char *v;
+                k = key_of(n, key);
+                v = store_get(s, key, k, NOW, &vlen);
+                if (gone[n]) {
+                    ASSERT_NULL(v);
+                } else {
+                    ASSERT_NOT_NULL(v);
+                    ASSERT_EQ_MEM(key, k, v, vlen);
+                }
+            }
+        }
+        ASSERT_EQ_INT(0, stats_of(s).keys);
+        store_free(s);
+    }
+}
+
+/* The table grows at 3/4 full and then drains into the new one a few
+** slots per call: gets and deletes during the drain still find (and only
+** find) the right keys, including entries whose probe run is cut by the
+** drain position. Many stores, so many random seeds and cluster shapes. */
+static void test_store_finds_keys_while_the_table_drains(void)
+{
+    char key[40];
+    size_t vlen;
+
+    for (int round = 0; round < 600; round++) {
+        Store *s = new_store(0, 0);
+        unsigned n = round % 2 ? 3 * 64 / 4 + 1 : 3 * 256 / 4 + 1;
+        bool gone[3 * 256 / 4 + 1] = {false};
+        size_t live = n;
+
+        for (unsigned i = 0; i < n; i++) { /* the last set starts a resize */
+            size_t k = key_of(i, key);
+            ASSERT_EQ_INT(CR_OK, store_set(s, key, k, key, k, NEVER, NOW));
+        }
+        for (unsigned i = 0; i < n / 4; i++) {
+            unsigned m = rnd() % n;
+            size_t k = key_of(m, key);
+            if (rnd() % 3 == 0 && !gone[m]) {
+                ASSERT_TRUE(store_delete(s, key, k, NOW));
+                gone[m] = true;
+                live--;
+            } else if (gone[m]) {
+                ASSERT_NULL(store_get(s, key, k, NOW, &vlen));
+            } else {
+                ASSERT_NOT_NULL(store_get(s, key, k, NOW, &vlen));
+            }
+        }
+        ASSERT_EQ_INT(live, stats_of(s).keys);
+        for (unsigned i = 0; i < n; i++) {
+            size_t k = key_of(i, key);
+            ASSERT_EQ_INT(!gone[i], store_exists(s, key, k, NOW));
+        }
+        store_free(s);
+    }
+}
+
+/* A sliding window of keys with deletes and gets while the table grows,
+** while it drains into a larger one, and while it shrinks. */
+static void test_store_resizes_under_churn_without_losing_keys(void)
+{
+    enum { WINDOW = 3000, TOTAL = 20000 };
+    Store *s = new_store(0, 0);
+    char key[40];
+    size_t vlen;
+
+    for (unsigned i = 0; i < TOTAL; i++) {
+        size_t k = key_of(i, key);
+        unsigned window = i < TOTAL / 2 ? WINDOW : WINDOW / 20;
+        ASSERT_EQ_INT(CR_OK, store_set(s, key, k, key, k, NEVER, NOW));
+        /* Drop every key older than the window (many at once when it
+        ** narrows). */
+        for (unsigned old = i - window; i >= window; old--) {
+            k = key_of(old, key);
+            if (!store_delete(s, key, k, NOW) || old == 0)
+                break;
+        }
+        k = key_of(i - rnd() % (i < window ? i + 1 : window), key);
+        ASSERT_NOT_NULL(store_get(s, key, k, NOW, &vlen));
+        ASSERT_EQ_MEM(key, k, store_get(s, key, k, NOW, &vlen), vlen);
+    }
+    ASSERT_EQ_INT(WINDOW / 20, stats_of(s).keys);
+    store_free(s);
+}
+
+/* -- Model-based test --------------------------------------------------- */
+
+/* A naive reference: one slot per key number, the LRU order as a use
+** counter, every limit and expiry rule of store.h spelled out. */
+enum { MODEL_KEYS = 2000 };
+
+typedef struct ModelEntry {
+    bool present;
+    char val[24];
+    size_t vlen;
+    uint64_t expires_at_ms;
+    uint64_t used; /* larger = more recently used */
+} ModelEntry;
+
+typedef struct Model {
+    ModelEntry e[MODEL_KEYS];
+    unsigned keys; /* key numbers in use: 0 .. keys - 1 */
+    size_t count, bytes, max_items, max_bytes;
+    uint64_t evictions, expired, now, clock;
+} Model;
+
+static bool model_expired(const ModelEntry *e, uint64_t now)
+{
+    return e->expires_at_ms != 0 && now >= e->expires_at_ms;
+}
+
+static void model_remove(Model *m, unsigned n)
+{
+    char key[40];
+    m->e[n].present = false;
+    m->count--;
+    m->bytes -= OVH + key_of(n, key) + m->e[n].vlen;
+}
+
+static void model_evict(Model *m)
+{
+    while ((m->max_items != 0 && m->count > m->max_items) ||
+           (m->max_bytes != 0 && m->bytes > m->max_bytes)) {
+        unsigned lru = MODEL_KEYS;
+        for (unsigned n = 0; n < m->keys; n++)
+            if (m->e[n].present &&
+                (lru == MODEL_KEYS || m->e[n].used < m->e[lru].used))
+                lru = n;
+        if (model_expired(&m->e[lru], m->now))
+            m->expired++;
+        else
+            m->evictions++;
+        model_remove(m, lru);
+    }
+}
+
+/* Looks a key up as get/exists/delete do: an expired entry is removed. */
+static ModelEntry *model_lookup(Model *m, unsigned n, uint64_t now)
+{
+    if (now > m->now)
+        m->now = now;
+    if (!m->e[n].present)
+        return NULL;
+    if (model_expired(&m->e[n], now)) {
+        m->expired++;
+        model_remove(m, n);
+        return NULL;
+    }
+    return &m->e[n];
+}
+
+static int by_recent_use(const void *a, const void *b, void *m)
+{
+    const ModelEntry *e = ((Model *)m)->e;
+    uint64_t ua = e[*(const unsigned *)a].used;
+    uint64_t ub = e[*(const unsigned *)b].used;
+    return ua < ub ? 1 : ua > ub ? -1 : 0;
+}
+
+typedef struct Walk {
+    Model *m;
+    unsigned order[MODEL_KEYS];
+    size_t n, visited;
+    uint64_t now;
+} Walk;
+
+static bool check_visit(void *ud, const char *key, size_t klen, const char *val,
+                        size_t vlen, uint64_t ttl_left_ms)
+{
+    Walk *w = ud;
+    char want[40];
+    const ModelEntry *e;
+    size_t wlen;
+
+    ASSERT_TRUE(w->visited < w->n);
+    e = &w->m->e[w->order[w->visited]];
+    wlen = key_of(w->order[w->visited], want);
+    ASSERT_EQ_MEM(want, wlen, key, klen);
+    ASSERT_EQ_MEM(e->val, e->vlen, val, vlen);
+    ASSERT_EQ_INT(e->expires_at_ms ? e->expires_at_ms - w->now : 0,
+                  ttl_left_ms);
+    w->visited++;
+    return true;
+}
+
+/* The store's stats and its live entries, most recent first, are the
+** model's. */
+static void check_against_model(Store *s, Model *m, uint64_t now)
+{
+    static Walk w;
+    StoreStats st = stats_of(s);
+    unsigned tmp;
+
+    ASSERT_EQ_INT(m->count, st.keys);
+    ASSERT_EQ_INT(m->bytes, st.memory_bytes);
+    ASSERT_EQ_INT(m->evictions, st.evictions);
+    ASSERT_EQ_INT(m->expired, st.expired);
+    w.m = m;
+    w.n = 0;
+    w.visited = 0;
+    w.now = now;
+    for (unsigned n = 0; n < m->keys; n++)
+        if (m->e[n].present && !model_expired(&m->e[n], now))
+            w.order[w.n++] = n;
+    for (size_t i = 1; i < w.n; i++) /* insertion sort, most recent first */
+        for (size_t j = i;
+             j > 0 && by_recent_use(&w.order[j - 1], &w.order[j], m) > 0; j--) {
+            tmp = w.order[j];
+            w.order[j] = w.order[j - 1];
+            w.order[j - 1] = tmp;
+        }
+    store_foreach(s, now, check_visit, &w);
+    ASSERT_EQ_INT(w.n, w.visited);
+}
+
+static void model_step(Store *s, Model *m, uint64_t now, bool draining)
+{
+    char key[40];
+    unsigned n = rnd() % m->keys;
+    size_t klen = key_of(n, key);
+    uint32_t op = rnd() % 100;
+    size_t vlen;
+
+    if (op < (draining ? 15u : 45u)) { /* set */
+        char val[24];
+        uint64_t exp = rnd() % 2 ? NEVER : now + rnd() % 60 - 5;
+        size_t len = rnd() % sizeof(val);
+        for (size_t j = 0; j < len; j++)
+            val[j] = (char)rnd();
+        ASSERT_EQ_INT(CR_OK, store_set(s, key, klen, val, len, exp, now));
+        if (now > m->now)
+            m->now = now;
+        if (m->e[n].present) {
+            if (model_expired(&m->e[n], now))
+                m->expired++;
+            model_remove(m, n);
+        }
+        if (exp == NEVER || now < exp) {
+            ModelEntry *e = &m->e[n];
+            e->present = true;
+            memcpy(e->val, val, len);
+            e->vlen = len;
+            e->expires_at_ms = exp;
+            e->used = ++m->clock;
+            m->count++;
+            m->bytes += OVH + klen + len;
+            model_evict(m);
+        }
+    } else if (op < 75) { /* get */
+        ModelEntry *e = model_lookup(m, n, now);
+        uint64_t exp = 0;
+        const char *v = store_get_expiring(s, key, klen, now, &vlen, &exp);
+        if (e == NULL) {
+            ASSERT_NULL(v);
+        } else {
+            ASSERT_NOT_NULL(v);
+            ASSERT_EQ_MEM(e->val, e->vlen, v, vlen);
+            ASSERT_EQ_INT(e->expires_at_ms, exp);
+            e->used = ++m->clock;
+        }
+    } else if (op < 85) { /* exists */
+        bool live = model_lookup(m, n, now) != NULL;
+        ASSERT_EQ_INT(live, store_exists(s, key, klen, now));
+    } else if (op < 98) { /* delete */
+        bool live = false;
+        if (now > m->now)
+            m->now = now;
+        if (m->e[n].present) {
+            live = !model_expired(&m->e[n], now);
+            if (!live)
+                m->expired++;
+            model_remove(m, n);
+        }
+        ASSERT_EQ_INT(live, store_delete(s, key, klen, now));
+    } else if (op < 99) { /* sweep the whole list */
+        size_t removed = 0;
+        if (now > m->now)
+            m->now = now;
+        for (unsigned i = 0; i < m->keys; i++)
+            if (m->e[i].present && model_expired(&m->e[i], now)) {
+                m->expired++;
+                model_remove(m, i);
+                removed++;
+            }
+        ASSERT_EQ_INT(removed, store_sweep(s, now, SIZE_MAX));
+    } else { /* change the item limit */
+        m->max_items = m->max_items != 0 ? 0 : 1 + rnd() % m->keys;
+        store_set_limits(s, m->max_items, m->max_bytes);
+        model_evict(m);
+    }
+}
+
+/* Random operations on small and large key sets, with and without limits,
+** filling up and draining (so the table grows and shrinks), checked
+** against the naive model after every operation. */
+static void test_store_matches_a_naive_model_under_random_operations(void)
+{
+    static Model m;
+    static const unsigned keyspace[] = {5, 13, 60, 400, MODEL_KEYS};
+
+    for (int round = 0; round < 15; round++) {
+        uint64_t now = NOW;
+        Store *s;
+        memset(&m, 0, sizeof(m));
+        m.keys = keyspace[round % 5];
+        m.max_items = round % 3 == 0 ? 0 : 1 + rnd() % m.keys;
+        m.max_bytes = round % 4 == 1 ? (OVH + 40) * (1 + rnd() % m.keys) : 0;
+        s = new_store(m.max_items, m.max_bytes);
+        for (int i = 0; i < 6000; i++) {
+            now += rnd() % 3;
+            model_step(s, &m, now, i >= 3000);
+            if (i % 50 == 0 || m.keys < 100)
+                check_against_model(s, &m, now);
+        }
+        check_against_model(s, &m, now);
+        store_free(s);
+    }
+}
+
 static void test_store_free_accepts_null(void)
 {
     store_free(NULL);
@@ -521,6 +892,10 @@ static const TestCase cases[] = {
     TEST_CASE(test_store_stats_count_evictions_expired_and_keys),
     TEST_CASE(test_store_foreach_visits_live_entries_most_recent_first),
     TEST_CASE(test_store_grows_to_100000_keys_and_shrinks_back),
+    TEST_CASE(test_store_deleting_inside_clusters_keeps_other_keys_found),
+    TEST_CASE(test_store_finds_keys_while_the_table_drains),
+    TEST_CASE(test_store_resizes_under_churn_without_losing_keys),
+    TEST_CASE(test_store_matches_a_naive_model_under_random_operations),
     TEST_CASE(test_store_free_accepts_null),
     {NULL, NULL},
 };
