@@ -1,10 +1,15 @@
 # C unit tests (one ctest entry per case, label "c") and the busted specs
 # under plain luajit and under the cachert executable (label "lua").
 
-# add_c_test(<concept> <sources...> LIBS <libs...>): spec/c/test_<concept>.c;
-# every TEST_CASE(name) in it becomes the ctest entry c.<concept>.<name>.
+# add_c_test(<concept> <sources...> LIBS <libs...> [LABELS <labels...>]):
+# spec/c/test_<concept>.c; every TEST_CASE(name) in it becomes the ctest
+# entry c.<concept>.<name>, labelled LABELS (default "c"; the Redis tests
+# add "redis": they start redis-server, so `ctest -LE redis` skips them).
 function(add_c_test concept)
-    cmake_parse_arguments(T "" "" "LIBS" ${ARGN})
+    cmake_parse_arguments(T "" "" "LIBS;LABELS" ${ARGN})
+    if(NOT T_LABELS)
+        set(T_LABELS c)
+    endif()
     set(src ${PROJECT_SOURCE_DIR}/spec/c/test_${concept}.c)
     add_executable(test_${concept} ${src} ${T_UNPARSED_ARGUMENTS})
     target_include_directories(test_${concept} PRIVATE src spec/c)
@@ -15,7 +20,8 @@ function(add_c_test concept)
         foreach(c ${cases})
             string(REGEX REPLACE "TEST_CASE\\(([a-z0-9_]+)\\)" "\\1" name "${c}")
             add_test(NAME c.${concept}.${name} COMMAND test_${concept} ${name})
-            set_tests_properties(c.${concept}.${name} PROPERTIES LABELS c)
+            set_tests_properties(c.${concept}.${name} PROPERTIES
+                                 LABELS "${T_LABELS}")
         endforeach()
     endforeach()
     # The whole binary once more under valgrind (not with sanitizers: they
@@ -25,7 +31,9 @@ function(add_c_test concept)
                  COMMAND ${VALGRIND} --quiet --error-exitcode=99
                          --leak-check=full --errors-for-leak-kinds=definite
                          $<TARGET_FILE:test_${concept}>)
-        set_tests_properties(valgrind.${concept} PROPERTIES LABELS valgrind)
+        list(TRANSFORM T_LABELS REPLACE "^c$" valgrind OUTPUT_VARIABLE vlabels)
+        set_tests_properties(valgrind.${concept} PROPERTIES
+                             LABELS "${vlabels}")
     endif()
 endfunction()
 
@@ -34,6 +42,8 @@ find_program(VALGRIND valgrind)
 add_c_test(globmatch LIBS cachert_core)
 add_c_test(store LIBS cachert_core)
 add_c_test(engine LIBS cachert_engine)
+add_c_test(pool LIBS cachert_engine LABELS c redis)
+add_c_test(journal LIBS cachert_engine)
 add_c_test(codec src/codec.c LIBS cachert_core PkgConfig::LUAJIT PkgConfig::MSGPACK)
 target_include_directories(test_codec SYSTEM PRIVATE ${LUAJIT_INCLUDE_DIRS})
 

@@ -25,6 +25,7 @@ local current                   -- the running task, nil outside tasks
 local ready, ready_head, ready_tail = {}, 1, 0
 local live = 0                  -- tasks spawned and not finished
 local sleepers = {}             -- timer id -> task or top-level flag table
+local early = {}                -- ids reported before anyone waited
 local next_id = 0
 local unobserved = {}           -- failed tasks nobody has joined (yet)
 
@@ -97,7 +98,9 @@ local function poll(block)
     for i = 1, #ids do
         local who = sleepers[ids[i]]
         sleepers[ids[i]] = nil
-        if who.task then
+        if who == nil then
+            early[ids[i]] = true   -- its waiter has not called wait() yet
+        elseif who.task then
             _M.wake(who.task)
         else
             who.done = true
@@ -188,16 +191,26 @@ function _M.sleep(seconds)
     if seconds < 0 then
         error("sleep: seconds must be >= 0", 2)
     end
-    local id = new_id()
+    _M.wait(core.timer(seconds))
+end
+
+--- Low level: waits until the loop reports `id` (an id cache.core returned
+-- for a timer or a request): suspends the running task, or drives the loop
+-- when called outside tasks.
+function _M.wait(id)
+    if early[id] then
+        early[id] = nil
+        return
+    end
     if current then
         sleepers[id] = { task = current }
-        core.timer(seconds, id)
         _M.suspend()
     else
         local flag = { done = false }
         sleepers[id] = flag
-        core.timer(seconds, id)
-        run_until(function() return flag.done end)
+        if not run_until(function() return flag.done end) then
+            error("wait: deadlock, nothing will report " .. id, 2)
+        end
     end
 end
 

@@ -46,6 +46,18 @@
 
 /* -- Buffer ------------------------------------------------------------ */
 
+int codec_buf_reserve(CodecBuf *b, size_t n)
+{
+    if (n <= b->cap)
+        return CR_OK;
+    char *data = realloc(b->data, n);
+    if (data == NULL)
+        return CR_ENOMEM;
+    b->data = data;
+    b->cap = n;
+    return CR_OK;
+}
+
 void codec_buf_free(CodecBuf *b)
 {
     free(b->data);

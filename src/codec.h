@@ -39,6 +39,10 @@ typedef struct CodecBuf {
 
 void codec_buf_free(CodecBuf *b);
 
+/* Makes room for `n` bytes from the start of `b` (b->len is unchanged).
+** Returns CR_OK or CR_ENOMEM. */
+int codec_buf_reserve(CodecBuf *b, size_t n);
+
 /* Encodes the value at stack index `idx` into `b` (b->len is reset first).
 ** [-0, +0, e]: raises a Lua error for an unstorable value, with a message
 ** such as "cannot cache a function at value.callbacks[2]", where `root`

@@ -1,10 +1,24 @@
 /*
-** engine.h -- one cache manager's backend: it picks the store that answers,
-** counts the statistics and runs the periodic expiry sweep.
+** engine.h -- one cache manager's backend: Redis when it answers, the
+** in-memory store otherwise; the statistics; the periodic expiry sweep.
 **
 ** The engine works on encoded bytes (the binding calls the codec), so it is
-** free of lua.h and C tests can drive it directly. Today the only backend is
-** the in-memory store; the Redis pool slots in behind these same calls.
+** free of lua.h and C tests can drive it directly.
+**
+** Modes. Until engine_connect() and whenever Redis cannot be used, the
+** memory store serves every call, synchronously (engine_get, engine_set,
+** ...). While Redis is in use (engine_using_redis()), calls go through the
+** *_async functions, whose callbacks run later from the loop. A transport
+** failure switches the engine to the memory store at once (the failed call
+** completes there), and the pool reconnects in the background with backoff.
+** When it is back, the engine replays its journal (journal.h) into Redis
+** and only then switches back, emptying the memory store, so nothing
+** deleted, overwritten or cleared meanwhile is served from Redis again.
+**
+** Writes made before the first engine_connect() are not journaled: at the
+** first connect the keys the memory store holds are journaled, and if any
+** delete or clear happened before it, the journal counts as overflowed (the
+** whole namespace is cleared in Redis before switching to it).
 */
 #ifndef CACHERT_ENGINE_H
 #define CACHERT_ENGINE_H
@@ -15,6 +29,7 @@
 
 #include <uv.h>
 
+#include "pool.h"
 #include "store.h"
 
 #define ENGINE_SWEEP_INTERVAL_MS 100
@@ -22,9 +37,17 @@
 
 typedef struct Engine Engine;
 
+#define ENGINE_JOURNAL_MAX_KEYS     100000
+#define ENGINE_JOURNAL_MAX_PATTERNS 1000
+#define ENGINE_REPLAY_IN_FLIGHT     1000 /* journal keys replayed at once */
+
 typedef struct EngineConfig {
     size_t max_items; /* fallback store limits; 0 = no limit */
     size_t max_bytes;
+    /* A pattern matching every key of this manager (its escaped namespace
+    ** then "*"), cleared in Redis after a journal overflow. Copied. */
+    const char *clear_all_pattern;
+    size_t journal_max_keys; /* 0 = ENGINE_JOURNAL_MAX_KEYS */
 } EngineConfig;
 
 typedef struct EngineStats {
@@ -34,31 +57,88 @@ typedef struct EngineStats {
     uint64_t deletes; /* delete calls that removed a key, plus keys cleared */
     uint64_t errors;
     uint64_t reconnects;
+    uint64_t journal_overflows;
     bool using_redis;
-    const char *last_error; /* NULL when no error happened; static or owned
-                               by the engine until the next engine call */
+    const char *last_error; /* NULL when no error happened; owned by the
+                               engine, valid until the next engine call */
     StoreStats store;
 } EngineStats;
+
+/* The outcome of an *_async call. */
+typedef struct EngineResult {
+    int status;      /* CR_OK; for a set, a CR_E* code when no backend took
+                        the value */
+    const char *err; /* with a failed status: a message (callback only) */
+    bool found;      /* get: hit; delete: a key was removed; exists */
+    const char *val; /* get: the value's bytes, valid during the callback */
+    size_t vlen;
+    uint64_t count; /* clear: keys removed */
+} EngineResult;
+
+/* Called exactly once per *_async call, with the result (valid during the
+** call only). */
+typedef void (*engine_done_cb)(void *ud, const EngineResult *r);
+
+/* engine_connect's outcome: true when Redis is in use. */
+typedef void (*engine_connect_cb)(void *ud, bool using_redis);
 
 /* Creates an engine whose sweep timer runs on `loop` (unreferenced, so it
 ** never keeps the loop alive). Returns NULL when out of memory. Release it
 ** with engine_close(). */
 Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg);
 
-/* Frees the store at once and the engine itself once libuv has closed its
-** timer (on the next loop turn). Must not be called twice. */
+/* Closes the pool (pending calls complete on the memory store first),
+** frees the store at once and the engine itself once libuv has closed its
+** handles (on the next loop turn). Must not be called twice. */
 void engine_close(Engine *e);
+
+/* Starts using Redis with `cfg` (copied): connects the pool, replays the
+** journal, switches. Returns 1 when `done` will be called later from the
+** loop (after the first attempt succeeded or failed: failed attempts keep
+** being retried in the background), or 0 after calling `done` already
+** (Redis was in use, or the pool could not be created). Only one connect
+** may be pending at a time: a second one while another waits returns
+** CR_EINVAL and `done` is never called. */
+int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
+                   void *ud);
+
+/* Stops using Redis: closes the pool (pending Redis calls complete on the
+** memory store) and keeps journaling for a later engine_connect(). */
+void engine_disconnect(Engine *e);
+
+/* True while calls must go through the *_async functions. */
+bool engine_using_redis(const Engine *e);
+
+/* Redis versions of get / set / delete / exists / clear, for when
+** engine_using_redis(). Each returns 1 when `done` will be called later
+** from the loop, or 0 after completing on the memory store (Redis was not
+** in use or just failed) and calling `done` already. */
+int engine_get_async(Engine *e, const char *key, size_t klen,
+                     engine_done_cb done, void *ud);
+int engine_set_async(Engine *e, const char *key, size_t klen, const char *val,
+                     size_t vlen, uint64_t ttl_ms, engine_done_cb done,
+                     void *ud);
+int engine_delete_async(Engine *e, const char *key, size_t klen,
+                        engine_done_cb done, void *ud);
+int engine_exists_async(Engine *e, const char *key, size_t klen,
+                        engine_done_cb done, void *ud);
+int engine_clear_async(Engine *e, const char *pattern, size_t plen,
+                       engine_done_cb done, void *ud);
 
 /* Milliseconds on the engine's monotonic clock (CLOCK_MONOTONIC). */
 uint64_t engine_now_ms(void);
+
+/* The memory store's get/set/delete/exists/clear, for when Redis is not
+** in use (writes are journaled once the engine has connected). */
 
 /* Looks up `key`; counts a hit or a miss. The returned bytes are valid
 ** until the next engine call. NULL on a miss. */
 const char *engine_get(Engine *e, const char *key, size_t klen, size_t *vlen);
 
-/* Undoes the hit counted by the last engine_get and counts a miss and an
-** error instead: the caller could not decode what was stored. The entry is
-** removed so the next call recomputes it. */
+/* Undoes the hit counted by the last get (either kind) and counts a miss
+** and an error instead: the caller could not decode what was stored. A
+** memory entry is removed so the next call recomputes it; a Redis value is
+** left alone (another program may have written it). */
 void engine_get_corrupt(Engine *e, const char *key, size_t klen);
 
 /* Stores `val` for `ttl_ms` milliseconds (0 = no expiry). Returns CR_OK or

@@ -71,11 +71,29 @@ int evloop_init(EvLoop *s)
     s->nwoken = 0;
     s->cap = 0;
     s->ntimers = 0;
+    s->next_id = 0;
+    s->npending = 0;
     s->timers = NULL;
     s->closed = false;
     if (uv_loop_init(&s->loop) != 0)
         return CR_ENOMEM;
     return CR_OK;
+}
+
+int64_t evloop_new_id(EvLoop *s)
+{
+    return ++s->next_id;
+}
+
+void evloop_begin(EvLoop *s)
+{
+    s->npending++;
+}
+
+bool evloop_wake(EvLoop *s, int64_t id)
+{
+    s->npending--;
+    return push_woken(s, id);
 }
 
 int evloop_timer(EvLoop *s, uint64_t ms, int64_t id)
@@ -102,7 +120,8 @@ int evloop_timer(EvLoop *s, uint64_t ms, int64_t id)
 
 size_t evloop_poll(EvLoop *s, bool block)
 {
-    uv_run(&s->loop, block && s->ntimers > 0 ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+    bool wait = block && (s->ntimers > 0 || s->npending > 0);
+    uv_run(&s->loop, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
     return s->nwoken;
 }
 

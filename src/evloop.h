@@ -22,7 +22,9 @@ typedef struct EvLoop {
     int64_t *woken; /* ids whose timers fired since the last poll */
     size_t nwoken;
     size_t cap;
+    int64_t next_id;    /* ids for timers and requests, never reused */
     size_t ntimers;     /* timers started and not yet fired */
+    size_t npending;    /* requests begun and not yet woken */
     SleepTimer *timers; /* those timers */
     bool closed;
 } EvLoop;
@@ -31,12 +33,23 @@ typedef struct EvLoop {
 ** negative CR_E* code. */
 int evloop_init(EvLoop *s);
 
+/* A fresh id (1, 2, ...) for a timer or a request. */
+int64_t evloop_new_id(EvLoop *s);
+
 /* After `ms` milliseconds, `id` is reported by a later evloop_poll().
 ** Returns CR_OK or CR_ENOMEM. */
 int evloop_timer(EvLoop *s, uint64_t ms, int64_t id);
 
+/* A request that will wake `id` has begun: polls may block for it. */
+void evloop_begin(EvLoop *s);
+
+/* The request begun with evloop_begin() completed: reports `id` in the
+** next evloop_poll(). Returns false when out of memory. */
+bool evloop_wake(EvLoop *s, int64_t id);
+
 /* Runs one loop iteration, waiting for an event when `block` is true and
-** a timer is pending. Returns how many ids are now in s->woken; the caller
+** a timer or a request is pending (idle connections alone never make a
+** poll wait). Returns how many ids are now in s->woken; the caller
 ** consumes them and resets s->nwoken to 0. */
 size_t evloop_poll(EvLoop *s, bool block);
 

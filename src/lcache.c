@@ -11,6 +11,7 @@
 ** of every function; no C globals, so two lua_States never collide.
 */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,9 +28,12 @@
 #define RUNTIME_MT  "cachert.Runtime"
 #define RUNTIME_KEY "cachert.runtime"
 
+typedef struct Req Req;
+
 typedef struct Runtime {
     EvLoop sched;
     CodecBuf scratch; /* for core.encode */
+    Req *reqs;        /* heap requests not finished yet */
 } Runtime;
 
 typedef struct Manager {
@@ -66,17 +70,10 @@ static uint64_t check_ttl_ms(lua_State *L, int idx)
     return (uint64_t)ms;
 }
 
-/* [-0, +1/2, m] Pushes `false, message` for a failed store operation. */
-static int push_failure(lua_State *L, int rc)
-{
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, cr_strerror(rc));
-    return 2;
-}
-
 /* -- Manager ------------------------------------------------------------ */
 
-/* core.new(max_items, max_bytes) -> manager */
+/* core.new(max_items, max_bytes, clear_all_pattern?, journal_max_keys?)
+** -> manager */
 static int core_new(lua_State *L)
 {
     EngineConfig cfg;
@@ -86,6 +83,8 @@ static int core_new(lua_State *L)
     luaL_argcheck(L, bytes >= 0, 2, "max_bytes must be >= 0");
     cfg.max_items = (size_t)items;
     cfg.max_bytes = (size_t)bytes;
+    cfg.clear_all_pattern = luaL_optstring(L, 3, "*");
+    cfg.journal_max_keys = (size_t)luaL_optnumber(L, 4, 0);
     Manager *m = lua_newuserdata(L, sizeof(*m));
     memset(m, 0, sizeof(*m));
     luaL_getmetatable(L, MANAGER_MT);
@@ -112,123 +111,342 @@ static int manager_close(lua_State *L)
     return 0;
 }
 
-/* core.get(m, key, default) -> value, true | default, false */
-static int core_get(lua_State *L)
+/* -- Requests -------------------------------------------------------------
+** Every operation returns either `false, results...` (it completed now: the
+** memory store answered, or Redis failed at once) or `req, id` (Redis will
+** answer; the loop reports `id` when it did, and core.finish(req) then
+** returns the same results). The results of each kind:
+**   get: found, value (or found, values... for a `cached` multi value)
+**   set: ok, err      delete, exists: boolean      clear: count
+**   connect: using_redis
+** A Req lives in a list of the Runtime until finished, so lua_close frees
+** the ones nobody finished. */
+
+enum {
+    REQ_GET,
+    REQ_GET_RESULTS,
+    REQ_SET,
+    REQ_DELETE,
+    REQ_EXISTS,
+    REQ_CLEAR,
+    REQ_CONNECT
+};
+
+struct Req {
+    Req *prev, *next; /* on Runtime.reqs while heap-allocated */
+    Runtime *rt;
+    Engine *engine;
+    int64_t id;
+    int kind;
+    bool heap;
+    bool done;
+    bool in_call; /* the engine has not returned yet: nobody to wake */
+    bool found;
+    int status;
+    uint64_t count;
+    char *val; /* get: a copy of the value's bytes */
+    size_t vlen;
+    char err[160];
+    const char *key; /* get: for engine_get_corrupt; the Lua string's
+                        bytes while in the call, a copy after the Req */
+    size_t klen;
+};
+
+static void req_free(Req *r)
 {
-    Manager *m = check_manager(L, 1);
-    size_t klen, vlen;
-    const char *key = luaL_checklstring(L, 2, &klen);
-    const char *v = engine_get(m->engine, key, klen, &vlen);
-    if (v != NULL && codec_decode(L, v, vlen, 0) == 1) {
-        lua_pushboolean(L, 1);
-        return 2;
+    if (!r->heap) {
+        free(r->val);
+        return;
     }
-    if (v != NULL)
-        engine_get_corrupt(m->engine, key, klen);
-    lua_settop(L, 3);
-    lua_pushboolean(L, 0);
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        r->rt->reqs = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    free(r->val);
+    free(r);
+}
+
+static void on_req_done(void *ud, const EngineResult *res)
+{
+    Req *r = ud;
+    r->done = true;
+    r->status = res->status;
+    r->found = res->found;
+    r->count = res->count;
+    if (res->err != NULL)
+        snprintf(r->err, sizeof(r->err), "%s", res->err);
+    if (res->val != NULL) {
+        r->val = malloc(res->vlen ? res->vlen : 1);
+        if (r->val != NULL) {
+            memcpy(r->val, res->val, res->vlen);
+            r->vlen = res->vlen;
+        } else {
+            r->status = CR_ENOMEM; /* reported as a miss */
+        }
+    }
+    if (!r->in_call)
+        evloop_wake(&r->rt->sched, r->id);
+}
+
+static void on_req_connected(void *ud, bool using_redis)
+{
+    EngineResult res = {0};
+    res.found = using_redis;
+    on_req_done(ud, &res);
+}
+
+/* [-0, +n, m] Pushes a finished request's results; returns how many. */
+static int push_results(lua_State *L, Req *r)
+{
+    switch (r->kind) {
+    case REQ_GET:
+    case REQ_GET_RESULTS: {
+        int top = lua_gettop(L);
+        if (r->found && r->status == CR_OK) {
+            lua_pushboolean(L, 1);
+            int n =
+                codec_decode(L, r->val, r->vlen, r->kind == REQ_GET_RESULTS);
+            if (n >= 0)
+                return n + 1;
+            lua_settop(L, top);
+            engine_get_corrupt(r->engine, r->key, r->klen);
+        }
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    case REQ_SET:
+        if (r->status == CR_OK) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, r->err[0] ? r->err : cr_strerror(r->status));
+        return 2;
+    case REQ_CLEAR:
+        lua_pushnumber(L, (lua_Number)r->count);
+        return 1;
+    default: /* REQ_DELETE, REQ_EXISTS, REQ_CONNECT */
+        lua_pushboolean(L, r->found);
+        return 1;
+    }
+}
+
+/* Runs `start` for a request of `kind`: on the C stack when the memory
+** store will answer at once, else on the heap. Returns what the Lua
+** function returns: `false, results...` or `req, id`. */
+typedef int (*req_start_fn)(Engine *e, Req *r, lua_State *L);
+
+static int run_request(lua_State *L, Manager *m, int kind, const char *key,
+                       size_t klen, req_start_fn start)
+{
+    Req local;
+    Runtime *rt = runtime_of(L);
+    bool heap = engine_using_redis(m->engine) || kind == REQ_CONNECT;
+    Req *r = &local;
+    if (heap) {
+        r = malloc(sizeof(*r) + klen);
+        if (r == NULL)
+            return luaL_error(L, "%s", cr_strerror(CR_ENOMEM));
+    }
+    memset(r, 0, sizeof(*r));
+    r->rt = rt;
+    r->engine = m->engine;
+    r->kind = kind;
+    r->heap = heap;
+    r->key = key;
+    r->klen = klen;
+    if (heap) {
+        if (klen > 0) {
+            memcpy(r + 1, key, klen);
+            r->key = (const char *)(r + 1);
+        }
+        r->next = rt->reqs;
+        if (rt->reqs != NULL)
+            rt->reqs->prev = r;
+        rt->reqs = r;
+        r->id = evloop_new_id(&rt->sched);
+    }
+    r->in_call = true;
+    int pending = start(m->engine, r, L);
+    r->in_call = false;
+    if (!pending) {
+        lua_pushboolean(L, 0);
+        int n = push_results(L, r);
+        req_free(r);
+        return n + 1;
+    }
+    evloop_begin(&rt->sched);
+    lua_pushlightuserdata(L, r);
+    lua_pushnumber(L, (lua_Number)r->id);
     return 2;
 }
 
-/* core.get_results(m, key) -> true, ... | false
-** The `cached` hit path: a multi value comes back as its values. */
-static int core_get_results(lua_State *L)
+/* core.finish(req) -> the results of a request whose id the loop woke */
+static int core_finish(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+    Req *r = lua_touserdata(L, 1);
+    if (!r->done)
+        return luaL_error(L, "request %f has not finished", (double)r->id);
+    int n = push_results(L, r);
+    req_free(r);
+    return n;
+}
+
+/* -- Manager operations -------------------------------------------------- */
+
+static int start_get(Engine *e, Req *r, lua_State *L)
+{
+    size_t klen;
+    const char *key = lua_tolstring(L, 2, &klen);
+    return engine_get_async(e, key, klen, on_req_done, r);
+}
+
+/* core.get(m, key, unpack_multi) */
+static int core_get(lua_State *L)
 {
     Manager *m = check_manager(L, 1);
-    size_t klen, vlen;
+    size_t klen;
     const char *key = luaL_checklstring(L, 2, &klen);
-    const char *v = engine_get(m->engine, key, klen, &vlen);
-    if (v != NULL) {
-        int top = lua_gettop(L);
-        lua_pushboolean(L, 1);
-        int n = codec_decode(L, v, vlen, 1);
-        if (n >= 0)
-            return n + 1;
-        lua_settop(L, top);
-        engine_get_corrupt(m->engine, key, klen);
-    }
-    lua_pushboolean(L, 0);
-    return 1;
+    int kind = lua_toboolean(L, 3) ? REQ_GET_RESULTS : REQ_GET;
+    return run_request(L, m, kind, key, klen, start_get);
 }
 
-static int finish_set(lua_State *L, Manager *m, const char *key, size_t klen,
-                      uint64_t ttl_ms)
+static int start_set(Engine *e, Req *r, lua_State *L)
 {
-    int rc = engine_set(m->engine, key, klen, m->buf.data, m->buf.len, ttl_ms);
-    if (rc != CR_OK)
-        return push_failure(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
+    Manager *m = lua_touserdata(L, 1);
+    size_t klen;
+    const char *key = lua_tolstring(L, 2, &klen);
+    uint64_t ttl_ms = (uint64_t)lua_tonumber(L, 4);
+    return engine_set_async(e, key, klen, m->buf.data, m->buf.len, ttl_ms,
+                            on_req_done, r);
 }
 
-/* core.set(m, key, value, ttl_ms) -> true | false, err */
+/* core.set(m, key, value, ttl_ms): encodes value, then stores it */
 static int core_set(lua_State *L)
 {
     Manager *m = check_manager(L, 1);
-    size_t klen;
-    const char *key = luaL_checklstring(L, 2, &klen);
+    luaL_checkstring(L, 2);
     luaL_checkany(L, 3);
-    uint64_t ttl_ms = check_ttl_ms(L, 4);
+    check_ttl_ms(L, 4);
     codec_encode(L, 3, &m->buf, "value");
-    return finish_set(L, m, key, klen, ttl_ms);
+    return run_request(L, m, REQ_SET, NULL, 0, start_set);
 }
 
-/* core.set_results(m, key, ttl_ms, ...) -> true | false, err
-** Stores every value after ttl_ms as one multi value. */
-static int core_set_results(lua_State *L)
-{
-    Manager *m = check_manager(L, 1);
-    size_t klen;
-    const char *key = luaL_checklstring(L, 2, &klen);
-    uint64_t ttl_ms = check_ttl_ms(L, 3);
-    codec_encode_multi(L, 4, lua_gettop(L) - 3, &m->buf);
-    return finish_set(L, m, key, klen, ttl_ms);
-}
-
-/* core.set_raw(m, key, bytes, ttl_ms) -> true | false, err
-** Stores bytes made by core.encode / core.encode_results. */
+/* core.set_raw(m, key, bytes, ttl_ms): stores bytes made by core.encode or
+** core.encode_results */
 static int core_set_raw(lua_State *L)
 {
     Manager *m = check_manager(L, 1);
-    size_t klen, vlen;
-    const char *key = luaL_checklstring(L, 2, &klen);
+    size_t vlen;
+    luaL_checkstring(L, 2);
     const char *val = luaL_checklstring(L, 3, &vlen);
-    uint64_t ttl_ms = check_ttl_ms(L, 4);
-    int rc = engine_set(m->engine, key, klen, val, vlen, ttl_ms);
-    if (rc != CR_OK)
-        return push_failure(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
+    check_ttl_ms(L, 4);
+    if (codec_buf_reserve(&m->buf, vlen) != CR_OK)
+        return luaL_error(L, "%s", cr_strerror(CR_ENOMEM));
+    memcpy(m->buf.data, val, vlen);
+    m->buf.len = vlen;
+    return run_request(L, m, REQ_SET, NULL, 0, start_set);
 }
 
-/* core.delete(m, key) -> boolean */
+static int start_delete(Engine *e, Req *r, lua_State *L)
+{
+    size_t klen;
+    const char *key = lua_tolstring(L, 2, &klen);
+    return engine_delete_async(e, key, klen, on_req_done, r);
+}
+
+/* core.delete(m, key) */
 static int core_delete(lua_State *L)
 {
     Manager *m = check_manager(L, 1);
-    size_t klen;
-    const char *key = luaL_checklstring(L, 2, &klen);
-    lua_pushboolean(L, engine_delete(m->engine, key, klen));
-    return 1;
+    luaL_checkstring(L, 2);
+    return run_request(L, m, REQ_DELETE, NULL, 0, start_delete);
 }
 
-/* core.exists(m, key) -> boolean */
+static int start_exists(Engine *e, Req *r, lua_State *L)
+{
+    size_t klen;
+    const char *key = lua_tolstring(L, 2, &klen);
+    return engine_exists_async(e, key, klen, on_req_done, r);
+}
+
+/* core.exists(m, key) */
 static int core_exists(lua_State *L)
 {
     Manager *m = check_manager(L, 1);
-    size_t klen;
-    const char *key = luaL_checklstring(L, 2, &klen);
-    lua_pushboolean(L, engine_exists(m->engine, key, klen));
-    return 1;
+    luaL_checkstring(L, 2);
+    return run_request(L, m, REQ_EXISTS, NULL, 0, start_exists);
 }
 
-/* core.clear(m, pattern) -> count */
+static int start_clear(Engine *e, Req *r, lua_State *L)
+{
+    size_t plen;
+    const char *pattern = lua_tolstring(L, 2, &plen);
+    return engine_clear_async(e, pattern, plen, on_req_done, r);
+}
+
+/* core.clear(m, pattern) */
 static int core_clear(lua_State *L)
 {
     Manager *m = check_manager(L, 1);
-    size_t plen;
-    const char *pattern = luaL_checklstring(L, 2, &plen);
-    lua_pushnumber(L, (lua_Number)engine_clear(m->engine, pattern, plen));
-    return 1;
+    luaL_checkstring(L, 2);
+    return run_request(L, m, REQ_CLEAR, NULL, 0, start_clear);
+}
+
+static const char *opt_field(lua_State *L, int t, const char *name)
+{
+    lua_getfield(L, t, name);
+    const char *v = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* the string stays alive in the table */
+    return v;
+}
+
+static lua_Number num_field(lua_State *L, int t, const char *name,
+                            lua_Number dflt)
+{
+    lua_getfield(L, t, name);
+    lua_Number v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+    lua_pop(L, 1);
+    return v;
+}
+
+static int start_connect(Engine *e, Req *r, lua_State *L)
+{
+    PoolConfig cfg;
+    cfg.host = opt_field(L, 2, "host");
+    cfg.port = (int)num_field(L, 2, "port", 6379);
+    cfg.db = (int)num_field(L, 2, "db", 0);
+    cfg.username = opt_field(L, 2, "username");
+    cfg.password = opt_field(L, 2, "password");
+    cfg.size = (size_t)num_field(L, 2, "pool_size", 1);
+    cfg.connect_timeout_ms = (uint64_t)(num_field(L, 2, "timeout", 20) * 1000);
+    cfg.command_timeout_ms =
+        (uint64_t)(num_field(L, 2, "command_timeout", 1) * 1000);
+    int rc = engine_connect(e, &cfg, on_req_connected, r);
+    if (rc < 0) { /* a connect is already pending */
+        EngineResult res = {0};
+        on_req_done(r, &res);
+        return 0;
+    }
+    return rc;
+}
+
+/* core.connect(m, settings): settings as config.redis() returns them */
+static int core_connect(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    return run_request(L, m, REQ_CONNECT, NULL, 0, start_connect);
+}
+
+/* core.disconnect(m) */
+static int core_disconnect(lua_State *L)
+{
+    engine_disconnect(check_manager(L, 1)->engine);
+    return 0;
 }
 
 /* core.set_limits(m, max_items, max_bytes) */
@@ -268,6 +486,7 @@ static int core_stats(lua_State *L)
     set_number(L, "memory_bytes", (double)st.store.memory_bytes);
     set_number(L, "max_items", (double)st.store.max_items);
     set_number(L, "max_memory", (double)st.store.max_bytes);
+    set_number(L, "journal_overflows", (double)st.journal_overflows);
     lua_pushboolean(L, st.using_redis);
     lua_setfield(L, -2, "using_redis");
     if (st.last_error != NULL) {
@@ -345,6 +564,8 @@ static int direct_set_string(Engine *e, const char *key, size_t klen,
                              const char *str, size_t slen, double ttl_ms)
 {
     unsigned char small[512];
+    if (engine_using_redis(e))
+        return 1;
     if (slen > UINT32_MAX)
         return CR_ETOOBIG;
     size_t total = slen + 5;
@@ -404,20 +625,22 @@ static int core_now(lua_State *L)
     return 1;
 }
 
-/* core.timer(seconds, id): wake `id` after that long (evloop_poll). */
+/* core.timer(seconds) -> id: the loop reports id after that long. */
 static int core_timer(lua_State *L)
 {
     lua_Number sec = luaL_checknumber(L, 1);
-    lua_Number id = luaL_checknumber(L, 2);
     luaL_argcheck(L, sec >= 0 && sec < 1e12, 1, "seconds out of range");
+    EvLoop *loop = runtime_sched(L);
+    int64_t id = evloop_new_id(loop);
     /* Round up: a sleep never ends early. */
-    if (evloop_timer(runtime_sched(L), (uint64_t)ceil(sec * 1000.0),
-                     (int64_t)id) != CR_OK)
+    if (evloop_timer(loop, (uint64_t)ceil(sec * 1000.0), id) != CR_OK)
         return luaL_error(L, "%s", cr_strerror(CR_ENOMEM));
-    return 0;
+    lua_pushnumber(L, (lua_Number)id);
+    return 1;
 }
 
-/* core.poll(block) -> array of woken ids (possibly empty), pending timers */
+/* core.poll(block) -> array of woken ids (possibly empty), and how many
+** timers and requests are still pending */
 static int core_poll(lua_State *L)
 {
     EvLoop *s = runtime_sched(L);
@@ -428,7 +651,7 @@ static int core_poll(lua_State *L)
         lua_rawseti(L, -2, (int)i + 1);
     }
     s->nwoken = 0;
-    lua_pushnumber(L, (lua_Number)s->ntimers);
+    lua_pushnumber(L, (lua_Number)(s->ntimers + s->npending));
     return 2;
 }
 
@@ -436,6 +659,8 @@ static int runtime_gc(lua_State *L)
 {
     Runtime *rt = lua_touserdata(L, 1);
     evloop_close(&rt->sched);
+    while (rt->reqs != NULL) /* begun, never finished: the state is gone */
+        req_free(rt->reqs);
     codec_buf_free(&rt->scratch);
     return 0;
 }
@@ -446,9 +671,10 @@ static const luaL_Reg core_funcs[] = {
     {"new", core_new},
     {"close", manager_close},
     {"get", core_get},
-    {"get_results", core_get_results},
     {"set", core_set},
-    {"set_results", core_set_results},
+    {"finish", core_finish},
+    {"connect", core_connect},
+    {"disconnect", core_disconnect},
     {"delete", core_delete},
     {"exists", core_exists},
     {"clear", core_clear},

@@ -19,12 +19,14 @@ CR_EXPORT int luaopen_cache_core(lua_State *L);
 /* The functions lua/cache/direct.lua calls through the FFI; its ffi.cdef
 ** must match this struct exactly. Engine is opaque to Lua (void *). */
 typedef struct CacheDirectApi {
-    /* engine_get: 1 and the encoded value on a hit, 0 on a miss. */
+    /* engine_get: 1 and the encoded value on a hit, 0 on a miss, -1 when
+    ** Redis is in use (ask core.get instead). */
     int (*get)(Engine *e, const char *key, size_t klen, const char **val,
                size_t *vlen);
     /* engine_get_corrupt: the caller could not decode the last hit. */
     void (*corrupt)(Engine *e, const char *key, size_t klen);
-    /* engine_set of a string value: CR_OK or a negative CR_E* code. */
+    /* engine_set of a string value: CR_OK or a negative CR_E* code; 1 when
+    ** Redis is in use (ask core.set instead). */
     int (*set_string)(Engine *e, const char *key, size_t klen, const char *str,
                       size_t slen, double ttl_ms);
 } CacheDirectApi;

@@ -23,8 +23,8 @@ local byte, format, concat, sort = string.byte, string.format, table.concat, tab
 local floor, huge = math.floor, math.huge
 local MIN_NORMAL = 2.2250738585072014e-308
 local unpack = unpack
-local core_set_raw, core_encode_results, core_decode_results =
-    core.set_raw, core.encode_results, core.decode_results
+local core_get, core_set_raw, core_encode_results, core_decode_results =
+    core.get, core.set_raw, core.encode_results, core.decode_results
 local lookup = require("cache.direct").lookup
 
 local _M = {}
@@ -35,6 +35,7 @@ local MAX_DEPTH = core.MAX_DEPTH
 _M.ARGS_MARK = ARGS_MARK
 
 local cache                         -- the cache module (set by bind)
+local finish                        -- its request finisher
 
 -- Keys ----------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ local function call_and_store(w, m, key, args)
     if ok then
         ok, blob = pcall(core_encode_results, unpack(res, 2, res.n))
         if ok then
-            core_set_raw(m.engine, key, blob, w.ttl_ms or m.default_ttl_ms)
+            finish(core_set_raw(m.engine, key, blob, w.ttl_ms or m.default_ttl_ms))
         end
     end
     m.inflight[key] = nil
@@ -243,13 +244,21 @@ local function call_and_store(w, m, key, args)
     return unpack(res, 2, res.n)
 end
 
+-- `found` is nil when Redis is in use: then ask it (the values may be
+-- in flight together with other tasks' requests).
 local function finish_one(w, m, key, a, found, ...)
     if found then return ... end
+    if found == nil then
+        return finish_one(w, m, key, a, finish(core_get(m.engine, key, true)))
+    end
     return call_and_store(w, m, key, { n = 1, a })
 end
 
 local function finish_many(w, m, key, args, found, ...)
     if found then return ... end
+    if found == nil then
+        return finish_many(w, m, key, args, finish(core_get(m.engine, key, true)))
+    end
     return call_and_store(w, m, key, args)
 end
 
@@ -333,6 +342,7 @@ end
 
 function _M.bind(mod)
     cache = mod
+    finish = mod._finish
 end
 
 return _M

@@ -17,6 +17,8 @@ local ENV = {
     url = "REDIS_URL", host = "REDIS_HOST", port = "REDIS_PORT",
     db = "REDIS_DB", username = "REDIS_USERNAME", password = "REDIS_PASSWORD",
     pool_size = "REDIS_POOL_MAX_CONNECTIONS", timeout = "REDIS_POOL_TIMEOUT",
+    command_timeout = "REDIS_COMMAND_TIMEOUT",
+    journal_max_keys = "CACHE_JOURNAL_MAX_KEYS",
     default_ttl = "CACHE_DEFAULT_TTL", namespace = "CACHE_NAMESPACE",
     max_items = "CACHE_MAX_ITEMS", max_memory = "CACHE_MAX_MEMORY",
     codec = "CACHE_CODEC",
@@ -25,6 +27,7 @@ _M.ENV = ENV
 
 _M.DEFAULTS = {
     host = "localhost", port = 6379, db = 0, pool_size = 10, timeout = 20,
+    command_timeout = 1, journal_max_keys = 100000,
     default_ttl = 300, namespace = "", max_items = 100000,
     max_memory = 64 * 1024 * 1024, codec = "msgpack",
 }
@@ -177,11 +180,12 @@ local CHECK = {
     port = integer(1, 65535), db = integer(0, 15),
     pool_size = integer(1, 10000), timeout = seconds(true),
     default_ttl = seconds(false), max_items = integer(0, huge),
-    max_memory = bytes, codec = codec,
+    max_memory = bytes, codec = codec, command_timeout = seconds(true),
+    journal_max_keys = integer(1, huge),
 }
 
 local LOCAL = { default_ttl = true, namespace = true, max_items = true,
-                max_memory = true, codec = true }
+                max_memory = true, codec = true, journal_max_keys = true }
 
 -- TTLs --------------------------------------------------------------------
 
@@ -287,7 +291,7 @@ function _M.redis(cfg)
     local values, sources = cfg.raw, cfg.sources
     local r = {}
     for _, name in ipairs { "host", "port", "db", "username", "password",
-                            "pool_size", "timeout" } do
+                            "pool_size", "timeout", "command_timeout" } do
         r[name] = values[name]
     end
     local srcs = setmetatable({}, { __index = sources })

@@ -55,10 +55,14 @@ local function slow_decode(e, key, p, len, results)
 end
 
 -- Returns true, value... on a hit (a multi value unpacked when `results`),
--- false on a miss or when the stored bytes could not be decoded.
+-- false on a miss or when the stored bytes could not be decoded, and nil
+-- when Redis is in use (ask core.get).
 local function lookup(e, key, results)
-    if api_get(e, key, #key, vbuf, lbuf) == 0 then
+    local rc = api_get(e, key, #key, vbuf, lbuf)
+    if rc == 0 then
         return false
+    elseif rc < 0 then
+        return nil
     end
     local p = ffi_cast("const uint8_t *", vbuf[0])
     local len = tonumber(lbuf[0])
@@ -86,10 +90,12 @@ end
 
 _M.lookup = lookup
 
---- Stores a string value; returns true, or false and the reason.
+--- Stores a string value; returns true, or false and the reason, or nil
+-- when Redis is in use (ask core.set).
 function _M.set_string(e, key, str, ttl_ms)
     local rc = api_set_string(e, key, #key, str, #str, ttl_ms)
     if rc == 0 then return true end
+    if rc == 1 then return nil end
     return false, strerror(rc)
 end
 

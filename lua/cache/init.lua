@@ -10,12 +10,15 @@
 local core = require "cache.core"
 local config = require "cache.config"
 local util = require "cache.util"
+local wait = require("cachert").wait
+local pack, unpack = util.pack, unpack
 local ttl_ms = config.ttl_ms
 local direct = require "cache.direct"
 
 local type, error, setmetatable, tostring, pairs =
     type, error, setmetatable, tostring, pairs
-local core_set, core_delete, core_exists = core.set, core.delete, core.exists
+local core_get, core_set, core_delete, core_exists, core_finish =
+    core.get, core.set, core.delete, core.exists, core.finish
 local lookup, set_string = direct.lookup, direct.set_string
 
 local _M = { _VERSION = "0.1.0" }
@@ -23,7 +26,8 @@ local _M = { _VERSION = "0.1.0" }
 local methods = {}
 local mt = { __index = methods, __name = "cache.Manager" }
 mt.__tostring = function(self)
-    return "cache.Manager (" .. self.backend .. ")"
+    return "cache.Manager (" .. (core.stats(self.engine).using_redis
+                                  and "redis" or "memory") .. ")"
 end
 
 -- Helpers -------------------------------------------------------------------
@@ -82,9 +86,9 @@ local function new_manager(opts, level)
         cfg = cfg,
         namespace = cfg.namespace,
         default_ttl_ms = ttl_ms(cfg.default_ttl),
-        engine = core.new(cfg.max_items, cfg.max_memory),
+        engine = core.new(cfg.max_items, cfg.max_memory,
+                          glob_escape(cfg.namespace) .. "*", cfg.journal_max_keys),
         eptr = false,           -- the engine as FFI cdata (cache.direct)
-        backend = "memory",
         inflight = {},          -- single flight: key -> waiting tasks
     }, mt)
     self.eptr = direct.engine(self.engine)
@@ -99,56 +103,71 @@ function _M.new(opts)
     return self
 end
 
---- Tries Redis; returns true when Redis is in use, false on the memory store.
+-- The results of a core operation: at once (`false, results...`), or for
+-- a Redis request (`req, id`) once the loop has reported its id.
+local function finish(req, ...)
+    if not req then
+        return ...
+    end
+    wait((...))
+    return core_finish(req)
+end
+_M._finish = finish
+
+--- Connects to Redis (settings from the options, environment and .env);
+-- returns true when Redis is in use, false when the memory store serves
+-- (the reason is in stats().last_error; retries go on in the background).
 -- Raises for a malformed Redis setting, naming it and its source.
 function methods:connect()
     check_self(self, "connect")
-    local ok, err = pcall(config.redis, self.cfg)
+    local ok, settings = pcall(config.redis, self.cfg)
     if not ok then
-        error(err, 2)
+        error(settings, 2)
     end
-    -- No Redis backend yet: the memory store serves every call.
-    self.backend = "memory"
-    return false
+    return finish(core.connect(self.engine, settings))
 end
 
---- Releases the Redis connections; the memory store keeps serving.
+--- Closes the Redis connections; the memory store serves until connect().
 function methods:disconnect()
     check_self(self, "disconnect")
-    self.backend = "memory"
+    core.disconnect(self.engine)
     return true
 end
 
-local function found_or_default(default, found, value)
+--- value, found = c:get(key, default?)
+function methods:get(key, default)
+    local k = check_key(self, key)
+    local found, value = lookup(self.eptr, k, false)
+    if found == nil then
+        found, value = finish(core_get(self.engine, k, false))
+    end
     if found then
         return value, true
     end
     return default, false
 end
 
---- value, found = c:get(key, default?)
-function methods:get(key, default)
-    local k = check_key(self, key)
-    return found_or_default(default, lookup(self.eptr, k, false))
-end
-
 --- true | false, err = c:set(key, value, ttl?)
 function methods:set(key, value, ttl)
     local k = check_key(self, key)
+    local ms = check_ttl(self, ttl)
     if type(value) == "string" then
-        return set_string(self.eptr, k, value, check_ttl(self, ttl))
+        local ok, err = set_string(self.eptr, k, value, ms)
+        if ok ~= nil then
+            return ok, err
+        end
     end
-    return core_set(self.engine, k, value, check_ttl(self, ttl))
+    return finish(core_set(self.engine, k, value, ms))
 end
 
 --- c:delete(key) -> true if a key was deleted
 function methods:delete(key)
-    return core_delete(self.engine, check_key(self, key))
+    return finish(core_delete(self.engine, check_key(self, key)))
 end
 
 --- c:exists(key) -> boolean
 function methods:exists(key)
-    return core_exists(self.engine, check_key(self, key))
+    return finish(core_exists(self.engine, check_key(self, key)))
 end
 
 --- c:clear(pattern?) -> number of keys deleted; pattern defaults to "*"
@@ -162,11 +181,12 @@ function methods:clear(pattern)
     if ns ~= "" then
         pattern = glob_escape(ns) .. pattern
     end
-    local n = core.clear(self.engine, pattern)
-    return n
+    return finish(core.clear(self.engine, pattern))
 end
 
 --- c:mget(keys) -> array of values (nil holes allowed), with .n
+-- Over Redis every GET is sent before the first reply is awaited, so they
+-- travel together.
 function methods:mget(keys)
     if type(keys) ~= "table" then
         error("keys must be a table, got " .. type(keys), 2)
@@ -176,10 +196,21 @@ function methods:mget(keys)
     for i = 1, n do
         full[i] = check_key(self, keys[i])
     end
-    local out = { n = n }
-    local e = self.eptr
+    local out, pending = { n = n }, {}
+    local e, engine = self.eptr, self.engine
     for i = 1, n do
-        out[i] = found_or_default(nil, lookup(e, full[i], false))
+        local found, value = lookup(e, full[i], false)
+        if found == nil then
+            pending[i] = pack(core_get(engine, full[i], false))
+        elseif found then
+            out[i] = value
+        end
+    end
+    for i, p in pairs(pending) do
+        local found, value = finish(unpack(p, 1, p.n))
+        if found then
+            out[i] = value
+        end
     end
     return out
 end
@@ -201,14 +232,18 @@ function methods:mset(map, ttl)
             error(("%s (key %s)"):format(blob, tostring(key)), 2)
         end
     end
-    local engine = self.engine
+    local engine, pending = self.engine, {}
     for i = 1, n do
-        local ok, err = core.set_raw(engine, keys[i], blobs[i], ms)
-        if not ok then
-            return false, err
+        pending[i] = pack(core.set_raw(engine, keys[i], blobs[i], ms))
+    end
+    local result, reason = true, nil
+    for i = 1, n do
+        local ok, err = finish(unpack(pending[i], 1, pending[i].n))
+        if not ok and result then
+            result, reason = false, err
         end
     end
-    return true
+    return result, reason
 end
 
 --- The statistics table (see README).
@@ -217,7 +252,7 @@ function methods:stats()
     local s = core.stats(self.engine)
     local total = s.hits + s.misses
     s.hit_rate = total > 0 and s.hits / total or 0
-    s.backend = self.backend
+    s.backend = s.using_redis and "redis" or "memory"
     s.namespace = self.namespace
     return s
 end
@@ -286,14 +321,14 @@ function _M.with(fn, opts)
         error("options must be a table or a manager", 2)
     end
     c:connect()
-    local function finish(ok, ...)
+    local function close_and_return(ok, ...)
         c:disconnect()
         if not ok then
             error((...), 0)
         end
         return ...
     end
-    return finish(pcall(fn, c))
+    return close_and_return(pcall(fn, c))
 end
 
 _M.Manager = methods

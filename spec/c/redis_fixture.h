@@ -1,0 +1,229 @@
+/*
+** redis_fixture.h -- a private redis-server for one C test.
+**
+** redis_fixture_start() forks and execs `redis-server --bind 127.0.0.1
+** --port P --save '' --appendonly no --daemonize no` plus extra arguments,
+** on a loopback port that was free a moment before; if the server dies or
+** does not answer PING within REDIS_FIXTURE_START_MS (another process took
+** the port), it tries another port. The child gets PR_SET_PDEATHSIG, so a
+** test that exits on a failed assertion does not leave a server behind.
+** The server is stopped by its PID only (SIGTERM, then SIGKILL), and always
+** reaped with waitpid. redis_fixture_query() is a blocking side channel
+** (inline command, first reply line) for set-up steps such as CLIENT PAUSE.
+*/
+#ifndef CACHERT_REDIS_FIXTURE_H
+#define CACHERT_REDIS_FIXTURE_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#define REDIS_FIXTURE_MAX_ARGS 24
+#define REDIS_FIXTURE_START_MS 5000
+#define REDIS_FIXTURE_TRIES    5
+
+typedef struct RedisFixture {
+    pid_t pid; /* 0 when not running */
+    int port;
+    const char *extra[REDIS_FIXTURE_MAX_ARGS]; /* NULL-terminated, borrowed */
+} RedisFixture;
+
+static inline void redis_fixture_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A loopback port nobody listens on right now (the kernel's pick). */
+static inline int redis_fixture_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* Sends `inline_cmd` (e.g. "CLIENT PAUSE 500") to 127.0.0.1:port and copies
+** the first reply line into out. Returns false when nothing answered within
+** timeout_ms. */
+static inline bool redis_fixture_query_port(int port, const char *inline_cmd,
+                                            char *out, size_t outlen,
+                                            int timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = false;
+    char cmd[256];
+    int n = snprintf(cmd, sizeof(cmd), "%s\r\n", inline_cmd);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && n > 0 &&
+        (size_t)n < sizeof(cmd) && write(fd, cmd, (size_t)n) == n) {
+        size_t got = 0;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        while (got + 1 < outlen && poll(&pfd, 1, timeout_ms) == 1) {
+            ssize_t r = read(fd, out + got, outlen - 1 - got);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+            out[got] = '\0';
+            char *eol = strstr(out, "\r\n");
+            if (eol != NULL) {
+                *eol = '\0';
+                ok = true;
+                break;
+            }
+        }
+    }
+    close(fd);
+    return ok;
+}
+
+static inline bool redis_fixture_query(const RedisFixture *fx,
+                                       const char *inline_cmd, char *out,
+                                       size_t outlen)
+{
+    return redis_fixture_query_port(fx->port, inline_cmd, out, outlen, 2000);
+}
+
+/* Stops the server with `sig` (SIGKILL for a crash) and reaps it; after
+** SIGTERM it waits up to 2 s, then kills. */
+static inline void redis_fixture_kill(RedisFixture *fx, int sig)
+{
+    if (fx->pid <= 0)
+        return;
+    kill(fx->pid, sig);
+    for (int i = 0; i < 200; i++) {
+        if (waitpid(fx->pid, NULL, WNOHANG) == fx->pid) {
+            fx->pid = 0;
+            return;
+        }
+        redis_fixture_sleep_ms(10);
+    }
+    kill(fx->pid, SIGKILL);
+    waitpid(fx->pid, NULL, 0);
+    fx->pid = 0;
+}
+
+static inline void redis_fixture_stop(RedisFixture *fx)
+{
+    redis_fixture_kill(fx, SIGTERM);
+}
+
+/* Starts the server on fx->port; false when it died or stayed silent. */
+static inline bool redis_fixture_spawn(RedisFixture *fx)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%d", fx->port);
+    const char *argv[REDIS_FIXTURE_MAX_ARGS + 16];
+    int argc = 0;
+    argv[argc++] = "redis-server";
+    argv[argc++] = "--bind";
+    argv[argc++] = "127.0.0.1";
+    argv[argc++] = "--port";
+    argv[argc++] = port;
+    argv[argc++] = "--save";
+    argv[argc++] = "";
+    argv[argc++] = "--appendonly";
+    argv[argc++] = "no";
+    argv[argc++] = "--daemonize";
+    argv[argc++] = "no";
+    argv[argc++] = "--logfile";
+    argv[argc++] = "/dev/null";
+    for (int i = 0; fx->extra[i] != NULL; i++)
+        argv[argc++] = fx->extra[i];
+    argv[argc] = NULL;
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127); /* the test already died */
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, STDIN_FILENO);
+            dup2(devnull, STDOUT_FILENO);
+            close(devnull);
+        }
+        execvp("redis-server", (char *const *)argv);
+        _exit(127);
+    }
+    fx->pid = pid;
+    char line[128];
+    for (int waited = 0; waited < REDIS_FIXTURE_START_MS; waited += 10) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            fx->pid = 0; /* exited: most likely the port was taken */
+            return false;
+        }
+        /* Any reply will do: -NOAUTH also says the server is up. */
+        if (redis_fixture_query_port(fx->port, "PING", line, sizeof(line),
+                                     500) &&
+            (line[0] == '+' || line[0] == '-'))
+            return true;
+        redis_fixture_sleep_ms(10);
+    }
+    redis_fixture_kill(fx, SIGKILL);
+    return false;
+}
+
+/* Starts a server with the extra arguments (NULL-terminated list, may be
+** NULL) on a free loopback port. */
+static inline bool redis_fixture_start(RedisFixture *fx,
+                                       const char *const *extra)
+{
+    memset(fx, 0, sizeof(*fx));
+    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
+        if (i + 1 >= REDIS_FIXTURE_MAX_ARGS)
+            return false;
+        fx->extra[i] = extra[i];
+    }
+    for (int tries = 0; tries < REDIS_FIXTURE_TRIES; tries++) {
+        fx->port = redis_fixture_free_port();
+        if (fx->port > 0 && redis_fixture_spawn(fx))
+            return true;
+    }
+    return false;
+}
+
+/* Starts the same server again on the same port (after a kill). */
+static inline bool redis_fixture_restart(RedisFixture *fx)
+{
+    for (int tries = 0; tries < REDIS_FIXTURE_TRIES; tries++) {
+        if (redis_fixture_spawn(fx))
+            return true;
+        redis_fixture_sleep_ms(100);
+    }
+    return false;
+}
+
+#endif

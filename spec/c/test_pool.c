@@ -1,0 +1,751 @@
+/*
+** test_pool.c -- the Redis pool against private redis-server processes:
+** commands and binary values, pipelining, AUTH/ACL/SELECT, an absent,
+** killed, slow or mute server, and closing with commands pending.
+**
+** Every wait is bounded by a uv timer; every test ends with every handle
+** closed (uv_loop_close == 0) and its server stopped.
+*/
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <uv.h>
+
+#include "pool.h"
+#include "redis_fixture.h"
+#include "status.h"
+#include "test.h"
+
+#define MAX_STATES 64
+
+typedef struct Harness {
+    uv_loop_t loop;
+    uv_loop_t *clock; /* the loop whose time on_state records */
+    Pool *pool;
+    RedisFixture fx;
+    int nstates;
+    int states[MAX_STATES];
+    uint64_t state_ms[MAX_STATES];
+    char message[256];
+    int ready;
+    int down;
+} Harness;
+
+typedef struct Result {
+    int calls;
+    int status;
+    int type;
+    long long integer;
+    char *str; /* a copy of the reply's string, NUL added */
+    size_t len;
+    Harness *h; /* for callbacks that act on the pool */
+} Result;
+
+/* -- Helpers ------------------------------------------------------------ */
+
+static void on_state(void *ud, int status, const char *message)
+{
+    Harness *h = ud;
+    if (h->nstates < MAX_STATES) {
+        h->states[h->nstates] = status;
+        h->state_ms[h->nstates] = uv_now(h->clock);
+    }
+    h->nstates++;
+    snprintf(h->message, sizeof(h->message), "%s", message);
+    if (status == CR_OK)
+        h->ready++;
+    else
+        h->down++;
+}
+
+static void on_reply(void *ud, int status, const redisReply *r)
+{
+    Result *res = ud;
+    res->calls++;
+    res->status = status;
+    if (r == NULL)
+        return;
+    res->type = r->type;
+    res->integer = r->integer;
+    if (r->str != NULL) {
+        free(res->str);
+        res->str = malloc(r->len + 1);
+        ASSERT_NOT_NULL(res->str);
+        memcpy(res->str, r->str, r->len);
+        res->str[r->len] = '\0';
+        res->len = r->len;
+    }
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* Runs the loop until *counter >= target or `ms` pass; true on the first. */
+static bool wait_count(uv_loop_t *loop, const int *counter, int target,
+                       uint64_t ms)
+{
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, on_guard, ms, 0);
+    while (*counter < target && !expired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(loop, UV_RUN_NOWAIT); /* completes the close */
+    return *counter >= target;
+}
+
+static void run_for(uv_loop_t *loop, uint64_t ms)
+{
+    static const int never = 0;
+    wait_count(loop, &never, 1, ms);
+}
+
+static PoolConfig config(const Harness *h, size_t size)
+{
+    PoolConfig cfg = {"127.0.0.1", h->fx.port, 0, NULL, NULL, size, 2000, 2000};
+    return cfg;
+}
+
+/* Starts a server with `extra` arguments and a loop. */
+static void start(Harness *h, const char *const *extra)
+{
+    memset(h, 0, sizeof(*h));
+    ASSERT_TRUE(redis_fixture_start(&h->fx, extra));
+    ASSERT_EQ_INT(0, uv_loop_init(&h->loop));
+    h->clock = &h->loop;
+}
+
+/* Creates the pool, connects, and waits for the first state report. */
+static void open_pool(Harness *h, const PoolConfig *cfg)
+{
+    h->pool = pool_new(&h->loop, cfg, on_state, h);
+    ASSERT_NOT_NULL(h->pool);
+    pool_connect(h->pool);
+    ASSERT_TRUE(wait_count(&h->loop, &h->nstates, 1, 3000));
+}
+
+static void finish(Harness *h)
+{
+    if (h->pool != NULL)
+        pool_close(h->pool);
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    ASSERT_EQ_INT(0, uv_loop_close(&h->loop));
+    redis_fixture_stop(&h->fx);
+}
+
+static void result_free(Result *r)
+{
+    free(r->str);
+    r->str = NULL;
+}
+
+/* Runs one command to its reply (bounded wait); the caller frees it. */
+static Result run(Harness *h, int argc, const char **argv, const size_t *lens)
+{
+    Result r;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ_INT(CR_OK, pool_command(h->pool, argc, argv, lens, on_reply, &r));
+    ASSERT_TRUE(wait_count(&h->loop, &r.calls, 1, 3000));
+    ASSERT_EQ_INT(1, r.calls);
+    return r;
+}
+
+static void expect_status(Harness *h, const char *want, int argc,
+                          const char **argv)
+{
+    Result r = run(h, argc, argv, NULL);
+    ASSERT_EQ_INT(CR_OK, r.status);
+    ASSERT_EQ_STR(want, r.str);
+    result_free(&r);
+}
+
+/* -- Commands ----------------------------------------------------------- */
+
+static void on_reply_then_set(void *ud, int status, const redisReply *r)
+{
+    Result *res = ud;
+    on_reply(ud, status, r);
+    static const char *argv[] = {"SET", "chained", "yes"};
+    ASSERT_EQ_INT(CR_OK,
+                  pool_command(res->h->pool, 3, argv, NULL, on_reply, res + 1));
+}
+
+static void test_pool_runs_get_and_set_with_binary_values(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 2);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    ASSERT_TRUE(pool_ready(h.pool));
+
+    static const char value[] = "a\0b\r\n\xff\x80$3\r\n*1";
+    const char *set[] = {"SET", "bin\0key", value};
+    size_t setlen[] = {3, 7, sizeof(value) - 1};
+    Result r = run(&h, 3, set, setlen);
+    ASSERT_EQ_INT(REDIS_REPLY_STATUS, r.type);
+    ASSERT_EQ_STR("OK", r.str);
+    result_free(&r);
+    r = run(&h, 2, (const char *[]){"GET", "bin\0key"}, (size_t[]){3, 7});
+    ASSERT_EQ_INT(REDIS_REPLY_STRING, r.type);
+    ASSERT_EQ_MEM(value, sizeof(value) - 1, r.str, r.len);
+    result_free(&r);
+
+    r = run(&h, 2, (const char *[]){"GET", "missing"}, NULL);
+    ASSERT_EQ_INT(CR_OK, r.status);
+    ASSERT_EQ_INT(REDIS_REPLY_NIL, r.type);
+    result_free(&r);
+
+    /* The server said no: still CR_OK, with an error reply. */
+    r = run(&h, 2, (const char *[]){"INCR", "bin\0key"}, (size_t[]){4, 7});
+    ASSERT_EQ_INT(CR_OK, r.status);
+    ASSERT_EQ_INT(REDIS_REPLY_ERROR, r.type);
+    result_free(&r);
+
+    /* A value spanning many reads. */
+    size_t big_len = 1024 * 1024 + 7;
+    char *big = malloc(big_len);
+    ASSERT_NOT_NULL(big);
+    for (size_t i = 0; i < big_len; i++)
+        big[i] = (char)(i * 131 + 7);
+    r = run(&h, 3, (const char *[]){"SET", "big", big},
+            (size_t[]){3, 3, big_len});
+    ASSERT_EQ_STR("OK", r.str);
+    result_free(&r);
+    r = run(&h, 2, (const char *[]){"GET", "big"}, NULL);
+    ASSERT_EQ_MEM(big, big_len, r.str, r.len);
+    result_free(&r);
+    free(big);
+
+    /* A reply callback may queue the next command. */
+    Result chain[2];
+    memset(chain, 0, sizeof(chain));
+    chain[0].h = &h;
+    ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"}, NULL,
+                                      on_reply_then_set, &chain[0]));
+    ASSERT_TRUE(wait_count(&h.loop, &chain[1].calls, 1, 3000));
+    ASSERT_EQ_STR("PONG", chain[0].str);
+    ASSERT_EQ_STR("OK", chain[1].str);
+    result_free(&chain[0]);
+    result_free(&chain[1]);
+
+    ASSERT_EQ_INT(CR_EINVAL, pool_command(h.pool, 0, set, NULL, on_reply, &r));
+    ASSERT_EQ_INT(0, pool_pending(h.pool));
+    finish(&h);
+}
+
+static void test_pool_sends_a_thousand_commands_of_one_turn_in_one_write(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_TRUE(pool_ready(h.pool));
+    enum { N = 1000 };
+    Result *res = calloc(N, sizeof(*res));
+    ASSERT_NOT_NULL(res);
+    uint64_t writes = pool_writes(h.pool);
+    const char *incr[] = {"INCR", "counter"};
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ_INT(CR_OK,
+                      pool_command(h.pool, 2, incr, NULL, on_reply, &res[i]));
+    ASSERT_EQ_INT(N, pool_pending(h.pool));
+    ASSERT_TRUE(wait_count(&h.loop, &res[N - 1].calls, 1, 5000));
+    for (int i = 0; i < N; i++) { /* in order: the i-th INCR saw i + 1 */
+        ASSERT_EQ_INT(1, res[i].calls);
+        ASSERT_EQ_INT(CR_OK, res[i].status);
+        ASSERT_EQ_INT(i + 1, res[i].integer);
+    }
+    ASSERT_EQ_INT(1, pool_writes(h.pool) - writes);
+    ASSERT_EQ_INT(0, pool_pending(h.pool));
+    free(res);
+    finish(&h);
+}
+
+static void test_pool_keeps_the_loop_alive_only_while_it_has_work(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 2);
+    h.pool = pool_new(&h.loop, &cfg, on_state, &h);
+    ASSERT_NOT_NULL(h.pool);
+    pool_connect(h.pool);
+    uv_run(&h.loop, UV_RUN_DEFAULT); /* returns once connected */
+    ASSERT_EQ_INT(1, h.ready);
+    Result r;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"}, NULL,
+                                      on_reply, &r));
+    uv_run(&h.loop, UV_RUN_DEFAULT); /* returns once answered */
+    ASSERT_EQ_INT(1, r.calls);
+    ASSERT_EQ_STR("PONG", r.str);
+    result_free(&r);
+    finish(&h);
+}
+
+static void test_pool_spreads_commands_over_its_connections(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 4);
+    open_pool(&h, &cfg);
+    ASSERT_TRUE(pool_ready(h.pool));
+    enum { N = 100 };
+    Result res[N];
+    memset(res, 0, sizeof(res));
+    uint64_t writes = pool_writes(h.pool);
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
+                                          NULL, on_reply, &res[i]));
+    ASSERT_TRUE(wait_count(&h.loop, &res[N - 1].calls, 1, 5000));
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ_INT(1, res[i].calls);
+        ASSERT_EQ_STR("PONG", res[i].str);
+        result_free(&res[i]);
+    }
+    ASSERT_EQ_INT(4, pool_writes(h.pool) - writes); /* one per connection */
+    finish(&h);
+}
+
+/* -- AUTH and SELECT ---------------------------------------------------- */
+
+static const char *const requirepass[] = {"--requirepass", "s3cret", NULL};
+
+static void test_pool_authenticates_with_a_good_password(void)
+{
+    Harness h;
+    start(&h, requirepass);
+    PoolConfig cfg = config(&h, 2);
+    cfg.password = "s3cret";
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    expect_status(&h, "OK", 3, (const char *[]){"SET", "k", "v"});
+    finish(&h);
+}
+
+static void test_pool_reports_a_wrong_password_as_eauth(void)
+{
+    Harness h;
+    start(&h, requirepass);
+    PoolConfig cfg = config(&h, 2);
+    cfg.password = "wrong";
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_EAUTH, h.states[0]);
+    ASSERT_TRUE(strstr(h.message, "WRONGPASS") != NULL);
+    ASSERT_FALSE(pool_ready(h.pool));
+    Result r;
+    ASSERT_EQ_INT(
+        CR_ECONNRESET,
+        pool_command(h.pool, 1, (const char *[]){"PING"}, NULL, on_reply, &r));
+    pool_close(h.pool);
+
+    /* No password at all: the handshake's PING gets -NOAUTH. */
+    memset(h.states, 0, sizeof(h.states));
+    h.nstates = 0;
+    cfg.password = NULL;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_EAUTH, h.states[0]);
+    ASSERT_TRUE(strstr(h.message, "NOAUTH") != NULL);
+    finish(&h);
+}
+
+static const char *const acl_user[] = {"--user", "alice", "on", ">alicepw",
+                                       "~*",     "+@all", NULL};
+
+static void test_pool_authenticates_an_acl_user(void)
+{
+    Harness h;
+    start(&h, acl_user);
+    PoolConfig cfg = config(&h, 1);
+    cfg.host = "localhost"; /* through the resolver */
+    cfg.username = "alice";
+    cfg.password = "alicepw";
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    Result r = run(&h, 2, (const char *[]){"ACL", "WHOAMI"}, NULL);
+    ASSERT_EQ_STR("alice", r.str);
+    result_free(&r);
+    pool_close(h.pool);
+
+    h.nstates = 0;
+    cfg.password = "bobpw";
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_EAUTH, h.states[0]);
+    finish(&h);
+}
+
+static void test_pool_select_isolates_databases(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    Harness h3; /* same loop and server, its own state record */
+    memset(&h3, 0, sizeof(h3));
+    h3.clock = &h.loop;
+    cfg.db = 3;
+    h3.pool = pool_new(&h.loop, &cfg, on_state, &h3);
+    ASSERT_NOT_NULL(h3.pool);
+    pool_connect(h3.pool);
+    ASSERT_TRUE(wait_count(&h.loop, &h3.nstates, 1, 3000));
+    ASSERT_EQ_INT(CR_OK, h3.states[0]);
+
+    expect_status(&h, "OK", 3, (const char *[]){"SET", "k", "zero"});
+    Result r;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ_INT(CR_OK, pool_command(h3.pool, 2, (const char *[]){"GET", "k"},
+                                      NULL, on_reply, &r));
+    ASSERT_TRUE(wait_count(&h.loop, &r.calls, 1, 3000));
+    ASSERT_EQ_INT(REDIS_REPLY_NIL, r.type);
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ_INT(CR_OK, pool_command(h3.pool, 3,
+                                      (const char *[]){"SET", "k", "three"},
+                                      NULL, on_reply, &r));
+    ASSERT_TRUE(wait_count(&h.loop, &r.calls, 1, 3000));
+    result_free(&r);
+    r = run(&h, 2, (const char *[]){"GET", "k"}, NULL);
+    ASSERT_EQ_STR("zero", r.str);
+    result_free(&r);
+    pool_close(h3.pool);
+
+    /* A database the server does not have is refused like a password. */
+    h3.nstates = 0;
+    cfg.db = 99;
+    h3.pool = pool_new(&h.loop, &cfg, on_state, &h3);
+    pool_connect(h3.pool);
+    ASSERT_TRUE(wait_count(&h.loop, &h3.nstates, 1, 3000));
+    ASSERT_EQ_INT(CR_EAUTH, h3.states[0]);
+    ASSERT_TRUE(strstr(h3.message, "DB index") != NULL);
+    pool_close(h3.pool);
+    finish(&h);
+}
+
+/* -- Failures ----------------------------------------------------------- */
+
+static void test_pool_retries_an_absent_server_with_backoff(void)
+{
+    Harness h;
+    memset(&h, 0, sizeof(h));
+    ASSERT_EQ_INT(0, uv_loop_init(&h.loop));
+    h.clock = &h.loop;
+    h.fx.port = redis_fixture_free_port(); /* nobody listens there */
+    PoolConfig cfg = config(&h, 3);
+    h.pool = pool_new(&h.loop, &cfg, on_state, &h);
+    pool_connect(h.pool);
+    /* Attempts at about 0, 100, 300 and 700 ms; the next is at 1500. */
+    run_for(&h.loop, 1100);
+    ASSERT_TRUE(h.nstates >= 3 && h.nstates <= 5);
+    for (int i = 0; i < h.nstates; i++)
+        ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[i]);
+    ASSERT_TRUE(strstr(h.message, "refused") != NULL);
+    for (int i = 1; i + 1 < h.nstates; i++) { /* the delay doubles */
+        uint64_t gap = h.state_ms[i] - h.state_ms[i - 1];
+        uint64_t next = h.state_ms[i + 1] - h.state_ms[i];
+        ASSERT_TRUE(gap >= POOL_BACKOFF_MIN_MS);
+        ASSERT_TRUE(next * 10 >= gap * 15 && next * 10 <= gap * 25);
+    }
+    Result r;
+    ASSERT_EQ_INT(
+        CR_ECONNRESET,
+        pool_command(h.pool, 1, (const char *[]){"PING"}, NULL, on_reply, &r));
+    finish(&h);
+}
+
+typedef struct Load {
+    Harness *h;
+    uv_timer_t timer;
+    int issued;
+    int ok;
+    int failed;
+    int rejected;
+} Load;
+
+static void on_load_reply(void *ud, int status, const redisReply *r)
+{
+    Load *l = ud;
+    if (status == CR_OK && r->type == REDIS_REPLY_STATUS)
+        l->ok++;
+    else
+        l->failed++;
+}
+
+static void on_load_tick(uv_timer_t *t)
+{
+    Load *l = t->data;
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", l->issued % 100);
+        int rc = pool_command(l->h->pool, 3, (const char *[]){"SET", key, "v"},
+                              NULL, on_load_reply, l);
+        if (rc == CR_OK)
+            l->issued++;
+        else
+            l->rejected++;
+    }
+}
+
+static void test_pool_survives_a_server_killed_and_restarted(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 2);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    Load load;
+    memset(&load, 0, sizeof(load));
+    load.h = &h;
+    uv_timer_init(&h.loop, &load.timer);
+    load.timer.data = &load;
+    uv_timer_start(&load.timer, on_load_tick, 1, 1);
+    ASSERT_TRUE(wait_count(&h.loop, &load.ok, 500, 5000));
+
+    redis_fixture_kill(&h.fx, SIGKILL);
+    Result res[50];
+    memset(res, 0, sizeof(res));
+    for (int i = 0; i < 50; i++) /* queued to a dead server */
+        ASSERT_EQ_INT(CR_OK,
+                      pool_command(h.pool, 2, (const char *[]){"GET", "k1"},
+                                   NULL, on_reply, &res[i]));
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 1, 3000));
+    ASSERT_FALSE(pool_ready(h.pool));
+    ASSERT_EQ_INT(0, pool_pending(h.pool));
+    for (int i = 0; i < 50; i++) {
+        ASSERT_EQ_INT(1, res[i].calls);
+        ASSERT_TRUE(res[i].status < 0);
+    }
+    ASSERT_EQ_INT(load.issued, load.ok + load.failed); /* nothing hangs */
+    run_for(&h.loop, 150);
+    ASSERT_TRUE(load.rejected > 0);
+
+    ASSERT_TRUE(redis_fixture_restart(&h.fx));
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 6000));
+    int ok_before = load.ok;
+    ASSERT_TRUE(wait_count(&h.loop, &load.ok, ok_before + 200, 5000));
+    uv_timer_stop(&load.timer);
+    uv_close((uv_handle_t *)&load.timer, NULL);
+    expect_status(&h, "OK", 3, (const char *[]){"SET", "after", "restart"});
+    Result r = run(&h, 2, (const char *[]){"GET", "after"}, NULL);
+    ASSERT_EQ_STR("restart", r.str);
+    result_free(&r);
+    finish(&h);
+    ASSERT_EQ_INT(load.issued, load.ok + load.failed);
+}
+
+static void test_pool_times_out_a_slow_server_and_recovers(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    cfg.command_timeout_ms = 100;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    char line[64];
+    ASSERT_TRUE(
+        redis_fixture_query(&h.fx, "CLIENT PAUSE 500", line, sizeof(line)));
+    ASSERT_EQ_STR("+OK", line);
+
+    uv_update_time(&h.loop);
+    uint64_t t0 = uv_now(&h.loop);
+    Result r;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 2, (const char *[]){"GET", "k"},
+                                      NULL, on_reply, &r));
+    ASSERT_TRUE(wait_count(&h.loop, &r.calls, 1, 1000));
+    uint64_t elapsed = uv_now(&h.loop) - t0;
+    ASSERT_EQ_INT(CR_ETIMEDOUT, r.status);
+    ASSERT_TRUE(elapsed >= 100 && elapsed < 400);
+    ASSERT_EQ_INT(1, h.down);
+    ASSERT_EQ_INT(CR_ETIMEDOUT, h.states[1]);
+
+    /* The reconnect's PING waits out the pause; then all is well. */
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 3000));
+    r = run(&h, 1, (const char *[]){"PING"}, NULL);
+    ASSERT_EQ_STR("PONG", r.str);
+    result_free(&r);
+    finish(&h);
+}
+
+static void test_pool_times_out_a_server_that_never_answers(void)
+{
+    Harness h;
+    memset(&h, 0, sizeof(h));
+    ASSERT_EQ_INT(0, uv_loop_init(&h.loop));
+    h.clock = &h.loop;
+    /* A socket that listens and never reads: the TCP connect succeeds. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ_INT(0, bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
+    ASSERT_EQ_INT(0, listen(fd, 8));
+    ASSERT_EQ_INT(0, getsockname(fd, (struct sockaddr *)&sa, &len));
+    h.fx.port = ntohs(sa.sin_port);
+    PoolConfig cfg = config(&h, 1);
+    cfg.connect_timeout_ms = 200;
+    uv_update_time(&h.loop);
+    uint64_t t0 = uv_now(&h.loop);
+    open_pool(&h, &cfg);
+    uint64_t elapsed = uv_now(&h.loop) - t0;
+    ASSERT_EQ_INT(CR_ETIMEDOUT, h.states[0]);
+    ASSERT_TRUE(elapsed >= 200 && elapsed < 600);
+    finish(&h);
+    close(fd);
+}
+
+typedef struct Liar {
+    uv_tcp_t server;
+    uv_tcp_t client;
+    uv_write_t req;
+    bool accepted;
+} Liar;
+
+static void on_liar_connection(uv_stream_t *server, int status)
+{
+    Liar *l = server->data;
+    ASSERT_EQ_INT(0, status);
+    ASSERT_FALSE(l->accepted);
+    uv_tcp_init(server->loop, &l->client);
+    ASSERT_EQ_INT(0, uv_accept(server, (uv_stream_t *)&l->client));
+    l->accepted = true;
+    static char http[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+    uv_buf_t buf = uv_buf_init(http, sizeof(http) - 1);
+    ASSERT_EQ_INT(0,
+                  uv_write(&l->req, (uv_stream_t *)&l->client, &buf, 1, NULL));
+}
+
+static void test_pool_fails_a_server_speaking_another_protocol(void)
+{
+    Harness h;
+    memset(&h, 0, sizeof(h));
+    ASSERT_EQ_INT(0, uv_loop_init(&h.loop));
+    h.clock = &h.loop;
+    Liar liar;
+    memset(&liar, 0, sizeof(liar));
+    struct sockaddr_in sa;
+    int len = sizeof(sa);
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(&h.loop, &liar.server);
+    liar.server.data = &liar;
+    ASSERT_EQ_INT(0, uv_tcp_bind(&liar.server, (struct sockaddr *)&sa, 0));
+    ASSERT_EQ_INT(
+        0, uv_listen((uv_stream_t *)&liar.server, 8, on_liar_connection));
+    uv_tcp_getsockname(&liar.server, (struct sockaddr *)&sa, &len);
+    h.fx.port = ntohs(sa.sin_port);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_EPROTO, h.states[0]);
+    ASSERT_TRUE(strstr(h.message, "Protocol error") != NULL);
+    pool_close(h.pool);
+    h.pool = NULL;
+    uv_close((uv_handle_t *)&liar.server, NULL);
+    if (liar.accepted)
+        uv_close((uv_handle_t *)&liar.client, NULL);
+    finish(&h);
+}
+
+/* -- Closing ------------------------------------------------------------ */
+
+static void test_pool_close_fails_pending_commands_synchronously(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 3);
+    open_pool(&h, &cfg);
+    enum { N = 10 };
+    Result res[2 * N];
+    memset(res, 0, sizeof(res));
+    /* Written and awaiting replies (the server holds them back)... */
+    char line[64];
+    ASSERT_TRUE(
+        redis_fixture_query(&h.fx, "CLIENT PAUSE 300", line, sizeof(line)));
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
+                                          NULL, on_reply, &res[i]));
+    run_for(&h.loop, 50);
+    ASSERT_EQ_INT(3, pool_writes(h.pool));
+    /* ...and queued, not yet written. */
+    for (int i = N; i < 2 * N; i++)
+        ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
+                                          NULL, on_reply, &res[i]));
+    ASSERT_EQ_INT(2 * N, pool_pending(h.pool));
+    pool_close(h.pool);
+    h.pool = NULL;
+    for (int i = 0; i < 2 * N; i++) {
+        ASSERT_EQ_INT(1, res[i].calls);
+        ASSERT_EQ_INT(CR_ECONNRESET, res[i].status);
+    }
+    finish(&h);
+    for (int i = 0; i < 2 * N; i++)
+        ASSERT_EQ_INT(1, res[i].calls); /* and never again */
+}
+
+static void on_reply_then_close(void *ud, int status, const redisReply *r)
+{
+    Result *res = ud;
+    on_reply(ud, status, r);
+    if (res->h->pool != NULL) {
+        pool_close(res->h->pool);
+        res->h->pool = NULL;
+    }
+}
+
+static void test_pool_close_from_inside_a_reply_callback_is_safe(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 2);
+    open_pool(&h, &cfg);
+    enum { N = 6 };
+    Result res[N];
+    memset(res, 0, sizeof(res));
+    for (int i = 0; i < N; i++) {
+        res[i].h = &h;
+        ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
+                                          NULL, on_reply_then_close, &res[i]));
+    }
+    int any = 0;
+    for (int i = 0; i < N; i++) /* whichever reply comes first closes */
+        if (wait_count(&h.loop, &res[i].calls, 1, 3000))
+            any++;
+    ASSERT_EQ_INT(N, any);
+    ASSERT_NULL(h.pool);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ_INT(1, res[i].calls);
+        if (res[i].status == CR_OK)
+            ok++;
+        else
+            ASSERT_EQ_INT(CR_ECONNRESET, res[i].status);
+        result_free(&res[i]);
+    }
+    ASSERT_EQ_INT(1, ok);
+    finish(&h);
+}
+
+static const TestCase cases[] = {
+    TEST_CASE(test_pool_runs_get_and_set_with_binary_values),
+    TEST_CASE(test_pool_sends_a_thousand_commands_of_one_turn_in_one_write),
+    TEST_CASE(test_pool_keeps_the_loop_alive_only_while_it_has_work),
+    TEST_CASE(test_pool_spreads_commands_over_its_connections),
+    TEST_CASE(test_pool_authenticates_with_a_good_password),
+    TEST_CASE(test_pool_reports_a_wrong_password_as_eauth),
+    TEST_CASE(test_pool_authenticates_an_acl_user),
+    TEST_CASE(test_pool_select_isolates_databases),
+    TEST_CASE(test_pool_retries_an_absent_server_with_backoff),
+    TEST_CASE(test_pool_survives_a_server_killed_and_restarted),
+    TEST_CASE(test_pool_times_out_a_slow_server_and_recovers),
+    TEST_CASE(test_pool_times_out_a_server_that_never_answers),
+    TEST_CASE(test_pool_fails_a_server_speaking_another_protocol),
+    TEST_CASE(test_pool_close_fails_pending_commands_synchronously),
+    TEST_CASE(test_pool_close_from_inside_a_reply_callback_is_safe),
+    {NULL, NULL},
+};
+
+TEST_MAIN(cases)

@@ -1,0 +1,636 @@
+/*
+** conn.c -- one Redis connection: libuv socket, output buffer, redisReader.
+**
+** States run one way: RESOLVING -> CONNECTING -> HANDSHAKE -> READY, and
+** from any of them to FAILED (sticky error, reported once) and CLOSING
+** (conn_close). Pending commands sit in a ring buffer in the order they
+** were written, so the n-th reply belongs to the n-th entry: O(1) per
+** command. One timer serves two deadlines: the connect deadline until READY,
+** then the oldest pending command's. All commands get the same timeout, so
+** the oldest has the earliest deadline; the timer is armed lazily (when it
+** is idle and a command arrives) and re-armed for the new head when it
+** fires early, never once per command.
+**
+** Lifetime: the struct holds two handles (socket, timer) and may have a
+** getaddrinfo request in flight. It is freed only when both close callbacks
+** and the getaddrinfo callback have run, and no callback of ours is on the
+** stack (in_callback), as hiredis does with REDIS_IN_CALLBACK.
+*/
+#include "conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+enum {
+    CONN_RESOLVING,
+    CONN_CONNECTING,
+    CONN_HANDSHAKE,
+    CONN_READY,
+    CONN_FAILED,
+    CONN_CLOSING
+};
+
+typedef struct Pending {
+    conn_reply_cb cb;
+    void *ud;
+    uint64_t deadline_ms; /* loop time; UINT64_MAX: none */
+} Pending;
+
+typedef struct OutBuf {
+    char *data;
+    size_t len;
+    size_t cap;
+} OutBuf;
+
+struct Conn {
+    uv_loop_t *loop;
+    ConnConfig cfg;
+    conn_state_cb on_state;
+    void *ud;
+    int state;
+
+    uv_getaddrinfo_t gai;
+    bool gai_active;            /* its callback has not run yet */
+    struct addrinfo *addrs;     /* resolved list, freed with the conn */
+    struct addrinfo *next_addr; /* next address to try on a refusal */
+    int resolve_error;          /* sync uv_getaddrinfo failure, reported
+                                   from the timer */
+    int write_error;            /* sync uv_write failure, likewise */
+
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    uv_write_t write_req;
+    uv_timer_t timer;
+    int open_handles; /* initialised and not yet through on_closed */
+    bool tcp_closing; /* uv_close called on tcp (retry or close) */
+    bool reading;
+    bool writing;    /* write_req in flight: `inflight` must stay alive */
+    OutBuf out;      /* commands not yet written */
+    OutBuf inflight; /* the buffer of the write in flight */
+    uint64_t writes;
+
+    redisReader *reader;
+    Pending *fifo; /* ring buffer of cap entries */
+    size_t head;
+    size_t count;
+    size_t cap;
+    size_t handshake_left; /* handshake replies still expected */
+
+    int in_callback;
+    bool closing;
+    int err;
+    char errstr[CONN_ERRSTR_SIZE];
+    char rbuf[CONN_READ_CHUNK];
+};
+
+/* -- Lifetime ----------------------------------------------------------- */
+
+static void free_conn(Conn *c)
+{
+    redisReaderFree(c->reader);
+    uv_freeaddrinfo(c->addrs);
+    free(c->fifo);
+    free(c->out.data);
+    free(c->inflight.data);
+    free(c);
+}
+
+static void maybe_free(Conn *c)
+{
+    if (c->closing && c->open_handles == 0 && !c->gai_active &&
+        c->in_callback == 0)
+        free_conn(c);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    Conn *c = h->data;
+    c->open_handles--;
+    maybe_free(c);
+}
+
+/* Copies `msg` into the fixed-size errstr, cutting it explicitly. */
+static void set_errstr(Conn *c, const char *msg, size_t len)
+{
+    if (len >= sizeof(c->errstr))
+        len = sizeof(c->errstr) - 1;
+    memcpy(c->errstr, msg, len);
+    c->errstr[len] = '\0';
+}
+
+/* Records the first failure, stops I/O and tells the owner, who closes. */
+static void fail(Conn *c, int code, const char *msg)
+{
+    if (c->err != CR_OK || c->closing)
+        return; /* sticky: the first failure wins */
+    c->err = code;
+    set_errstr(c, msg, strlen(msg));
+    c->state = CONN_FAILED;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    uv_timer_stop(&c->timer);
+    c->in_callback++;
+    c->on_state(c->ud, c, code, c->errstr);
+    c->in_callback--;
+}
+
+/* `fmt` takes the host (%s), the port (%d) and `detail` (%s), in order. */
+static void failf(Conn *c, int code, const char *fmt, const char *detail)
+{
+    char msg[CONN_ERRSTR_SIZE];
+    snprintf(msg, sizeof(msg), fmt, c->cfg.host, c->cfg.port, detail);
+    fail(c, code, msg);
+}
+
+/* -- Pending FIFO ------------------------------------------------------- */
+
+static bool reserve_pending(Conn *c)
+{
+    if (c->count < c->cap)
+        return true;
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    Pending *f = malloc(cap * sizeof(*f));
+    if (f == NULL)
+        return false;
+    for (size_t i = 0; i < c->count; i++) /* unwrap the ring */
+        f[i] = c->fifo[(c->head + i) % c->cap];
+    free(c->fifo);
+    c->fifo = f;
+    c->head = 0;
+    c->cap = cap;
+    return true;
+}
+
+/* Keeps the loop alive exactly while a reply is awaited. */
+static void push_pending(Conn *c, conn_reply_cb cb, void *ud, uint64_t dl)
+{
+    Pending *p = &c->fifo[(c->head + c->count) % c->cap];
+    p->cb = cb;
+    p->ud = ud;
+    p->deadline_ms = dl;
+    if (c->count++ == 0)
+        uv_ref((uv_handle_t *)&c->tcp);
+}
+
+static Pending pop_pending(Conn *c)
+{
+    Pending p = c->fifo[c->head];
+    c->head = (c->head + 1) % c->cap;
+    if (--c->count == 0 && !c->tcp_closing)
+        uv_unref((uv_handle_t *)&c->tcp);
+    return p;
+}
+
+/* -- Output ------------------------------------------------------------- */
+
+static int append_command(Conn *c, int argc, const char **argv,
+                          const size_t *argvlen)
+{
+    char *cmd;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0)
+        return CR_ENOMEM;
+    OutBuf *b = &c->out;
+    if (b->cap - b->len < (size_t)len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < (size_t)len)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (d == NULL) {
+            redisFreeCommand(cmd);
+            return CR_ENOMEM;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, cmd, (size_t)len);
+    b->len += (size_t)len;
+    redisFreeCommand(cmd);
+    return CR_OK;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    Conn *c = req->data;
+    c->writing = false;
+    c->inflight.len = 0;
+    if (c->inflight.cap > CONN_OUTBUF_KEEP) {
+        free(c->inflight.data);
+        c->inflight.data = NULL;
+        c->inflight.cap = 0;
+    }
+    if (status < 0 && status != UV_ECANCELED)
+        failf(c, CR_ECONNRESET, "write to %s:%d: %s", uv_strerror(status));
+}
+
+/* -- Deadlines ---------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+static void start_timer(Conn *c, uint64_t deadline_ms)
+{
+    uint64_t now = uv_now(c->loop);
+    uv_timer_start(&c->timer, on_timer,
+                   deadline_ms > now ? deadline_ms - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    Conn *c = t->data;
+    char ms[24];
+    if (c->resolve_error != 0) {
+        failf(c, CR_ECONNREFUSED, "resolve %s:%d: %s",
+              uv_strerror(c->resolve_error));
+        return;
+    }
+    if (c->write_error != 0) {
+        failf(c, CR_ECONNRESET, "write to %s:%d: %s",
+              uv_strerror(c->write_error));
+        return;
+    }
+    if (c->state != CONN_READY) {
+        snprintf(ms, sizeof(ms), "%llu",
+                 (unsigned long long)c->cfg.connect_timeout_ms);
+        failf(c, CR_ETIMEDOUT, "connect to %s:%d: no answer within %s ms", ms);
+        return;
+    }
+    if (c->count == 0)
+        return; /* re-armed by the next command */
+    const Pending *p = &c->fifo[c->head];
+    if (p->deadline_ms <= uv_now(c->loop)) {
+        snprintf(ms, sizeof(ms), "%llu",
+                 (unsigned long long)c->cfg.command_timeout_ms);
+        failf(c, CR_ETIMEDOUT, "%s:%d: no reply within %s ms", ms);
+        return;
+    }
+    start_timer(c, p->deadline_ms);
+}
+
+/* -- Input -------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    Conn *c = h->data;
+    (void)hint;
+    buf->base = c->rbuf;
+    buf->len = sizeof(c->rbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    Conn *c = s->data;
+    if (nread == 0)
+        return; /* EAGAIN */
+    if (nread < 0) {
+        if (nread == UV_EOF)
+            failf(c, CR_ECONNRESET, "%s:%d: %s",
+                  "server closed the connection");
+        else
+            failf(c, CR_ECONNRESET, "read from %s:%d: %s",
+                  uv_strerror((int)nread));
+        return;
+    }
+    if (redisReaderFeed(c->reader, buf->base, (size_t)nread) != REDIS_OK) {
+        fail(c, CR_EPROTO, c->reader->errstr);
+        return;
+    }
+    c->in_callback++;
+    while (c->state == CONN_READY || c->state == CONN_HANDSHAKE) {
+        void *reply = NULL;
+        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+            fail(c, CR_EPROTO, c->reader->errstr);
+            break;
+        }
+        if (reply == NULL)
+            break; /* need more bytes */
+        if (c->count == 0) {
+            freeReplyObject(reply);
+            fail(c, CR_EPROTO, "reply without a command");
+            break;
+        }
+        Pending p = pop_pending(c);
+        p.cb(p.ud, CR_OK, reply);
+        freeReplyObject(reply);
+    }
+    c->in_callback--;
+    maybe_free(c);
+}
+
+/* -- Handshake ---------------------------------------------------------- */
+
+/* True for the errors a server gives while it cannot serve yet: worth a
+** retry, unlike a rejected password or database. */
+static bool is_transient(const char *err)
+{
+    return strncmp(err, "LOADING", 7) == 0 || strncmp(err, "BUSY", 4) == 0 ||
+           strncmp(err, "MASTERDOWN", 10) == 0;
+}
+
+static void on_handshake_reply(void *ud, int status, const redisReply *r)
+{
+    Conn *c = ud;
+    if (status != CR_OK)
+        return; /* the connection is closing; its error is already set */
+    if (r->type == REDIS_REPLY_ERROR) {
+        fail(c, is_transient(r->str) ? CR_ECONNREFUSED : CR_EAUTH, r->str);
+        return;
+    }
+    if (--c->handshake_left > 0)
+        return;
+    c->state = CONN_READY;
+    uv_timer_stop(&c->timer); /* the connect deadline */
+    c->in_callback++;
+    c->on_state(c->ud, c, CR_OK, "ready");
+    c->in_callback--;
+}
+
+static int queue_internal(Conn *c, int argc, const char **argv)
+{
+    if (!reserve_pending(c))
+        return CR_ENOMEM;
+    int rc = append_command(c, argc, argv, NULL);
+    if (rc == CR_OK) {
+        push_pending(c, on_handshake_reply, c, UINT64_MAX);
+        c->handshake_left++;
+    }
+    return rc;
+}
+
+/* Queues AUTH and SELECT when configured, then PING: a server that wants a
+** password we were not given answers -NOAUTH to PING, so that mistake is
+** reported at connect rather than as an error reply to every command. */
+static int queue_handshake(Conn *c)
+{
+    const char *argv[3];
+    int rc = CR_OK;
+    if (c->cfg.password != NULL) {
+        int argc = 0;
+        argv[argc++] = "AUTH";
+        if (c->cfg.username != NULL)
+            argv[argc++] = c->cfg.username;
+        argv[argc++] = c->cfg.password;
+        rc = queue_internal(c, argc, argv);
+    }
+    if (rc == CR_OK && c->cfg.db != 0) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", c->cfg.db);
+        argv[0] = "SELECT";
+        argv[1] = db;
+        rc = queue_internal(c, 2, argv);
+    }
+    if (rc == CR_OK) {
+        argv[0] = "PING";
+        rc = queue_internal(c, 1, argv);
+    }
+    return rc;
+}
+
+/* -- Connecting --------------------------------------------------------- */
+
+static void connect_next(Conn *c);
+
+/* The socket of a refused attempt is closed: a fresh one tries the next
+** address (a failed connect leaves the old one unusable). */
+static void on_retry_closed(uv_handle_t *h)
+{
+    Conn *c = h->data;
+    if (c->closing) { /* conn_close left this handle to us */
+        c->open_handles--;
+        maybe_free(c);
+        return;
+    }
+    c->tcp_closing = false;
+    uv_tcp_init(c->loop, &c->tcp);
+    c->tcp.data = c;
+    uv_unref((uv_handle_t *)&c->tcp);
+    c->in_callback++;
+    connect_next(c);
+    c->in_callback--;
+}
+
+static void connect_failed(Conn *c, int status)
+{
+    if (c->next_addr != NULL) {
+        c->tcp_closing = true;
+        uv_close((uv_handle_t *)&c->tcp, on_retry_closed);
+        return;
+    }
+    failf(c, CR_ECONNREFUSED, "connect to %s:%d: %s", uv_strerror(status));
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    Conn *c = req->data;
+    if (status == UV_ECANCELED || c->closing || c->state != CONN_CONNECTING)
+        return;
+    if (status < 0) {
+        connect_failed(c, status);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        failf(c, CR_ECONNRESET, "read from %s:%d: %s", uv_strerror(rc));
+        return;
+    }
+    c->reading = true;
+    c->state = CONN_HANDSHAKE;
+    if (queue_handshake(c) != CR_OK) {
+        fail(c, CR_ENOMEM, cr_strerror(CR_ENOMEM));
+        return;
+    }
+    conn_flush(c);
+}
+
+static void connect_next(Conn *c)
+{
+    struct addrinfo *ai = c->next_addr;
+    c->next_addr = ai->ai_next;
+    c->connect_req.data = c;
+    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, ai->ai_addr, on_connect);
+    if (rc < 0)
+        connect_failed(c, rc);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    Conn *c = req->data;
+    c->gai_active = false;
+    c->addrs = res;
+    if (c->closing) {
+        maybe_free(c);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        failf(c, CR_ECONNREFUSED, "resolve %s:%d: %s",
+              uv_strerror(status < 0 ? status : UV_EAI_NONAME));
+        return;
+    }
+    c->next_addr = res;
+    c->state = CONN_CONNECTING;
+    c->in_callback++;
+    connect_next(c);
+    c->in_callback--;
+}
+
+/* -- Public API --------------------------------------------------------- */
+
+Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
+               void *ud)
+{
+    Conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->reader = redisReaderCreate();
+    if (c->reader == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->reader->maxbuf = CONN_READER_MAXBUF;
+    c->loop = loop;
+    c->cfg = *cfg;
+    c->on_state = on_state;
+    c->ud = ud;
+    c->state = CONN_RESOLVING;
+    c->err = CR_OK;
+    uv_tcp_init(loop, &c->tcp);
+    c->tcp.data = c;
+    uv_unref((uv_handle_t *)&c->tcp); /* referenced while replies are due */
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    uv_unref((uv_handle_t *)&c->timer); /* a guard: requests keep the loop */
+    c->open_handles = 2;
+    c->write_req.data = c;
+    if (cfg->connect_timeout_ms != 0)
+        uv_timer_start(&c->timer, on_timer, cfg->connect_timeout_ms, 0);
+
+    char port[16];
+    snprintf(port, sizeof(port), "%d", cfg->port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    c->gai.data = c;
+    int rc =
+        uv_getaddrinfo(loop, &c->gai, on_resolved, cfg->host, port, &hints);
+    if (rc < 0) {
+        /* Reported from a loop callback, as on_state promises. */
+        c->resolve_error = rc;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+        uv_ref((uv_handle_t *)&c->timer);
+    } else {
+        c->gai_active = true;
+    }
+    return c;
+}
+
+int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
+                 conn_reply_cb cb, void *ud)
+{
+    if (c->state != CONN_READY)
+        return CR_ECONNRESET;
+    if (!reserve_pending(c))
+        return CR_ENOMEM;
+    int rc = append_command(c, argc, argv, argvlen);
+    if (rc != CR_OK)
+        return rc;
+    uint64_t deadline = UINT64_MAX;
+    if (c->cfg.command_timeout_ms != 0) {
+        deadline = uv_now(c->loop) + c->cfg.command_timeout_ms;
+        if (!uv_is_active((uv_handle_t *)&c->timer))
+            start_timer(c, deadline);
+    }
+    push_pending(c, cb, ud, deadline);
+    return CR_OK;
+}
+
+bool conn_flush(Conn *c)
+{
+    if (c->writing || c->out.len == 0 ||
+        (c->state != CONN_READY && c->state != CONN_HANDSHAKE))
+        return false;
+    OutBuf spare = c->inflight;
+    c->inflight = c->out;
+    c->out = spare;
+    c->out.len = 0;
+    uv_buf_t buf;
+    buf.base = c->inflight.data;
+    buf.len = c->inflight.len;
+    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    if (rc < 0) {
+        /* Reported from the timer: flush runs inside the owner's loops,
+        ** which must not see the connection fail under them. */
+        c->inflight.len = 0;
+        c->write_error = rc;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+        uv_ref((uv_handle_t *)&c->timer);
+        return false;
+    }
+    c->writing = true;
+    c->writes++;
+    return true;
+}
+
+bool conn_has_output(const Conn *c)
+{
+    return c->out.len > 0;
+}
+
+bool conn_ready(const Conn *c)
+{
+    return c->state == CONN_READY;
+}
+
+size_t conn_pending(const Conn *c)
+{
+    return c->count;
+}
+
+uint64_t conn_writes(const Conn *c)
+{
+    return c->writes;
+}
+
+int conn_error(const Conn *c, const char **message)
+{
+    if (message != NULL)
+        *message = c->errstr;
+    return c->err;
+}
+
+void conn_close(Conn *c)
+{
+    if (c->closing)
+        return;
+    if (c->err == CR_OK) {
+        c->err = CR_ECONNRESET;
+        set_errstr(c, "connection closed", strlen("connection closed"));
+    }
+    c->closing = true;
+    c->state = CONN_CLOSING;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    uv_timer_stop(&c->timer);
+    c->in_callback++;
+    while (c->count > 0) {
+        Pending p = pop_pending(c);
+        p.cb(p.ud, c->err, NULL);
+    }
+    c->in_callback--;
+    if (c->gai_active)
+        uv_cancel((uv_req_t *)&c->gai); /* its callback still runs */
+    if (!c->tcp_closing) {
+        c->tcp_closing = true;
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+    }
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+    maybe_free(c);
+}

@@ -1,0 +1,110 @@
+/*
+** conn.h -- one Redis connection on a libuv loop.
+**
+** A connection resolves its host, connects, runs its handshake (AUTH, SELECT,
+** PING, pipelined in one write) and then carries commands: conn_command()
+** appends a formatted command to an output buffer and conn_flush() writes
+** that buffer in one uv_write. Replies are matched in order with a FIFO of
+** pending commands. The connection is used once: the first failure
+** (refused, reset, protocol error, rejected handshake, a deadline passed)
+** is sticky, is reported to the owner, and the owner closes it.
+**
+** Three outcomes stay apart: a reply (status CR_OK; a REDIS_REPLY_ERROR
+** reply is still CR_OK: the server said no), and a transport failure
+** (a negative CR_E* code, no reply).
+*/
+#ifndef CACHERT_CONN_H
+#define CACHERT_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+/* Bytes of unused input the redisReader keeps between replies before it
+** frees its buffer (hiredis's maxbuf; its default is 16 KiB). This is not
+** a limit on reply size: replies are bounded by the server's
+** proto-max-bulk-len (512 MiB by default). Nesting is bounded by hiredis
+** (7 levels of arrays). */
+#define CONN_READER_MAXBUF (64 * 1024)
+
+/* Bytes read from the socket per read callback. */
+#define CONN_READ_CHUNK (64 * 1024)
+
+/* An output buffer larger than this is freed after its write instead of
+** being kept for reuse, so one burst does not pin memory. */
+#define CONN_OUTBUF_KEEP (1024 * 1024)
+
+/* Size of the sticky error message, NUL included; longer text is cut. */
+#define CONN_ERRSTR_SIZE 160
+
+typedef struct Conn Conn;
+
+typedef struct ConnConfig {
+    const char *host; /* borrowed: valid until conn_close() */
+    int port;
+    int db;                      /* SELECT when not 0 */
+    const char *username;        /* ACL user or NULL; borrowed */
+    const char *password;        /* AUTH when not NULL; borrowed */
+    uint64_t connect_timeout_ms; /* resolve + connect + handshake; 0: none */
+    uint64_t command_timeout_ms; /* conn_command to its reply; 0: none */
+} ConnConfig;
+
+/* A command's outcome, exactly as pool_reply_cb (pool.h): CR_OK with a
+** reply valid only during the call, or a negative CR_E* code with NULL. */
+typedef void (*conn_reply_cb)(void *ud, int status, const redisReply *reply);
+
+/* The connection became ready (CR_OK), or failed (a negative CR_E* code:
+** CR_ECONNREFUSED, CR_ECONNRESET, CR_ETIMEDOUT, CR_EAUTH, CR_EPROTO,
+** CR_ENOMEM) with a message valid during the call. Called at most once
+** with CR_OK and at most once with an error, from loop callbacks only,
+** never after conn_close(). After an error the owner must call
+** conn_close() (it may do so from inside this callback). */
+typedef void (*conn_state_cb)(void *ud, Conn *c, int status,
+                              const char *message);
+
+/* Creates a connection and starts resolving; the outcome comes through
+** on_state. Returns NULL when out of memory (nothing is left behind). */
+Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
+               void *ud);
+
+/* Queues a command (argc >= 1 binary-safe strings, copied) in the output
+** buffer; conn_flush() sends it. Returns CR_OK, and `cb` is called exactly
+** once later (from a loop callback or conn_close()); or CR_ECONNRESET when
+** the connection is not ready, or CR_ENOMEM, and `cb` is never called. The
+** command's deadline starts now. */
+int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
+                 conn_reply_cb cb, void *ud);
+
+/* Writes the output buffer in one uv_write unless it is empty or a write
+** is still in flight (then what was queued meanwhile waits for the next
+** flush). Returns true when it started a write. Never calls a callback. */
+bool conn_flush(Conn *c);
+
+/* True when bytes wait in the output buffer. */
+bool conn_has_output(const Conn *c);
+
+/* True once the handshake succeeded, until the first failure. */
+bool conn_ready(const Conn *c);
+
+/* Commands queued or awaiting a reply. */
+size_t conn_pending(const Conn *c);
+
+/* uv_write calls issued so far, the handshake's included. */
+uint64_t conn_writes(const Conn *c);
+
+/* The sticky error: CR_OK while healthy, else the first failure's code;
+** *message (when not NULL) gets its text, valid while `c` is. */
+int conn_error(const Conn *c, const char **message);
+
+/* Fails every pending command with the sticky error, or CR_ECONNRESET
+** when there is none (the callbacks run before this returns), closes every
+** handle and frees the connection once libuv has closed them all; when
+** called from inside one of its callbacks the free waits until that
+** callback returns. `c` must not be used afterwards; on_state is not
+** called again. Not idempotent: call it once. */
+void conn_close(Conn *c);
+
+#endif

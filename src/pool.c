@@ -1,0 +1,291 @@
+/*
+** pool.c -- N connections, the flush hook, the up/down state machine.
+**
+** States: IDLE -> CONNECTING -> READY; CONNECTING or READY -> DOWN on any
+** connection's failure, which closes every connection; DOWN -> CONNECTING
+** when the backoff timer fires; anything -> CLOSED (pool_close). The pool
+** is READY only while all its connections are, so pool_command() picks
+** among live connections only: O(size) per command, to find the one with
+** the fewest pending commands.
+**
+** Pipelining: pool_command() marks the pool dirty; the uv_prepare hook runs
+** once per loop turn, just before the loop polls, and flushes every
+** connection with output (one uv_write each). A connection whose previous
+** write is still in flight keeps the pool dirty until a later turn.
+*/
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "status.h"
+
+enum { POOL_IDLE, POOL_CONNECTING, POOL_READY, POOL_DOWN, POOL_CLOSED };
+
+struct Pool {
+    uv_loop_t *loop;
+    ConnConfig conn_cfg; /* points at the copies below */
+    char *host;
+    char *username;
+    char *password;
+    size_t size;
+    Conn **conns; /* size slots; NULL outside CONNECTING and READY */
+    size_t nready;
+    int state;
+    pool_state_cb on_state;
+    void *ud;
+
+    uv_prepare_t flush_hook;
+    uv_timer_t retry_timer;
+    int open_handles;
+    int in_callback;
+    bool dirty; /* some connection may hold unwritten commands */
+    uint64_t backoff_ms;
+    uint64_t writes;
+    char errstr[CONN_ERRSTR_SIZE];
+};
+
+/* -- Lifetime ----------------------------------------------------------- */
+
+static void maybe_free(Pool *p)
+{
+    if (p->state != POOL_CLOSED || p->open_handles > 0 || p->in_callback > 0)
+        return;
+    free(p->conns);
+    free(p->host);
+    free(p->username);
+    free(p->password);
+    free(p);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    Pool *p = h->data;
+    p->open_handles--;
+    maybe_free(p);
+}
+
+/* Closes every connection; their pending callbacks run now. A callback may
+** call pool_close(), which continues with the slots left. */
+static void close_conns(Pool *p)
+{
+    p->nready = 0;
+    for (size_t i = 0; i < p->size; i++) {
+        Conn *c = p->conns[i];
+        p->conns[i] = NULL;
+        if (c != NULL)
+            conn_close(c);
+    }
+}
+
+static char *copy_string(const char *s, bool *oom)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        *oom = true;
+    return d;
+}
+
+/* -- State machine ------------------------------------------------------ */
+
+/* Callers schedule the retry unless a callback closed the pool. */
+static void go_down(Pool *p, int status, const char *message)
+{
+    snprintf(p->errstr, sizeof(p->errstr), "%s", message);
+    p->state = POOL_DOWN; /* first: callbacks below see a pool that is down */
+    p->in_callback++;
+    close_conns(p);
+    if (p->state == POOL_DOWN) /* no pool_close() from a reply callback */
+        p->on_state(p->ud, status, p->errstr);
+    p->in_callback--;
+}
+
+static void on_retry(uv_timer_t *t);
+
+static void schedule_retry(Pool *p)
+{
+    uv_timer_start(&p->retry_timer, on_retry, p->backoff_ms, 0);
+    uv_unref((uv_handle_t *)&p->retry_timer); /* retries run in background */
+    p->backoff_ms *= 2;
+    if (p->backoff_ms > POOL_BACKOFF_MAX_MS)
+        p->backoff_ms = POOL_BACKOFF_MAX_MS;
+}
+
+static void on_conn_state(void *ud, Conn *c, int status, const char *message)
+{
+    Pool *p = ud;
+    (void)c;
+    if (status == CR_OK) {
+        if (++p->nready < p->size)
+            return;
+        p->state = POOL_READY;
+        p->backoff_ms = POOL_BACKOFF_MIN_MS;
+        snprintf(p->errstr, sizeof(p->errstr), "connected to %s:%d", p->host,
+                 p->conn_cfg.port);
+        p->in_callback++;
+        p->on_state(p->ud, CR_OK, p->errstr);
+        p->in_callback--;
+        maybe_free(p);
+        return;
+    }
+    go_down(p, status, message);
+    if (p->state == POOL_DOWN)
+        schedule_retry(p);
+    maybe_free(p);
+}
+
+static void start_attempt(Pool *p)
+{
+    p->state = POOL_CONNECTING;
+    p->nready = 0;
+    for (size_t i = 0; i < p->size; i++) {
+        p->conns[i] = conn_new(p->loop, &p->conn_cfg, on_conn_state, p);
+        if (p->conns[i] == NULL) {
+            go_down(p, CR_ENOMEM, cr_strerror(CR_ENOMEM));
+            if (p->state == POOL_DOWN)
+                schedule_retry(p);
+            return;
+        }
+    }
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    Pool *p = t->data;
+    p->in_callback++;
+    start_attempt(p);
+    p->in_callback--;
+    maybe_free(p);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    Pool *p = h->data;
+    if (!p->dirty)
+        return;
+    p->dirty = false;
+    for (size_t i = 0; i < p->size && p->state == POOL_READY; i++) {
+        Conn *c = p->conns[i];
+        if (conn_flush(c))
+            p->writes++;
+        else if (conn_has_output(c))
+            p->dirty = true; /* a write is in flight: next turn */
+    }
+}
+
+/* -- Public API --------------------------------------------------------- */
+
+Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
+               void *ud)
+{
+    Pool *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    bool oom = false;
+    p->size = cfg->size > 0 ? cfg->size : 1;
+    p->conns = calloc(p->size, sizeof(*p->conns));
+    p->host = copy_string(cfg->host != NULL ? cfg->host : "localhost", &oom);
+    p->username = copy_string(cfg->username, &oom);
+    p->password = copy_string(cfg->password, &oom);
+    if (oom || p->conns == NULL) {
+        free(p->conns);
+        free(p->host);
+        free(p->username);
+        free(p->password);
+        free(p);
+        return NULL;
+    }
+    p->conn_cfg.host = p->host;
+    p->conn_cfg.port = cfg->port;
+    p->conn_cfg.db = cfg->db;
+    p->conn_cfg.username = p->username;
+    p->conn_cfg.password = p->password;
+    p->conn_cfg.connect_timeout_ms = cfg->connect_timeout_ms;
+    p->conn_cfg.command_timeout_ms = cfg->command_timeout_ms;
+    p->loop = loop;
+    p->on_state = on_state;
+    p->ud = ud;
+    p->state = POOL_IDLE;
+    p->backoff_ms = POOL_BACKOFF_MIN_MS;
+
+    uv_prepare_init(loop, &p->flush_hook);
+    p->flush_hook.data = p;
+    uv_prepare_start(&p->flush_hook, on_flush);
+    uv_unref((uv_handle_t *)&p->flush_hook);
+    uv_timer_init(loop, &p->retry_timer);
+    p->retry_timer.data = p;
+    uv_unref((uv_handle_t *)&p->retry_timer);
+    p->open_handles = 2;
+    return p;
+}
+
+void pool_connect(Pool *p)
+{
+    if (p->state != POOL_IDLE)
+        return;
+    p->state = POOL_CONNECTING;
+    /* From a loop callback, so on_state never runs inside pool_connect.
+    ** Referenced: the loop runs at least until the first outcome. */
+    uv_timer_start(&p->retry_timer, on_retry, 0, 0);
+    uv_ref((uv_handle_t *)&p->retry_timer);
+}
+
+int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
+                 pool_reply_cb cb, void *ud)
+{
+    if (p->state != POOL_READY)
+        return CR_ECONNRESET;
+    if (argc < 1 || argv == NULL)
+        return CR_EINVAL;
+    Conn *best = p->conns[0];
+    size_t best_pending = conn_pending(best);
+    for (size_t i = 1; i < p->size && best_pending > 0; i++) {
+        size_t n = conn_pending(p->conns[i]);
+        if (n < best_pending) {
+            best = p->conns[i];
+            best_pending = n;
+        }
+    }
+    int rc = conn_command(best, argc, argv, argvlen, cb, ud);
+    if (rc == CR_OK)
+        p->dirty = true;
+    return rc;
+}
+
+bool pool_ready(const Pool *p)
+{
+    return p->state == POOL_READY;
+}
+
+size_t pool_pending(const Pool *p)
+{
+    size_t n = 0;
+    if (p->state != POOL_CONNECTING && p->state != POOL_READY)
+        return 0;
+    for (size_t i = 0; i < p->size; i++)
+        if (p->conns[i] != NULL)
+            n += conn_pending(p->conns[i]);
+    return n;
+}
+
+uint64_t pool_writes(const Pool *p)
+{
+    return p->writes;
+}
+
+void pool_close(Pool *p)
+{
+    if (p->state == POOL_CLOSED)
+        return;
+    p->state = POOL_CLOSED;
+    p->in_callback++;
+    close_conns(p);
+    p->in_callback--;
+    uv_close((uv_handle_t *)&p->flush_hook, on_closed);
+    uv_close((uv_handle_t *)&p->retry_timer, on_closed);
+    maybe_free(p);
+}

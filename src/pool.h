@@ -1,0 +1,112 @@
+/*
+** pool.h -- a pool of Redis connections on a libuv loop, with automatic
+** pipelining, per-command deadlines and reconnection with backoff.
+**
+** cachert owns its sockets through libuv and uses hiredis only to format
+** commands (redisFormatCommandArgv) and parse replies (redisReader); see
+** DESIGN.md for why hiredis's async context is not used.
+**
+** Pipelining: pool_command() only appends the formatted command to a
+** connection's output buffer; every buffer is written in one uv_write from a
+** uv_prepare callback, i.e. once per loop turn, just before the loop polls.
+** So commands issued by many tasks in the same turn leave together.
+** Replies are matched to commands in order, per connection.
+**
+** Failure: a connection that fails (refused, reset, protocol error, or a
+** command past its deadline) fails every command pending on it, is closed
+** and never reused. The pool then reports itself down and reconnects every
+** connection after a delay that doubles from POOL_BACKOFF_MIN_MS up to
+** POOL_BACKOFF_MAX_MS; it reports itself ready again once all of them have
+** connected, authenticated and selected the database.
+** When the pool goes down, every connection is closed at once: commands
+** pending on the failed one fail with its error (e.g. CR_ETIMEDOUT,
+** CR_ECONNRESET), those pending on the others with CR_ECONNRESET. Such a
+** command may or may not have been executed by the server. pool_command()
+** already returns CR_ECONNRESET while those callbacks run. The backoff
+** restarts from POOL_BACKOFF_MIN_MS once the pool is ready again.
+**
+** Loop liveness: the pool keeps the loop alive only while a reply is
+** awaited or a connection attempt is in flight (so uv_run() returns after
+** pool_connect() once on_state has reported the first outcome); idle
+** connections, the flush hook and the backoff timer do not (they are
+** unreferenced, like the engine's sweep timer).
+**
+** Re-entrancy: callbacks may call pool_command() and pool_close(); after
+** pool_close() the memory is freed once the outermost callback returns and
+** libuv has closed every handle.
+*/
+#ifndef CACHERT_POOL_H
+#define CACHERT_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#define POOL_BACKOFF_MIN_MS 100
+#define POOL_BACKOFF_MAX_MS 5000
+
+typedef struct Pool Pool;
+
+typedef struct PoolConfig {
+    const char *host; /* name or address; copied by pool_new */
+    int port;
+    int db;                      /* SELECT when not 0 */
+    const char *username;        /* ACL user, or NULL; copied */
+    const char *password;        /* AUTH when not NULL; copied */
+    size_t size;                 /* connections; 0 is taken as 1 */
+    uint64_t connect_timeout_ms; /* resolve + connect + handshake; 0: none */
+    uint64_t command_timeout_ms; /* from pool_command to its reply; 0: none */
+} PoolConfig;
+
+/* A command's outcome. status is CR_OK with `reply` set (which may be a
+** REDIS_REPLY_ERROR: the server said no), or a negative CR_E* code with
+** reply NULL (the transport failed: ETIMEDOUT, ECONNRESET, ...). The reply
+** belongs to the pool and is valid only during the callback. Called exactly
+** once for every command pool_command() accepted, always from a loop
+** callback or from pool_close(), never from inside pool_command(). */
+typedef void (*pool_reply_cb)(void *ud, int status, const redisReply *reply);
+
+/* The pool's state changed: CR_OK when every connection is ready, or a
+** negative CR_E* code when it went down or could not come up (CR_EAUTH for
+** a rejected AUTH or SELECT, CR_ECONNREFUSED, CR_ETIMEDOUT, ...), with a
+** human-readable message (valid during the callback only). Called from loop
+** callbacks only. */
+typedef void (*pool_state_cb)(void *ud, int status, const char *message);
+
+/* Creates a pool (not yet connecting). Returns NULL when out of memory. */
+Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
+               void *ud);
+
+/* Starts connecting every connection; on_state reports the outcome. While
+** down, the pool keeps retrying with backoff until pool_close(). */
+void pool_connect(Pool *p);
+
+/* Queues a command (argv: argc >= 1 binary-safe strings, copied; argvlen
+** may be NULL for NUL-terminated strings) on the ready connection with the
+** fewest pending commands. Returns CR_OK, and `cb` is called later; or
+** CR_ECONNRESET when the pool is not ready, CR_EINVAL when argc < 1, or
+** CR_ENOMEM, and then `cb` is never called. May be called from any
+** callback, including a reply callback. */
+int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
+                 pool_reply_cb cb, void *ud);
+
+/* True when the pool is ready for commands. */
+bool pool_ready(const Pool *p);
+
+/* Commands queued or awaiting a reply, over all connections. */
+size_t pool_pending(const Pool *p);
+
+/* uv_write calls the flush hook has issued since pool_new (handshakes not
+** counted): at most one per connection per loop turn. For tests and stats. */
+uint64_t pool_writes(const Pool *p);
+
+/* Fails every pending command with CR_ECONNRESET (callbacks run before
+** this returns), stops reconnecting, closes every handle and frees the pool
+** once libuv has closed them. on_state is not called again. May be called
+** from inside any pool callback; `p` must not be used afterwards. */
+void pool_close(Pool *p);
+
+#endif
