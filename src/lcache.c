@@ -554,6 +554,8 @@ static int core_decode(lua_State *L)
 static int direct_get(Engine *e, const char *key, size_t klen, const char **val,
                       size_t *vlen)
 {
+    if (engine_using_redis(e))
+        return -1;
     *val = engine_get(e, key, klen, vlen);
     return *val != NULL;
 }
