@@ -1,32 +1,43 @@
 #!/usr/bin/env bash
-# cachert benchmarks next to the anchors (W1, W2, W6). See bench/README.md.
+# cachert benchmarks next to the anchors (W1, W2, W3, W6). See bench/README.md.
 #
 #   make bench               # installs the Debian packages, builds, runs this script
-#   bench/run.sh             # after `make`: builds nothing itself
+#   bench/run.sh             # after `make`: builds nothing itself; every workload
+#   bench/run.sh w3          # selected workloads (w1 w2 w3 w6)
 #   RUNS=5 bench/run.sh      # runs per anchor and per cachert workload (default 3)
 #   PIN=same bench/run.sh    # CPU placement, as in the anchors: split (default) | same | none
 #
 # env: RUNS (3), PIN (split), SHARED_BENCH (../shared/bench from the repo root),
-#      BUILD (build), PY (/usr/bin/python3), LUAJIT (/usr/bin/luajit),
-#      OUT (bench/results/<stamp>),
+#      BUILD or CACHERT_BUILD_DIR (build), PY (/usr/bin/python3), LUAJIT (/usr/bin/luajit),
+#      NODE (node), OUT (bench/results/<stamp>), W3_PORT (a free loopback port),
 #      ANCHORS (1: run them | 0: skip them | path of an earlier anchors raw.tsv to reuse).
 # Output: $OUT/anchors/ (the anchors' raw.tsv, summary.md, redis.log), $OUT/cachert.tsv,
-#         $OUT/raw.tsv (both), $OUT/summary.md (one table), $OUT/ratios.txt.
+#         $OUT/raw.tsv (both), $OUT/summary.md (one table), $OUT/ratios.txt,
+#         $OUT/redis-cachert.log (the redis-server of cachert's W3).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 RUNS=${RUNS:-3}
 PIN=${PIN:-split}
-BUILD=${BUILD:-build}
+BUILD=${BUILD:-${CACHERT_BUILD_DIR:-build}}
 PY=${PY:-/usr/bin/python3}
 LJ=${LUAJIT:-/usr/bin/luajit}
+NODE=${NODE:-node}
 ANCHORS=${ANCHORS:-1}
 SHARED_BENCH=${SHARED_BENCH:-$ROOT/../shared/bench}
 OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export RUNS PIN
+
+ALL=(w1 w2 w3 w6)
+SEL=("$@")
+[ ${#SEL[@]} -eq 0 ] && SEL=("${ALL[@]}")
+for w in "${SEL[@]}"; do
+    case " ${ALL[*]} " in *" $w "*) ;; *) echo "unknown workload: $w (have: ${ALL[*]})" >&2; exit 2 ;; esac
+done
+selected() { case " ${SEL[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || {
     echo "no build directory '$BUILD': run 'make' (or 'make bench') first" >&2
@@ -43,21 +54,32 @@ then
     echo "warning: lua/ or src/ changed after $CACHERT was built; run 'make' first" >&2
 fi
 
-CLI=()
+# As the anchors: clients on CPU 0, redis-server on CPU 1 (split) or CPU 0 (same).
+CLI=() SRV=()
 case "$PIN" in
-    split) if [ "$(nproc)" -ge 2 ]; then CLI=(taskset -c 0); else PIN=none; fi ;;
-    same) CLI=(taskset -c 0) ;;
+    split) if [ "$(nproc)" -ge 2 ]; then CLI=(taskset -c 0) SRV=(taskset -c 1); else PIN=none; fi ;;
+    same) CLI=(taskset -c 0) SRV=(taskset -c 0) ;;
     none) ;;
     *) echo "PIN must be split, same or none" >&2; exit 2 ;;
 esac
 
 TMP=$(mktemp -d /tmp/cachert-bench.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+REDIS_PID=""
+redis_stop() {
+    if [ -n "$REDIS_PID" ]; then
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=""
+    fi
+}
+trap 'redis_stop; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 # The managers read CACHE_* variables and a .env in the working directory: run our
 # workloads with neither, so they measure the defaults the workload definitions assume.
-unset CACHE_DEFAULT_TTL CACHE_NAMESPACE CACHE_MAX_ITEMS CACHE_MAX_MEMORY CACHE_CODEC
+unset CACHE_DEFAULT_TTL CACHE_NAMESPACE CACHE_MAX_ITEMS CACHE_MAX_MEMORY CACHE_CODEC \
+      CACHE_JOURNAL_MAX_KEYS REDIS_URL REDIS_HOST REDIS_PORT REDIS_DB REDIS_USERNAME \
+      REDIS_PASSWORD REDIS_POOL_MAX_CONNECTIONS REDIS_POOL_TIMEOUT REDIS_COMMAND_TIMEOUT
 WORK="$TMP/work"
 mkdir -p "$WORK"
 
@@ -76,10 +98,23 @@ if [ -f "$ANCHORS" ]; then
 elif [ "$ANCHORS" = 1 ]; then
     cp -r "$SHARED_BENCH" "$TMP/anchors"
     chmod -R u+w "$TMP/anchors"
-    echo "## anchors: ./run.sh w1 w2 w6 (copy of $SHARED_BENCH)" >&2
+    ANODE=$NODE
+    if selected w3 && [ ! -d "$TMP/anchors/node/node_modules" ]; then
+        # Only the ioredis anchors of W3 need node; skip them if ioredis cannot be installed.
+        if ! (cd "$TMP/anchors/node" && timeout 300 npm ci --no-audit --no-fund >/dev/null 2>&1)
+        then
+            echo "note: 'npm ci' failed in the anchors' node/ folder: skipping the" \
+                 "node-ioredis W3 anchors" >&2
+            printf '#!/bin/sh\necho "skipped: node-ioredis anchor (npm ci failed)" >&2\n' \
+                > "$TMP/no-node.sh"
+            chmod +x "$TMP/no-node.sh"
+            ANODE="$TMP/no-node.sh"
+        fi
+    fi
+    echo "## anchors: ./run.sh ${SEL[*]} (copy of $SHARED_BENCH)" >&2
     mkdir -p "$OUT/anchors"
-    OUT="$OUT/anchors" PY="$PY" LUAJIT="$LJ" \
-        timeout 1200 "$TMP/anchors/run.sh" w1 w2 w6 >/dev/null || {
+    OUT="$OUT/anchors" PY="$PY" LUAJIT="$LJ" NODE="$ANODE" \
+        timeout 1800 "$TMP/anchors/run.sh" "${SEL[@]}" >/dev/null || {
         echo "!! anchor run failed or timed out (partial results kept)" >&2
     }
 elif [ "$ANCHORS" != 0 ]; then
@@ -125,7 +160,43 @@ w1() {
 w2() { bench 120 "$CACHERT" "$ROOT/bench/w2_lru.lua"; }
 w6() { bench 120 "$CACHERT" "$ROOT/bench/w6_mem.lua"; }
 
-for w in w1 w2 w6; do
+# W3 against a private redis-server (started like the anchors' one, on another
+# port so both can never meet), loaded with cachert's encoding of the keyspace.
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+redis_start() {
+    local port=$1 rcli=(redis-cli -h 127.0.0.1 -p "$1")
+    if "${rcli[@]}" ping >/dev/null 2>&1; then
+        echo "something already listens on 127.0.0.1:$port; refusing to reuse it" >&2
+        exit 1
+    fi
+    "${SRV[@]}" redis-server --bind 127.0.0.1 --port "$port" --daemonize no \
+        --save '' --appendonly no --dir "$OUT" --logfile redis-cachert.log \
+        --protected-mode yes &
+    REDIS_PID=$!
+    for _ in $(seq 50); do
+        "${rcli[@]}" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "redis-server did not come up on port $port" >&2
+    exit 1
+}
+w3() {
+    local port=${W3_PORT:-$(free_port)} rcli
+    rcli=(redis-cli -h 127.0.0.1 -p "$port")
+    redis_start "$port"
+    "${rcli[@]}" flushall >/dev/null
+    timeout 60 "$CACHERT" "$ROOT/bench/w3_load.lua" 100000 | timeout 60 "${rcli[@]}" --pipe >/dev/null
+    echo "# preloaded $("${rcli[@]}" dbsize) keys (cachert MessagePack values) on port $port" >&2
+    for cp in "1 1" "50 1" "50 50"; do
+        # shellcheck disable=SC2086
+        bench 60 "$CACHERT" "$ROOT/bench/w3_get.lua" $cp "$port"
+    done
+    redis_stop
+}
+
+for w in "${SEL[@]}"; do
     echo "## cachert $w" >&2
     with_steal "cachert-$w" "$w"
 done
@@ -154,11 +225,14 @@ CHECK_FAILED=0
 {
     echo
     echo "Ratios (medians of the runs above)"
+  if selected w1; then
     c1=$(median W1 cachert-cached ns_per_call)
     c1l=$(median W1 cachert-cached-luajit ns_per_call)
     t1=$(median W1 lua-table ns_per_call)
     ratio "W1 cachert-cached / lua-table, ns per call" "$c1" "$t1" "<=" 3
     ratio "W1 cachert-cached-luajit / lua-table, ns per call" "$c1l" "$t1" "<=" 3
+  fi
+  if selected w2; then
     c2=$(median W2 cachert-manager ops_per_s)
     l2=$(median W2 lua-lrucache ops_per_s)
     ratio "W2 cachert-manager / lua-lrucache, ops per s" "$c2" "$l2" ">=" 1
@@ -170,6 +244,18 @@ CHECK_FAILED=0
         echo "W2 exact-LRU checksum: get_hits ${h2:-?}, sets ${s2:-?} (expected 312231 / 100260): MISMATCH"
         CHECK_FAILED=1
     fi
+  fi
+  if selected w3; then
+    g50=$(median W3 redis-benchmark-get-c50-P1 ops_per_s)
+    ratio "W3 cachert-get-c50-pool1 / redis-benchmark -c 50 -P 1 GET" \
+        "$(median W3 cachert-get-c50-pool1 ops_per_s)" "$g50" ">=" 1
+    ratio "W3 cachert-get-c50-pool50 / redis-benchmark -c 50 -P 1 GET" \
+        "$(median W3 cachert-get-c50-pool50 ops_per_s)" "$g50" ">=" 1
+    ratio "W3 cachert-get-c1-pool1 / redis-benchmark -c 1 -P 1 GET" \
+        "$(median W3 cachert-get-c1-pool1 ops_per_s)" \
+        "$(median W3 redis-benchmark-get-c1-P1 ops_per_s)" ">=" 1
+  fi
+  if selected w6; then
     b6=$(median W6 cachert-manager bytes_per_entry)
     r6=$(median W6 cachert-manager rss_bytes_per_entry)
     x6=$(median W6 redis-set-ex bytes_per_entry)
@@ -180,6 +266,7 @@ CHECK_FAILED=0
             "W6 cachert bytes per entry, store accounting", b, x, b <= x ? "met" : "NOT met"
         printf "%-58s %8.1f  (target <= redis-set-ex %.0f: %s)\n",
             "W6 cachert bytes per entry, RSS delta", r, x, r <= x ? "met" : "NOT met" }'
+  fi
 } > "$OUT/ratios.txt"   # not a pipeline: CHECK_FAILED must survive the block
 cat "$OUT/ratios.txt"
 

@@ -31,51 +31,138 @@ function H.in_task(fn, ...)
     return cachert.run(fn, ...)
 end
 
+-- Reads a whole file, or "" when it cannot be opened.
+local function slurp(path)
+    local f = io.open(path, "rb")
+    if not f then return "" end
+    local text = f:read("*a")
+    f:close()
+    return text
+end
+
+-- Starts redis-server for `server` (port, dir, args) and waits until it
+-- answers PING (not LOADING). Returns true, or false when the port was
+-- taken, or raises when the server does not come up.
+local function launch(server)
+    local cmd = ("redis-server --bind 127.0.0.1 --port %d --save '' --appendonly no "
+        .. "--daemonize yes --dir %s --pidfile %s/redis.pid --logfile %s/redis.log %s")
+        :format(server.port, server.dir, server.dir, server.dir, server.args)
+    os.remove(server.dir .. "/redis.pid")
+    sh(cmd)
+    for _ = 1, 200 do
+        local out = sh(("redis-cli -p %d %s ping"):format(server.port, server.auth))
+        if out:match("PONG") then
+            local f = io.open(server.dir .. "/redis.pid")
+            server.pid = f and f:read("*n")
+            if f then f:close() end
+            return true
+        end
+        if slurp(server.dir .. "/redis.log"):match("Address already in use") then
+            return false
+        end
+        sh("sleep 0.05")
+    end
+    error("could not start redis-server (see " .. server.dir .. "/redis.log)")
+end
+
 --- Starts a private redis-server on 127.0.0.1 and a free port, persistence
--- off, files in a fresh temp directory. Returns { port=, pid=, dir=,
--- cli=function(args) -> output }. Stop it with H.stop_redis(server).
-function H.start_redis(extra_args)
+-- off (unless `extra_args` turn it on: later arguments win), files in a
+-- fresh temp directory. Returns { port=, pid=, dir=, cli=function(args) ->
+-- output }. Stop it with H.stop_redis(server). `opts.password` is passed
+-- to redis-cli (server.cli and the start-up PING); the server needs its
+-- own --requirepass in extra_args.
+function H.start_redis(extra_args, opts)
+    opts = opts or {}
     local dir = sh("mktemp -d /tmp/cachert-redis-XXXXXX"):gsub("%s+$", "")
     math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
+    local auth = opts.password
+        and ("-a '" .. opts.password .. "' --no-auth-warning") or ""
     for _ = 1, 20 do
-        local port = math.random(20000, 60000)
-        local cmd = ("redis-server --bind 127.0.0.1 --port %d --save '' --appendonly no "
-            .. "--daemonize yes --dir %s --pidfile %s/redis.pid --logfile %s/redis.log %s")
-            :format(port, dir, dir, dir, extra_args or "")
-        sh(cmd)
-        for _ = 1, 100 do
-            local out = sh(("redis-cli -p %d ping"):format(port))
-            if out:match("PONG") then
-                local f = io.open(dir .. "/redis.pid")
-                local pid = f and f:read("*n")
-                if f then f:close() end
-                local server = { port = port, pid = pid, dir = dir }
-                function server.cli(args)
-                    return (sh(("redis-cli -p %d %s"):format(port, args)))
-                end
-                return server
+        local server = { port = math.random(20000, 60000), dir = dir,
+                         args = extra_args or "", auth = auth }
+        if launch(server) then
+            function server.cli(args)
+                return (sh(("redis-cli -p %d %s %s"):format(server.port, auth, args)))
             end
-            local log = io.open(dir .. "/redis.log")
-            local text = log and log:read("*a") or ""
-            if log then log:close() end
-            if text:match("Address already in use") then break end
-            sh("sleep 0.05")
+            return server
         end
     end
     error("could not start redis-server (see " .. dir .. "/redis.log)")
 end
 
-function H.stop_redis(server)
-    if server and server.pid then
-        sh("kill " .. server.pid)
-        for _ = 1, 100 do
-            local _, code = sh("kill -0 " .. server.pid)
-            if code ~= 0 then break end
-            sh("sleep 0.05")
+-- True while the process `pid` exists (a zombie of ours counts as gone).
+local function alive(pid)
+    local _, code = sh("kill -0 " .. pid)
+    if code ~= 0 then return false end
+    return not sh("ps -o stat= -p " .. pid):match("Z")
+end
+
+--- Sends `signal` (default KILL) to the server. For KILL, TERM and INT it
+-- waits (bounded) until the process is gone; the server keeps its port and
+-- directory for H.restart_redis. STOP and CONT just send the signal.
+function H.kill_redis(server, signal)
+    signal = signal or "KILL"
+    assert(server.pid, "kill_redis: the server is not running")
+    sh(("kill -%s %d"):format(signal, server.pid))
+    if signal == "KILL" or signal == "TERM" or signal == "INT" then
+        for _ = 1, 200 do
+            if not alive(server.pid) then break end
+            sh("sleep 0.02")
         end
-        sh("rm -rf " .. server.dir)
         server.pid = nil
     end
+end
+
+--- Starts the server again on the same port, directory and arguments
+-- (after H.kill_redis): with persistence on, it reloads its data.
+function H.restart_redis(server)
+    assert(not server.pid, "restart_redis: the server is still running")
+    for _ = 1, 50 do
+        if launch(server) then return server end
+        sh("sleep 0.1")    -- the port is still held (TIME_WAIT is not it)
+    end
+    error("could not restart redis-server on port " .. server.port)
+end
+
+--- Stops the server by PID (resuming it first if it was SIGSTOPped) and
+-- removes its directory. Safe to call twice or after kill_redis.
+function H.stop_redis(server)
+    if not server then return end
+    if server.pid then
+        sh("kill -CONT " .. server.pid .. "; kill " .. server.pid)
+        for _ = 1, 100 do
+            if not alive(server.pid) then break end
+            sh("sleep 0.05")
+        end
+        if alive(server.pid) then sh("kill -KILL " .. server.pid) end
+        server.pid = nil
+    end
+    if server.dir and server.dir:match("^/tmp/cachert%-redis%-") then
+        sh("rm -rf " .. server.dir)
+    end
+    server.dir = nil
+end
+
+--- The cachert executable under test.
+function H.cachert_bin()
+    local dir = build
+    if dir:sub(1, 1) ~= "/" then
+        dir = (sh("pwd"):gsub("%s+$", "")) .. "/" .. dir
+    end
+    return dir .. "/cachert"
+end
+
+--- Waits (yielding to other tasks) until cond() is true or `seconds` have
+-- passed; returns cond()'s last result.
+function H.wait_for(cond, seconds)
+    local sched = require "cachert"
+    local deadline = sched.now() + (seconds or 5)
+    local v = cond()
+    while not v and sched.now() < deadline do
+        sched.sleep(0.05)
+        v = cond()
+    end
+    return v
 end
 
 package.loaded["spec.helpers"] = H

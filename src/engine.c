@@ -560,7 +560,7 @@ static void on_pool_state(void *ud, int status, const char *message)
     }
     bool first = e->connect_done != NULL && !e->ever_connected;
     lose_redis(e, status, message);
-    if (first && !e->quiet)
+    if (first && !e->quiet && !e->outage_logged)
         fprintf(stderr,
                 "cachert: redis unavailable (%s); serving from the memory "
                 "store, retrying in the background\n",
