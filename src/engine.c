@@ -55,18 +55,27 @@ struct Engine {
     char last_error[256];
 };
 
-/* One Redis call in flight: the caller's callback and copies of what the
-** memory store needs if Redis fails before answering. */
-typedef struct Op {
+/* The arguments of one get/set/delete/exists. */
+typedef struct OpArgs {
     Engine *e;
+    const char *key;
+    size_t klen;
+    const char *val; /* set only */
+    size_t vlen;
+    uint64_t ttl_ms;
     engine_done_cb done;
     void *ud;
-    uint64_t ttl_ms;
-    size_t klen;
-    size_t vlen;
-    char *val; /* points into data, after the key */
+} OpArgs;
+
+/* A call in flight on Redis: its arguments, with key and value copied into
+** data so the memory store can still answer if Redis fails. */
+typedef struct Op {
+    OpArgs a;
     char data[];
 } Op;
+
+/* Answers an operation from the memory store. */
+typedef void (*memory_fn)(const OpArgs *a);
 
 static void start_recovery(Engine *e);
 
@@ -152,119 +161,100 @@ static bool journal_visit(void *ud, const char *key, size_t klen,
     return true;
 }
 
-static Op *op_new(Engine *e, const char *key, size_t klen, const char *val,
-                  size_t vlen, uint64_t ttl_ms, engine_done_cb done, void *ud)
+static Op *op_new(const OpArgs *a)
 {
-    Op *op = malloc(sizeof(*op) + klen + vlen);
+    Op *op = malloc(sizeof(*op) + a->klen + a->vlen);
     if (op == NULL)
         return NULL;
-    op->e = e;
-    op->done = done;
-    op->ud = ud;
-    op->ttl_ms = ttl_ms;
-    op->klen = klen;
-    op->vlen = vlen;
-    memcpy(op->data, key, klen);
-    op->val = op->data + klen;
-    if (vlen > 0)
-        memcpy(op->val, val, vlen);
+    op->a = *a;
+    memcpy(op->data, a->key, a->klen);
+    op->a.key = op->data;
+    if (a->vlen > 0)
+        memcpy(op->data + a->klen, a->val, a->vlen);
+    op->a.val = op->data + a->klen;
     return op;
 }
 
 /* -- Memory versions with a callback -------------------------------------- */
 
-static void memory_get(Engine *e, const char *key, size_t klen,
-                       engine_done_cb done, void *ud)
+static void memory_get(const OpArgs *a)
 {
     EngineResult r = {0};
-    r.val = engine_get(e, key, klen, &r.vlen);
+    r.val = engine_get(a->e, a->key, a->klen, &r.vlen);
     r.found = r.val != NULL;
-    done(ud, &r);
+    a->done(a->ud, &r);
 }
 
-static void memory_set(Engine *e, const char *key, size_t klen, const char *val,
-                       size_t vlen, uint64_t ttl_ms, engine_done_cb done,
-                       void *ud)
+static void memory_set(const OpArgs *a)
 {
     EngineResult r = {0};
-    r.status = engine_set(e, key, klen, val, vlen, ttl_ms);
+    r.status = engine_set(a->e, a->key, a->klen, a->val, a->vlen, a->ttl_ms);
     if (r.status != CR_OK)
         r.err = cr_strerror(r.status);
-    done(ud, &r);
+    a->done(a->ud, &r);
 }
 
-static void memory_delete(Engine *e, const char *key, size_t klen,
-                          engine_done_cb done, void *ud)
+static void memory_delete(const OpArgs *a)
 {
     EngineResult r = {0};
-    r.found = engine_delete(e, key, klen);
-    done(ud, &r);
+    r.found = engine_delete(a->e, a->key, a->klen);
+    a->done(a->ud, &r);
 }
 
-static void memory_exists(Engine *e, const char *key, size_t klen,
-                          engine_done_cb done, void *ud)
+static void memory_exists(const OpArgs *a)
 {
     EngineResult r = {0};
-    r.found = engine_exists(e, key, klen);
-    done(ud, &r);
+    r.found = engine_exists(a->e, a->key, a->klen);
+    a->done(a->ud, &r);
 }
 
 /* -- Redis calls ---------------------------------------------------------- */
 
-/* Sends a command for `op`; on failure completes it on the memory store
-** with `fallback` and returns 0, else returns 1. */
-typedef void (*fallback_fn)(Op *op);
-
-static int send_op(Op *op, int argc, const char **argv, const size_t *lens,
-                   pool_reply_cb cb, fallback_fn fallback)
+/* Runs `a` on Redis as argv (argv[1] is the key) when Redis is in use:
+** returns 1 and `cb` completes it later. Otherwise, or when the command
+** cannot be queued, answers from the memory store and returns 0. */
+static int run_op(const OpArgs *a, int argc, const char **argv,
+                  const size_t *lens, pool_reply_cb cb, memory_fn memory)
 {
-    int rc = pool_command(op->e->pool, argc, argv, lens, cb, op);
+    Engine *e = a->e;
+    Op *op = e->mode == MODE_REDIS ? op_new(a) : NULL;
+    if (op == NULL) {
+        memory(a);
+        return 0;
+    }
+    int rc = pool_command(e->pool, argc, argv, lens, cb, op);
     if (rc == CR_OK)
         return 1;
-    op->e->stats.errors++;
-    lose_redis(op->e, rc, NULL);
-    fallback(op);
+    e->stats.errors++;
+    lose_redis(e, rc, NULL);
+    memory(&op->a);
     free(op);
     return 0;
 }
 
-static void fallback_get(Op *op)
-{
-    memory_get(op->e, op->data, op->klen, op->done, op->ud);
-}
-
-static void fallback_set(Op *op)
-{
-    memory_set(op->e, op->data, op->klen, op->val, op->vlen, op->ttl_ms,
-               op->done, op->ud);
-}
-
-static void fallback_delete(Op *op)
-{
-    memory_delete(op->e, op->data, op->klen, op->done, op->ud);
-}
-
-static void fallback_exists(Op *op)
-{
-    memory_exists(op->e, op->data, op->klen, op->done, op->ud);
-}
-
 /* The transport failed under `op`: count it, switch, answer from memory. */
-static void transport_failed(Op *op, int status, fallback_fn fallback)
+static void transport_failed(Op *op, int status, memory_fn memory)
 {
-    if (!op->e->quiet)
-        op->e->stats.errors++;
-    lose_redis(op->e, status, NULL);
-    fallback(op);
+    Engine *e = op->a.e;
+    if (!e->quiet)
+        e->stats.errors++;
+    lose_redis(e, status, NULL);
+    memory(&op->a);
+    free(op);
+}
+
+static void complete(Op *op, const EngineResult *r)
+{
+    op->a.done(op->a.ud, r);
     free(op);
 }
 
 static void on_get(void *ud, int status, const redisReply *reply)
 {
     Op *op = ud;
-    Engine *e = op->e;
+    Engine *e = op->a.e;
     if (status != CR_OK) {
-        transport_failed(op, status, fallback_get);
+        transport_failed(op, status, memory_get);
         return;
     }
     EngineResult r = {0};
@@ -279,8 +269,7 @@ static void on_get(void *ud, int status, const redisReply *reply)
             count_error(e, CR_EREPLY,
                         reply->type == REDIS_REPLY_ERROR ? reply->str : NULL);
     }
-    op->done(op->ud, &r);
-    free(op);
+    complete(op, &r);
 }
 
 static void on_ignore(void *ud, int status, const redisReply *reply)
@@ -293,9 +282,9 @@ static void on_ignore(void *ud, int status, const redisReply *reply)
 static void on_set(void *ud, int status, const redisReply *reply)
 {
     Op *op = ud;
-    Engine *e = op->e;
+    Engine *e = op->a.e;
     if (status != CR_OK) {
-        transport_failed(op, status, fallback_set);
+        transport_failed(op, status, memory_set);
         return;
     }
     EngineResult r = {0};
@@ -303,25 +292,24 @@ static void on_set(void *ud, int status, const redisReply *reply)
         /* Redis refused the value (maxmemory, ...): drop the old one so
         ** it is not served as if the set had worked. */
         count_error(e, CR_EREPLY, reply->str);
-        const char *argv[] = {"UNLINK", op->data};
-        size_t lens[] = {6, op->klen};
+        const char *argv[] = {"UNLINK", op->a.key};
+        size_t lens[] = {6, op->a.klen};
         pool_command(e->pool, 2, argv, lens, on_ignore, NULL);
         r.status = CR_EREPLY;
         r.err = e->last_error;
     } else {
         e->stats.sets++;
     }
-    op->done(op->ud, &r);
-    free(op);
+    complete(op, &r);
 }
 
 /* Replies of UNLINK and EXISTS: an integer. */
 static void on_integer(Op *op, int status, const redisReply *reply,
-                       fallback_fn fallback, bool is_delete)
+                       memory_fn memory, bool is_delete)
 {
-    Engine *e = op->e;
+    Engine *e = op->a.e;
     if (status != CR_OK) {
-        transport_failed(op, status, fallback);
+        transport_failed(op, status, memory);
         return;
     }
     EngineResult r = {0};
@@ -333,24 +321,23 @@ static void on_integer(Op *op, int status, const redisReply *reply,
         count_error(e, CR_EREPLY,
                     reply->type == REDIS_REPLY_ERROR ? reply->str : NULL);
     }
-    op->done(op->ud, &r);
-    free(op);
+    complete(op, &r);
 }
 
 static void on_delete(void *ud, int status, const redisReply *reply)
 {
-    on_integer(ud, status, reply, fallback_delete, true);
+    on_integer(ud, status, reply, memory_delete, true);
 }
 
 static void on_exists(void *ud, int status, const redisReply *reply)
 {
-    on_integer(ud, status, reply, fallback_exists, false);
+    on_integer(ud, status, reply, memory_exists, false);
 }
 
 static void on_cleared(void *ud, int status, uint64_t removed)
 {
     Op *op = ud;
-    Engine *e = op->e;
+    Engine *e = op->a.e;
     EngineResult r = {0};
     e->stats.deletes += removed;
     r.count = removed;
@@ -361,10 +348,9 @@ static void on_cleared(void *ud, int status, uint64_t removed)
         if (!e->quiet)
             e->stats.errors++;
         lose_redis(e, status, NULL);
-        r.count += engine_clear(e, op->data, op->klen);
+        r.count += engine_clear(e, op->a.key, op->a.klen);
     }
-    op->done(op->ud, &r);
-    free(op);
+    complete(op, &r);
 }
 
 /* -- Recovery: replaying the journal --------------------------------------- */
@@ -693,69 +679,47 @@ bool engine_using_redis(const Engine *e)
 int engine_get_async(Engine *e, const char *key, size_t klen,
                      engine_done_cb done, void *ud)
 {
-    Op *op = e->mode == MODE_REDIS ? op_new(e, key, klen, NULL, 0, 0, done, ud)
-                                   : NULL;
-    if (op == NULL) {
-        memory_get(e, key, klen, done, ud);
-        return 0;
-    }
+    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
     const char *argv[] = {"GET", key};
     size_t lens[] = {3, klen};
-    return send_op(op, 2, argv, lens, on_get, fallback_get);
+    return run_op(&a, 2, argv, lens, on_get, memory_get);
 }
 
 int engine_set_async(Engine *e, const char *key, size_t klen, const char *val,
                      size_t vlen, uint64_t ttl_ms, engine_done_cb done,
                      void *ud)
 {
-    Op *op = e->mode == MODE_REDIS
-                 ? op_new(e, key, klen, val, vlen, ttl_ms, done, ud)
-                 : NULL;
-    if (op == NULL) {
-        memory_set(e, key, klen, val, vlen, ttl_ms, done, ud);
-        return 0;
-    }
+    OpArgs a = {e, key, klen, val, vlen, ttl_ms, done, ud};
     char px[32];
     snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_ms);
     const char *argv[] = {"SET", key, val, "PX", px};
     size_t lens[] = {3, klen, vlen, 2, strlen(px)};
-    return send_op(op, ttl_ms > 0 ? 5 : 3, argv, lens, on_set, fallback_set);
+    return run_op(&a, ttl_ms > 0 ? 5 : 3, argv, lens, on_set, memory_set);
 }
 
 int engine_delete_async(Engine *e, const char *key, size_t klen,
                         engine_done_cb done, void *ud)
 {
-    Op *op = e->mode == MODE_REDIS ? op_new(e, key, klen, NULL, 0, 0, done, ud)
-                                   : NULL;
-    if (op == NULL) {
-        memory_delete(e, key, klen, done, ud);
-        return 0;
-    }
+    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
     const char *argv[] = {"UNLINK", key};
     size_t lens[] = {6, klen};
-    return send_op(op, 2, argv, lens, on_delete, fallback_delete);
+    return run_op(&a, 2, argv, lens, on_delete, memory_delete);
 }
 
 int engine_exists_async(Engine *e, const char *key, size_t klen,
                         engine_done_cb done, void *ud)
 {
-    Op *op = e->mode == MODE_REDIS ? op_new(e, key, klen, NULL, 0, 0, done, ud)
-                                   : NULL;
-    if (op == NULL) {
-        memory_exists(e, key, klen, done, ud);
-        return 0;
-    }
+    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
     const char *argv[] = {"EXISTS", key};
     size_t lens[] = {6, klen};
-    return send_op(op, 2, argv, lens, on_exists, fallback_exists);
+    return run_op(&a, 2, argv, lens, on_exists, memory_exists);
 }
 
 int engine_clear_async(Engine *e, const char *pattern, size_t plen,
                        engine_done_cb done, void *ud)
 {
-    Op *op = e->mode == MODE_REDIS
-                 ? op_new(e, pattern, plen, NULL, 0, 0, done, ud)
-                 : NULL;
+    OpArgs a = {e, pattern, plen, NULL, 0, 0, done, ud};
+    Op *op = e->mode == MODE_REDIS ? op_new(&a) : NULL;
     if (op != NULL) {
         int rc = clearscan_start(e->pool, pattern, plen, on_cleared, op);
         if (rc == CR_OK)
