@@ -5,8 +5,12 @@
 ** connection's failure, which closes every connection; DOWN -> CONNECTING
 ** when the backoff timer fires; anything -> CLOSED (pool_close). The pool
 ** is READY only while all its connections are, so pool_command() picks
-** among live connections only: O(size) per command, to find the one with
-** the fewest pending commands.
+** among live connections only: the first one with fewer than
+** POOL_PIPELINE_DEPTH commands pending, else the one with the fewest;
+** O(size) per command at worst. Filling one connection before the next
+** keeps many commands in each write (one syscall and one server read for
+** the lot); the others take over when a pipeline is deep, e.g. behind a
+** slow command.
 **
 ** Pipelining: pool_command() marks the pool dirty; the uv_prepare hook runs
 ** once per loop turn, just before the loop polls, and flushes every
@@ -243,7 +247,8 @@ int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
         return CR_EINVAL;
     Conn *best = p->conns[0];
     size_t best_pending = conn_pending(best);
-    for (size_t i = 1; i < p->size && best_pending > 0; i++) {
+    for (size_t i = 1; i < p->size && best_pending >= POOL_PIPELINE_DEPTH;
+         i++) {
         size_t n = conn_pending(p->conns[i]);
         if (n < best_pending) {
             best = p->conns[i];

@@ -47,6 +47,7 @@
 
 #define POOL_BACKOFF_MIN_MS 100
 #define POOL_BACKOFF_MAX_MS 5000
+#define POOL_PIPELINE_DEPTH 128 /* pending commands before spreading */
 
 typedef struct Pool Pool;
 

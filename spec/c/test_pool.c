@@ -288,7 +288,7 @@ static void test_pool_keeps_the_loop_alive_only_while_it_has_work(void)
     finish(&h);
 }
 
-static void test_pool_spreads_commands_over_its_connections(void)
+static void test_pool_fills_one_connection_before_spreading(void)
 {
     Harness h;
     start(&h, NULL);
@@ -305,10 +305,34 @@ static void test_pool_spreads_commands_over_its_connections(void)
     ASSERT_TRUE(wait_count(&h.loop, &res[N - 1].calls, 1, 5000));
     for (int i = 0; i < N; i++) {
         ASSERT_EQ_INT(1, res[i].calls);
+        result_free(&res[i]);
+    }
+    ASSERT_EQ_INT(1, pool_writes(h.pool) - writes); /* all on one */
+    finish(&h);
+}
+
+static void test_pool_spreads_commands_over_its_connections(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 4);
+    open_pool(&h, &cfg);
+    ASSERT_TRUE(pool_ready(h.pool));
+    enum { N = 4 * POOL_PIPELINE_DEPTH };
+    Result res[N];
+    memset(res, 0, sizeof(res));
+    uint64_t writes = pool_writes(h.pool);
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
+                                          NULL, on_reply, &res[i]));
+    ASSERT_TRUE(wait_count(&h.loop, &res[N - 1].calls, 1, 5000));
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ_INT(1, res[i].calls);
         ASSERT_EQ_STR("PONG", res[i].str);
         result_free(&res[i]);
     }
-    ASSERT_EQ_INT(4, pool_writes(h.pool) - writes); /* one per connection */
+    /* Each connection filled to its pipeline depth: one write each. */
+    ASSERT_EQ_INT(4, pool_writes(h.pool) - writes);
     finish(&h);
 }
 
@@ -669,7 +693,7 @@ static void test_pool_close_fails_pending_commands_synchronously(void)
         ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
                                           NULL, on_reply, &res[i]));
     run_for(&h.loop, 50);
-    ASSERT_EQ_INT(3, pool_writes(h.pool));
+    ASSERT_EQ_INT(1, pool_writes(h.pool));
     /* ...and queued, not yet written. */
     for (int i = N; i < 2 * N; i++)
         ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
@@ -733,6 +757,7 @@ static const TestCase cases[] = {
     TEST_CASE(test_pool_runs_get_and_set_with_binary_values),
     TEST_CASE(test_pool_sends_a_thousand_commands_of_one_turn_in_one_write),
     TEST_CASE(test_pool_keeps_the_loop_alive_only_while_it_has_work),
+    TEST_CASE(test_pool_fills_one_connection_before_spreading),
     TEST_CASE(test_pool_spreads_commands_over_its_connections),
     TEST_CASE(test_pool_authenticates_with_a_good_password),
     TEST_CASE(test_pool_reports_a_wrong_password_as_eauth),
