@@ -189,7 +189,7 @@ w3() {
     "${rcli[@]}" flushall >/dev/null
     timeout 60 "$CACHERT" "$ROOT/bench/w3_load.lua" 100000 | timeout 60 "${rcli[@]}" --pipe >/dev/null
     echo "# preloaded $("${rcli[@]}" dbsize) keys (cachert MessagePack values) on port $port" >&2
-    for cp in "1 1" "50 1" "50 50"; do
+    for cp in "1 1" "50 1" "50 10" "50 50"; do
         # shellcheck disable=SC2086
         bench 60 "$CACHERT" "$ROOT/bench/w3_get.lua" $cp "$port"
     done
@@ -251,6 +251,8 @@ CHECK_FAILED=0
     g50=$(median W3 redis-benchmark-get-c50-P1 ops_per_s)
     ratio "W3 cachert-get-c50-pool1 / redis-benchmark -c 50 -P 1 GET" \
         "$(median W3 cachert-get-c50-pool1 ops_per_s)" "$g50" ">=" 1
+    ratio "W3 cachert-get-c50-pool10 (the default pool) / redis-benchmark -c 50 -P 1 GET" \
+        "$(median W3 cachert-get-c50-pool10 ops_per_s)" "$g50" ">=" 1
     ratio "W3 cachert-get-c50-pool50 / redis-benchmark -c 50 -P 1 GET" \
         "$(median W3 cachert-get-c50-pool50 ops_per_s)" "$g50" ">=" 1
     ratio "W3 cachert-get-c1-pool1 / redis-benchmark -c 1 -P 1 GET" \

@@ -32,6 +32,18 @@ local unobserved = {}           -- failed tasks nobody has joined (yet)
 local task_mt = {}
 task_mt.__index = task_mt
 
+-- The running task, when the code runs in the task's own coroutine. In a
+-- coroutine of the script's own inside a task (an iterator, say), a yield
+-- would reach that coroutine's resumer, not the scheduler: there waiting
+-- calls drive the loop instead, as outside tasks.
+local co_running = coroutine.running
+local function running_task()
+    if current and co_running() == current.co then
+        return current
+    end
+    return nil
+end
+
 local function enqueue(task)
     ready_tail = ready_tail + 1
     ready[ready_tail] = task
@@ -151,13 +163,14 @@ function task_mt:join()
     if getmetatable(self) ~= task_mt then
         error("join: expected a task", 2)
     end
+    local me = running_task()
     if self == current then
         error("join: a task cannot join itself", 2)
     end
     if self.state ~= "done" and self.state ~= "failed" then
-        if current then
+        if me then
             local joiners = self.joiners
-            joiners[#joiners + 1] = current
+            joiners[#joiners + 1] = me
             _M.suspend()
         elseif not run_until(function()
                    return self.state == "done" or self.state == "failed"
@@ -202,8 +215,9 @@ function _M.wait(id)
         early[id] = nil
         return
     end
-    if current then
-        sleepers[id] = { task = current }
+    local me = running_task()
+    if me then
+        sleepers[id] = { task = me }
         _M.suspend()
     else
         local flag = { done = false }
@@ -219,13 +233,13 @@ _M.now = core.now
 
 --- The running task, or nil outside tasks.
 function _M.current()
-    return current
+    return running_task()
 end
 
 --- Low level: suspends the running task until wake(task, ...) is called;
 -- returns wake's extra arguments.
 function _M.suspend()
-    if not current then
+    if not running_task() then
         error("suspend: not inside a task", 2)
     end
     return co_yield(WAIT)

@@ -6,9 +6,11 @@
 ** the caller was told (a get that returned bytes is a hit until the caller
 ** reports them corrupt); in MODE_REDIS the memory store is empty (it is
 ** emptied on the switch), so an outage starts from nothing stale; a key
-** written, deleted or cleared outside MODE_REDIS after the first connect is
-** in the journal until it has been replayed into Redis. The sweep timer
-** removes at most ENGINE_SWEEP_BUDGET expired entries per tick.
+** written, deleted or cleared in MODE_MEMORY is in the journal until it
+** has been replayed into Redis; in MODE_RECOVERING reads come from memory
+** and writes wait (deferred) until the switch, so the replay converges in
+** one round however busy the writers are. The sweep timer removes at most
+** ENGINE_SWEEP_BUDGET expired entries per tick.
 */
 #include "engine.h"
 
@@ -37,15 +39,17 @@ struct Engine {
     uint64_t coarse_slack_ms; /* how far the coarse clock may lag */
     Mode mode;
     Pool *pool;          /* NULL until connect, and after disconnect */
-    Journal *journal;    /* NULL until the first connect */
-    bool dirty;          /* a delete or clear before the first connect */
+    Journal *journal;    /* what changed while not on Redis */
     bool ever_connected; /* reached MODE_REDIS once: later ones reconnect */
+    bool attempting;     /* the pool's first attempt has no outcome yet */
     bool quiet;          /* disconnecting or closing: not an error */
     bool outage_logged;
     char *clear_all;
-    size_t journal_max_keys;
-    engine_connect_cb connect_done;
-    void *connect_ud;
+    size_t clear_all_len;
+    struct Waiter *waiters; /* connect() calls waiting for an outcome */
+    size_t nwaiters;
+    struct Op *deferred; /* writes waiting for the end of the replay */
+    struct Op *deferred_tail;
     /* replay state (MODE_RECOVERING) */
     JournalBatch batch;
     size_t next_pattern;
@@ -55,7 +59,14 @@ struct Engine {
     char last_error[256];
 };
 
-/* The arguments of one get/set/delete/exists. */
+typedef struct Waiter {
+    engine_connect_cb done;
+    void *ud;
+} Waiter;
+
+enum { OP_GET, OP_SET, OP_DELETE, OP_EXISTS, OP_CLEAR };
+
+/* The arguments of one get/set/delete/exists/clear (key = the pattern). */
 typedef struct OpArgs {
     Engine *e;
     const char *key;
@@ -67,10 +78,13 @@ typedef struct OpArgs {
     void *ud;
 } OpArgs;
 
-/* A call in flight on Redis: its arguments, with key and value copied into
-** data so the memory store can still answer if Redis fails. */
+/* A call in flight on Redis (or deferred): its arguments, with key and
+** value copied into data so the memory store can still answer if Redis
+** fails. */
 typedef struct Op {
     OpArgs a;
+    int kind;
+    struct Op *next; /* on the deferred list */
     char data[];
 } Op;
 
@@ -78,6 +92,7 @@ typedef struct Op {
 typedef void (*memory_fn)(const OpArgs *a);
 
 static void start_recovery(Engine *e);
+static int issue(Op *op);
 
 /* -- Helpers ------------------------------------------------------------ */
 
@@ -102,6 +117,7 @@ static void on_handle_closed(uv_handle_t *h)
     Engine *e = h->data;
     if (--e->open_handles == 0) {
         free(e->clear_all);
+        free(e->waiters);
         free(e);
     }
 }
@@ -137,36 +153,23 @@ static void lose_redis(Engine *e, int code, const char *msg)
     }
 }
 
-static void journal_write(Engine *e, const char *key, size_t klen)
-{
-    if (e->journal != NULL)
-        journal_key(e->journal, key, klen);
-}
-
-static void journal_removal(Engine *e, const char *key, size_t klen)
-{
-    if (e->journal != NULL)
-        journal_key(e->journal, key, klen);
-    else
-        e->dirty = true;
-}
-
-static bool journal_visit(void *ud, const char *key, size_t klen,
-                          const char *val, size_t vlen, uint64_t ttl_left_ms)
+static bool add_memory_key(void *ud, const char *key, size_t klen,
+                           const char *val, size_t vlen, uint64_t ttl_left_ms)
 {
     (void)val;
     (void)vlen;
     (void)ttl_left_ms;
-    journal_key(ud, key, klen);
-    return true;
+    return journal_batch_add_key(ud, key, klen);
 }
 
-static Op *op_new(const OpArgs *a)
+static Op *op_new(const OpArgs *a, int kind)
 {
     Op *op = malloc(sizeof(*op) + a->klen + a->vlen);
     if (op == NULL)
         return NULL;
     op->a = *a;
+    op->kind = kind;
+    op->next = NULL;
     memcpy(op->data, a->key, a->klen);
     op->a.key = op->data;
     if (a->vlen > 0)
@@ -208,28 +211,55 @@ static void memory_exists(const OpArgs *a)
     a->done(a->ud, &r);
 }
 
+static void memory_clear(const OpArgs *a)
+{
+    EngineResult r = {0};
+    r.count = engine_clear(a->e, a->key, a->klen);
+    a->done(a->ud, &r);
+}
+
+static const memory_fn memory_of[] = {memory_get, memory_set, memory_delete,
+                                      memory_exists, memory_clear};
+
+/* The operation could not even be queued (out of memory): it fails, and
+** nothing is switched, since Redis itself is fine. */
+static void fail_op(const OpArgs *a, int code)
+{
+    EngineResult r = {0};
+    count_error(a->e, code, NULL);
+    r.status = code;
+    r.err = a->e->last_error;
+    a->done(a->ud, &r);
+}
+
 /* -- Redis calls ---------------------------------------------------------- */
 
-/* Runs `a` on Redis as argv (argv[1] is the key) when Redis is in use:
-** returns 1 and `cb` completes it later. Otherwise, or when the command
-** cannot be queued, answers from the memory store and returns 0. */
-static int run_op(const OpArgs *a, int argc, const char **argv,
-                  const size_t *lens, pool_reply_cb cb, memory_fn memory)
+/* Runs `a`: on the memory store in MODE_MEMORY (and reads in
+** MODE_RECOVERING), returning 0 after `done` ran; deferred until the
+** switch for writes in MODE_RECOVERING; on Redis in MODE_REDIS, returning 1
+** when `done` will run later. */
+static int run_op(const OpArgs *a, int kind)
 {
     Engine *e = a->e;
-    Op *op = e->mode == MODE_REDIS ? op_new(a) : NULL;
-    if (op == NULL) {
-        memory(a);
+    if (e->mode == MODE_MEMORY ||
+        (e->mode == MODE_RECOVERING && (kind == OP_GET || kind == OP_EXISTS))) {
+        memory_of[kind](a);
         return 0;
     }
-    int rc = pool_command(e->pool, argc, argv, lens, cb, op);
-    if (rc == CR_OK)
+    Op *op = op_new(a, kind);
+    if (op == NULL) {
+        fail_op(a, CR_ENOMEM);
+        return 0;
+    }
+    if (e->mode == MODE_RECOVERING) {
+        if (e->deferred_tail != NULL)
+            e->deferred_tail->next = op;
+        else
+            e->deferred = op;
+        e->deferred_tail = op;
         return 1;
-    e->stats.errors++;
-    lose_redis(e, rc, NULL);
-    memory(&op->a);
-    free(op);
-    return 0;
+    }
+    return issue(op);
 }
 
 /* The transport failed under `op`: count it, switch, answer from memory. */
@@ -353,15 +383,73 @@ static void on_cleared(void *ud, int status, uint64_t removed)
     complete(op, &r);
 }
 
+/* Sends `op` to Redis. Returns 1, or 0 after completing it: on the memory
+** store when the pool is down (the engine switches), as a failure when
+** the command could not be queued. */
+static int issue(Op *op)
+{
+    const OpArgs *a = &op->a;
+    Engine *e = a->e;
+    static const char *const names[] = {"GET", "SET", "UNLINK", "EXISTS"};
+    static const pool_reply_cb callbacks[] = {on_get, on_set, on_delete,
+                                              on_exists};
+    int rc;
+    if (op->kind == OP_CLEAR) {
+        rc = clearscan_start(e->pool, a->key, a->klen, on_cleared, op);
+    } else {
+        char px[32];
+        snprintf(px, sizeof(px), "%llu", (unsigned long long)a->ttl_ms);
+        const char *argv[] = {names[op->kind], a->key, a->val, "PX", px};
+        size_t lens[] = {strlen(names[op->kind]), a->klen, a->vlen, 2,
+                         strlen(px)};
+        int argc = op->kind != OP_SET ? 2 : a->ttl_ms > 0 ? 5 : 3;
+        rc = pool_command(e->pool, argc, argv, lens, callbacks[op->kind], op);
+    }
+    if (rc == CR_OK)
+        return 1;
+    if (rc == CR_ECONNRESET) { /* the pool is down: its state says so */
+        e->stats.errors++;
+        lose_redis(e, rc, NULL);
+        memory_of[op->kind](a);
+    } else {
+        fail_op(a, rc);
+    }
+    free(op);
+    return 0;
+}
+
+/* Runs the writes deferred during a replay: on Redis after the switch, or
+** on the memory store (journaled) when the replay failed. */
+static void run_deferred(Engine *e)
+{
+    Op *op = e->deferred;
+    e->deferred = e->deferred_tail = NULL;
+    while (op != NULL) {
+        Op *next = op->next;
+        op->next = NULL;
+        if (e->mode == MODE_REDIS) {
+            issue(op);
+        } else {
+            memory_of[op->kind](&op->a);
+            free(op);
+        }
+        op = next;
+    }
+}
+
 /* -- Recovery: replaying the journal --------------------------------------- */
 
 static void finish_connect(Engine *e, bool using_redis)
 {
-    engine_connect_cb done = e->connect_done;
-    if (done != NULL) {
-        e->connect_done = NULL;
-        done(e->connect_ud, using_redis);
-    }
+    Waiter *w = e->waiters;
+    size_t n = e->nwaiters;
+    if (n == 0)
+        return;
+    e->waiters = NULL;
+    e->nwaiters = 0;
+    for (size_t i = 0; i < n; i++)
+        w[i].done(w[i].ud, using_redis);
+    free(w);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -375,13 +463,14 @@ static void replay_failed(Engine *e, int status)
 {
     journal_restore(e->journal, &e->batch);
     e->mode = MODE_MEMORY;
-    if (e->quiet)
-        return;
-    count_error(e, status, "while replaying the outage journal");
-    if (status == CR_EREPLY || status == CR_EPROTO)
-        /* The server said no: the pool stays up, so nothing else would
-        ** trigger another attempt. */
-        uv_timer_start(&e->retry_timer, on_retry, POOL_BACKOFF_MAX_MS, 0);
+    run_deferred(e);
+    if (!e->quiet) {
+        count_error(e, status, "while replaying the outage journal");
+        if (e->pool != NULL && pool_ready(e->pool))
+            /* The server said no, or memory ran out: the pool stays up,
+            ** so nothing else would trigger another attempt. */
+            uv_timer_start(&e->retry_timer, on_retry, POOL_BACKOFF_MAX_MS, 0);
+    }
     finish_connect(e, false);
 }
 
@@ -396,6 +485,7 @@ static void switch_to_redis(Engine *e)
     }
     e->ever_connected = true;
     e->outage_logged = false;
+    run_deferred(e);
     finish_connect(e, true);
 }
 
@@ -474,10 +564,7 @@ static void replay_keys(Engine *e)
         return;
     }
     journal_batch_free(&e->batch);
-    if (!journal_empty(e->journal))
-        start_recovery(e); /* written meanwhile: once more */
-    else
-        switch_to_redis(e);
+    switch_to_redis(e); /* writes waited, so nothing changed meanwhile */
 }
 
 static void replay_patterns(Engine *e);
@@ -514,6 +601,13 @@ static void on_all_cleared(void *ud, int status, uint64_t removed)
         replay_failed(e, status);
         return;
     }
+    /* The details are gone, but every key the memory store holds was
+    ** written since (it is empty on the switch to Redis): replay those. */
+    store_foreach(e->store, engine_now_ms(), add_memory_key, &e->batch);
+    if (e->batch.overflow) { /* out of memory collecting them */
+        replay_failed(e, CR_ENOMEM);
+        return;
+    }
     replay_patterns(e);
 }
 
@@ -527,7 +621,8 @@ static void start_recovery(Engine *e)
     e->replay_status = CR_OK;
     if (e->batch.overflow) {
         e->stats.journal_overflows++;
-        int rc = clearscan_start(e->pool, e->clear_all, strlen(e->clear_all),
+        e->batch.overflow = false; /* reused below: out of memory */
+        int rc = clearscan_start(e->pool, e->clear_all, e->clear_all_len,
                                  on_all_cleared, e);
         if (rc != CR_OK)
             replay_failed(e, rc);
@@ -540,11 +635,13 @@ static void on_pool_state(void *ud, int status, const char *message)
 {
     Engine *e = ud;
     if (status == CR_OK) {
+        e->attempting = false;
         if (e->mode == MODE_MEMORY)
             start_recovery(e);
         return;
     }
-    bool first = e->connect_done != NULL && !e->ever_connected;
+    bool first = e->attempting && !e->ever_connected;
+    e->attempting = false;
     lose_redis(e, status, message);
     if (first && !e->quiet && !e->outage_logged)
         fprintf(stderr,
@@ -577,17 +674,21 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
     else
         e->coarse_slack_ms = UINT64_MAX / 2; /* always ask the precise clock */
     const char *all = cfg->clear_all_pattern ? cfg->clear_all_pattern : "*";
-    e->clear_all = malloc(strlen(all) + 1);
+    e->clear_all_len = cfg->clear_all_pattern ? cfg->clear_all_len : 1;
+    e->clear_all = malloc(e->clear_all_len + 1);
     e->store = store_new(cfg->max_items, cfg->max_bytes);
-    if (e->store == NULL || e->clear_all == NULL) {
+    e->journal = journal_new(cfg->journal_max_keys ? cfg->journal_max_keys
+                                                   : ENGINE_JOURNAL_MAX_KEYS,
+                             ENGINE_JOURNAL_MAX_PATTERNS);
+    if (e->store == NULL || e->clear_all == NULL || e->journal == NULL) {
         store_free(e->store);
+        journal_free(e->journal);
         free(e->clear_all);
         free(e);
         return NULL;
     }
-    strcpy(e->clear_all, all);
-    e->journal_max_keys =
-        cfg->journal_max_keys ? cfg->journal_max_keys : ENGINE_JOURNAL_MAX_KEYS;
+    memcpy(e->clear_all, all, e->clear_all_len);
+    e->clear_all[e->clear_all_len] = '\0';
     e->loop = loop;
     e->mode = MODE_MEMORY;
     uv_timer_init(loop, &e->sweep_timer);
@@ -621,27 +722,25 @@ void engine_close(Engine *e)
 int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
                    void *ud)
 {
-    if (e->connect_done != NULL)
-        return CR_EINVAL;
     if (e->mode == MODE_REDIS) {
         done(ud, true);
         return 0;
     }
-    if (e->journal == NULL) {
-        e->journal =
-            journal_new(e->journal_max_keys, ENGINE_JOURNAL_MAX_PATTERNS);
-        if (e->journal == NULL) {
-            count_error(e, CR_ENOMEM, NULL);
-            done(ud, false);
-            return 0;
-        }
-        if (e->dirty)
-            journal_overflow(e->journal);
-        else /* what was written before: Redis may hold older values */
-            store_foreach(e->store, engine_now_ms(), journal_visit, e->journal);
+    if (e->pool != NULL && e->mode == MODE_MEMORY && !e->attempting &&
+        !pool_ready(e->pool)) {
+        done(ud, false); /* down, retrying in the background: say so now */
+        return 0;
     }
-    e->connect_done = done;
-    e->connect_ud = ud;
+    Waiter *w = realloc(e->waiters, (e->nwaiters + 1) * sizeof(*w));
+    if (w == NULL) {
+        count_error(e, CR_ENOMEM, NULL);
+        done(ud, false);
+        return 0;
+    }
+    e->waiters = w;
+    e->waiters[e->nwaiters].done = done;
+    e->waiters[e->nwaiters].ud = ud;
+    e->nwaiters++;
     if (e->pool == NULL) {
         e->pool = pool_new(e->loop, cfg, on_pool_state, e);
         if (e->pool == NULL) {
@@ -649,7 +748,13 @@ int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
             finish_connect(e, false);
             return 0;
         }
+        e->attempting = true;
         pool_connect(e->pool);
+    } else if (e->mode == MODE_MEMORY) { /* ready, a replay to retry */
+        uv_timer_stop(&e->retry_timer);
+        start_recovery(e);
+        if (e->nwaiters == 0) /* finished at once */
+            return 0;
     }
     return 1;
 }
@@ -666,6 +771,7 @@ void engine_disconnect(Engine *e)
     if (e->mode == MODE_RECOVERING && e->in_flight == 0)
         replay_failed(e, CR_ECONNRESET);
     e->mode = MODE_MEMORY;
+    e->attempting = false;
     uv_timer_stop(&e->retry_timer);
     finish_connect(e, false);
     e->quiet = was_quiet;
@@ -673,16 +779,14 @@ void engine_disconnect(Engine *e)
 
 bool engine_using_redis(const Engine *e)
 {
-    return e->mode == MODE_REDIS;
+    return e->mode != MODE_MEMORY;
 }
 
 int engine_get_async(Engine *e, const char *key, size_t klen,
                      engine_done_cb done, void *ud)
 {
     OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
-    const char *argv[] = {"GET", key};
-    size_t lens[] = {3, klen};
-    return run_op(&a, 2, argv, lens, on_get, memory_get);
+    return run_op(&a, OP_GET);
 }
 
 int engine_set_async(Engine *e, const char *key, size_t klen, const char *val,
@@ -690,48 +794,28 @@ int engine_set_async(Engine *e, const char *key, size_t klen, const char *val,
                      void *ud)
 {
     OpArgs a = {e, key, klen, val, vlen, ttl_ms, done, ud};
-    char px[32];
-    snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_ms);
-    const char *argv[] = {"SET", key, val, "PX", px};
-    size_t lens[] = {3, klen, vlen, 2, strlen(px)};
-    return run_op(&a, ttl_ms > 0 ? 5 : 3, argv, lens, on_set, memory_set);
+    return run_op(&a, OP_SET);
 }
 
 int engine_delete_async(Engine *e, const char *key, size_t klen,
                         engine_done_cb done, void *ud)
 {
     OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
-    const char *argv[] = {"UNLINK", key};
-    size_t lens[] = {6, klen};
-    return run_op(&a, 2, argv, lens, on_delete, memory_delete);
+    return run_op(&a, OP_DELETE);
 }
 
 int engine_exists_async(Engine *e, const char *key, size_t klen,
                         engine_done_cb done, void *ud)
 {
     OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
-    const char *argv[] = {"EXISTS", key};
-    size_t lens[] = {6, klen};
-    return run_op(&a, 2, argv, lens, on_exists, memory_exists);
+    return run_op(&a, OP_EXISTS);
 }
 
 int engine_clear_async(Engine *e, const char *pattern, size_t plen,
                        engine_done_cb done, void *ud)
 {
     OpArgs a = {e, pattern, plen, NULL, 0, 0, done, ud};
-    Op *op = e->mode == MODE_REDIS ? op_new(&a) : NULL;
-    if (op != NULL) {
-        int rc = clearscan_start(e->pool, pattern, plen, on_cleared, op);
-        if (rc == CR_OK)
-            return 1;
-        free(op);
-        e->stats.errors++;
-        lose_redis(e, rc, NULL);
-    }
-    EngineResult r = {0};
-    r.count = engine_clear(e, pattern, plen);
-    done(ud, &r);
-    return 0;
+    return run_op(&a, OP_CLEAR);
 }
 
 const char *engine_get(Engine *e, const char *key, size_t klen, size_t *vlen)
@@ -768,7 +852,7 @@ int engine_set(Engine *e, const char *key, size_t klen, const char *val,
                size_t vlen, uint64_t ttl_ms)
 {
     uint64_t now = engine_now_ms();
-    journal_write(e, key, klen);
+    journal_key(e->journal, key, klen);
     int rc = store_set(e->store, key, klen, val, vlen,
                        ttl_ms == 0 ? 0 : now + ttl_ms, now);
     if (rc != CR_OK) {
@@ -781,7 +865,7 @@ int engine_set(Engine *e, const char *key, size_t klen, const char *val,
 
 bool engine_delete(Engine *e, const char *key, size_t klen)
 {
-    journal_removal(e, key, klen);
+    journal_key(e->journal, key, klen);
     bool removed = store_delete(e->store, key, klen, engine_now_ms());
     if (removed)
         e->stats.deletes++;
@@ -795,10 +879,7 @@ bool engine_exists(Engine *e, const char *key, size_t klen)
 
 size_t engine_clear(Engine *e, const char *pattern, size_t plen)
 {
-    if (e->journal != NULL)
-        journal_pattern(e->journal, pattern, plen);
-    else
-        e->dirty = true;
+    journal_pattern(e->journal, pattern, plen);
     size_t n = store_clear(e->store, pattern, plen, engine_now_ms());
     e->stats.deletes += n;
     return n;

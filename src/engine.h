@@ -15,10 +15,11 @@
 ** and only then switches back, emptying the memory store, so nothing
 ** deleted, overwritten or cleared meanwhile is served from Redis again.
 **
-** Writes made before the first engine_connect() are not journaled: at the
-** first connect the keys the memory store holds are journaled, and if any
-** delete or clear happened before it, the journal counts as overflowed (the
-** whole namespace is cleared in Redis before switching to it).
+** While the journal is replayed, reads come from the memory store and
+** writes wait until the switch (then go to Redis), so the replay ends even
+** under a steady stream of writes. Writes made before the first
+** engine_connect() are journaled like outage writes: Redis may hold older
+** values from an earlier run.
 */
 #ifndef CACHERT_ENGINE_H
 #define CACHERT_ENGINE_H
@@ -45,8 +46,10 @@ typedef struct EngineConfig {
     size_t max_items; /* fallback store limits; 0 = no limit */
     size_t max_bytes;
     /* A pattern matching every key of this manager (its escaped namespace
-    ** then "*"), cleared in Redis after a journal overflow. Copied. */
+    ** then "*"), cleared in Redis after a journal overflow; NULL for "*".
+    ** Copied; binary safe (clear_all_len bytes). */
     const char *clear_all_pattern;
+    size_t clear_all_len;
     size_t journal_max_keys; /* 0 = ENGINE_JOURNAL_MAX_KEYS */
 } EngineConfig;
 
@@ -92,13 +95,13 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg);
 ** handles (on the next loop turn). Must not be called twice. */
 void engine_close(Engine *e);
 
-/* Starts using Redis with `cfg` (copied): connects the pool, replays the
-** journal, switches. Returns 1 when `done` will be called later from the
-** loop (after the first attempt succeeded or failed: failed attempts keep
-** being retried in the background), or 0 after calling `done` already
-** (Redis was in use, or the pool could not be created). Only one connect
-** may be pending at a time: a second one while another waits returns
-** CR_EINVAL and `done` is never called. */
+/* Starts using Redis with `cfg` (copied; ignored when a pool exists):
+** connects the pool, replays the journal, switches. Returns 1 when `done`
+** will be called later from the loop (once the first attempt succeeded or
+** failed: failed attempts keep being retried in the background), or 0
+** after calling `done` already (Redis in use: true; the pool down and
+** retrying: false; out of memory: false). Several connects may wait at
+** once; each gets the outcome. */
 int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
                    void *ud);
 
@@ -106,7 +109,8 @@ int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
 ** memory store) and keeps journaling for a later engine_connect(). */
 void engine_disconnect(Engine *e);
 
-/* True while calls must go through the *_async functions. */
+/* True while calls must go through the *_async functions (Redis in use,
+** or its journal being replayed). */
 bool engine_using_redis(const Engine *e);
 
 /* Redis versions of get / set / delete / exists / clear, for when

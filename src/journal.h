@@ -33,6 +33,7 @@ typedef struct JournalBatch {
     char **keys;
     size_t *klens;
     size_t nkeys;
+    size_t kcap; /* room in keys and klens */
 } JournalBatch;
 
 /* Returns NULL when out of memory. */
@@ -43,7 +44,8 @@ void journal_free(Journal *j);
 /* Records a changed key (binary safe). Out of memory counts as overflow. */
 void journal_key(Journal *j, const char *key, size_t klen);
 
-/* Records a cleared pattern. Out of memory counts as overflow. */
+/* Records a cleared pattern (once: a pattern already recorded is not added
+** again). Out of memory counts as overflow. */
 void journal_pattern(Journal *j, const char *pattern, size_t plen);
 
 /* Forgets the details and remembers that something changed. */
@@ -58,6 +60,10 @@ void journal_take(Journal *j, JournalBatch *out);
 /* Puts a batch whose replay failed back, merged with what was recorded
 ** since; frees the batch's content. */
 void journal_restore(Journal *j, JournalBatch *b);
+
+/* Appends a copy of `key` to the batch's keys. Returns false (and sets
+** b->overflow) when out of memory. */
+bool journal_batch_add_key(JournalBatch *b, const char *key, size_t klen);
 
 void journal_batch_free(JournalBatch *b);
 

@@ -83,7 +83,7 @@ static int core_new(lua_State *L)
     luaL_argcheck(L, bytes >= 0, 2, "max_bytes must be >= 0");
     cfg.max_items = (size_t)items;
     cfg.max_bytes = (size_t)bytes;
-    cfg.clear_all_pattern = luaL_optstring(L, 3, "*");
+    cfg.clear_all_pattern = luaL_optlstring(L, 3, "*", &cfg.clear_all_len);
     cfg.journal_max_keys = (size_t)luaL_optnumber(L, 4, 0);
     Manager *m = lua_newuserdata(L, sizeof(*m));
     memset(m, 0, sizeof(*m));

@@ -231,7 +231,7 @@ local function call_and_store(w, m, key, args)
     if ok then
         ok, blob = pcall(core_encode_results, unpack(res, 2, res.n))
         if ok then
-            finish(core_set_raw(m.engine, key, blob, w.ttl_ms or m.default_ttl_ms))
+            finish(m, core_set_raw(m.engine, key, blob, w.ttl_ms or m.default_ttl_ms))
         end
     end
     m.inflight[key] = nil
@@ -249,7 +249,7 @@ end
 local function finish_one(w, m, key, a, found, ...)
     if found then return ... end
     if found == nil then
-        return finish_one(w, m, key, a, finish(core_get(m.engine, key, true)))
+        return finish_one(w, m, key, a, finish(m, core_get(m.engine, key, true)))
     end
     return call_and_store(w, m, key, { n = 1, a })
 end
@@ -257,7 +257,7 @@ end
 local function finish_many(w, m, key, args, found, ...)
     if found then return ... end
     if found == nil then
-        return finish_many(w, m, key, args, finish(core_get(m.engine, key, true)))
+        return finish_many(w, m, key, args, finish(m, core_get(m.engine, key, true)))
     end
     return call_and_store(w, m, key, args)
 end

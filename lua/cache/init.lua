@@ -105,12 +105,14 @@ end
 
 -- The results of a core operation: at once (`false, results...`), or for
 -- a Redis request (`req, id`) once the loop has reported its id.
-local function finish(req, ...)
+-- `owner` (the manager) is handed to core.finish so it stays alive while
+-- the request is out, even when the caller kept no reference to it.
+local function finish(owner, req, ...)
     if not req then
         return ...
     end
     wait((...))
-    return core_finish(req)
+    return core_finish(req, owner)
 end
 _M._finish = finish
 
@@ -124,7 +126,7 @@ function methods:connect()
     if not ok then
         error(settings, 2)
     end
-    return finish(core.connect(self.engine, settings))
+    return finish(self, core.connect(self.engine, settings))
 end
 
 --- Closes the Redis connections; the memory store serves until connect().
@@ -139,7 +141,7 @@ function methods:get(key, default)
     local k = check_key(self, key)
     local found, value = lookup(self.eptr, k, false)
     if found == nil then
-        found, value = finish(core_get(self.engine, k, false))
+        found, value = finish(self, core_get(self.engine, k, false))
     end
     if found then
         return value, true
@@ -157,17 +159,17 @@ function methods:set(key, value, ttl)
             return ok, err
         end
     end
-    return finish(core_set(self.engine, k, value, ms))
+    return finish(self, core_set(self.engine, k, value, ms))
 end
 
 --- c:delete(key) -> true if a key was deleted
 function methods:delete(key)
-    return finish(core_delete(self.engine, check_key(self, key)))
+    return finish(self, core_delete(self.engine, check_key(self, key)))
 end
 
 --- c:exists(key) -> boolean
 function methods:exists(key)
-    return finish(core_exists(self.engine, check_key(self, key)))
+    return finish(self, core_exists(self.engine, check_key(self, key)))
 end
 
 --- c:clear(pattern?) -> number of keys deleted; pattern defaults to "*"
@@ -181,7 +183,7 @@ function methods:clear(pattern)
     if ns ~= "" then
         pattern = glob_escape(ns) .. pattern
     end
-    return finish(core.clear(self.engine, pattern))
+    return finish(self, core.clear(self.engine, pattern))
 end
 
 --- c:mget(keys) -> array of values (nil holes allowed), with .n
@@ -207,7 +209,7 @@ function methods:mget(keys)
         end
     end
     for i, p in pairs(pending) do
-        local found, value = finish(unpack(p, 1, p.n))
+        local found, value = finish(self, unpack(p, 1, p.n))
         if found then
             out[i] = value
         end
@@ -238,7 +240,7 @@ function methods:mset(map, ttl)
     end
     local result, reason = true, nil
     for i = 1, n do
-        local ok, err = finish(unpack(pending[i], 1, pending[i].n))
+        local ok, err = finish(self, unpack(pending[i], 1, pending[i].n))
         if not ok and result then
             result, reason = false, err
         end
@@ -319,6 +321,10 @@ function _M.with(fn, opts)
         c = new_manager(opts, 3)
     else
         error("options must be a table or a manager", 2)
+    end
+    local valid, err = pcall(config.redis, c.cfg)
+    if not valid then
+        error(err, 2)      -- a malformed setting: blame the caller's line
     end
     c:connect()
     local function close_and_return(ok, ...)

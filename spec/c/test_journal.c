@@ -119,7 +119,37 @@ static void test_journal_restore_of_an_overflowed_batch_overflows(void)
     journal_free(j);
 }
 
+static void test_journal_hot_key_written_often_does_not_overflow(void)
+{
+    Journal *j = journal_new(3, 10);
+    for (int i = 0; i < 10000; i++)
+        journal_key(j, i % 2 ? "hot" : "cold", i % 2 ? 3 : 4);
+    JournalBatch b;
+    journal_take(j, &b);
+    ASSERT_FALSE(b.overflow);
+    ASSERT_EQ_INT(2, b.nkeys);
+    ASSERT_TRUE(batch_has_key(&b, "hot", 3));
+    ASSERT_TRUE(batch_has_key(&b, "cold", 4));
+    journal_batch_free(&b);
+    journal_free(j);
+}
+
+static void test_journal_records_a_pattern_once(void)
+{
+    Journal *j = journal_new(10, 2);
+    for (int i = 0; i < 100; i++)
+        journal_pattern(j, "video:*", 7);
+    JournalBatch b;
+    journal_take(j, &b);
+    ASSERT_FALSE(b.overflow);
+    ASSERT_EQ_INT(1, b.npatterns);
+    journal_batch_free(&b);
+    journal_free(j);
+}
+
 static const TestCase cases[] = {
+    TEST_CASE(test_journal_hot_key_written_often_does_not_overflow),
+    TEST_CASE(test_journal_records_a_pattern_once),
     TEST_CASE(test_journal_records_each_key_once),
     TEST_CASE(test_journal_keeps_patterns_in_order),
     TEST_CASE(test_journal_overflows_past_max_keys_and_forgets_details),
