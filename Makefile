@@ -10,7 +10,8 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD_DEBS = cmake make gcc pkg-config luajit2 libluajit2-5.1-dev libuv1-dev \
              libhiredis-dev libmsgpack-dev
 TEST_DEBS  = $(BUILD_DEBS) lua-busted lua-check redis-server redis-tools \
-             clang libclang-rt-14-dev cppcheck clang-format valgrind
+             clang libclang-rt-14-dev cppcheck clang-format valgrind \
+             python3-msgpack
 BENCH_DEBS = $(TEST_DEBS) lua-resty-lrucache python3-redis python3-hiredis \
              nodejs npm
 

@@ -31,6 +31,12 @@ function H.in_task(fn, ...)
     return cachert.run(fn, ...)
 end
 
+-- Prefix for redis-server and redis-cli: under the sanitizer build the
+-- specs run with the sanitizer runtime in LD_PRELOAD (for luajit); the
+-- Redis tools must not load it (leak reports would mix with their output).
+H.NO_PRELOAD = "env -u LD_PRELOAD "
+local NO_PRELOAD = H.NO_PRELOAD
+
 -- Reads a whole file, or "" when it cannot be opened.
 local function slurp(path)
     local f = io.open(path, "rb")
@@ -44,13 +50,13 @@ end
 -- answers PING (not LOADING). Returns true, or false when the port was
 -- taken, or raises when the server does not come up.
 local function launch(server)
-    local cmd = ("redis-server --bind 127.0.0.1 --port %d --save '' --appendonly no "
+    local cmd = (NO_PRELOAD .. "redis-server --bind 127.0.0.1 --port %d --save '' --appendonly no "
         .. "--daemonize yes --dir %s --pidfile %s/redis.pid --logfile %s/redis.log %s")
         :format(server.port, server.dir, server.dir, server.dir, server.args)
     os.remove(server.dir .. "/redis.pid")
     sh(cmd)
     for _ = 1, 200 do
-        local out = sh(("redis-cli -p %d %s ping"):format(server.port, server.auth))
+        local out = sh((NO_PRELOAD .. "redis-cli -p %d %s ping"):format(server.port, server.auth))
         if out:match("PONG") then
             local f = io.open(server.dir .. "/redis.pid")
             server.pid = f and f:read("*n")
@@ -82,7 +88,7 @@ function H.start_redis(extra_args, opts)
                          args = extra_args or "", auth = auth }
         if launch(server) then
             function server.cli(args)
-                return (sh(("redis-cli -p %d %s %s"):format(server.port, auth, args)))
+                return (sh((NO_PRELOAD .. "redis-cli -p %d %s %s"):format(server.port, auth, args)))
             end
             return server
         end
@@ -90,11 +96,13 @@ function H.start_redis(extra_args, opts)
     error("could not start redis-server (see " .. dir .. "/redis.log)")
 end
 
--- True while the process `pid` exists (a zombie of ours counts as gone).
+-- True while the process `pid` exists and is not a zombie (a daemonized
+-- server is reaped by whoever adopted it, maybe late). Reads /proc rather
+-- than running ps, which can hang under the sanitizers' LD_PRELOAD.
 local function alive(pid)
-    local _, code = sh("kill -0 " .. pid)
-    if code ~= 0 then return false end
-    return not sh("ps -o stat= -p " .. pid):match("Z")
+    local stat = slurp("/proc/" .. pid .. "/stat")
+    local state = stat:match("^%d+ %b() (%a)")
+    return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
 --- Sends `signal` (default KILL) to the server. For KILL, TERM and INT it

@@ -302,11 +302,21 @@ static void on_get(void *ud, int status, const redisReply *reply)
     complete(op, &r);
 }
 
-static void on_ignore(void *ud, int status, const redisReply *reply)
+/* The UNLINK sent after a refused SET answered: only now is the old value
+** gone, so only now does the set report its failure. */
+static void on_refused_set_unlinked(void *ud, int status,
+                                    const redisReply *reply)
 {
-    (void)ud;
-    (void)status;
+    Op *op = ud;
     (void)reply;
+    if (status != CR_OK) { /* lost: the memory store takes the value */
+        transport_failed(op, status, memory_set);
+        return;
+    }
+    EngineResult r = {0};
+    r.status = CR_EREPLY;
+    r.err = op->a.e->last_error;
+    complete(op, &r);
 }
 
 static void on_set(void *ud, int status, const redisReply *reply)
@@ -317,19 +327,20 @@ static void on_set(void *ud, int status, const redisReply *reply)
         transport_failed(op, status, memory_set);
         return;
     }
-    EngineResult r = {0};
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* Redis refused the value (maxmemory, ...): drop the old one so
-        ** it is not served as if the set had worked. */
+        /* Redis refused the value (maxmemory, ...): drop the old one so it
+        ** is not served as if the set had worked, then report. */
         count_error(e, CR_EREPLY, reply->str);
         const char *argv[] = {"UNLINK", op->a.key};
         size_t lens[] = {6, op->a.klen};
-        pool_command(e->pool, 2, argv, lens, on_ignore, NULL);
-        r.status = CR_EREPLY;
-        r.err = e->last_error;
-    } else {
-        e->stats.sets++;
+        int rc =
+            pool_command(e->pool, 2, argv, lens, on_refused_set_unlinked, op);
+        if (rc != CR_OK)
+            transport_failed(op, rc, memory_set);
+        return;
     }
+    e->stats.sets++;
+    EngineResult r = {0};
     complete(op, &r);
 }
 
