@@ -16,7 +16,7 @@
     X(ETIMEDOUT, "operation timed out")                                        \
     X(ECONNREFUSED, "could not connect to redis")                              \
     X(ECONNRESET, "connection to redis lost")                                  \
-    X(EAUTH, "redis refused the login or the database")                                    \
+    X(EAUTH, "redis refused the login or the database")                        \
     X(EPROTO, "redis protocol error")                                          \
     X(EREPLY, "redis replied with an error")
 
