@@ -5,11 +5,15 @@
 ** from any of them to FAILED (sticky error, reported once) and CLOSING
 ** (conn_close). Pending commands sit in a ring buffer in the order they
 ** were written, so the n-th reply belongs to the n-th entry: O(1) per
-** command. One timer serves two deadlines: the connect deadline until READY,
-** then the oldest pending command's. All commands get the same timeout, so
-** the oldest has the earliest deadline; the timer is armed lazily (when it
-** is idle and a command arrives) and re-armed for the new head when it
-** fires early, never once per command.
+** command. The handshake (AUTH, SELECT, PING) is queued by conn_new, so its
+** entries come first; commands accepted before READY wait in `held` and
+** join the output buffer when the handshake succeeds, never before (a
+** command must not run after a rejected AUTH or SELECT). One timer serves
+** two deadlines: the connect deadline until READY, and the oldest pending
+** command's. All commands get the same timeout, so the oldest has the
+** earliest deadline; once READY the timer is armed lazily (when it is idle
+** and a command arrives) and re-armed for the new head when it fires early,
+** never once per command.
 **
 ** Lifetime: the struct holds two handles (socket, timer) and may have a
 ** getaddrinfo request in flight. It is freed only when both close callbacks
@@ -53,12 +57,13 @@ struct Conn {
     int state;
 
     uv_getaddrinfo_t gai;
-    bool gai_active;            /* its callback has not run yet */
-    struct addrinfo *addrs;     /* resolved list, freed with the conn */
-    struct addrinfo *next_addr; /* next address to try on a refusal */
-    int resolve_error;          /* sync uv_getaddrinfo failure, reported
-                                   from the timer */
-    int write_error;            /* sync uv_write failure, likewise */
+    bool gai_active;              /* its callback has not run yet */
+    struct addrinfo *addrs;       /* resolved list, freed with the conn */
+    struct addrinfo *next_addr;   /* next address to try on a refusal */
+    int resolve_error;            /* sync uv_getaddrinfo failure, reported
+                                     from the timer */
+    int write_error;              /* sync uv_write failure, likewise */
+    uint64_t connect_deadline_ms; /* loop time; UINT64_MAX: none */
 
     uv_tcp_t tcp;
     uv_connect_t connect_req;
@@ -70,6 +75,7 @@ struct Conn {
     bool writing;    /* write_req in flight: `inflight` must stay alive */
     OutBuf out;      /* commands not yet written */
     OutBuf inflight; /* the buffer of the write in flight */
+    OutBuf held;     /* commands accepted before READY */
     uint64_t writes;
 
     redisReader *reader;
@@ -77,10 +83,11 @@ struct Conn {
     size_t head;
     size_t count;
     size_t cap;
-    size_t handshake_left; /* handshake replies still expected */
+    size_t handshake_left; /* handshake entries still in the FIFO */
 
     int in_callback;
     bool closing;
+    bool idle_closed; /* the server closed it while READY and idle */
     int err;
     char errstr[CONN_ERRSTR_SIZE];
     char rbuf[CONN_READ_CHUNK];
@@ -95,6 +102,7 @@ static void free_conn(Conn *c)
     free(c->fifo);
     free(c->out.data);
     free(c->inflight.data);
+    free(c->held.data);
     free(c);
 }
 
@@ -166,52 +174,89 @@ static bool reserve_pending(Conn *c)
     return true;
 }
 
-/* Keeps the loop alive exactly while a reply is awaited. */
+static void on_handshake_reply(void *ud, int status, const redisReply *r);
+
+/* The owner's commands in the FIFO (the handshake's not counted). */
+static size_t commands_pending(const Conn *c)
+{
+    return c->count - c->handshake_left;
+}
+
+/* Keeps the loop alive exactly while a reply is awaited: one of the owner's
+** commands, or the handshake unless cfg.background. Before the socket is
+** initialised (conn_new queues the handshake first) there is nothing to do:
+** conn_new calls this again once it is. */
+static void update_ref(Conn *c)
+{
+    if (c->open_handles == 0 || c->tcp_closing)
+        return;
+    if (commands_pending(c) > 0 || (!c->cfg.background && c->count > 0))
+        uv_ref((uv_handle_t *)&c->tcp);
+    else
+        uv_unref((uv_handle_t *)&c->tcp);
+}
+
 static void push_pending(Conn *c, conn_reply_cb cb, void *ud, uint64_t dl)
 {
     Pending *p = &c->fifo[(c->head + c->count) % c->cap];
     p->cb = cb;
     p->ud = ud;
     p->deadline_ms = dl;
-    if (c->count++ == 0)
-        uv_ref((uv_handle_t *)&c->tcp);
+    c->count++;
+    if (cb == on_handshake_reply)
+        c->handshake_left++;
+    update_ref(c);
 }
 
+/* The handshake's entries are counted off here, before their callback. */
 static Pending pop_pending(Conn *c)
 {
     Pending p = c->fifo[c->head];
     c->head = (c->head + 1) % c->cap;
-    if (--c->count == 0 && !c->tcp_closing)
-        uv_unref((uv_handle_t *)&c->tcp);
+    c->count--;
+    if (p.cb == on_handshake_reply)
+        c->handshake_left--;
+    update_ref(c);
     return p;
+}
+
+/* The oldest of the owner's commands (after the handshake's), or NULL. */
+static const Pending *oldest_command(const Conn *c)
+{
+    if (commands_pending(c) == 0)
+        return NULL;
+    return &c->fifo[(c->head + c->handshake_left) % c->cap];
 }
 
 /* -- Output ------------------------------------------------------------- */
 
-static int append_command(Conn *c, int argc, const char **argv,
+static bool outbuf_append(OutBuf *b, const char *data, size_t len)
+{
+    if (b->cap - b->len < len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < len)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (d == NULL)
+            return false;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return true;
+}
+
+static int append_command(OutBuf *b, int argc, const char **argv,
                           const size_t *argvlen)
 {
     char *cmd;
     int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
     if (len < 0)
         return CR_ENOMEM;
-    OutBuf *b = &c->out;
-    if (b->cap - b->len < (size_t)len) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap - b->len < (size_t)len)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (d == NULL) {
-            redisFreeCommand(cmd);
-            return CR_ENOMEM;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, cmd, (size_t)len);
-    b->len += (size_t)len;
+    bool ok = outbuf_append(b, cmd, (size_t)len);
     redisFreeCommand(cmd);
-    return CR_OK;
+    return ok ? CR_OK : CR_ENOMEM;
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -239,6 +284,23 @@ static void start_timer(Conn *c, uint64_t deadline_ms)
                    deadline_ms > now ? deadline_ms - now : 0, 0);
 }
 
+/* Arms the timer for the earliest deadline: the connect deadline until
+** READY, and the oldest command's. Leaves alone a report that is due now
+** (resolve_error, write_error). */
+static void arm_timer(Conn *c)
+{
+    if (c->resolve_error != 0 || c->write_error != 0)
+        return;
+    uint64_t dl = c->state == CONN_READY ? UINT64_MAX : c->connect_deadline_ms;
+    const Pending *p = oldest_command(c);
+    if (p != NULL && p->deadline_ms < dl)
+        dl = p->deadline_ms;
+    if (dl == UINT64_MAX)
+        uv_timer_stop(&c->timer);
+    else
+        start_timer(c, dl);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     Conn *c = t->data;
@@ -253,22 +315,21 @@ static void on_timer(uv_timer_t *t)
               uv_strerror(c->write_error));
         return;
     }
-    if (c->state != CONN_READY) {
+    uint64_t now = uv_now(c->loop);
+    if (c->state != CONN_READY && c->connect_deadline_ms <= now) {
         snprintf(ms, sizeof(ms), "%llu",
                  (unsigned long long)c->cfg.connect_timeout_ms);
         failf(c, CR_ETIMEDOUT, "connect to %s:%d: no answer within %s ms", ms);
         return;
     }
-    if (c->count == 0)
-        return; /* re-armed by the next command */
-    const Pending *p = &c->fifo[c->head];
-    if (p->deadline_ms <= uv_now(c->loop)) {
+    const Pending *p = oldest_command(c);
+    if (p != NULL && p->deadline_ms <= now) {
         snprintf(ms, sizeof(ms), "%llu",
                  (unsigned long long)c->cfg.command_timeout_ms);
         failf(c, CR_ETIMEDOUT, "%s:%d: no reply within %s ms", ms);
         return;
     }
-    start_timer(c, p->deadline_ms);
+    arm_timer(c); /* READY and no command: re-armed by the next one */
 }
 
 /* -- Input -------------------------------------------------------------- */
@@ -287,6 +348,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return; /* EAGAIN */
     if (nread < 0) {
+        /* Closed by the server (its idle timeout, CLIENT KILL, a restart)
+        ** while nothing was queued or awaited: nothing is lost. */
+        c->idle_closed = c->state == CONN_READY && c->count == 0 &&
+                         (nread == UV_EOF || nread == UV_ECONNRESET);
         if (nread == UV_EOF)
             failf(c, CR_ECONNRESET, "%s:%d: %s",
                   "server closed the connection");
@@ -340,10 +405,21 @@ static void on_handshake_reply(void *ud, int status, const redisReply *r)
         fail(c, is_transient(r->str) ? CR_ECONNREFUSED : CR_EAUTH, r->str);
         return;
     }
-    if (--c->handshake_left > 0)
+    if (c->handshake_left > 0) /* counted off by pop_pending */
         return;
     c->state = CONN_READY;
-    uv_timer_stop(&c->timer); /* the connect deadline */
+    /* Commands accepted while connecting go out now, behind the handshake
+    ** (their FIFO entries already are). out is empty here: nothing but
+    ** the handshake was queued there before READY. */
+    if (c->held.len > 0) {
+        if (!outbuf_append(&c->out, c->held.data, c->held.len)) {
+            fail(c, CR_ENOMEM, cr_strerror(CR_ENOMEM));
+            return;
+        }
+        c->held.len = 0;
+        conn_flush(c); /* if a write is in flight, the owner's next flush */
+    }
+    arm_timer(c); /* the connect deadline ends; commands' deadlines go on */
     c->in_callback++;
     c->on_state(c->ud, c, CR_OK, "ready");
     c->in_callback--;
@@ -353,11 +429,9 @@ static int queue_internal(Conn *c, int argc, const char **argv)
 {
     if (!reserve_pending(c))
         return CR_ENOMEM;
-    int rc = append_command(c, argc, argv, NULL);
-    if (rc == CR_OK) {
+    int rc = append_command(&c->out, argc, argv, NULL);
+    if (rc == CR_OK)
         push_pending(c, on_handshake_reply, c, UINT64_MAX);
-        c->handshake_left++;
-    }
     return rc;
 }
 
@@ -408,6 +482,7 @@ static void on_retry_closed(uv_handle_t *h)
     uv_tcp_init(c->loop, &c->tcp);
     c->tcp.data = c;
     uv_unref((uv_handle_t *)&c->tcp);
+    update_ref(c);
     c->in_callback++;
     connect_next(c);
     c->in_callback--;
@@ -440,11 +515,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->reading = true;
     c->state = CONN_HANDSHAKE;
-    if (queue_handshake(c) != CR_OK) {
-        fail(c, CR_ENOMEM, cr_strerror(CR_ENOMEM));
-        return;
-    }
-    conn_flush(c);
+    conn_flush(c); /* the handshake, queued by conn_new */
 }
 
 static void connect_next(Conn *c)
@@ -498,16 +569,25 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
     c->ud = ud;
     c->state = CONN_RESOLVING;
     c->err = CR_OK;
+    /* First in the FIFO, before any command (no handle yet: no ref). */
+    if (queue_handshake(c) != CR_OK) {
+        free_conn(c);
+        return NULL;
+    }
     uv_tcp_init(loop, &c->tcp);
     c->tcp.data = c;
-    uv_unref((uv_handle_t *)&c->tcp); /* referenced while replies are due */
+    uv_unref((uv_handle_t *)&c->tcp);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     uv_unref((uv_handle_t *)&c->timer); /* a guard: requests keep the loop */
     c->open_handles = 2;
+    update_ref(c); /* referenced while replies are due */
     c->write_req.data = c;
-    if (cfg->connect_timeout_ms != 0)
+    c->connect_deadline_ms = UINT64_MAX;
+    if (cfg->connect_timeout_ms != 0) {
+        c->connect_deadline_ms = uv_now(loop) + cfg->connect_timeout_ms;
         uv_timer_start(&c->timer, on_timer, cfg->connect_timeout_ms, 0);
+    }
 
     char port[16];
     snprintf(port, sizeof(port), "%d", cfg->port);
@@ -533,20 +613,21 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
 int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
                  conn_reply_cb cb, void *ud)
 {
-    if (c->state != CONN_READY)
+    if (c->state == CONN_FAILED || c->state == CONN_CLOSING)
         return CR_ECONNRESET;
     if (!reserve_pending(c))
         return CR_ENOMEM;
-    int rc = append_command(c, argc, argv, argvlen);
+    bool ready = c->state == CONN_READY;
+    int rc = append_command(ready ? &c->out : &c->held, argc, argv, argvlen);
     if (rc != CR_OK)
         return rc;
     uint64_t deadline = UINT64_MAX;
-    if (c->cfg.command_timeout_ms != 0) {
+    if (c->cfg.command_timeout_ms != 0)
         deadline = uv_now(c->loop) + c->cfg.command_timeout_ms;
-        if (!uv_is_active((uv_handle_t *)&c->timer))
-            start_timer(c, deadline);
-    }
     push_pending(c, cb, ud, deadline);
+    if (deadline != UINT64_MAX &&
+        (!ready || !uv_is_active((uv_handle_t *)&c->timer)))
+        arm_timer(c); /* before READY: the earlier of two deadlines */
     return CR_OK;
 }
 
@@ -589,7 +670,12 @@ bool conn_ready(const Conn *c)
 
 size_t conn_pending(const Conn *c)
 {
-    return c->count;
+    return commands_pending(c);
+}
+
+bool conn_idle_closed(const Conn *c)
+{
+    return c->idle_closed;
 }
 
 uint64_t conn_writes(const Conn *c)

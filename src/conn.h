@@ -9,6 +9,11 @@
 ** (refused, reset, protocol error, rejected handshake, a deadline passed)
 ** is sticky, is reported to the owner, and the owner closes it.
 **
+** Commands may be queued from conn_new() on: those accepted before the
+** handshake succeeded are held back and written right after it (never
+** behind a rejected AUTH or SELECT), and fail with the connection's error
+** if it never gets ready.
+**
 ** Three outcomes stay apart: a reply (status CR_OK; a REDIS_REPLY_ERROR
 ** reply is still CR_OK: the server said no), and a transport failure
 ** (a negative CR_E* code, no reply).
@@ -50,6 +55,9 @@ typedef struct ConnConfig {
     const char *password;        /* AUTH when not NULL; borrowed */
     uint64_t connect_timeout_ms; /* resolve + connect + handshake; 0: none */
     uint64_t command_timeout_ms; /* conn_command to its reply; 0: none */
+    bool background; /* the handshake does not keep the loop alive, only
+                        commands do (the resolve and connect requests
+                        still do: libuv requests cannot be unreferenced) */
 } ConnConfig;
 
 /* A command's outcome, exactly as pool_reply_cb (pool.h): CR_OK with a
@@ -71,10 +79,12 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
                void *ud);
 
 /* Queues a command (argc >= 1 binary-safe strings, copied) in the output
-** buffer; conn_flush() sends it. Returns CR_OK, and `cb` is called exactly
-** once later (from a loop callback or conn_close()); or CR_ECONNRESET when
-** the connection is not ready, or CR_ENOMEM, and `cb` is never called. The
-** command's deadline starts now. */
+** buffer; conn_flush() sends it. Before the connection is ready the command
+** is held and written as soon as the handshake succeeds. Returns CR_OK, and
+** `cb` is called exactly once later (from a loop callback or conn_close());
+** or CR_ECONNRESET when the connection failed or is closing, or CR_ENOMEM,
+** and `cb` is never called. The command's deadline starts now, also while
+** connecting. */
 int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
                  conn_reply_cb cb, void *ud);
 
@@ -89,8 +99,14 @@ bool conn_has_output(const Conn *c);
 /* True once the handshake succeeded, until the first failure. */
 bool conn_ready(const Conn *c);
 
-/* Commands queued or awaiting a reply. */
+/* Commands queued or awaiting a reply (the handshake's not counted). */
 size_t conn_pending(const Conn *c);
+
+/* After a failure: true when it was the server closing the connection (EOF
+** or ECONNRESET) while it was ready with no command queued or awaiting a
+** reply, e.g. its idle timeout: nothing was lost, and a new connection may
+** replace it quietly. */
+bool conn_idle_closed(const Conn *c);
 
 /* uv_write calls issued so far, the handshake's included. */
 uint64_t conn_writes(const Conn *c);

@@ -4,13 +4,23 @@
 ** States: IDLE -> CONNECTING -> READY; CONNECTING or READY -> DOWN on any
 ** connection's failure, which closes every connection; DOWN -> CONNECTING
 ** when the backoff timer fires; anything -> CLOSED (pool_close). The pool
-** is READY only while all its connections are, so pool_command() picks
-** among live connections only: the first one with fewer than
-** POOL_PIPELINE_DEPTH commands pending, else the one with the fewest;
-** O(size) per command at worst. Filling one connection before the next
-** keeps many commands in each write (one syscall and one server read for
-** the lot); the others take over when a pipeline is deep, e.g. behind a
-** slow command.
+** becomes READY once all its connections are. pool_command() picks among
+** ready connections: the first one with fewer than POOL_PIPELINE_DEPTH
+** commands pending, else the one with the fewest; O(size) per command at
+** worst. Filling one connection before the next keeps many commands in
+** each write (one syscall and one server read for the lot); the others
+** take over when a pipeline is deep, e.g. behind a slow command.
+**
+** Idle close: in READY, a connection the server closed while it was idle
+** (conn_idle_closed) is replaced in its slot by a new one, connected in
+** the background (ConnConfig.background), and the pool stays READY. Until
+** the replacement is ready, commands go to the other ready connections,
+** or, when none is, are queued on a replacement (conn_command holds them
+** until its handshake is done). The replacement failing is a failure like
+** any other: DOWN. A connection closed sooner than POOL_BACKOFF_MIN_MS
+** after it became ready is not replaced (DOWN instead), so a server that
+** drops every connection at once cannot make the pool reconnect in a
+** tight loop.
 **
 ** Pipelining: pool_command() marks the pool dirty; the uv_prepare hook runs
 ** once per loop turn, just before the loop polls, and flushes every
@@ -28,6 +38,11 @@
 
 enum { POOL_IDLE, POOL_CONNECTING, POOL_READY, POOL_DOWN, POOL_CLOSED };
 
+typedef struct Slot {
+    Conn *conn;        /* NULL outside CONNECTING and READY */
+    uint64_t ready_ms; /* loop time it became ready */
+} Slot;
+
 struct Pool {
     uv_loop_t *loop;
     ConnConfig conn_cfg; /* points at the copies below */
@@ -35,8 +50,8 @@ struct Pool {
     char *username;
     char *password;
     size_t size;
-    Conn **conns; /* size slots; NULL outside CONNECTING and READY */
-    size_t nready;
+    Slot *slots;
+    size_t nready; /* connections ready */
     int state;
     pool_state_cb on_state;
     void *ud;
@@ -48,6 +63,7 @@ struct Pool {
     bool dirty; /* some connection may hold unwritten commands */
     uint64_t backoff_ms;
     uint64_t writes;
+    uint64_t replaced;
     char errstr[CONN_ERRSTR_SIZE];
 };
 
@@ -57,7 +73,7 @@ static void maybe_free(Pool *p)
 {
     if (p->state != POOL_CLOSED || p->open_handles > 0 || p->in_callback > 0)
         return;
-    free(p->conns);
+    free(p->slots);
     free(p->host);
     free(p->username);
     free(p->password);
@@ -77,8 +93,8 @@ static void close_conns(Pool *p)
 {
     p->nready = 0;
     for (size_t i = 0; i < p->size; i++) {
-        Conn *c = p->conns[i];
-        p->conns[i] = NULL;
+        Conn *c = p->slots[i].conn;
+        p->slots[i].conn = NULL;
         if (c != NULL)
             conn_close(c);
     }
@@ -119,12 +135,47 @@ static void schedule_retry(Pool *p)
         p->backoff_ms = POOL_BACKOFF_MAX_MS;
 }
 
+static void on_conn_state(void *ud, Conn *c, int status, const char *message);
+
+static Slot *slot_of(Pool *p, const Conn *c)
+{
+    for (size_t i = 0; i < p->size; i++)
+        if (p->slots[i].conn == c)
+            return &p->slots[i];
+    return NULL; /* not reached: only connections in a slot report */
+}
+
+/* A connection the server closed while idle: a new one takes its slot,
+** quietly (no on_state; it keeps the loop alive only for commands queued
+** on it). False when out of memory. */
+static bool replace_conn(Pool *p, Slot *s)
+{
+    ConnConfig cfg = p->conn_cfg;
+    cfg.background = true;
+    Conn *c = conn_new(p->loop, &cfg, on_conn_state, p);
+    if (c == NULL)
+        return false;
+    Conn *old = s->conn;
+    s->conn = c;
+    p->nready--;
+    p->replaced++;
+    conn_close(old); /* nothing pending on it: no callback runs */
+    return true;
+}
+
 static void on_conn_state(void *ud, Conn *c, int status, const char *message)
 {
     Pool *p = ud;
-    (void)c;
+    Slot *s = slot_of(p, c);
     if (status == CR_OK) {
-        if (++p->nready < p->size)
+        if (s != NULL)
+            s->ready_ms = uv_now(p->loop);
+        p->nready++;
+        if (p->state == POOL_READY) { /* a replacement */
+            p->dirty = true;          /* what it held may wait for a write */
+            return;
+        }
+        if (p->nready < p->size)
             return;
         p->state = POOL_READY;
         p->backoff_ms = POOL_BACKOFF_MIN_MS;
@@ -136,6 +187,10 @@ static void on_conn_state(void *ud, Conn *c, int status, const char *message)
         maybe_free(p);
         return;
     }
+    if (p->state == POOL_READY && s != NULL && conn_idle_closed(c) &&
+        uv_now(p->loop) - s->ready_ms >= POOL_BACKOFF_MIN_MS &&
+        replace_conn(p, s))
+        return;
     go_down(p, status, message);
     if (p->state == POOL_DOWN)
         schedule_retry(p);
@@ -147,8 +202,8 @@ static void start_attempt(Pool *p)
     p->state = POOL_CONNECTING;
     p->nready = 0;
     for (size_t i = 0; i < p->size; i++) {
-        p->conns[i] = conn_new(p->loop, &p->conn_cfg, on_conn_state, p);
-        if (p->conns[i] == NULL) {
+        p->slots[i].conn = conn_new(p->loop, &p->conn_cfg, on_conn_state, p);
+        if (p->slots[i].conn == NULL) {
             go_down(p, CR_ENOMEM, cr_strerror(CR_ENOMEM));
             if (p->state == POOL_DOWN)
                 schedule_retry(p);
@@ -173,7 +228,9 @@ static void on_flush(uv_prepare_t *h)
         return;
     p->dirty = false;
     for (size_t i = 0; i < p->size && p->state == POOL_READY; i++) {
-        Conn *c = p->conns[i];
+        Conn *c = p->slots[i].conn;
+        if (!conn_ready(c))
+            continue; /* a replacement writes what it holds once ready */
         if (conn_flush(c))
             p->writes++;
         else if (conn_has_output(c))
@@ -191,12 +248,12 @@ Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
         return NULL;
     bool oom = false;
     p->size = cfg->size > 0 ? cfg->size : 1;
-    p->conns = calloc(p->size, sizeof(*p->conns));
+    p->slots = calloc(p->size, sizeof(*p->slots));
     p->host = copy_string(cfg->host != NULL ? cfg->host : "localhost", &oom);
     p->username = copy_string(cfg->username, &oom);
     p->password = copy_string(cfg->password, &oom);
-    if (oom || p->conns == NULL) {
-        free(p->conns);
+    if (oom || p->slots == NULL) {
+        free(p->slots);
         free(p->host);
         free(p->username);
         free(p->password);
@@ -245,14 +302,22 @@ int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
         return CR_ECONNRESET;
     if (argc < 1 || argv == NULL)
         return CR_EINVAL;
-    Conn *best = p->conns[0];
-    size_t best_pending = conn_pending(best);
-    for (size_t i = 1; i < p->size && best_pending >= POOL_PIPELINE_DEPTH;
-         i++) {
-        size_t n = conn_pending(p->conns[i]);
-        if (n < best_pending) {
-            best = p->conns[i];
-            best_pending = n;
+    /* Among ready connections; when none is (every one is being replaced
+    ** after an idle close), among the replacements, the same way. */
+    Conn *best = NULL;
+    size_t best_pending = SIZE_MAX;
+    for (int pass = 0; pass < 2 && best == NULL; pass++) {
+        for (size_t i = 0; i < p->size; i++) {
+            Conn *c = p->slots[i].conn;
+            if (pass == 0 && !conn_ready(c))
+                continue;
+            size_t n = conn_pending(c);
+            if (n < best_pending) {
+                best = c;
+                best_pending = n;
+            }
+            if (best_pending < POOL_PIPELINE_DEPTH)
+                break;
         }
     }
     int rc = conn_command(best, argc, argv, argvlen, cb, ud);
@@ -272,14 +337,19 @@ size_t pool_pending(const Pool *p)
     if (p->state != POOL_CONNECTING && p->state != POOL_READY)
         return 0;
     for (size_t i = 0; i < p->size; i++)
-        if (p->conns[i] != NULL)
-            n += conn_pending(p->conns[i]);
+        if (p->slots[i].conn != NULL)
+            n += conn_pending(p->slots[i].conn);
     return n;
 }
 
 uint64_t pool_writes(const Pool *p)
 {
     return p->writes;
+}
+
+uint64_t pool_replaced(const Pool *p)
+{
+    return p->replaced;
 }
 
 void pool_close(Pool *p)

@@ -13,11 +13,12 @@
 ** Replies are matched to commands in order, per connection.
 **
 ** Failure: a connection that fails (refused, reset, protocol error, or a
-** command past its deadline) fails every command pending on it, is closed
-** and never reused. The pool then reports itself down and reconnects every
-** connection after a delay that doubles from POOL_BACKOFF_MIN_MS up to
-** POOL_BACKOFF_MAX_MS; it reports itself ready again once all of them have
-** connected, authenticated and selected the database.
+** command past its deadline; but see "Idle close" below) fails every
+** command pending on it, is closed and never reused. The pool then reports
+** itself down and reconnects every connection after a delay that doubles
+** from POOL_BACKOFF_MIN_MS up to POOL_BACKOFF_MAX_MS; it reports itself
+** ready again once all of them have connected, authenticated and selected
+** the database.
 ** When the pool goes down, every connection is closed at once: commands
 ** pending on the failed one fail with its error (e.g. CR_ETIMEDOUT,
 ** CR_ECONNRESET), those pending on the others with CR_ECONNRESET. Such a
@@ -25,11 +26,32 @@
 ** already returns CR_ECONNRESET while those callbacks run. The backoff
 ** restarts from POOL_BACKOFF_MIN_MS once the pool is ready again.
 **
+** Idle close: a server with an idle timeout (`timeout N` in redis.conf,
+** common on managed Redis), CLIENT KILL or a proxy closes connections that
+** carry no traffic. When the pool is ready and the server closes (EOF or
+** ECONNRESET) a connection that had no command queued or awaiting a reply,
+** nothing was lost: the pool replaces that connection quietly with a new
+** one (same handshake), stays ready, does not call on_state and fails
+** nothing. Meanwhile pool_command() uses the other ready connections, or,
+** when none is ready (a pool of one, or all of them closed at once), queues
+** the command on a replacement, which writes it right after its handshake
+** succeeds (its deadline runs from pool_command() as always). If a
+** replacement fails (refused, rejected AUTH or SELECT, connect timeout),
+** the pool goes down as described above, with that error (commands queued
+** on it fail with it), and reconnects with backoff; so a server killed
+** while the pool is idle is reported down once it refuses the replacement.
+** A connection closed while a command was queued or awaited on it, or less
+** than POOL_BACKOFF_MIN_MS after it became ready, is a failure as above.
+** pool_replaced() counts the quiet replacements.
+**
 ** Loop liveness: the pool keeps the loop alive only while a reply is
 ** awaited or a connection attempt is in flight (so uv_run() returns after
 ** pool_connect() once on_state has reported the first outcome); idle
 ** connections, the flush hook and the backoff timer do not (they are
-** unreferenced, like the engine's sweep timer).
+** unreferenced, like the engine's sweep timer). A quiet replacement's
+** handles keep the loop alive only while a command is queued on it; its
+** resolve and TCP connect requests do while they last (libuv requests
+** cannot be unreferenced; connect_timeout_ms bounds them).
 **
 ** Re-entrancy: callbacks may call pool_command() and pool_close(); after
 ** pool_close() the memory is freed once the outermost callback returns and
@@ -86,11 +108,13 @@ Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
 void pool_connect(Pool *p);
 
 /* Queues a command (argv: argc >= 1 binary-safe strings, copied; argvlen
-** may be NULL for NUL-terminated strings) on the ready connection with the
-** fewest pending commands. Returns CR_OK, and `cb` is called later; or
-** CR_ECONNRESET when the pool is not ready, CR_EINVAL when argc < 1, or
-** CR_ENOMEM, and then `cb` is never called. May be called from any
-** callback, including a reply callback. */
+** may be NULL for NUL-terminated strings) on a ready connection (the first
+** with fewer than POOL_PIPELINE_DEPTH commands pending, else the one with
+** the fewest), or on a quiet replacement when none is ready (see above).
+** Returns CR_OK, and `cb` is called later; or CR_ECONNRESET when the pool
+** is not ready, CR_EINVAL when argc < 1, or CR_ENOMEM, and then `cb` is
+** never called. May be called from any callback, including a reply
+** callback. */
 int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
                  pool_reply_cb cb, void *ud);
 
@@ -103,6 +127,10 @@ size_t pool_pending(const Pool *p);
 /* uv_write calls the flush hook has issued since pool_new (handshakes not
 ** counted): at most one per connection per loop turn. For tests and stats. */
 uint64_t pool_writes(const Pool *p);
+
+/* Connections replaced quietly after the server closed them while idle
+** (see the top) since pool_new. For tests and stats. */
+uint64_t pool_replaced(const Pool *p);
 
 /* Fails every pending command with CR_ECONNRESET (callbacks run before
 ** this returns), stops reconnecting, closes every handle and frees the pool

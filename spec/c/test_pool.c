@@ -1,7 +1,8 @@
 /*
 ** test_pool.c -- the Redis pool against private redis-server processes:
 ** commands and binary values, pipelining, AUTH/ACL/SELECT, an absent,
-** killed, slow or mute server, and closing with commands pending.
+** killed, slow or mute server, idle connections closed by the server, and
+** closing with commands pending.
 **
 ** Every wait is bounded by a uv timer; every test ends with every handle
 ** closed (uv_loop_close == 0) and its server stopped.
@@ -97,6 +98,23 @@ static bool wait_count(uv_loop_t *loop, const int *counter, int target,
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(loop, UV_RUN_NOWAIT); /* completes the close */
     return *counter >= target;
+}
+
+/* Runs the loop until the pool has replaced `n` connections after idle
+** closes, or `ms` pass; true on the first. Returns as soon as the n-th
+** replacement started, before it can be ready. */
+static bool wait_replaced(Harness *h, uint64_t n, uint64_t ms)
+{
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(&h->loop, &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, on_guard, ms, 0);
+    while (pool_replaced(h->pool) < n && !expired)
+        uv_run(&h->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&h->loop, UV_RUN_NOWAIT);
+    return pool_replaced(h->pool) >= n;
 }
 
 static void run_for(uv_loop_t *loop, uint64_t ms)
@@ -674,6 +692,160 @@ static void test_pool_fails_a_server_speaking_another_protocol(void)
     finish(&h);
 }
 
+/* -- Idle connections closed by the server ----------------------------- */
+
+static const char *const idle_timeout[] = {"--timeout", "1", NULL};
+
+static long long client_id(Harness *h)
+{
+    Result r = run(h, 2, (const char *[]){"CLIENT", "ID"}, NULL);
+    ASSERT_EQ_INT(CR_OK, r.status);
+    ASSERT_EQ_INT(REDIS_REPLY_INTEGER, r.type);
+    return r.integer;
+}
+
+static void test_pool_stays_ready_across_idle_closes(void)
+{
+    Harness h;
+    start(&h, idle_timeout);
+    PoolConfig cfg = config(&h, 2);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    long long before = client_id(&h);
+    expect_status(&h, "OK", 3, (const char *[]){"SET", "k", "v"});
+
+    /* The server drops both idle connections after 1 s or so (and their
+    ** replacements again later): no state report, no outage. */
+    run_for(&h.loop, 2500);
+    ASSERT_EQ_INT(1, h.nstates);
+    ASSERT_EQ_INT(0, h.down);
+    ASSERT_TRUE(pool_ready(h.pool));
+    ASSERT_TRUE(pool_replaced(h.pool) >= 2);
+    ASSERT_EQ_INT(0, pool_pending(h.pool));
+
+    /* Right after the next round of closes (fresh connections: no race
+    ** with the server's idle timer), commands go through. */
+    uint64_t n = pool_replaced(h.pool);
+    ASSERT_TRUE(wait_replaced(&h, n + 2, 3000));
+    Result r = run(&h, 2, (const char *[]){"GET", "k"}, NULL);
+    ASSERT_EQ_INT(CR_OK, r.status);
+    ASSERT_EQ_STR("v", r.str);
+    result_free(&r);
+    ASSERT_TRUE(client_id(&h) > before); /* a new connection answered */
+    ASSERT_EQ_INT(1, h.nstates);
+    ASSERT_TRUE(pool_ready(h.pool));
+
+    /* Idle replacements do not keep the loop alive. */
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    ASSERT_EQ_INT(1, h.nstates);
+    finish(&h);
+}
+
+static void test_pool_of_one_serves_a_command_right_after_an_idle_close(void)
+{
+    Harness h;
+    start(&h, idle_timeout);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    long long before = client_id(&h);
+
+    /* The only connection is closed; its replacement is still resolving
+    ** when these are issued: they wait for its handshake, in order. */
+    ASSERT_TRUE(wait_replaced(&h, 1, 3000));
+    ASSERT_TRUE(pool_ready(h.pool));
+    enum { N = 5 };
+    Result res[N];
+    memset(res, 0, sizeof(res));
+    for (int i = 0; i < N - 1; i++)
+        ASSERT_EQ_INT(CR_OK,
+                      pool_command(h.pool, 2, (const char *[]){"INCR", "n"},
+                                   NULL, on_reply, &res[i]));
+    ASSERT_EQ_INT(CR_OK,
+                  pool_command(h.pool, 2, (const char *[]){"CLIENT", "ID"},
+                               NULL, on_reply, &res[N - 1]));
+    ASSERT_EQ_INT(N, pool_pending(h.pool)); /* the handshake not counted */
+    ASSERT_EQ_INT(0, res[0].calls);         /* never inside pool_command */
+    ASSERT_TRUE(wait_count(&h.loop, &res[N - 1].calls, 1, 3000));
+    for (int i = 0; i < N - 1; i++) {
+        ASSERT_EQ_INT(1, res[i].calls);
+        ASSERT_EQ_INT(CR_OK, res[i].status);
+        ASSERT_EQ_INT(i + 1, res[i].integer);
+    }
+    ASSERT_EQ_INT(CR_OK, res[N - 1].status);
+    ASSERT_TRUE(res[N - 1].integer > before);
+    ASSERT_EQ_INT(1, h.nstates);
+    ASSERT_EQ_INT(0, pool_pending(h.pool));
+
+    /* The replacement, idle, does not keep the loop alive. */
+    uv_run(&h.loop, UV_RUN_DEFAULT);
+    ASSERT_EQ_INT(1, h.nstates);
+    finish(&h);
+}
+
+static void test_pool_reports_a_server_killed_while_idle_once_it_refuses(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    run_for(&h.loop, 2 * POOL_BACKOFF_MIN_MS); /* not a fresh connection */
+
+    /* Nothing pending: the close looks idle, the replacement is refused. */
+    redis_fixture_kill(&h.fx, SIGKILL);
+    ASSERT_TRUE(wait_replaced(&h, 1, 3000));
+    Result r;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"}, NULL,
+                                      on_reply, &r));
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 1, 3000));
+    ASSERT_EQ_INT(2, h.nstates);
+    ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[1]);
+    ASSERT_TRUE(strstr(h.message, "refused") != NULL);
+    ASSERT_FALSE(pool_ready(h.pool));
+    ASSERT_EQ_INT(1, r.calls); /* queued on the replacement: failed with it */
+    ASSERT_EQ_INT(CR_ECONNREFUSED, r.status);
+    ASSERT_EQ_INT(
+        CR_ECONNRESET,
+        pool_command(h.pool, 1, (const char *[]){"PING"}, NULL, on_reply, &r));
+
+    /* Then the usual backoff, until the server is back. */
+    ASSERT_TRUE(redis_fixture_restart(&h.fx));
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 6000));
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    ASSERT_EQ_INT(1, r.calls);
+    finish(&h);
+}
+
+static void test_pool_fails_commands_pending_when_the_server_closes(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    run_for(&h.loop, 2 * POOL_BACKOFF_MIN_MS);
+    /* A command awaits its reply when the server drops the connection
+    ** (CLIENT KILL, from a side channel): a real failure. */
+    Result r;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ_INT(CR_OK,
+                  pool_command(h.pool, 3, (const char *[]){"BLPOP", "q", "0"},
+                               NULL, on_reply, &r));
+    run_for(&h.loop, 50); /* written, blocked */
+    char line[64];
+    ASSERT_TRUE(redis_fixture_query(&h.fx, "CLIENT KILL TYPE normal", line,
+                                    sizeof(line)));
+    ASSERT_EQ_STR(":1", line);
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 1, 3000));
+    ASSERT_EQ_INT(1, r.calls);
+    ASSERT_EQ_INT(CR_ECONNRESET, r.status);
+    ASSERT_EQ_INT(0, pool_replaced(h.pool));
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 3000));
+    finish(&h);
+}
+
 /* -- Closing ------------------------------------------------------------ */
 
 static void test_pool_close_fails_pending_commands_synchronously(void)
@@ -768,6 +940,10 @@ static const TestCase cases[] = {
     TEST_CASE(test_pool_times_out_a_slow_server_and_recovers),
     TEST_CASE(test_pool_times_out_a_server_that_never_answers),
     TEST_CASE(test_pool_fails_a_server_speaking_another_protocol),
+    TEST_CASE(test_pool_stays_ready_across_idle_closes),
+    TEST_CASE(test_pool_of_one_serves_a_command_right_after_an_idle_close),
+    TEST_CASE(test_pool_reports_a_server_killed_while_idle_once_it_refuses),
+    TEST_CASE(test_pool_fails_commands_pending_when_the_server_closes),
     TEST_CASE(test_pool_close_fails_pending_commands_synchronously),
     TEST_CASE(test_pool_close_from_inside_a_reply_callback_is_safe),
     {NULL, NULL},
