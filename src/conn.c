@@ -52,6 +52,8 @@ typedef struct OutBuf {
 struct Conn {
     uv_loop_t *loop;
     ConnConfig cfg;
+    const struct Pending *grace_for; /* past its deadline: one more poll */
+    uint64_t grace_deadline_ms;
     conn_state_cb on_state;
     void *ud;
     int state;
@@ -324,6 +326,15 @@ static void on_timer(uv_timer_t *t)
     }
     const Pending *p = oldest_command(c);
     if (p != NULL && p->deadline_ms <= now) {
+        /* Timers run before the loop reads sockets: when the process was
+        ** busy past the deadline, the reply may already be waiting. Give
+        ** the next poll one chance to read it before giving up. */
+        if (c->grace_for != p || c->grace_deadline_ms != p->deadline_ms) {
+            c->grace_for = p;
+            c->grace_deadline_ms = p->deadline_ms;
+            uv_timer_start(&c->timer, on_timer, 0, 0);
+            return;
+        }
         snprintf(ms, sizeof(ms), "%llu",
                  (unsigned long long)c->cfg.command_timeout_ms);
         failf(c, CR_ETIMEDOUT, "%s:%d: no reply within %s ms", ms);
@@ -585,6 +596,7 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
     c->write_req.data = c;
     c->connect_deadline_ms = UINT64_MAX;
     if (cfg->connect_timeout_ms != 0) {
+        uv_update_time(loop); /* see conn_command */
         c->connect_deadline_ms = uv_now(loop) + cfg->connect_timeout_ms;
         uv_timer_start(&c->timer, on_timer, cfg->connect_timeout_ms, 0);
     }
@@ -622,8 +634,13 @@ int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
     if (rc != CR_OK)
         return rc;
     uint64_t deadline = UINT64_MAX;
-    if (c->cfg.command_timeout_ms != 0)
+    if (c->cfg.command_timeout_ms != 0) {
+        /* The loop's clock stands still while Lua runs (a script outside
+        ** tasks may not have polled for a long time): a deadline counted
+        ** from it could be over before the command is even written. */
+        uv_update_time(c->loop);
         deadline = uv_now(c->loop) + c->cfg.command_timeout_ms;
+    }
     push_pending(c, cb, ud, deadline);
     if (deadline != UINT64_MAX &&
         (!ready || !uv_is_active((uv_handle_t *)&c->timer)))

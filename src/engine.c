@@ -56,6 +56,7 @@ struct Engine {
     size_t next_key;
     size_t in_flight;
     int replay_status;
+    bool clearing_all; /* replaying an overflow: the namespace not cleared */
     char last_error[256];
 };
 
@@ -335,8 +336,14 @@ static void on_set(void *ud, int status, const redisReply *reply)
         size_t lens[] = {6, op->a.klen};
         int rc =
             pool_command(e->pool, 2, argv, lens, on_refused_set_unlinked, op);
-        if (rc != CR_OK)
+        if (rc == CR_ECONNRESET)
             transport_failed(op, rc, memory_set);
+        else if (rc != CR_OK) { /* the old value stays: say so */
+            EngineResult r = {0};
+            r.status = rc;
+            r.err = e->last_error;
+            complete(op, &r);
+        }
         return;
     }
     e->stats.sets++;
@@ -472,6 +479,11 @@ static void on_retry(uv_timer_t *t)
 
 static void replay_failed(Engine *e, int status)
 {
+    /* Failing before the namespace was cleared: the next attempt must
+    ** clear it again (the batch's own flag was reused). */
+    if (e->clearing_all)
+        e->batch.overflow = true;
+    e->clearing_all = false;
     journal_restore(e->journal, &e->batch);
     e->mode = MODE_MEMORY;
     run_deferred(e);
@@ -612,6 +624,7 @@ static void on_all_cleared(void *ud, int status, uint64_t removed)
         replay_failed(e, status);
         return;
     }
+    e->clearing_all = false;
     /* The details are gone, but every key the memory store holds was
     ** written since (it is empty on the switch to Redis): replay those. */
     store_foreach(e->store, engine_now_ms(), add_memory_key, &e->batch);
@@ -632,6 +645,7 @@ static void start_recovery(Engine *e)
     e->replay_status = CR_OK;
     if (e->batch.overflow) {
         e->stats.journal_overflows++;
+        e->clearing_all = true;
         e->batch.overflow = false; /* reused below: out of memory */
         int rc = clearscan_start(e->pool, e->clear_all, e->clear_all_len,
                                  on_all_cleared, e);

@@ -171,7 +171,7 @@ void journal_key(Journal *j, const char *key, size_t klen)
     if (j->overflow)
         return;
     if (j->nkeys >= 2 * j->max_keys &&
-        (!compact(j) || j->nkeys >= j->max_keys)) {
+        (!compact(j) || j->nkeys > j->max_keys)) {
         journal_overflow(j);
         return;
     }

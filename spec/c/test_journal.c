@@ -147,7 +147,21 @@ static void test_journal_records_a_pattern_once(void)
     journal_free(j);
 }
 
+static void test_journal_holds_exactly_max_keys_without_overflowing(void)
+{
+    Journal *j = journal_new(3, 10);
+    for (int i = 0; i < 100; i++)
+        journal_key(j, (const char *[]){"a", "b", "c"}[i % 3], 1);
+    JournalBatch b;
+    journal_take(j, &b);
+    ASSERT_FALSE(b.overflow);
+    ASSERT_EQ_INT(3, b.nkeys);
+    journal_batch_free(&b);
+    journal_free(j);
+}
+
 static const TestCase cases[] = {
+    TEST_CASE(test_journal_holds_exactly_max_keys_without_overflowing),
     TEST_CASE(test_journal_hot_key_written_often_does_not_overflow),
     TEST_CASE(test_journal_records_a_pattern_once),
     TEST_CASE(test_journal_records_each_key_once),
