@@ -549,6 +549,12 @@ describe("mget", function()
         assert.are.same({ n = 2, 1, 2 }, c:mget { "a", "b" })
     end)
 
+    it("takes keys.n, so the key list itself may have holes", function()
+        local c = manager()
+        c:set("a", 1)
+        assert.are.same({ n = 3, 1, nil, 1 }, c:mget { n = 3, "a", nil, "a" })
+    end)
+
     it("leaves a nil hole for a missing key", function()
         local c = manager()
         c:set("b", 2)

@@ -66,6 +66,12 @@ describe("config.resolve", function()
             assert.are.equal(20, cfg.default_ttl)
         end)
 
+        it("treats an empty environment value as unset, so .env applies", function()
+            local cfg = config.resolve(nil, env { CACHE_DEFAULT_TTL = "" },
+                                       dotenv "CACHE_DEFAULT_TTL=30\n")
+            assert.are.equal(30, cfg.default_ttl)
+        end)
+
         it("takes .env over the default", function()
             local cfg = config.resolve(nil, NO_ENV, dotenv "CACHE_DEFAULT_TTL=30\n")
             assert.are.equal(30, cfg.default_ttl)
@@ -369,6 +375,19 @@ describe("config.redis", function()
             local getenv = env(vars or {})
             return config.redis(config.resolve({ url = url }, getenv, NO_FILE))
         end
+
+        it("gives way to an explicit option above the URL's level", function()
+            local r = config.redis(config.resolve({ port = 6390 },
+                env { REDIS_URL = "redis://h:1/0" }, NO_FILE))
+            assert.are.same({ "h", 6390 }, { r.host, r.port })
+        end)
+
+        it("overrides a variable at its own or a lower level", function()
+            local r = config.redis(config.resolve(nil,
+                env { REDIS_URL = "redis://h:1/0", REDIS_PORT = "7000" },
+                dotenv "REDIS_HOST=other\n"))
+            assert.are.same({ "h", 1 }, { r.host, r.port })
+        end)
 
         it("reads host, port and db", function()
             local r = redis_of "redis://cache.example.com:6380/2"

@@ -231,14 +231,15 @@ function _M.resolve(opts, getenv, dotenv_path)
     local dotenv = load_dotenv(path)
     local values, sources = {}, {}
     for name, var in pairs(ENV) do
+        -- an empty environment or .env value counts as unset
         local v, src = opts[name], { kind = "option" }
         if v == nil then
             v, src = getenv(var), { kind = "environment" }
-            if v == nil then
+            if v == nil or v == "" then
                 v, src = dotenv[var], { kind = path }
+                if v == "" then v = nil end
             end
         end
-        if v == "" and src.kind ~= "option" then v = nil end
         if v == nil then
             v, src = _M.DEFAULTS[name], { kind = "default" }
         end
@@ -285,6 +286,12 @@ local function parse_url(url, src)
     return out
 end
 
+-- Precedence of a value's source: option > environment > .env > default.
+local function rank(src)
+    return src.kind == "option" and 4 or src.kind == "environment" and 3
+        or src.kind == "default" and 1 or 2
+end
+
 --- Checks and returns the Redis settings (called by connect()). Raises a
 -- clear error naming the variable and its source for a malformed value.
 function _M.redis(cfg)
@@ -296,16 +303,20 @@ function _M.redis(cfg)
     end
     local srcs = setmetatable({}, { __index = sources })
     if values.url ~= nil then
-        -- The URL overrides the five settings it can carry: a part it
-        -- leaves out takes the default, never REDIS_HOST and the like.
+        -- The URL overrides the five settings it can carry (a part it
+        -- leaves out takes the default), except one given at a higher
+        -- level than the URL itself: an explicit port option beats a
+        -- REDIS_URL from the environment, as options beat variables.
         local src = sources.url
         str("url", src, values.url)
         local parts = parse_url(values.url, src)
         local in_url = { kind = src.kind, in_url = true }
         for _, name in ipairs { "host", "port", "db", "username", "password" } do
-            r[name], srcs[name] = parts[name], in_url
-            if r[name] == nil then
-                r[name], srcs[name] = _M.DEFAULTS[name], { kind = "default" }
+            if rank(sources[name]) <= rank(src) then
+                r[name], srcs[name] = parts[name], in_url
+                if r[name] == nil then
+                    r[name], srcs[name] = _M.DEFAULTS[name], { kind = "default" }
+                end
             end
         end
     end

@@ -196,14 +196,17 @@ function methods:mget(keys)
     local n = keys.n or #keys
     local full = {}
     for i = 1, n do
-        full[i] = check_key(self, keys[i])
+        -- with keys.n, a nil entry is a hole: its value is nil
+        if keys[i] ~= nil or keys.n == nil then
+            full[i] = check_key(self, keys[i])
+        end
     end
     local out, pending = { n = n }, {}
     local e, engine = self.eptr, self.engine
-    for i = 1, n do
-        local found, value = lookup(e, full[i], false)
+    for i, k in pairs(full) do
+        local found, value = lookup(e, k, false)
         if found == nil then
-            pending[i] = pack(core_get(engine, full[i], false))
+            pending[i] = pack(core_get(engine, k, false))
         elseif found then
             out[i] = value
         end
@@ -264,14 +267,17 @@ methods.get_stats = methods.stats
 
 local default
 
---- The module-level manager, created on first use from the environment.
-function _M.default()
-    if not default then
-        default = _M.new()
-    end
+-- Creates the default manager; a malformed setting is blamed on the line
+-- `level` frames up from new_manager (the user's call).
+local function create_default(level)
+    default = new_manager(nil, level)
     return default
 end
-local default_manager = _M.default
+
+--- The module-level manager, created on first use from the environment.
+function _M.default()
+    return default or create_default(4)
+end
 
 local cached = require "cache.cached"
 
@@ -292,7 +298,7 @@ for _, name in ipairs { "connect", "disconnect", "get", "set", "delete",
                         "get_stats" } do
     local method = methods[name]
     _M[name] = function(...)
-        return method(default or default_manager(), ...)
+        return method(default or create_default(4), ...)
     end
 end
 _M.get_stats = _M.stats
@@ -316,7 +322,7 @@ function _M.with(fn, opts)
     if getmetatable(opts) == mt then
         c = opts
     elseif opts == nil then
-        c = default_manager()
+        c = default or create_default(4)
     elseif type(opts) == "table" then
         c = new_manager(opts, 3)
     else
@@ -339,7 +345,8 @@ end
 
 _M.Manager = methods
 _M._mt = mt
-_M._default_getter = function() return default or default_manager() end
+-- For cached/invalidate wrappers: user -> wrapper -> this -> create_default.
+_M._default_getter = function() return default or create_default(5) end
 cached.bind(_M)
 
 return _M
