@@ -910,11 +910,6 @@ size_t engine_clear(Engine *e, const char *pattern, size_t plen)
     return n;
 }
 
-void engine_set_limits(Engine *e, size_t max_items, size_t max_bytes)
-{
-    store_set_limits(e->store, max_items, max_bytes);
-}
-
 void engine_stats(const Engine *e, EngineStats *out)
 {
     *out = e->stats;

@@ -158,9 +158,6 @@ bool engine_exists(Engine *e, const char *key, size_t klen);
 /* Removes every key matching the Redis glob; returns how many. */
 size_t engine_clear(Engine *e, const char *pattern, size_t plen);
 
-/* Changes the fallback store's limits (evicting at once if needed). */
-void engine_set_limits(Engine *e, size_t max_items, size_t max_bytes);
-
 void engine_stats(const Engine *e, EngineStats *out);
 
 #endif

@@ -297,11 +297,22 @@ static int core_finish(lua_State *L)
 
 /* -- Manager operations -------------------------------------------------- */
 
-static int start_get(Engine *e, Req *r, lua_State *L)
+/* The engine call of each request kind that takes one key (or pattern). */
+typedef int (*keyed_async_fn)(Engine *e, const char *key, size_t klen,
+                              engine_done_cb done, void *ud);
+
+static const keyed_async_fn keyed_async[] = {
+    [REQ_GET] = engine_get_async,       [REQ_GET_RESULTS] = engine_get_async,
+    [REQ_DELETE] = engine_delete_async, [REQ_EXISTS] = engine_exists_async,
+    [REQ_CLEAR] = engine_clear_async,
+};
+
+/* Starts a request of a one-key kind; the key is argument 2. */
+static int start_keyed(Engine *e, Req *r, lua_State *L)
 {
     size_t klen;
     const char *key = lua_tolstring(L, 2, &klen);
-    return engine_get_async(e, key, klen, on_req_done, r);
+    return keyed_async[r->kind](e, key, klen, on_req_done, r);
 }
 
 /* core.get(m, key, unpack_multi) */
@@ -311,7 +322,7 @@ static int core_get(lua_State *L)
     size_t klen;
     const char *key = luaL_checklstring(L, 2, &klen);
     int kind = lua_toboolean(L, 3) ? REQ_GET_RESULTS : REQ_GET;
-    return run_request(L, m, kind, key, klen, start_get);
+    return run_request(L, m, kind, key, klen, start_keyed);
 }
 
 static int start_set(Engine *e, Req *r, lua_State *L)
@@ -351,26 +362,12 @@ static int core_set_raw(lua_State *L)
     return run_request(L, m, REQ_SET, NULL, 0, start_set);
 }
 
-static int start_delete(Engine *e, Req *r, lua_State *L)
-{
-    size_t klen;
-    const char *key = lua_tolstring(L, 2, &klen);
-    return engine_delete_async(e, key, klen, on_req_done, r);
-}
-
 /* core.delete(m, key) */
 static int core_delete(lua_State *L)
 {
     Manager *m = check_manager(L, 1);
     luaL_checkstring(L, 2);
-    return run_request(L, m, REQ_DELETE, NULL, 0, start_delete);
-}
-
-static int start_exists(Engine *e, Req *r, lua_State *L)
-{
-    size_t klen;
-    const char *key = lua_tolstring(L, 2, &klen);
-    return engine_exists_async(e, key, klen, on_req_done, r);
+    return run_request(L, m, REQ_DELETE, NULL, 0, start_keyed);
 }
 
 /* core.exists(m, key) */
@@ -378,14 +375,7 @@ static int core_exists(lua_State *L)
 {
     Manager *m = check_manager(L, 1);
     luaL_checkstring(L, 2);
-    return run_request(L, m, REQ_EXISTS, NULL, 0, start_exists);
-}
-
-static int start_clear(Engine *e, Req *r, lua_State *L)
-{
-    size_t plen;
-    const char *pattern = lua_tolstring(L, 2, &plen);
-    return engine_clear_async(e, pattern, plen, on_req_done, r);
+    return run_request(L, m, REQ_EXISTS, NULL, 0, start_keyed);
 }
 
 /* core.clear(m, pattern) */
@@ -393,7 +383,7 @@ static int core_clear(lua_State *L)
 {
     Manager *m = check_manager(L, 1);
     luaL_checkstring(L, 2);
-    return run_request(L, m, REQ_CLEAR, NULL, 0, start_clear);
+    return run_request(L, m, REQ_CLEAR, NULL, 0, start_keyed);
 }
 
 static const char *opt_field(lua_State *L, int t, const char *name)
@@ -446,18 +436,6 @@ static int core_connect(lua_State *L)
 static int core_disconnect(lua_State *L)
 {
     engine_disconnect(check_manager(L, 1)->engine);
-    return 0;
-}
-
-/* core.set_limits(m, max_items, max_bytes) */
-static int core_set_limits(lua_State *L)
-{
-    Manager *m = check_manager(L, 1);
-    lua_Number items = luaL_checknumber(L, 2);
-    lua_Number bytes = luaL_checknumber(L, 3);
-    luaL_argcheck(L, items >= 0, 2, "max_items must be >= 0");
-    luaL_argcheck(L, bytes >= 0, 3, "max_bytes must be >= 0");
-    engine_set_limits(m->engine, (size_t)items, (size_t)bytes);
     return 0;
 }
 
@@ -680,7 +658,6 @@ static const luaL_Reg core_funcs[] = {
     {"delete", core_delete},
     {"exists", core_exists},
     {"clear", core_clear},
-    {"set_limits", core_set_limits},
     {"stats", core_stats},
     {"encode", core_encode},
     {"encode_results", core_encode_results},

@@ -124,20 +124,23 @@ local function encode_args(n, ...)
     return concat(out)
 end
 
+-- The key for one argument that is a plain scalar (prefix:arg), or nil.
+local function scalar_key(prefix, a)
+    local ta = type(a)
+    if ta == "number" then
+        return prefix .. ":" .. format_number(a)
+    elseif ta == "string" and byte(a, 1) ~= ARGS_MARK_BYTE then
+        return prefix .. ":" .. a
+    end
+    return nil
+end
+
 --- The key (without namespace) for calling a function cached under
 -- `prefix` with these arguments.
 local function build_key(prefix, ...)
     local n = select("#", ...)
-    if n == 1 then
-        local a = ...
-        local ta = type(a)
-        if ta == "number" then
-            return prefix .. ":" .. format_number(a)
-        elseif ta == "string" and byte(a, 1) ~= ARGS_MARK_BYTE then
-            return prefix .. ":" .. a
-        end
-    end
-    return prefix .. ":" .. encode_args(n, ...)
+    return n == 1 and scalar_key(prefix, (...))
+        or prefix .. ":" .. encode_args(n, ...)
 end
 _M.build_key = build_key
 
@@ -282,12 +285,7 @@ function _M.cached(ttl, prefix, manager)
                 key = custom_key(p, keyfn, ...)
             elseif select("#", ...) == 1 then
                 local a = ...
-                local ta = type(a)
-                if ta == "number" then
-                    key = p .. ":" .. format_number(a)
-                elseif ta == "string" and byte(a, 1) ~= ARGS_MARK_BYTE then
-                    key = p .. ":" .. a
-                end
+                key = scalar_key(p, a)
                 if key then
                     local ns = m.namespace
                     if ns ~= "" then key = ns .. key end
