@@ -41,6 +41,7 @@ typedef struct Engine Engine;
 #define ENGINE_JOURNAL_MAX_KEYS     100000
 #define ENGINE_JOURNAL_MAX_PATTERNS 1000
 #define ENGINE_REPLAY_IN_FLIGHT     1000 /* journal keys replayed at once */
+#define ENGINE_MAX_VALUE_BYTES      ((size_t)512 * 1024 * 1024)
 
 typedef struct EngineConfig {
     size_t max_items; /* fallback store limits; 0 = no limit */
@@ -51,6 +52,11 @@ typedef struct EngineConfig {
     const char *clear_all_pattern;
     size_t clear_all_len;
     size_t journal_max_keys; /* 0 = ENGINE_JOURNAL_MAX_KEYS */
+    /* Largest key + encoded value a set accepts (Redis's bulk limit is
+    ** 512 MiB and hiredis 0.14 sums lengths in an int); 0 =
+    ** ENGINE_MAX_VALUE_BYTES. Larger values are refused before anything
+    ** is sent, with CR_EVALUETOOBIG. */
+    size_t max_value_bytes;
 } EngineConfig;
 
 typedef struct EngineStats {

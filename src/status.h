@@ -18,7 +18,10 @@
     X(ECONNRESET, "connection to redis lost")                                  \
     X(EAUTH, "redis refused the login or the database")                        \
     X(EPROTO, "redis protocol error")                                          \
-    X(EREPLY, "redis replied with an error")
+    X(EREPLY, "redis replied with an error")                                   \
+    X(EVALUETOOBIG, "value is larger than the value size limit")               \
+    X(ENOPERM, "the redis user lacks a permission cachert needs")              \
+    X(EREADONLY, "redis is a read-only replica")
 
 enum {
     CR_OK = 0,
