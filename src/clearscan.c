@@ -4,39 +4,67 @@
 */
 #include "clearscan.h"
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "globmatch.h"
 #include "status.h"
 
 typedef struct ClearScan {
     Pool *pool;
-    char *pattern;
-    size_t plen;
+    char **patterns; /* matched here when n > 1 */
+    size_t *plens;
+    size_t n;
+    char *match; /* SCAN's MATCH argument, NULL for none */
+    size_t mlen;
     char cursor[32];
     uint64_t removed;
     clearscan_done_cb done;
     void *ud;
+    char err[160];
 } ClearScan;
 
 /* -- Helpers ------------------------------------------------------------ */
 
+static void cs_free(ClearScan *cs)
+{
+    for (size_t i = 0; i < cs->n; i++)
+        free(cs->patterns[i]);
+    free(cs->patterns);
+    free(cs->plens);
+    free(cs->match);
+    free(cs);
+}
+
 static void finish(ClearScan *cs, int status)
 {
-    cs->done(cs->ud, status, cs->removed);
-    free(cs->pattern);
-    free(cs);
+    cs->done(cs->ud, status, cs->removed, cs->err[0] ? cs->err : NULL);
+    cs_free(cs);
+}
+
+/* A reply that is not what was asked for: the server's error, or junk. */
+static void finish_bad_reply(ClearScan *cs, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(cs->err, sizeof(cs->err), "%s", r->str);
+        finish(cs, CR_EREPLY);
+    } else {
+        finish(cs, CR_EPROTO);
+    }
 }
 
 static void on_scan(void *ud, int status, const redisReply *r);
 
 static int send_scan(ClearScan *cs)
 {
-    const char *argv[] = {"SCAN",      cs->cursor, "MATCH",
-                          cs->pattern, "COUNT",    CLEARSCAN_COUNT};
-    size_t lens[] = {4, strlen(cs->cursor),     5, cs->plen,
-                     5, strlen(CLEARSCAN_COUNT)};
-    return pool_command(cs->pool, 6, argv, lens, on_scan, cs);
+    const char *argv[] = {"SCAN",          cs->cursor, "COUNT",
+                          CLEARSCAN_COUNT, "MATCH",    cs->match};
+    size_t lens[] = {4,       strlen(cs->cursor), 5, strlen(CLEARSCAN_COUNT), 5,
+                     cs->mlen};
+    return pool_command(cs->pool, cs->match != NULL ? 6 : 4, argv, lens,
+                        on_scan, cs);
 }
 
 static void next_or_finish(ClearScan *cs)
@@ -58,11 +86,21 @@ static void on_unlink(void *ud, int status, const redisReply *r)
         return;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
-        finish(cs, r->type == REDIS_REPLY_ERROR ? CR_EREPLY : CR_EPROTO);
+        finish_bad_reply(cs, r);
         return;
     }
     cs->removed += (uint64_t)r->integer;
     next_or_finish(cs);
+}
+
+static bool wanted(const ClearScan *cs, const char *key, size_t klen)
+{
+    if (cs->n == 1) /* the server matched it */
+        return true;
+    for (size_t i = 0; i < cs->n; i++)
+        if (globmatch(cs->patterns[i], cs->plens[i], key, klen))
+            return true;
+    return false;
 }
 
 static void on_scan(void *ud, int status, const redisReply *r)
@@ -72,15 +110,11 @@ static void on_scan(void *ud, int status, const redisReply *r)
         finish(cs, status);
         return;
     }
-    if (r->type == REDIS_REPLY_ERROR) {
-        finish(cs, CR_EREPLY);
-        return;
-    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[0]->len >= sizeof(cs->cursor) ||
         r->element[1]->type != REDIS_REPLY_ARRAY) {
-        finish(cs, CR_EPROTO);
+        finish_bad_reply(cs, r);
         return;
     }
     memcpy(cs->cursor, r->element[0]->str, r->element[0]->len);
@@ -98,13 +132,23 @@ static void on_scan(void *ud, int status, const redisReply *r)
         argv[0] = "UNLINK";
         lens[0] = 6;
         rc = CR_OK;
+        n = 1;
         for (size_t i = 0; i < keys->elements; i++) {
-            if (keys->element[i]->type != REDIS_REPLY_STRING) {
+            const redisReply *k = keys->element[i];
+            if (k->type != REDIS_REPLY_STRING) {
                 rc = CR_EPROTO;
                 break;
             }
-            argv[i + 1] = keys->element[i]->str;
-            lens[i + 1] = keys->element[i]->len;
+            if (wanted(cs, k->str, k->len)) {
+                argv[n] = k->str;
+                lens[n++] = k->len;
+            }
+        }
+        if (rc == CR_OK && n == 1) { /* nothing of ours in this batch */
+            free(argv);
+            free(lens);
+            next_or_finish(cs);
+            return;
         }
         if (rc == CR_OK) /* pool_command copies the arguments */
             rc = pool_command(cs->pool, (int)n, argv, lens, on_unlink, cs);
@@ -115,30 +159,95 @@ static void on_scan(void *ud, int status, const redisReply *r)
         finish(cs, rc);
 }
 
+/* The MATCH argument for several patterns: their common literal head,
+** escaped, then "*"; none when they share no head. */
+static int common_match(ClearScan *cs)
+{
+    size_t maxlen = 0;
+    for (size_t i = 0; i < cs->n; i++)
+        if (cs->plens[i] > maxlen)
+            maxlen = cs->plens[i];
+    char *head = malloc(maxlen + 1);
+    char *tmp = malloc(maxlen + 1);
+    if (head == NULL || tmp == NULL) {
+        free(head);
+        free(tmp);
+        return CR_ENOMEM;
+    }
+    bool whole;
+    size_t hlen = globmatch_prefix(cs->patterns[0], cs->plens[0], head, &whole);
+    for (size_t i = 1; i < cs->n && hlen > 0; i++) {
+        size_t tlen =
+            globmatch_prefix(cs->patterns[i], cs->plens[i], tmp, &whole);
+        size_t j = 0;
+        while (j < hlen && j < tlen && head[j] == tmp[j])
+            j++;
+        hlen = j;
+    }
+    free(tmp);
+    if (hlen > 0) {
+        cs->match = malloc(2 * hlen + 1);
+        if (cs->match == NULL) {
+            free(head);
+            return CR_ENOMEM;
+        }
+        for (size_t j = 0; j < hlen; j++) {
+            if (strchr("*?[]\\", head[j]) != NULL && head[j] != '\0')
+                cs->match[cs->mlen++] = '\\';
+            cs->match[cs->mlen++] = head[j];
+        }
+        cs->match[cs->mlen++] = '*';
+    }
+    free(head);
+    return CR_OK;
+}
+
 /* -- Public API --------------------------------------------------------- */
 
-int clearscan_start(Pool *p, const char *pattern, size_t plen,
-                    clearscan_done_cb done, void *ud)
+int clearscan_start(Pool *p, const char *const *patterns, const size_t *plens,
+                    size_t n, clearscan_done_cb done, void *ud)
 {
+    if (n == 0)
+        return CR_EINVAL;
     ClearScan *cs = calloc(1, sizeof(*cs));
     if (cs == NULL)
         return CR_ENOMEM;
-    cs->pattern = malloc(plen + 1);
-    if (cs->pattern == NULL) {
-        free(cs);
+    cs->patterns = calloc(n, sizeof(*cs->patterns));
+    cs->plens = calloc(n, sizeof(*cs->plens));
+    if (cs->patterns == NULL || cs->plens == NULL) {
+        cs_free(cs);
         return CR_ENOMEM;
     }
-    memcpy(cs->pattern, pattern, plen);
-    cs->pattern[plen] = '\0';
-    cs->plen = plen;
+    for (size_t i = 0; i < n; i++) {
+        cs->patterns[i] = malloc(plens[i] + 1);
+        if (cs->patterns[i] == NULL) {
+            cs_free(cs);
+            return CR_ENOMEM;
+        }
+        cs->n = i + 1;
+        memcpy(cs->patterns[i], patterns[i], plens[i]);
+        cs->patterns[i][plens[i]] = '\0';
+        cs->plens[i] = plens[i];
+    }
+    int rc = CR_OK;
+    if (n == 1) {
+        cs->match = malloc(plens[0] + 1);
+        if (cs->match == NULL)
+            rc = CR_ENOMEM;
+        else {
+            memcpy(cs->match, patterns[0], plens[0]);
+            cs->mlen = plens[0];
+        }
+    } else {
+        rc = common_match(cs);
+    }
     cs->pool = p;
     cs->done = done;
     cs->ud = ud;
     strcpy(cs->cursor, "0");
-    int rc = send_scan(cs);
-    if (rc != CR_OK) {
-        free(cs->pattern);
-        free(cs);
-    }
+    if (rc == CR_OK)
+        rc = send_scan(cs);
+    if (rc != CR_OK)
+        cs_free(cs);
     return rc;
 }

@@ -1,10 +1,14 @@
 /*
-** clearscan.h -- removes every Redis key matching a glob pattern with
-** SCAN cursor MATCH pattern COUNT n, then UNLINK of each non-empty batch,
-** until the cursor returns to 0. Never KEYS (which blocks the server for
-** the whole keyspace) and never FLUSHDB. UNLINK frees values off the
-** server's main thread. A key written while the scan runs may survive, as
-** with any SCAN-based clear.
+** clearscan.h -- removes every Redis key matching any of a set of glob
+** patterns in ONE pass over the keyspace: SCAN cursor [MATCH m] COUNT n,
+** then UNLINK of each batch's matching keys, until the cursor returns to 0.
+** With one pattern the server filters (MATCH pattern); with several, MATCH
+** narrows the scan to their common literal head (when they have one) and
+** each scanned key is matched here against every pattern with the
+** Redis-exact matcher, so N patterns cost one scan, not N. Never KEYS
+** (which blocks the server for the whole keyspace) and never FLUSHDB.
+** UNLINK frees values off the server's main thread. A key written while
+** the scan runs may survive, as with any SCAN-based clear.
 */
 #ifndef CACHERT_CLEARSCAN_H
 #define CACHERT_CLEARSCAN_H
@@ -17,14 +21,17 @@
 #define CLEARSCAN_COUNT "1000" /* SCAN's COUNT hint: keys examined per call */
 
 /* Called once: status CR_OK (or CR_EREPLY when the server refused a
-** command, CR_EPROTO for a malformed reply, a transport error otherwise)
-** and how many keys were removed before it ended. */
-typedef void (*clearscan_done_cb)(void *ud, int status, uint64_t removed);
+** command, with its error text in `err`; CR_EPROTO for a malformed reply;
+** a transport error otherwise, err NULL) and how many keys were removed
+** before it ended. `err` is valid during the call only. */
+typedef void (*clearscan_done_cb)(void *ud, int status, uint64_t removed,
+                                  const char *err);
 
-/* Starts clearing `pattern` (binary safe, copied). Returns CR_OK, and
-** `done` is called later from the loop; or an error code (the pool is not
-** ready, out of memory), and `done` is never called. */
-int clearscan_start(Pool *p, const char *pattern, size_t plen,
-                    clearscan_done_cb done, void *ud);
+/* Starts clearing every key matching one of the `n` >= 1 patterns (binary
+** safe, copied). Returns CR_OK, and `done` is called later from the loop;
+** or an error code (the pool is not ready, out of memory), and `done` is
+** never called. */
+int clearscan_start(Pool *p, const char *const *patterns, const size_t *plens,
+                    size_t n, clearscan_done_cb done, void *ud);
 
 #endif

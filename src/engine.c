@@ -5,12 +5,19 @@
 ** Invariants: every public call leaves the counters consistent with what
 ** the caller was told (a get that returned bytes is a hit until the caller
 ** reports them corrupt); in MODE_REDIS the memory store is empty (it is
-** emptied on the switch), so an outage starts from nothing stale; a key
-** written, deleted or cleared in MODE_MEMORY is in the journal until it
-** has been replayed into Redis; in MODE_RECOVERING reads come from memory
-** and writes wait (deferred) until the switch, so the replay converges in
-** one round however busy the writers are. The sweep timer removes at most
-** ENGINE_SWEEP_BUDGET expired entries per tick.
+** emptied on the switch) and its sweep timer stopped, so an outage starts
+** from nothing stale; a key written, deleted or cleared in MODE_MEMORY is
+** in the journal until Redis has been told to forget it.
+**
+** Recovery (MODE_RECOVERING) never writes a remembered value into Redis:
+** other processes may have written newer ones meanwhile. It checks the
+** server first (a probe: not a read-only replica, the ACL user may run
+** every command cachert sends), then replays the journal as invalidation:
+** all journaled patterns in one SCAN pass, then UNLINK of every journaled
+** key, then the switch, which drops what the memory store held. Reads
+** come from memory meanwhile; writes wait for the switch, but never longer
+** than the command timeout: past it they complete on memory, are
+** journaled, and the replay takes another (short) round before switching.
 */
 #include "engine.h"
 
@@ -20,23 +27,31 @@
 #include <time.h>
 
 #include "clearscan.h"
+#include "globmatch.h"
 #include "journal.h"
 #include "status.h"
 
 typedef enum Mode {
-    MODE_MEMORY,     /* the memory store answers (journaling once connected) */
+    MODE_MEMORY,     /* the memory store answers (journaling) */
     MODE_REDIS,      /* Redis answers; the memory store is empty */
-    MODE_RECOVERING, /* Redis is back; the journal is being replayed */
+    MODE_RECOVERING, /* Redis is back; probing it, then the replay */
 } Mode;
+
+#define ENGINE_DEFAULT_WAIT_MS  1000 /* deferred writes, no command timeout */
+#define ENGINE_UNLINK_BATCH     256  /* journal keys per UNLINK */
+#define ENGINE_PROBE_KEY_SUFFIX "cachert:probe"
 
 struct Engine {
     uv_loop_t *loop;
     Store *store;
     uv_timer_t sweep_timer;
-    uv_timer_t retry_timer; /* retries a replay the server refused */
-    int open_handles;       /* the engine is freed when this reaches 0 */
+    uv_timer_t retry_timer;    /* retries a recovery the server refused */
+    uv_timer_t deferred_timer; /* deferred writes past their wait */
+    int open_handles;          /* the engine is freed when this reaches 0 */
     EngineStats stats;
     uint64_t coarse_slack_ms; /* how far the coarse clock may lag */
+    uint64_t max_wait_ms;     /* longest a write waits for a replay */
+    size_t max_value;         /* key + value bytes a set accepts */
     Mode mode;
     Pool *pool;          /* NULL until connect, and after disconnect */
     Journal *journal;    /* what changed while not on Redis */
@@ -44,19 +59,22 @@ struct Engine {
     bool attempting;     /* the pool's first attempt has no outcome yet */
     bool quiet;          /* disconnecting or closing: not an error */
     bool outage_logged;
-    char *clear_all;
+    bool refusal_logged; /* a failed probe or replay was logged */
+    char *clear_all;     /* escaped namespace + "*" */
     size_t clear_all_len;
+    char *probe_key; /* namespace + ENGINE_PROBE_KEY_SUFFIX */
+    size_t probe_klen;
     struct Waiter *waiters; /* connect() calls waiting for an outcome */
     size_t nwaiters;
     struct Op *deferred; /* writes waiting for the end of the replay */
     struct Op *deferred_tail;
-    /* replay state (MODE_RECOVERING) */
+    /* recovery state (MODE_RECOVERING) */
     JournalBatch batch;
-    size_t next_pattern;
     size_t next_key;
-    size_t in_flight;
-    int replay_status;
-    bool clearing_all; /* replaying an overflow: the namespace not cleared */
+    size_t in_flight;     /* probe or UNLINK commands out */
+    int replay_status;    /* the first failure of this round */
+    bool probing;         /* the probe's replies are awaited */
+    char replay_err[160]; /* the server's text for replay_status */
     char last_error[256];
 };
 
@@ -85,7 +103,9 @@ typedef struct OpArgs {
 typedef struct Op {
     OpArgs a;
     int kind;
-    struct Op *next; /* on the deferred list */
+    uint64_t deferred_ms; /* when it was deferred */
+    bool too_big;         /* a set refused for its size: see issue() */
+    struct Op *next;      /* on the deferred list */
     char data[];
 } Op;
 
@@ -113,11 +133,23 @@ static void on_sweep(uv_timer_t *t)
     store_sweep(e->store, engine_now_ms(), ENGINE_SWEEP_BUDGET);
 }
 
+/* The store is empty in MODE_REDIS: nothing to sweep there. */
+static void set_mode(Engine *e, Mode mode)
+{
+    if (mode == MODE_REDIS && e->mode != MODE_REDIS)
+        uv_timer_stop(&e->sweep_timer);
+    else if (mode != MODE_REDIS && e->mode == MODE_REDIS)
+        uv_timer_start(&e->sweep_timer, on_sweep, ENGINE_SWEEP_INTERVAL_MS,
+                       ENGINE_SWEEP_INTERVAL_MS);
+    e->mode = mode;
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     Engine *e = h->data;
     if (--e->open_handles == 0) {
         free(e->clear_all);
+        free(e->probe_key);
         free(e->waiters);
         free(e);
     }
@@ -136,6 +168,28 @@ static void count_error(Engine *e, int code, const char *msg)
     set_last_error(e, code, msg);
 }
 
+/* What a server's error text means: a demoted primary (READONLY), a
+** missing ACL permission (NOPERM), or any other refusal. */
+static int error_status(const char *text)
+{
+    if (strncmp(text, "READONLY", 8) == 0)
+        return CR_EREADONLY;
+    if (strncmp(text, "NOPERM", 6) == 0)
+        return CR_ENOPERM;
+    return CR_EREPLY;
+}
+
+static int reply_status(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ERROR ? error_status(reply->str)
+                                            : CR_EPROTO;
+}
+
+static const char *reply_text(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
+}
+
 /* Redis could not be reached or broke: serve from memory until it is back
 ** and the journal replayed (the pool keeps reconnecting by itself). */
 static void lose_redis(Engine *e, int code, const char *msg)
@@ -144,7 +198,7 @@ static void lose_redis(Engine *e, int code, const char *msg)
         return;
     set_last_error(e, code, msg);
     if (e->mode == MODE_REDIS) {
-        e->mode = MODE_MEMORY;
+        set_mode(e, MODE_MEMORY);
         if (!e->outage_logged)
             fprintf(stderr,
                     "cachert: redis unavailable (%s); serving from the "
@@ -154,13 +208,30 @@ static void lose_redis(Engine *e, int code, const char *msg)
     }
 }
 
-static bool add_memory_key(void *ud, const char *key, size_t klen,
-                           const char *val, size_t vlen, uint64_t ttl_left_ms)
+static void on_retry(uv_timer_t *t)
 {
-    (void)val;
-    (void)vlen;
-    (void)ttl_left_ms;
-    return journal_batch_add_key(ud, key, klen);
+    Engine *e = t->data;
+    if (e->mode == MODE_MEMORY && e->pool != NULL && pool_ready(e->pool))
+        start_recovery(e);
+}
+
+/* Redis answers but refused something this manager needs (a demoted
+** primary, a missing permission): stop using it so nothing it still holds
+** is served, and try again later. A read-only server gets new connections
+** (a DNS name or proxy may lead to the new primary); otherwise the pool
+** stays up, so a timer brings the next attempt. */
+static void distrust_redis(Engine *e, int code, const char *msg)
+{
+    if (e->quiet)
+        return;
+    lose_redis(e, code, msg);
+    if (e->mode == MODE_RECOVERING)
+        return; /* the replay ends and retries by itself */
+    if (code == CR_EREADONLY)
+        pool_fail(e->pool, code, e->last_error);
+    else if (e->pool != NULL && pool_ready(e->pool) &&
+             !uv_is_active((uv_handle_t *)&e->retry_timer))
+        uv_timer_start(&e->retry_timer, on_retry, POOL_BACKOFF_MAX_MS, 0);
 }
 
 static Op *op_new(const OpArgs *a, int kind)
@@ -170,6 +241,7 @@ static Op *op_new(const OpArgs *a, int kind)
         return NULL;
     op->a = *a;
     op->kind = kind;
+    op->too_big = false;
     op->next = NULL;
     memcpy(op->data, a->key, a->klen);
     op->a.key = op->data;
@@ -194,7 +266,19 @@ static void memory_set(const OpArgs *a)
     EngineResult r = {0};
     r.status = engine_set(a->e, a->key, a->klen, a->val, a->vlen, a->ttl_ms);
     if (r.status != CR_OK)
-        r.err = cr_strerror(r.status);
+        r.err = a->e->last_error;
+    a->done(a->ud, &r);
+}
+
+/* A set refused (by Redis, or for its size: ttl_ms UINT64_MAX), finished
+** on the memory store: the key is forgotten there (and journaled, so
+** Redis forgets it too), and the set fails. */
+static void memory_refused_set(const OpArgs *a)
+{
+    EngineResult r = {0};
+    engine_delete(a->e, a->key, a->klen);
+    r.status = a->ttl_ms == UINT64_MAX ? CR_EVALUETOOBIG : CR_EREPLY;
+    r.err = a->e->last_error;
     a->done(a->ud, &r);
 }
 
@@ -222,8 +306,16 @@ static void memory_clear(const OpArgs *a)
 static const memory_fn memory_of[] = {memory_get, memory_set, memory_delete,
                                       memory_exists, memory_clear};
 
-/* The operation could not even be queued (out of memory): it fails, and
-** nothing is switched, since Redis itself is fine. */
+static void memory_op(const Op *op)
+{
+    if (op->too_big)
+        memory_refused_set(&op->a);
+    else
+        memory_of[op->kind](&op->a);
+}
+
+/* The operation could not even be queued (out of memory, too large): it
+** fails, and nothing is switched, since Redis itself is fine. */
 static void fail_op(const OpArgs *a, int code)
 {
     EngineResult r = {0};
@@ -231,6 +323,83 @@ static void fail_op(const OpArgs *a, int code)
     r.status = code;
     r.err = a->e->last_error;
     a->done(a->ud, &r);
+}
+
+/* A set larger than max_value: say how large, against what. */
+static void count_too_big(Engine *e, size_t bytes)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg),
+             "%zu bytes (key + encoded value) > %zu (CACHE_MAX_VALUE_BYTES)",
+             bytes, e->max_value);
+    count_error(e, CR_EVALUETOOBIG, msg);
+}
+
+/* -- Deferred writes ------------------------------------------------------ */
+
+static void on_deferred_timer(uv_timer_t *t);
+
+static void arm_deferred_timer(Engine *e)
+{
+    if (e->deferred == NULL) {
+        uv_timer_stop(&e->deferred_timer);
+        return;
+    }
+    uint64_t now = engine_now_ms();
+    uint64_t due = e->deferred->deferred_ms + e->max_wait_ms;
+    uv_timer_start(&e->deferred_timer, on_deferred_timer,
+                   due > now ? due - now : 0, 0);
+}
+
+static void defer(Engine *e, Op *op)
+{
+    op->deferred_ms = engine_now_ms();
+    if (e->deferred_tail != NULL)
+        e->deferred_tail->next = op;
+    else
+        e->deferred = op;
+    e->deferred_tail = op;
+    if (!uv_is_active((uv_handle_t *)&e->deferred_timer))
+        arm_deferred_timer(e);
+}
+
+/* Writes that waited max_wait_ms for the replay complete on the memory
+** store and are journaled: the replay takes another round for them. The
+** list is in deferral order, so the expired ones are its head. */
+static void on_deferred_timer(uv_timer_t *t)
+{
+    Engine *e = t->data;
+    uint64_t now = engine_now_ms();
+    while (e->deferred != NULL &&
+           now - e->deferred->deferred_ms >= e->max_wait_ms) {
+        Op *op = e->deferred;
+        e->deferred = op->next;
+        if (e->deferred == NULL)
+            e->deferred_tail = NULL;
+        memory_op(op);
+        free(op);
+    }
+    arm_deferred_timer(e);
+}
+
+/* Runs the writes deferred during a replay: on Redis after the switch, or
+** on the memory store (journaled) when the replay failed. */
+static void run_deferred(Engine *e)
+{
+    Op *op = e->deferred;
+    e->deferred = e->deferred_tail = NULL;
+    uv_timer_stop(&e->deferred_timer);
+    while (op != NULL) {
+        Op *next = op->next;
+        op->next = NULL;
+        if (e->mode == MODE_REDIS) {
+            issue(op);
+        } else {
+            memory_op(op);
+            free(op);
+        }
+        op = next;
+    }
 }
 
 /* -- Redis calls ---------------------------------------------------------- */
@@ -247,17 +416,28 @@ static int run_op(const OpArgs *a, int kind)
         memory_of[kind](a);
         return 0;
     }
-    Op *op = op_new(a, kind);
+    if (a->klen > e->max_value) { /* never formatted: hiredis sums in int */
+        count_too_big(e, a->klen);
+        fail_op(a, CR_EVALUETOOBIG);
+        return 0;
+    }
+    OpArgs args = *a;
+    bool too_big = kind == OP_SET && a->klen + a->vlen > e->max_value;
+    if (too_big) { /* not copied: only the old value is unlinked */
+        args.vlen = 0;
+        args.ttl_ms = UINT64_MAX;
+    }
+    Op *op = op_new(&args, kind);
     if (op == NULL) {
         fail_op(a, CR_ENOMEM);
         return 0;
     }
+    if (too_big) {
+        count_too_big(e, a->klen + a->vlen);
+        op->too_big = true;
+    }
     if (e->mode == MODE_RECOVERING) {
-        if (e->deferred_tail != NULL)
-            e->deferred_tail->next = op;
-        else
-            e->deferred = op;
-        e->deferred_tail = op;
+        defer(e, op);
         return 1;
     }
     return issue(op);
@@ -271,6 +451,26 @@ static void transport_failed(Op *op, int status, memory_fn memory)
         e->stats.errors++;
     lose_redis(e, status, NULL);
     memory(&op->a);
+    free(op);
+}
+
+/* Redis refused an invalidating command (UNLINK, SCAN, the UNLINK after a
+** refused SET): the old value may still be there, so the manager stops
+** using Redis; `memory` completes the call on the memory store, which
+** journals it for the next replay. */
+static void invalidation_refused(Op *op, const redisReply *reply,
+                                 memory_fn memory)
+{
+    Engine *e = op->a.e;
+    int code = reply_status(reply);
+    count_error(e, code, reply_text(reply));
+    distrust_redis(e, code, reply_text(reply));
+    if (e->mode == MODE_REDIS) { /* quiet: closing */
+        EngineResult r = {0};
+        op->a.done(op->a.ud, &r);
+    } else {
+        memory(&op->a);
+    }
     free(op);
 }
 
@@ -297,8 +497,7 @@ static void on_get(void *ud, int status, const redisReply *reply)
     } else {
         e->stats.misses++;
         if (reply->type != REDIS_REPLY_NIL)
-            count_error(e, CR_EREPLY,
-                        reply->type == REDIS_REPLY_ERROR ? reply->str : NULL);
+            count_error(e, CR_EREPLY, reply_text(reply));
     }
     complete(op, &r);
 }
@@ -309,15 +508,34 @@ static void on_refused_set_unlinked(void *ud, int status,
                                     const redisReply *reply)
 {
     Op *op = ud;
-    (void)reply;
-    if (status != CR_OK) { /* lost: the memory store takes the value */
-        transport_failed(op, status, memory_set);
+    if (status != CR_OK) { /* lost: the memory store forgets the key */
+        transport_failed(op, status, memory_refused_set);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        invalidation_refused(op, reply, memory_refused_set);
         return;
     }
     EngineResult r = {0};
-    r.status = CR_EREPLY;
+    r.status = op->a.ttl_ms == UINT64_MAX ? CR_EVALUETOOBIG : CR_EREPLY;
     r.err = op->a.e->last_error;
     complete(op, &r);
+}
+
+static void unlink_refused_set(Op *op)
+{
+    Engine *e = op->a.e;
+    const char *argv[] = {"UNLINK", op->a.key};
+    size_t lens[] = {6, op->a.klen};
+    int rc = pool_command(e->pool, 2, argv, lens, on_refused_set_unlinked, op);
+    if (rc == CR_ECONNRESET) {
+        transport_failed(op, rc, memory_refused_set);
+    } else if (rc != CR_OK) { /* out of memory: the old value may stay */
+        EngineResult r = {0};
+        r.status = rc;
+        r.err = e->last_error;
+        complete(op, &r);
+    }
 }
 
 static void on_set(void *ud, int status, const redisReply *reply)
@@ -329,21 +547,19 @@ static void on_set(void *ud, int status, const redisReply *reply)
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
+        int code = reply_status(reply);
+        count_error(e, code, reply->str);
+        if (code == CR_EREADONLY) { /* demoted: the memory store takes it */
+            distrust_redis(e, code, reply->str);
+            if (e->mode != MODE_REDIS) {
+                memory_set(&op->a);
+                free(op);
+                return;
+            }
+        }
         /* Redis refused the value (maxmemory, ...): drop the old one so it
         ** is not served as if the set had worked, then report. */
-        count_error(e, CR_EREPLY, reply->str);
-        const char *argv[] = {"UNLINK", op->a.key};
-        size_t lens[] = {6, op->a.klen};
-        int rc =
-            pool_command(e->pool, 2, argv, lens, on_refused_set_unlinked, op);
-        if (rc == CR_ECONNRESET)
-            transport_failed(op, rc, memory_set);
-        else if (rc != CR_OK) { /* the old value stays: say so */
-            EngineResult r = {0};
-            r.status = rc;
-            r.err = e->last_error;
-            complete(op, &r);
-        }
+        unlink_refused_set(op);
         return;
     }
     e->stats.sets++;
@@ -363,11 +579,14 @@ static void on_integer(Op *op, int status, const redisReply *reply,
     EngineResult r = {0};
     if (reply->type == REDIS_REPLY_INTEGER) {
         r.found = reply->integer > 0;
+        r.count = (uint64_t)reply->integer;
         if (is_delete)
             e->stats.deletes += (uint64_t)reply->integer;
+    } else if (is_delete) {
+        invalidation_refused(op, reply, memory);
+        return;
     } else {
-        count_error(e, CR_EREPLY,
-                    reply->type == REDIS_REPLY_ERROR ? reply->str : NULL);
+        count_error(e, reply_status(reply), reply_text(reply));
     }
     complete(op, &r);
 }
@@ -382,14 +601,27 @@ static void on_exists(void *ud, int status, const redisReply *reply)
     on_integer(ud, status, reply, memory_exists, false);
 }
 
-static void on_cleared(void *ud, int status, uint64_t removed)
+/* A clear of a pattern that matches one key only: its UNLINK. */
+static void on_clear_literal(void *ud, int status, const redisReply *reply)
+{
+    on_integer(ud, status, reply, memory_clear, true);
+}
+
+static void on_cleared(void *ud, int status, uint64_t removed, const char *err)
 {
     Op *op = ud;
     Engine *e = op->a.e;
     EngineResult r = {0};
     e->stats.deletes += removed;
     r.count = removed;
-    if (status == CR_EREPLY || status == CR_EPROTO) {
+    if (status == CR_EREPLY) {
+        /* Refused midway: what is left may be served no more. */
+        int code = error_status(err != NULL ? err : "");
+        count_error(e, code, err);
+        distrust_redis(e, code, err);
+        if (e->mode != MODE_REDIS)
+            r.count += engine_clear(e, op->a.key, op->a.klen);
+    } else if (status == CR_EPROTO) {
         count_error(e, status, NULL);
     } else if (status != CR_OK) {
         /* Lost midway: finish the clear where the data now lives. */
@@ -401,9 +633,32 @@ static void on_cleared(void *ud, int status, uint64_t removed)
     complete(op, &r);
 }
 
+/* A clear of `op`: one UNLINK when its pattern matches one string only,
+** else the SCAN + UNLINK loop. */
+static int issue_clear(Op *op)
+{
+    const OpArgs *a = &op->a;
+    char *key = malloc(a->klen + 1);
+    if (key == NULL)
+        return CR_ENOMEM;
+    bool whole;
+    size_t klen = globmatch_prefix(a->key, a->klen, key, &whole);
+    int rc;
+    if (whole) {
+        const char *argv[] = {"UNLINK", key};
+        size_t lens[] = {6, klen};
+        rc = pool_command(a->e->pool, 2, argv, lens, on_clear_literal, op);
+    } else {
+        rc = clearscan_start(a->e->pool, &a->key, &a->klen, 1, on_cleared, op);
+    }
+    free(key);
+    return rc;
+}
+
 /* Sends `op` to Redis. Returns 1, or 0 after completing it: on the memory
 ** store when the pool is down (the engine switches), as a failure when
-** the command could not be queued. */
+** the command could not be queued. A set refused for its size sends only
+** the UNLINK of the old value, then fails. */
 static int issue(Op *op)
 {
     const OpArgs *a = &op->a;
@@ -412,8 +667,12 @@ static int issue(Op *op)
     static const pool_reply_cb callbacks[] = {on_get, on_set, on_delete,
                                               on_exists};
     int rc;
+    if (op->too_big) {
+        unlink_refused_set(op);
+        return 1;
+    }
     if (op->kind == OP_CLEAR) {
-        rc = clearscan_start(e->pool, a->key, a->klen, on_cleared, op);
+        rc = issue_clear(op);
     } else {
         char px[32];
         snprintf(px, sizeof(px), "%llu", (unsigned long long)a->ttl_ms);
@@ -428,7 +687,7 @@ static int issue(Op *op)
     if (rc == CR_ECONNRESET) { /* the pool is down: its state says so */
         e->stats.errors++;
         lose_redis(e, rc, NULL);
-        memory_of[op->kind](a);
+        memory_op(op);
     } else {
         fail_op(a, rc);
     }
@@ -436,26 +695,7 @@ static int issue(Op *op)
     return 0;
 }
 
-/* Runs the writes deferred during a replay: on Redis after the switch, or
-** on the memory store (journaled) when the replay failed. */
-static void run_deferred(Engine *e)
-{
-    Op *op = e->deferred;
-    e->deferred = e->deferred_tail = NULL;
-    while (op != NULL) {
-        Op *next = op->next;
-        op->next = NULL;
-        if (e->mode == MODE_REDIS) {
-            issue(op);
-        } else {
-            memory_of[op->kind](&op->a);
-            free(op);
-        }
-        op = next;
-    }
-}
-
-/* -- Recovery: replaying the journal --------------------------------------- */
+/* -- Recovery: probe, then replay the journal as invalidation ------------- */
 
 static void finish_connect(Engine *e, bool using_redis)
 {
@@ -470,26 +710,24 @@ static void finish_connect(Engine *e, bool using_redis)
     free(w);
 }
 
-static void on_retry(uv_timer_t *t)
-{
-    Engine *e = t->data;
-    if (e->mode == MODE_MEMORY && e->pool != NULL && pool_ready(e->pool))
-        start_recovery(e);
-}
-
 static void replay_failed(Engine *e, int status)
 {
-    /* Failing before the namespace was cleared: the next attempt must
-    ** clear it again (the batch's own flag was reused). */
-    if (e->clearing_all)
-        e->batch.overflow = true;
-    e->clearing_all = false;
     journal_restore(e->journal, &e->batch);
-    e->mode = MODE_MEMORY;
+    e->probing = false;
+    set_mode(e, MODE_MEMORY);
     run_deferred(e);
     if (!e->quiet) {
-        count_error(e, status, "while replaying the outage journal");
-        if (e->pool != NULL && pool_ready(e->pool))
+        const char *what = e->replay_err[0] ? e->replay_err : NULL;
+        count_error(e, status, what);
+        if (!e->refusal_logged)
+            fprintf(stderr,
+                    "cachert: redis cannot be used yet (%s); serving from "
+                    "the memory store, retrying in the background\n",
+                    e->last_error);
+        e->refusal_logged = true;
+        if (status == CR_EREADONLY && e->pool != NULL)
+            pool_fail(e->pool, status, e->last_error);
+        else if (e->pool != NULL && pool_ready(e->pool))
             /* The server said no, or memory ran out: the pool stays up,
             ** so nothing else would trigger another attempt. */
             uv_timer_start(&e->retry_timer, on_retry, POOL_BACKOFF_MAX_MS, 0);
@@ -499,29 +737,53 @@ static void replay_failed(Engine *e, int status)
 
 static void switch_to_redis(Engine *e)
 {
-    e->mode = MODE_REDIS;
+    set_mode(e, MODE_REDIS);
+    /* What it holds was written during the outage: Redis has newer. */
     store_clear(e->store, "*", 1, engine_now_ms());
     if (e->ever_connected) {
         e->stats.reconnects++;
-        if (e->outage_logged)
+        if (e->outage_logged || e->refusal_logged)
             fprintf(stderr, "cachert: redis is back; serving from it again\n");
     }
     e->ever_connected = true;
     e->outage_logged = false;
+    e->refusal_logged = false;
     run_deferred(e);
     finish_connect(e, true);
 }
 
+/* Records the first failure of a round, with the server's text. */
+static void note_failure(Engine *e, int status, const char *text)
+{
+    if (e->replay_status != CR_OK)
+        return;
+    e->replay_status = status;
+    snprintf(e->replay_err, sizeof(e->replay_err), "%s",
+             text != NULL ? text : "");
+}
+
 static void replay_keys(Engine *e);
 
-static void on_key_replayed(void *ud, int status, const redisReply *reply)
+/* One round is over: another one when writes that waited too long were
+** journaled meanwhile, else the switch. */
+static void round_done(Engine *e)
+{
+    journal_batch_free(&e->batch);
+    if (!journal_empty(e->journal)) {
+        start_recovery(e);
+        return;
+    }
+    switch_to_redis(e);
+}
+
+static void on_keys_unlinked(void *ud, int status, const redisReply *reply)
 {
     Engine *e = ud;
     e->in_flight--;
-    if (status == CR_OK && reply->type == REDIS_REPLY_ERROR)
-        status = CR_EREPLY;
-    if (status != CR_OK && e->replay_status == CR_OK)
-        e->replay_status = status;
+    if (status != CR_OK)
+        note_failure(e, status, NULL);
+    else if (reply->type != REDIS_REPLY_INTEGER)
+        note_failure(e, reply_status(reply), reply_text(reply));
     if (e->quiet && e->in_flight == 0 && e->mode == MODE_RECOVERING) {
         replay_failed(e, CR_ECONNRESET);
         return;
@@ -529,8 +791,8 @@ static void on_key_replayed(void *ud, int status, const redisReply *reply)
     replay_keys(e);
 }
 
-/* Writes each journaled key's memory state to Redis, a bounded number at a
-** time (they are independent: any order is right). */
+/* UNLINKs every journaled key, ENGINE_UNLINK_BATCH per command, a bounded
+** number of commands at a time. */
 static void replay_keys(Engine *e)
 {
     if (e->replay_status != CR_OK) {
@@ -538,46 +800,22 @@ static void replay_keys(Engine *e)
             replay_failed(e, e->replay_status);
         return;
     }
-    uint64_t now = engine_now_ms();
-    while (e->in_flight < ENGINE_REPLAY_IN_FLIGHT &&
+    while (e->in_flight < ENGINE_REPLAY_IN_FLIGHT / ENGINE_UNLINK_BATCH &&
            e->next_key < e->batch.nkeys) {
-        const char *key = e->batch.keys[e->next_key];
-        size_t klen = e->batch.klens[e->next_key];
-        size_t vlen;
-        uint64_t expires_at;
-        const char *val =
-            store_get_expiring(e->store, key, klen, now, &vlen, &expires_at);
-        char px[32];
-        const char *argv[5];
-        size_t lens[5];
-        int argc;
-        if (val == NULL) {
-            argv[0] = "UNLINK";
-            argc = 2;
-        } else {
-            argv[0] = "SET";
-            argv[2] = val;
-            lens[2] = vlen;
-            argc = 3;
-            if (expires_at != 0) {
-                snprintf(px, sizeof(px), "%llu",
-                         (unsigned long long)(expires_at - now));
-                argv[3] = "PX";
-                lens[3] = 2;
-                argv[4] = px;
-                lens[4] = strlen(px);
-                argc = 5;
-            }
+        const char *argv[ENGINE_UNLINK_BATCH + 1];
+        size_t lens[ENGINE_UNLINK_BATCH + 1];
+        int argc = 1;
+        argv[0] = "UNLINK";
+        lens[0] = 6;
+        while (argc <= ENGINE_UNLINK_BATCH && e->next_key < e->batch.nkeys) {
+            argv[argc] = e->batch.keys[e->next_key];
+            lens[argc++] = e->batch.klens[e->next_key++];
         }
-        lens[0] = strlen(argv[0]);
-        argv[1] = key;
-        lens[1] = klen;
-        int rc = pool_command(e->pool, argc, argv, lens, on_key_replayed, e);
+        int rc = pool_command(e->pool, argc, argv, lens, on_keys_unlinked, e);
         if (rc != CR_OK) {
             e->replay_status = rc;
             break;
         }
-        e->next_key++;
         e->in_flight++;
     }
     if (e->in_flight > 0)
@@ -586,74 +824,119 @@ static void replay_keys(Engine *e)
         replay_failed(e, e->replay_status);
         return;
     }
-    journal_batch_free(&e->batch);
-    switch_to_redis(e); /* writes waited, so nothing changed meanwhile */
+    round_done(e);
 }
 
-static void replay_patterns(Engine *e);
-
-static void on_pattern_replayed(void *ud, int status, uint64_t removed)
+static void on_patterns_cleared(void *ud, int status, uint64_t removed,
+                                const char *err)
 {
     Engine *e = ud;
     (void)removed;
     if (status != CR_OK) {
-        replay_failed(e, status);
+        note_failure(e, err != NULL ? error_status(err) : status, err);
+        replay_failed(e, e->replay_status);
         return;
     }
-    replay_patterns(e);
+    replay_keys(e);
 }
 
-static void replay_patterns(Engine *e)
+/* Takes the journal and replays it: after an overflow, everything in the
+** namespace; else every pattern in one SCAN pass, then the keys. */
+static void replay_journal(Engine *e)
 {
-    if (e->next_pattern >= e->batch.npatterns) {
+    journal_take(e->journal, &e->batch);
+    e->next_key = 0;
+    int rc = CR_OK;
+    if (e->batch.overflow) {
+        e->stats.journal_overflows++;
+        const char *all = e->clear_all;
+        rc = clearscan_start(e->pool, &all, &e->clear_all_len, 1,
+                             on_patterns_cleared, e);
+    } else if (e->batch.npatterns > 0) {
+        rc = clearscan_start(e->pool, (const char *const *)e->batch.patterns,
+                             e->batch.plens, e->batch.npatterns,
+                             on_patterns_cleared, e);
+    } else {
         replay_keys(e);
         return;
     }
-    size_t i = e->next_pattern++;
-    int rc = clearscan_start(e->pool, e->batch.patterns[i], e->batch.plens[i],
-                             on_pattern_replayed, e);
-    if (rc != CR_OK)
+    if (rc != CR_OK) {
+        e->replay_status = rc;
         replay_failed(e, rc);
+    }
 }
 
-static void on_all_cleared(void *ud, int status, uint64_t removed)
+/* The probe's commands, each harmless on the probe key: SET ... XX writes
+** nothing where the key is absent, but a replica still refuses it. */
+static const char *const probe_cmds[][7] = {
+    {"GET", NULL},
+    {"EXISTS", NULL},
+    {"SET", NULL, "", "XX", "PX", "1"},
+    {"UNLINK", NULL},
+    {"SCAN", "0", "MATCH", NULL, "COUNT", "1"},
+};
+static const int probe_argc[] = {2, 2, 6, 2, 6};
+
+static void on_probed(void *ud, int status, const redisReply *reply)
 {
     Engine *e = ud;
-    (void)removed;
+    e->in_flight--;
     if (status != CR_OK) {
-        replay_failed(e, status);
+        note_failure(e, status, NULL);
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        /* Only a replica or a command the ACL user may not run stops the
+        ** recovery: the probe key itself is not ours to judge (a key
+        ** pattern in the ACL, an OOM refusal of SET are fine). */
+        int code = error_status(reply->str);
+        if (code == CR_EREADONLY ||
+            (code == CR_ENOPERM && strstr(reply->str, "to run") != NULL))
+            note_failure(e, code, reply->str);
+    }
+    if (e->in_flight > 0)
+        return;
+    e->probing = false;
+    if (e->quiet && e->mode == MODE_RECOVERING) {
+        replay_failed(e, CR_ECONNRESET);
         return;
     }
-    e->clearing_all = false;
-    /* The details are gone, but every key the memory store holds was
-    ** written since (it is empty on the switch to Redis): replay those. */
-    store_foreach(e->store, engine_now_ms(), add_memory_key, &e->batch);
-    if (e->batch.overflow) { /* out of memory collecting them */
-        replay_failed(e, CR_ENOMEM);
+    if (e->replay_status != CR_OK) {
+        replay_failed(e, e->replay_status);
         return;
     }
-    replay_patterns(e);
+    replay_journal(e);
 }
 
 static void start_recovery(Engine *e)
 {
-    e->mode = MODE_RECOVERING;
-    journal_take(e->journal, &e->batch);
-    e->next_pattern = 0;
+    uv_timer_stop(&e->retry_timer);
+    set_mode(e, MODE_RECOVERING);
+    memset(&e->batch, 0, sizeof(e->batch));
     e->next_key = 0;
     e->in_flight = 0;
     e->replay_status = CR_OK;
-    if (e->batch.overflow) {
-        e->stats.journal_overflows++;
-        e->clearing_all = true;
-        e->batch.overflow = false; /* reused below: out of memory */
-        int rc = clearscan_start(e->pool, e->clear_all, e->clear_all_len,
-                                 on_all_cleared, e);
-        if (rc != CR_OK)
-            replay_failed(e, rc);
-        return;
+    e->replay_err[0] = '\0';
+    e->probing = true;
+    size_t n = sizeof(probe_argc) / sizeof(probe_argc[0]);
+    for (size_t i = 0; i < n; i++) {
+        const char *argv[7];
+        size_t lens[7];
+        for (int j = 0; j < probe_argc[i]; j++) {
+            argv[j] =
+                probe_cmds[i][j] != NULL ? probe_cmds[i][j] : e->probe_key;
+            lens[j] =
+                probe_cmds[i][j] != NULL ? strlen(argv[j]) : e->probe_klen;
+        }
+        int rc = pool_command(e->pool, probe_argc[i], argv, lens, on_probed, e);
+        if (rc != CR_OK) {
+            e->replay_status = rc;
+            break;
+        }
+        e->in_flight++;
     }
-    replay_patterns(e);
+    if (e->in_flight == 0) {
+        e->probing = false;
+        replay_failed(e, e->replay_status);
+    }
 }
 
 static void on_pool_state(void *ud, int status, const char *message)
@@ -701,26 +984,43 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
     const char *all = cfg->clear_all_pattern ? cfg->clear_all_pattern : "*";
     e->clear_all_len = cfg->clear_all_pattern ? cfg->clear_all_len : 1;
     e->clear_all = malloc(e->clear_all_len + 1);
+    /* The probe key lives in the namespace: the literal head of clear_all. */
+    e->probe_key = malloc(e->clear_all_len + sizeof(ENGINE_PROBE_KEY_SUFFIX));
     e->store = store_new(cfg->max_items, cfg->max_bytes);
     e->journal = journal_new(cfg->journal_max_keys ? cfg->journal_max_keys
                                                    : ENGINE_JOURNAL_MAX_KEYS,
                              ENGINE_JOURNAL_MAX_PATTERNS);
-    if (e->store == NULL || e->clear_all == NULL || e->journal == NULL) {
+    if (e->store == NULL || e->clear_all == NULL || e->probe_key == NULL ||
+        e->journal == NULL) {
         store_free(e->store);
         journal_free(e->journal);
         free(e->clear_all);
+        free(e->probe_key);
         free(e);
         return NULL;
     }
     memcpy(e->clear_all, all, e->clear_all_len);
     e->clear_all[e->clear_all_len] = '\0';
+    bool whole;
+    e->probe_klen =
+        globmatch_prefix(e->clear_all, e->clear_all_len, e->probe_key, &whole);
+    memcpy(e->probe_key + e->probe_klen, ENGINE_PROBE_KEY_SUFFIX,
+           sizeof(ENGINE_PROBE_KEY_SUFFIX));
+    e->probe_klen += sizeof(ENGINE_PROBE_KEY_SUFFIX) - 1;
+    e->max_value =
+        cfg->max_value_bytes && cfg->max_value_bytes < ENGINE_MAX_VALUE_BYTES
+            ? cfg->max_value_bytes
+            : ENGINE_MAX_VALUE_BYTES;
+    e->max_wait_ms = ENGINE_DEFAULT_WAIT_MS;
     e->loop = loop;
     e->mode = MODE_MEMORY;
     uv_timer_init(loop, &e->sweep_timer);
     uv_timer_init(loop, &e->retry_timer);
+    uv_timer_init(loop, &e->deferred_timer);
     e->sweep_timer.data = e;
     e->retry_timer.data = e;
-    e->open_handles = 2;
+    e->deferred_timer.data = e;
+    e->open_handles = 3;
     uv_timer_start(&e->sweep_timer, on_sweep, ENGINE_SWEEP_INTERVAL_MS,
                    ENGINE_SWEEP_INTERVAL_MS);
     uv_unref((uv_handle_t *)&e->sweep_timer);
@@ -740,8 +1040,10 @@ void engine_close(Engine *e)
     e->store = NULL;
     uv_timer_stop(&e->sweep_timer);
     uv_timer_stop(&e->retry_timer);
+    uv_timer_stop(&e->deferred_timer);
     uv_close((uv_handle_t *)&e->sweep_timer, on_handle_closed);
     uv_close((uv_handle_t *)&e->retry_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&e->deferred_timer, on_handle_closed);
 }
 
 int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
@@ -767,6 +1069,8 @@ int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
     e->waiters[e->nwaiters].ud = ud;
     e->nwaiters++;
     if (e->pool == NULL) {
+        e->max_wait_ms = cfg->command_timeout_ms ? cfg->command_timeout_ms
+                                                 : ENGINE_DEFAULT_WAIT_MS;
         e->pool = pool_new(e->loop, cfg, on_pool_state, e);
         if (e->pool == NULL) {
             count_error(e, CR_ENOMEM, NULL);
@@ -775,9 +1079,8 @@ int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
         }
         e->attempting = true;
         pool_connect(e->pool);
-    } else if (e->mode == MODE_MEMORY) { /* ready, a replay to retry */
-        uv_timer_stop(&e->retry_timer);
-        start_recovery(e);
+    } else if (e->mode == MODE_MEMORY && pool_ready(e->pool)) {
+        start_recovery(e);    /* ready, a recovery to retry */
         if (e->nwaiters == 0) /* finished at once */
             return 0;
     }
@@ -795,7 +1098,7 @@ void engine_disconnect(Engine *e)
     e->pool = NULL;
     if (e->mode == MODE_RECOVERING && e->in_flight == 0)
         replay_failed(e, CR_ECONNRESET);
-    e->mode = MODE_MEMORY;
+    set_mode(e, MODE_MEMORY);
     e->attempting = false;
     uv_timer_stop(&e->retry_timer);
     finish_connect(e, false);
@@ -878,6 +1181,11 @@ int engine_set(Engine *e, const char *key, size_t klen, const char *val,
 {
     uint64_t now = engine_now_ms();
     journal_key(e->journal, key, klen);
+    if (klen + vlen > e->max_value) { /* as big as the store's: the old goes */
+        store_delete(e->store, key, klen, now);
+        count_too_big(e, klen + vlen);
+        return CR_EVALUETOOBIG;
+    }
     int rc = store_set(e->store, key, klen, val, vlen,
                        ttl_ms == 0 ? 0 : now + ttl_ms, now);
     if (rc != CR_OK) {
@@ -904,7 +1212,19 @@ bool engine_exists(Engine *e, const char *key, size_t klen)
 
 size_t engine_clear(Engine *e, const char *pattern, size_t plen)
 {
-    journal_pattern(e->journal, pattern, plen);
+    /* A pattern that matches one string is journaled as that key: its
+    ** replay is an UNLINK, not a pass over the keyspace. */
+    char small[256];
+    char *key = plen <= sizeof(small) ? small : malloc(plen);
+    bool whole = false;
+    size_t klen =
+        key != NULL ? globmatch_prefix(pattern, plen, key, &whole) : 0;
+    if (whole)
+        journal_key(e->journal, key, klen);
+    else
+        journal_pattern(e->journal, pattern, plen);
+    if (key != small)
+        free(key);
     size_t n = store_clear(e->store, pattern, plen, engine_now_ms());
     e->stats.deletes += n;
     return n;

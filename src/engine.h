@@ -11,15 +11,26 @@
 ** *_async functions, whose callbacks run later from the loop. A transport
 ** failure switches the engine to the memory store at once (the failed call
 ** completes there), and the pool reconnects in the background with backoff.
-** When it is back, the engine replays its journal (journal.h) into Redis
-** and only then switches back, emptying the memory store, so nothing
-** deleted, overwritten or cleared meanwhile is served from Redis again.
+** A READONLY reply (a demoted primary) counts as a lost connection; any
+** other refusal of a delete or clear also moves the engine to the memory
+** store (the old value may still be in Redis), retried later.
 **
-** While the journal is replayed, reads come from the memory store and
-** writes wait until the switch (then go to Redis), so the replay ends even
-** under a steady stream of writes. Writes made before the first
-** engine_connect() are journaled like outage writes: Redis may hold older
-** values from an earlier run.
+** No stale data in a fleet: many processes share one Redis, so a manager
+** coming back never writes values it remembers (others may have written
+** newer ones). It probes the server (not a replica; the ACL user may run
+** GET, SET, EXISTS, UNLINK and SCAN: else it stays on memory, the reason
+** in last_error, and retries), then replays its journal (journal.h) as
+** invalidation: every journaled pattern in one SCAN pass, UNLINK of every
+** journaled key, and only then switches back, emptying the memory store.
+** While it replays, reads come from the memory store and writes wait for
+** the switch, at most the command timeout: then they complete on memory,
+** are journaled, and the replay takes one more round. Writes made before
+** the first engine_connect() are journaled like outage writes: Redis may
+** hold older values from an earlier run.
+**
+** Size: a set whose key + value exceed max_value_bytes is refused before
+** anything is sent (CR_EVALUETOOBIG) and, as the memory store does for an
+** entry over its byte limit, the key's old value is removed.
 */
 #ifndef CACHERT_ENGINE_H
 #define CACHERT_ENGINE_H

@@ -194,3 +194,21 @@ bool globmatch_is_literal(const char *pattern, size_t plen)
     }
     return true;
 }
+
+size_t globmatch_prefix(const char *pattern, size_t plen, char *out,
+                        bool *whole)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < plen; i++) {
+        char c = pattern[i];
+        if (c == '*' || c == '?' || c == '[') {
+            *whole = false;
+            return n;
+        }
+        if (c == '\\' && i + 1 < plen) /* a trailing '\' is itself */
+            c = pattern[++i];
+        out[n++] = c;
+    }
+    *whole = true;
+    return n;
+}

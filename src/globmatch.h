@@ -24,4 +24,12 @@ bool globmatch(const char *pattern, size_t plen, const char *str, size_t slen);
 ** caller can answer it with one lookup instead of a scan. */
 bool globmatch_is_literal(const char *pattern, size_t plen);
 
+/* Writes to `out` (room for plen bytes) the bytes every match of `pattern`
+** starts with: its literal head, escapes resolved, up to the first *, ? or
+** [. Returns its length; *whole says whether that is the whole pattern,
+** i.e. the pattern matches exactly that one string (e.g. "user\\*1" matches
+** only "user*1"). */
+size_t globmatch_prefix(const char *pattern, size_t plen, char *out,
+                        bool *whole);
+
 #endif

@@ -3,12 +3,11 @@
 **
 ** The engine records every key it set or deleted, and every pattern it
 ** cleared, while it served from the memory store. Before switching back to
-** Redis it replays them: each recorded pattern is cleared in Redis, then
-** each recorded key is written with its memory value (or removed when the
-** memory store no longer has it), so nothing deleted, overwritten or cleared
-** during the outage is ever served from Redis again. Keys are a set (a key
-** changed ten times is replayed once: only its final state matters), so
-** replay order between keys does not matter; clears run first.
+** Redis it replays them as invalidation: every recorded pattern is cleared
+** in Redis and every recorded key removed there (never written: another
+** process may have stored a newer value meanwhile), so nothing deleted,
+** overwritten or cleared during the outage is ever served from Redis
+** again. Keys are a set (a key changed ten times is removed once).
 **
 ** The journal is bounded (max_keys keys, max_patterns patterns). Past a
 ** bound it overflows: it forgets the details and remembers only that it

@@ -352,6 +352,18 @@ uint64_t pool_replaced(const Pool *p)
     return p->replaced;
 }
 
+void pool_fail(Pool *p, int status, const char *message)
+{
+    if (p->state != POOL_READY && p->state != POOL_CONNECTING)
+        return;
+    p->in_callback++;
+    go_down(p, status, message);
+    if (p->state == POOL_DOWN)
+        schedule_retry(p);
+    p->in_callback--;
+    maybe_free(p);
+}
+
 void pool_close(Pool *p)
 {
     if (p->state == POOL_CLOSED)

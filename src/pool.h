@@ -132,6 +132,13 @@ uint64_t pool_writes(const Pool *p);
 ** (see the top) since pool_new. For tests and stats. */
 uint64_t pool_replaced(const Pool *p);
 
+/* Takes a ready (or connecting) pool down as if a connection had failed
+** with `status`: pending commands fail with CR_ECONNRESET, on_state reports
+** `status` and `message`, and reconnection starts with backoff. For a
+** server that answers but must not be used (e.g. a demoted primary
+** replying READONLY): new connections may reach the right one. */
+void pool_fail(Pool *p, int status, const char *message);
+
 /* Fails every pending command with CR_ECONNRESET (callbacks run before
 ** this returns), stops reconnecting, closes every handle and frees the pool
 ** once libuv has closed them. on_state is not called again. May be called
