@@ -60,6 +60,7 @@ struct Engine {
     bool quiet;          /* disconnecting or closing: not an error */
     bool outage_logged;
     bool refusal_logged; /* a failed probe or replay was logged */
+    bool retry_readonly; /* the retry timer reconnects: a replica answered */
     char *clear_all;     /* escaped namespace + "*" */
     size_t clear_all_len;
     char *probe_key; /* namespace + ENGINE_PROBE_KEY_SUFFIX */
@@ -208,11 +209,24 @@ static void lose_redis(Engine *e, int code, const char *msg)
     }
 }
 
+/* The next attempt after a refusal: new connections when a replica
+** answered (a DNS name or proxy may lead to the new primary), else the
+** probe and replay again. */
 static void on_retry(uv_timer_t *t)
 {
     Engine *e = t->data;
-    if (e->mode == MODE_MEMORY && e->pool != NULL && pool_ready(e->pool))
+    if (e->mode != MODE_MEMORY || e->pool == NULL || !pool_ready(e->pool))
+        return;
+    if (e->retry_readonly)
+        pool_fail(e->pool, CR_EREADONLY, e->last_error);
+    else
         start_recovery(e);
+}
+
+static void schedule_retry(Engine *e, int code)
+{
+    e->retry_readonly = code == CR_EREADONLY;
+    uv_timer_start(&e->retry_timer, on_retry, POOL_BACKOFF_MAX_MS, 0);
 }
 
 /* Redis answers but refused something this manager needs (a demoted
@@ -231,7 +245,7 @@ static void distrust_redis(Engine *e, int code, const char *msg)
         pool_fail(e->pool, code, e->last_error);
     else if (e->pool != NULL && pool_ready(e->pool) &&
              !uv_is_active((uv_handle_t *)&e->retry_timer))
-        uv_timer_start(&e->retry_timer, on_retry, POOL_BACKOFF_MAX_MS, 0);
+        schedule_retry(e, code);
 }
 
 static Op *op_new(const OpArgs *a, int kind)
@@ -725,12 +739,10 @@ static void replay_failed(Engine *e, int status)
                     "the memory store, retrying in the background\n",
                     e->last_error);
         e->refusal_logged = true;
-        if (status == CR_EREADONLY && e->pool != NULL)
-            pool_fail(e->pool, status, e->last_error);
-        else if (e->pool != NULL && pool_ready(e->pool))
+        if (e->pool != NULL && pool_ready(e->pool))
             /* The server said no, or memory ran out: the pool stays up,
             ** so nothing else would trigger another attempt. */
-            uv_timer_start(&e->retry_timer, on_retry, POOL_BACKOFF_MAX_MS, 0);
+            schedule_retry(e, status);
     }
     finish_connect(e, false);
 }
@@ -962,6 +974,11 @@ static void on_pool_state(void *ud, int status, const char *message)
 }
 
 /* -- Public API --------------------------------------------------------- */
+
+size_t engine_max_value_bytes(const Engine *e)
+{
+    return e->max_value;
+}
 
 uint64_t engine_now_ms(void)
 {

@@ -146,6 +146,9 @@ int engine_exists_async(Engine *e, const char *key, size_t klen,
 int engine_clear_async(Engine *e, const char *pattern, size_t plen,
                        engine_done_cb done, void *ud);
 
+/* The largest key + encoded value a set accepts (EngineConfig). */
+size_t engine_max_value_bytes(const Engine *e);
+
 /* Milliseconds on the engine's monotonic clock (CLOCK_MONOTONIC). */
 uint64_t engine_now_ms(void);
 
