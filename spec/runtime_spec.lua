@@ -88,6 +88,21 @@ describe("cachert executable", function()
             assert.are.same({ VERSION_LINE, "", 0 }, { cachert { "-v" } })
         end)
 
+        it("prints the version with --version, as with -v", function()
+            assert.are.same({ VERSION_LINE, "", 0 }, { cachert { "--version" } })
+        end)
+
+        it("runs a script after --version, as after -v", function()
+            assert.are.same({ VERSION_LINE .. "1\n", "", 0 },
+                            { cachert { "--version", "-e", "print(1)" } })
+        end)
+
+        it("lists --version in the usage", function()
+            local out = cachert { "--help" }
+            assert.are.equal("  -v        Show version information (also --version).",
+                             out:match("\n(  %-v [^\n]*)"))
+        end)
+
         it("prints the usage with --help", function()
             local out, _, code = cachert { "--help" }
             assert.are.same({ "usage: cachert [options]... [script [args]...]", 0 },
