@@ -311,6 +311,35 @@ io.write("...=", table.concat({ ... }, ","), "\n")
     end)
 end)
 
+describe("examples/redis_fallback.lua with a Redis server", function()
+    local helpers = require "helpers"
+    local server, out, code
+
+    lazy_setup(function()
+        server = helpers.start_redis()
+        local _
+        out, _, code = run(("REDIS_URL=redis://127.0.0.1:%d/0 %s %s")
+            :format(server.port, quote(CACHERT), quote(ROOT .. "/examples/redis_fallback.lua")))
+    end)
+
+    lazy_teardown(function()
+        helpers.stop_redis(server)
+    end)
+
+    it("serves every round from Redis", function()
+        local backends = {}
+        for backend in out:gmatch("round %d: backend (%a+)") do
+            backends[#backends + 1] = backend
+        end
+        assert.are.same({ 0, { "redis", "redis", "redis" } }, { code, backends })
+    end)
+
+    it("reports Redis in its summary, taken before disconnect", function()
+        assert.are.equal("using redis: true (backend: redis)",
+                         out:match("using redis: %a+ %(backend: %a+%)"))
+    end)
+end)
+
 describe("cachert scheduler", function()
     local function pack(...)
         return { n = select("#", ...), ... }
