@@ -197,16 +197,80 @@ describe("keys", function()
         assert.are.same({ 1, true }, { c:get("\255\254") })
     end)
 
-    it("convert an integer with tostring", function()
+    it("write an integer as its digits", function()
         local c = manager()
         c:set(42, "v")
         assert.are.same({ "v", true }, { c:get("42") })
     end)
 
-    it("convert a float with tostring", function()
+    it("write a float in its shortest exact form", function()
         local c = manager()
         c:set(1.5, "v")
         assert.are.same({ "v", true }, { c:get("1.5") })
+    end)
+
+    it("keep 123456789012345 and 123456789012346 apart", function()
+        local c = manager()
+        c:set(123456789012345, "A")
+        assert.are.same({ n = 2, nil, false }, pack(c:get(123456789012346)))
+    end)
+
+    it("write a 15-digit integer with all its digits", function()
+        local c = manager()
+        c:set(123456789012345, "A")
+        assert.are.same({ "A", true }, { c:get("123456789012345") })
+    end)
+
+    it("write 2^53 + 2 with all its digits", function()
+        local c = manager()
+        c:set(2 ^ 53 + 2, "v")
+        assert.are.same({ "v", true }, { c:get("9007199254740994") })
+    end)
+
+    it("write 0.1 + 0.2 in the shortest form that reads back", function()
+        local c = manager()
+        c:set(0.1 + 0.2, "v")
+        assert.are.same({ "v", true }, { c:get("0.30000000000000004") })
+    end)
+
+    it("keep 1 and 1.0000000000000002 apart", function()
+        local c = manager()
+        c:set(1, "one")
+        c:set(1.0000000000000002, "more")
+        assert.are.same({ "one", "more" }, { (c:get(1)), (c:get("1.0000000000000002")) })
+    end)
+
+    it("are written exactly by delete", function()
+        local c = manager()
+        c:set("123456789012345", "A")
+        c:set("123456789012346", "B")
+        assert.are.same({ true, true }, { c:delete(123456789012346), c:exists("123456789012345") })
+    end)
+
+    it("are written exactly by exists", function()
+        local c = manager()
+        c:set("123456789012345", "A")
+        assert.are.same({ true, false },
+                        { c:exists(123456789012345), c:exists(123456789012346) })
+    end)
+
+    it("are written exactly by mget", function()
+        local c = manager()
+        c:set("123456789012345", "A")
+        assert.are.same({ n = 2, "A" }, c:mget { 123456789012345, 123456789012346 })
+    end)
+
+    it("are written exactly by mset", function()
+        local c = manager()
+        c:mset { [123456789012345] = "A", [0.1 + 0.2] = "B" }
+        assert.are.same({ "A", "B" }, { (c:get("123456789012345")),
+                                        (c:get("0.30000000000000004")) })
+    end)
+
+    it("are written exactly after a namespace", function()
+        local c = manager { namespace = "ns:" }
+        c:set(123456789012345, "A")
+        assert.are.same({ n = 2, nil, false }, pack(c:get(123456789012346)))
     end)
 
     it("find a string-keyed value by the equal number", function()

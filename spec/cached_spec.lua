@@ -430,6 +430,73 @@ describe("cache.cached", function()
         end)
     end)
 
+    describe("cache.key", function()
+        it("writes one number argument as prefix:number", function()
+            assert.are.equal("video:42", cache.key("video", 42))
+        end)
+
+        it("writes one string argument as prefix:string", function()
+            assert.are.equal("user:ann", cache.key("user", "ann"))
+        end)
+
+        it("writes a 15-digit id with all its digits", function()
+            assert.are.equal("user:123456789012345", cache.key("user", 123456789012345))
+        end)
+
+        for _, case in ipairs {
+            { "a 15-digit id", pack(123456789012345) },
+            { "a 15-digit id's neighbour", pack(123456789012346) },
+            { "a float", pack(0.1 + 0.2) },
+            { "several arguments", pack("a", 2, true) },
+            { "a table", pack({ b = 1, list = { 1, 2 } }) },
+            { "nil", pack(nil) },
+            { "no argument", pack() },
+            { "a trailing nil", pack(1, nil) },
+            { "a string that looks like an encoded argument list", pack("\31x") },
+        } do
+            local args = case[2]
+            it("is the key cached uses for " .. case[1] .. ", so delete invalidates it", function()
+                local counter = { n = 0 }
+                local get_user = counted("user", counter)
+                get_user(unpack(args, 1, args.n))
+                assert.is_true(cache.delete(cache.key("user", unpack(args, 1, args.n))))
+                get_user(unpack(args, 1, args.n))
+                assert.are.equal(2, counter.n)
+            end)
+        end
+
+        it("keeps 15-digit ids apart", function()
+            assert.are_not.equal(cache.key("user", 123456789012345),
+                                 cache.key("user", 123456789012346))
+        end)
+
+        it("does not depend on a table's key order", function()
+            local t = { a = 1, b = 2, c = 3, d = 4, e = 5 }
+            local r = assert(reordered(t))
+            assert.are.equal(cache.key("p", t), cache.key("p", r))
+        end)
+
+        it("leaves the namespace to the manager", function()
+            local c = cache.new { namespace = "ns:" }
+            local counter = { n = 0 }
+            local get_user = c:cached(60, "user")(function() counter.n = counter.n + 1 end)
+            get_user(123456789012345)
+            assert.are.same({ "user:123456789012345", true },
+                            { cache.key("user", 123456789012345),
+                              c:delete(cache.key("user", 123456789012345)) })
+        end)
+
+        it("rejects a prefix that is not a string", function()
+            assert.are.equal("prefix must be a string, got nil",
+                             caller_error(function() cache.key(nil, 1) end))
+        end)
+
+        it("rejects an argument that cannot be keyed, naming its position", function()
+            assert.are.equal("cannot build a cache key from a function at args[2]",
+                             caller_error(function() cache.key("p", 1, print) end))
+        end)
+    end)
+
     describe("options", function()
         it("keys by the key option's result", function()
             local counter = { n = 0 }

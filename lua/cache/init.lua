@@ -11,7 +11,7 @@ local core = require "cache.core"
 local config = require "cache.config"
 local util = require "cache.util"
 local wait = require("cachert").wait
-local pack, unpack = util.pack, unpack
+local pack, unpack, format_number = util.pack, unpack, util.format_number
 local ttl_ms = config.ttl_ms
 local direct = require "cache.direct"
 
@@ -45,7 +45,8 @@ local function check_self(self, fname)
     end
 end
 
--- Returns the full key (namespace applied). Raises at the caller's caller.
+-- Returns the full key (namespace applied); a number is written exactly,
+-- as in `cached` keys. Raises at the caller's caller.
 local function check_key(self, key)
     if getmetatable(self) ~= mt then
         error("bad self: call manager methods as c:name(...)", 3)
@@ -55,7 +56,7 @@ local function check_key(self, key)
         local ns = self.namespace
         return ns == "" and key or ns .. key
     elseif tk == "number" then
-        return self.namespace .. tostring(key)
+        return self.namespace .. format_number(key)
     end
     error("key must be a string or a number, got " .. tk, 3)
 end
@@ -280,6 +281,10 @@ function _M.default()
 end
 
 local cached = require "cache.cached"
+
+--- cache.key(prefix, ...): the key `cached` uses for these arguments under
+-- `prefix`, before the manager's namespace (which get/set/delete add).
+_M.key = cached.key
 
 function methods:cached(ttl, prefix)
     check_self(self, "cached")
