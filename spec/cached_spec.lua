@@ -257,6 +257,18 @@ describe("cache.cached", function()
             pcall(f, 1)
             assert.are.equal(2, counter.n)
         end)
+
+        it("raises again, in a task, after a value that could not be cached", function()
+            in_task(function()
+                local f = counted("unstorable3", { n = 0 }, function() return print end)
+                local first = error_of(f, 1)
+                local task = sched.spawn(f, 1)
+                local second = { pcall(task.join, task) }
+                assert.are.same({ "cannot cache a function at result[1]", false,
+                                  "cannot cache a function at result[1]" },
+                                { first, second[1], second[2] })
+            end)
+        end)
     end)
 
     describe("keys", function()
@@ -699,6 +711,54 @@ describe("cache.cached", function()
                 fail = false
                 assert.are.equal("up", f(7))
                 assert.are.equal(2, counter.n)
+            end)
+        end)
+
+        -- Spawns f(...), lets it run, and returns its join() outcome; a
+        -- task still waiting then (nothing will wake it) is woken with an
+        -- error instead, so a failure cannot hang the spec.
+        local function outcome_of(task)
+            sched.sleep(0.05)
+            local stuck = task:status() == "waiting"
+            if stuck then sched.wake(task, false, "still waiting") end
+            local out = { pcall(task.join, task) }
+            return out
+        end
+
+        it("gives a concurrent caller the error when the result cannot be cached", function()
+            in_task(function()
+                local f = cache.cached(60, "sfstore")(slow({ n = 0 }, function()
+                    return { cb = print }
+                end))
+                local leader, waiter = sched.spawn(f, 7), sched.spawn(f, 7)
+                local outcomes = { outcome_of(leader), outcome_of(waiter),
+                                   outcome_of(sched.spawn(f, 7)) }
+                local msg = "cannot cache a function at result[1].cb"
+                assert.are.same({ { false, msg }, { false, msg }, { false, msg } }, outcomes)
+            end)
+        end)
+
+        it("lets later callers run fn after storing the results raised", function()
+            in_task(function()
+                -- given: a manager whose store step raises (its engine
+                -- swapped for a value core.set_raw rejects; the real one
+                -- stays referenced, and reads still go through it)
+                local c = cache.new()
+                local counter = { n = 0 }
+                local f = c:cached(60, "sfraise")(slow(counter, "v"))
+                local engine = c.engine
+                c.engine = "not an engine"
+                -- when: a leader and a waiter meet the failure
+                local leader, waiter = sched.spawn(f, 7), sched.spawn(f, 7)
+                local first, second = outcome_of(leader), outcome_of(waiter)
+                c.engine = engine
+                -- then: both get the error, and the next caller runs fn
+                local later = outcome_of(sched.spawn(f, 7))
+                assert.are.same({ false, false, true, "v", 2 },
+                                { first[1], second[1], later[1], later[2], counter.n })
+                assert.are.equal(first[2], second[2])
+                assert.matches("bad argument #1 to '[%w_]*set_raw' %(cachert.Manager expected, "
+                               .. "got string%)", first[2])
             end)
         end)
 

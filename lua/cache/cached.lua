@@ -198,9 +198,19 @@ end
 
 -- cached --------------------------------------------------------------------
 
+-- Encodes fn's results (packed, after pcall's status) and stores them;
+-- returns the bytes. Raises when they cannot be encoded or stored.
+local function store(m, key, ttl_ms, res)
+    local blob = core_encode_results(unpack(res, 2, res.n))
+    finish(m, core_set_raw(m.engine, key, blob, ttl_ms))
+    return blob
+end
+
 -- The miss path: run fn once per key, even for concurrent callers. The
 -- results are encoded once; waiters decode their own copy of those bytes
 -- (tables are fresh copies, and a waiter's call counts one miss, no hit).
+-- Nothing between taking the key and waking the waiters may raise: a key
+-- left in m.inflight would make every later caller wait forever.
 local function call_and_store(w, m, key, args)
     local flight = m.inflight[key]
     local me = sched.current()
@@ -217,10 +227,7 @@ local function call_and_store(w, m, key, args)
     local res = pack(pcall(w.fn, unpack(args, 1, args.n)))
     local ok, blob = res[1], res[2]
     if ok then
-        ok, blob = pcall(core_encode_results, unpack(res, 2, res.n))
-        if ok then
-            finish(m, core_set_raw(m.engine, key, blob, w.ttl_ms or m.default_ttl_ms))
-        end
+        ok, blob = pcall(store, m, key, w.ttl_ms or m.default_ttl_ms, res)
     end
     m.inflight[key] = nil
     for i = 1, #flight.waiters do
