@@ -88,7 +88,8 @@ local function new_manager(opts, level)
         namespace = cfg.namespace,
         default_ttl_ms = ttl_ms(cfg.default_ttl),
         engine = core.new(cfg.max_items, cfg.max_memory,
-                          glob_escape(cfg.namespace) .. "*", cfg.journal_max_keys),
+                          glob_escape(cfg.namespace) .. "*", cfg.journal_max_keys,
+                          cfg.max_value_bytes),
         eptr = false,           -- the engine as FFI cdata (cache.direct)
         inflight = {},          -- single flight: key -> waiting tasks
     }, mt)
