@@ -885,6 +885,23 @@ describe("max_memory", function()
     end)
 end)
 
+describe("cache.glob_escape", function()
+    it("escapes every glob character", function()
+        assert.are.equal("a\\*\\?\\[b\\]\\\\", cache.glob_escape("a*?[b]\\"))
+    end)
+
+    it("raises for a number at the caller's line", function()
+        local line = debug.getinfo(1, "l").currentline + 1
+        local err = error_of(function() cache.glob_escape(5) end)
+        assert.are.equal("api_spec.lua:" .. line .. ": text must be a string, got number",
+                         err:match("[^/]*$"))
+    end)
+
+    it("raises for nil", function()
+        assert.has_error(function() cache.glob_escape() end, "text must be a string, got nil")
+    end)
+end)
+
 describe("module-level functions", function()
     local names = { "connect", "disconnect", "get", "set", "delete", "exists",
                     "clear", "mget", "mset", "stats", "get_stats" }

@@ -36,7 +36,14 @@ end
 local function glob_escape(s)
     return (s:gsub("[%*%?%[%]\\]", "\\%0"))
 end
-_M.glob_escape = glob_escape
+
+--- Returns `text` with the glob characters * ? [ ] \ escaped.
+function _M.glob_escape(text)
+    if type(text) ~= "string" then
+        error("text must be a string, got " .. type(text), 2)
+    end
+    return glob_escape(text)
+end
 
 local function check_self(self, fname)
     if getmetatable(self) ~= mt then
