@@ -77,6 +77,42 @@ describe("cache.new", function()
     end)
 end)
 
+describe("a manager's fields", function()
+    it("raise when an unknown field is written, naming it", function()
+        local c = manager()
+        local line = debug.getinfo(1, "l").currentline + 1
+        local err = error_of(function() c.default_ttl = 600 end)
+        assert.are.equal("api_spec.lua:" .. line .. ": unknown field 'default_ttl': "
+                         .. "a manager's settings are options of cache.new{...}",
+                         err:match("[^/]*$"))
+    end)
+
+    it("raise for any unknown name", function()
+        local c = manager()
+        assert.are.same({ "unknown field 'colour'", "unknown field '1'" },
+                        { error_of(function() c.colour = "red" end):match("unknown field '%w+'"),
+                          error_of(function() c[1] = true end):match("unknown field '%w+'") })
+    end)
+
+    it("let one manager's method be replaced", function()
+        local c, other = manager(), manager()
+        c.get = function() return "spy" end
+        assert.are.same({ "spy", nil }, { c:get("k"), (other:get("k")) })
+    end)
+
+    it("store nothing when an unknown field is written", function()
+        local c = manager()
+        pcall(function() c.default_ttl = 600 end)
+        assert.is_nil(rawget(c, "default_ttl"))
+    end)
+
+    it("read as before", function()
+        local c = manager { namespace = "ns:" }
+        assert.are.same({ "ns:", "function", nil },
+                        { c.namespace, type(c.get), c.default_ttl })
+    end)
+end)
+
 describe("connect", function()
     it("returns false when Redis is unreachable", function()
         local c = manager()

@@ -15,8 +15,8 @@ local pack, unpack, format_number = util.pack, unpack, util.format_number
 local ttl_ms = config.ttl_ms
 local direct = require "cache.direct"
 
-local type, error, setmetatable, tostring, pairs =
-    type, error, setmetatable, tostring, pairs
+local type, error, setmetatable, tostring, pairs, rawset =
+    type, error, setmetatable, tostring, pairs, rawset
 local core_get, core_set, core_delete, core_exists, core_finish =
     core.get, core.set, core.delete, core.exists, core.finish
 local lookup, set_string = direct.lookup, direct.set_string
@@ -28,6 +28,17 @@ local mt = { __index = methods, __name = "cache.Manager" }
 mt.__tostring = function(self)
     return "cache.Manager (" .. (core.stats(self.engine).using_redis
                                   and "redis" or "memory") .. ")"
+end
+-- A manager has no settable fields: `c.default_ttl = 600` (the seed's
+-- style) would otherwise be silently ignored. The fields the module uses
+-- are all created by new_manager, so assigning them never gets here; a
+-- method may still be replaced on one manager (a spy in a test, say).
+mt.__newindex = function(self, name, value)
+    if methods[name] == nil then
+        error("unknown field '" .. tostring(name) .. "': a manager's settings are "
+              .. "options of cache.new{...}", 2)
+    end
+    rawset(self, name, value)
 end
 
 -- Helpers -------------------------------------------------------------------
