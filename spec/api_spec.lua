@@ -711,6 +711,37 @@ describe("mset", function()
         assert.are.equal(0, c:stats().keys)
     end)
 
+    describe("when a backend refuses one pair", function()
+        local size                  -- bytes of one entry "k<n>" = 8 bytes
+        local c, ok, err
+
+        lazy_setup(function()
+            -- given: room for the small pairs, not for the big one
+            size = entry_overhead() + #"k1" + #core.encode("12345678")
+            c = manager { max_memory = 3 * size }
+            -- when
+            ok, err = c:mset { k1 = "12345678", big = string.rep("x", 4 * size),
+                               k2 = "12345678" }
+        end)
+
+        it("returns false and the reason, naming the refused key", function()
+            assert.are.same({ false, "entry is larger than the store's byte limit (key big)" },
+                            { ok, err })
+        end)
+
+        it("stores every other pair", function()
+            assert.are.same({ n = 3, "12345678", nil, "12345678" },
+                            c:mget { "k1", "big", "k2" })
+        end)
+    end)
+
+    it("names a refused number key exactly", function()
+        local c = manager { max_memory = 10 }
+        assert.are.same({ false, "entry is larger than the store's byte limit "
+                                 .. "(key 123456789012345)" },
+                        { c:mset { [123456789012345] = "too big for 10 bytes" } })
+    end)
+
     it("names the key of a value that cannot be cached", function()
         local c = manager()
         assert.has_error(function() c:mset { b = print } end,

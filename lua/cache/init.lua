@@ -240,8 +240,10 @@ function methods:mget(keys)
     return out
 end
 
---- c:mset(map, ttl?) -> true
--- Every key and value is checked before anything is stored.
+--- c:mset(map, ttl?) -> true | false, err
+-- Every key and value is checked before anything is stored (misuse
+-- raises and stores nothing). Then every pair is attempted: the ones a
+-- backend takes are stored, and the first refused one is named in err.
 function methods:mset(map, ttl)
     if type(map) ~= "table" then
         error("map must be a table, got " .. type(map), 2)
@@ -254,7 +256,7 @@ function methods:mset(map, ttl)
         local ok, blob = pcall(core.encode, value)
         blobs[n] = blob
         if not ok then
-            error(("%s (key %s)"):format(blob, tostring(key)), 2)
+            error(("%s (key %s)"):format(blob, keys[n]:sub(#self.namespace + 1)), 2)
         end
     end
     local engine, pending = self.engine, {}
@@ -265,7 +267,9 @@ function methods:mset(map, ttl)
     for i = 1, n do
         local ok, err = finish(self, unpack(pending[i], 1, pending[i].n))
         if not ok and result then
-            result, reason = false, err
+            result = false
+            reason = ("%s (key %s)"):format(tostring(err),
+                                            keys[i]:sub(#self.namespace + 1))
         end
     end
     return result, reason
