@@ -31,7 +31,8 @@ end)
 
 -- Clears every "session:*" entry once the session is deleted, as the seed's
 -- @cache_invalidate does. To drop only this one entry, call
--- cache.delete("session:" .. session_id) instead.
+-- cache.delete(cache.key("session", session_id)) instead: cache.key gives
+-- the exact key get_user_session uses for that argument.
 local logout_user = cache.invalidate("session")(function(session_id)
     db.sessions[session_id] = nil
 end)

@@ -77,6 +77,42 @@ describe("cache.new", function()
     end)
 end)
 
+describe("a manager's fields", function()
+    it("raise when an unknown field is written, naming it", function()
+        local c = manager()
+        local line = debug.getinfo(1, "l").currentline + 1
+        local err = error_of(function() c.default_ttl = 600 end)
+        assert.are.equal("api_spec.lua:" .. line .. ": unknown field 'default_ttl': "
+                         .. "a manager's settings are options of cache.new{...}",
+                         err:match("[^/]*$"))
+    end)
+
+    it("raise for any unknown name", function()
+        local c = manager()
+        assert.are.same({ "unknown field 'colour'", "unknown field '1'" },
+                        { error_of(function() c.colour = "red" end):match("unknown field '%w+'"),
+                          error_of(function() c[1] = true end):match("unknown field '%w+'") })
+    end)
+
+    it("let one manager's method be replaced", function()
+        local c, other = manager(), manager()
+        c.get = function() return "spy" end
+        assert.are.same({ "spy", nil }, { c:get("k"), (other:get("k")) })
+    end)
+
+    it("store nothing when an unknown field is written", function()
+        local c = manager()
+        pcall(function() c.default_ttl = 600 end)
+        assert.is_nil(rawget(c, "default_ttl"))
+    end)
+
+    it("read as before", function()
+        local c = manager { namespace = "ns:" }
+        assert.are.same({ "ns:", "function", nil },
+                        { c.namespace, type(c.get), c.default_ttl })
+    end)
+end)
+
 describe("connect", function()
     it("returns false when Redis is unreachable", function()
         local c = manager()
@@ -197,16 +233,80 @@ describe("keys", function()
         assert.are.same({ 1, true }, { c:get("\255\254") })
     end)
 
-    it("convert an integer with tostring", function()
+    it("write an integer as its digits", function()
         local c = manager()
         c:set(42, "v")
         assert.are.same({ "v", true }, { c:get("42") })
     end)
 
-    it("convert a float with tostring", function()
+    it("write a float in its shortest exact form", function()
         local c = manager()
         c:set(1.5, "v")
         assert.are.same({ "v", true }, { c:get("1.5") })
+    end)
+
+    it("keep 123456789012345 and 123456789012346 apart", function()
+        local c = manager()
+        c:set(123456789012345, "A")
+        assert.are.same({ n = 2, nil, false }, pack(c:get(123456789012346)))
+    end)
+
+    it("write a 15-digit integer with all its digits", function()
+        local c = manager()
+        c:set(123456789012345, "A")
+        assert.are.same({ "A", true }, { c:get("123456789012345") })
+    end)
+
+    it("write 2^53 + 2 with all its digits", function()
+        local c = manager()
+        c:set(2 ^ 53 + 2, "v")
+        assert.are.same({ "v", true }, { c:get("9007199254740994") })
+    end)
+
+    it("write 0.1 + 0.2 in the shortest form that reads back", function()
+        local c = manager()
+        c:set(0.1 + 0.2, "v")
+        assert.are.same({ "v", true }, { c:get("0.30000000000000004") })
+    end)
+
+    it("keep 1 and 1.0000000000000002 apart", function()
+        local c = manager()
+        c:set(1, "one")
+        c:set(1.0000000000000002, "more")
+        assert.are.same({ "one", "more" }, { (c:get(1)), (c:get("1.0000000000000002")) })
+    end)
+
+    it("are written exactly by delete", function()
+        local c = manager()
+        c:set("123456789012345", "A")
+        c:set("123456789012346", "B")
+        assert.are.same({ true, true }, { c:delete(123456789012346), c:exists("123456789012345") })
+    end)
+
+    it("are written exactly by exists", function()
+        local c = manager()
+        c:set("123456789012345", "A")
+        assert.are.same({ true, false },
+                        { c:exists(123456789012345), c:exists(123456789012346) })
+    end)
+
+    it("are written exactly by mget", function()
+        local c = manager()
+        c:set("123456789012345", "A")
+        assert.are.same({ n = 2, "A" }, c:mget { 123456789012345, 123456789012346 })
+    end)
+
+    it("are written exactly by mset", function()
+        local c = manager()
+        c:mset { [123456789012345] = "A", [0.1 + 0.2] = "B" }
+        assert.are.same({ "A", "B" }, { (c:get("123456789012345")),
+                                        (c:get("0.30000000000000004")) })
+    end)
+
+    it("are written exactly after a namespace", function()
+        local c = manager { namespace = "ns:" }
+        c:set(123456789012345, "A")
+        assert.are.same({ n = 2, nil, false }, pack(c:get(123456789012346)))
     end)
 
     it("find a string-keyed value by the equal number", function()
@@ -611,6 +711,37 @@ describe("mset", function()
         assert.are.equal(0, c:stats().keys)
     end)
 
+    describe("when a backend refuses one pair", function()
+        local size                  -- bytes of one entry "k<n>" = 8 bytes
+        local c, ok, err
+
+        lazy_setup(function()
+            -- given: room for the small pairs, not for the big one
+            size = entry_overhead() + #"k1" + #core.encode("12345678")
+            c = manager { max_memory = 3 * size }
+            -- when
+            ok, err = c:mset { k1 = "12345678", big = string.rep("x", 4 * size),
+                               k2 = "12345678" }
+        end)
+
+        it("returns false and the reason, naming the refused key", function()
+            assert.are.same({ false, "entry is larger than the store's byte limit (key big)" },
+                            { ok, err })
+        end)
+
+        it("stores every other pair", function()
+            assert.are.same({ n = 3, "12345678", nil, "12345678" },
+                            c:mget { "k1", "big", "k2" })
+        end)
+    end)
+
+    it("names a refused number key exactly", function()
+        local c = manager { max_memory = 10 }
+        assert.are.same({ false, "entry is larger than the store's byte limit "
+                                 .. "(key 123456789012345)" },
+                        { c:mset { [123456789012345] = "too big for 10 bytes" } })
+    end)
+
     it("names the key of a value that cannot be cached", function()
         local c = manager()
         assert.has_error(function() c:mset { b = print } end,
@@ -818,6 +949,23 @@ describe("max_memory", function()
             c:set("k2", string.rep("x", 100))
             assert.are.same({ "12345678", true }, { c:get("k1") })
         end)
+    end)
+end)
+
+describe("cache.glob_escape", function()
+    it("escapes every glob character", function()
+        assert.are.equal("a\\*\\?\\[b\\]\\\\", cache.glob_escape("a*?[b]\\"))
+    end)
+
+    it("raises for a number at the caller's line", function()
+        local line = debug.getinfo(1, "l").currentline + 1
+        local err = error_of(function() cache.glob_escape(5) end)
+        assert.are.equal("api_spec.lua:" .. line .. ": text must be a string, got number",
+                         err:match("[^/]*$"))
+    end)
+
+    it("raises for nil", function()
+        assert.has_error(function() cache.glob_escape() end, "text must be a string, got nil")
     end)
 end)
 

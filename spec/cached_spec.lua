@@ -257,6 +257,18 @@ describe("cache.cached", function()
             pcall(f, 1)
             assert.are.equal(2, counter.n)
         end)
+
+        it("raises again, in a task, after a value that could not be cached", function()
+            in_task(function()
+                local f = counted("unstorable3", { n = 0 }, function() return print end)
+                local first = error_of(f, 1)
+                local task = sched.spawn(f, 1)
+                local second = { pcall(task.join, task) }
+                assert.are.same({ "cannot cache a function at result[1]", false,
+                                  "cannot cache a function at result[1]" },
+                                { first, second[1], second[2] })
+            end)
+        end)
     end)
 
     describe("keys", function()
@@ -427,6 +439,73 @@ describe("cache.cached", function()
             local f = counted("badarg", counter)
             pcall(f, print)
             assert.are.equal(0, counter.n)
+        end)
+    end)
+
+    describe("cache.key", function()
+        it("writes one number argument as prefix:number", function()
+            assert.are.equal("video:42", cache.key("video", 42))
+        end)
+
+        it("writes one string argument as prefix:string", function()
+            assert.are.equal("user:ann", cache.key("user", "ann"))
+        end)
+
+        it("writes a 15-digit id with all its digits", function()
+            assert.are.equal("user:123456789012345", cache.key("user", 123456789012345))
+        end)
+
+        for _, case in ipairs {
+            { "a 15-digit id", pack(123456789012345) },
+            { "a 15-digit id's neighbour", pack(123456789012346) },
+            { "a float", pack(0.1 + 0.2) },
+            { "several arguments", pack("a", 2, true) },
+            { "a table", pack({ b = 1, list = { 1, 2 } }) },
+            { "nil", pack(nil) },
+            { "no argument", pack() },
+            { "a trailing nil", pack(1, nil) },
+            { "a string that looks like an encoded argument list", pack("\31x") },
+        } do
+            local args = case[2]
+            it("is the key cached uses for " .. case[1] .. ", so delete invalidates it", function()
+                local counter = { n = 0 }
+                local get_user = counted("user", counter)
+                get_user(unpack(args, 1, args.n))
+                assert.is_true(cache.delete(cache.key("user", unpack(args, 1, args.n))))
+                get_user(unpack(args, 1, args.n))
+                assert.are.equal(2, counter.n)
+            end)
+        end
+
+        it("keeps 15-digit ids apart", function()
+            assert.are_not.equal(cache.key("user", 123456789012345),
+                                 cache.key("user", 123456789012346))
+        end)
+
+        it("does not depend on a table's key order", function()
+            local t = { a = 1, b = 2, c = 3, d = 4, e = 5 }
+            local r = assert(reordered(t))
+            assert.are.equal(cache.key("p", t), cache.key("p", r))
+        end)
+
+        it("leaves the namespace to the manager", function()
+            local c = cache.new { namespace = "ns:" }
+            local counter = { n = 0 }
+            local get_user = c:cached(60, "user")(function() counter.n = counter.n + 1 end)
+            get_user(123456789012345)
+            assert.are.same({ "user:123456789012345", true },
+                            { cache.key("user", 123456789012345),
+                              c:delete(cache.key("user", 123456789012345)) })
+        end)
+
+        it("rejects a prefix that is not a string", function()
+            assert.are.equal("prefix must be a string, got nil",
+                             caller_error(function() cache.key(nil, 1) end))
+        end)
+
+        it("rejects an argument that cannot be keyed, naming its position", function()
+            assert.are.equal("cannot build a cache key from a function at args[2]",
+                             caller_error(function() cache.key("p", 1, print) end))
         end)
     end)
 
@@ -632,6 +711,54 @@ describe("cache.cached", function()
                 fail = false
                 assert.are.equal("up", f(7))
                 assert.are.equal(2, counter.n)
+            end)
+        end)
+
+        -- Spawns f(...), lets it run, and returns its join() outcome; a
+        -- task still waiting then (nothing will wake it) is woken with an
+        -- error instead, so a failure cannot hang the spec.
+        local function outcome_of(task)
+            sched.sleep(0.05)
+            local stuck = task:status() == "waiting"
+            if stuck then sched.wake(task, false, "still waiting") end
+            local out = { pcall(task.join, task) }
+            return out
+        end
+
+        it("gives a concurrent caller the error when the result cannot be cached", function()
+            in_task(function()
+                local f = cache.cached(60, "sfstore")(slow({ n = 0 }, function()
+                    return { cb = print }
+                end))
+                local leader, waiter = sched.spawn(f, 7), sched.spawn(f, 7)
+                local outcomes = { outcome_of(leader), outcome_of(waiter),
+                                   outcome_of(sched.spawn(f, 7)) }
+                local msg = "cannot cache a function at result[1].cb"
+                assert.are.same({ { false, msg }, { false, msg }, { false, msg } }, outcomes)
+            end)
+        end)
+
+        it("lets later callers run fn after storing the results raised", function()
+            in_task(function()
+                -- given: a manager whose store step raises (its engine
+                -- swapped for a value core.set_raw rejects; the real one
+                -- stays referenced, and reads still go through it)
+                local c = cache.new()
+                local counter = { n = 0 }
+                local f = c:cached(60, "sfraise")(slow(counter, "v"))
+                local engine = c.engine
+                c.engine = "not an engine"
+                -- when: a leader and a waiter meet the failure
+                local leader, waiter = sched.spawn(f, 7), sched.spawn(f, 7)
+                local first, second = outcome_of(leader), outcome_of(waiter)
+                c.engine = engine
+                -- then: both get the error, and the next caller runs fn
+                local later = outcome_of(sched.spawn(f, 7))
+                assert.are.same({ false, false, true, "v", 2 },
+                                { first[1], second[1], later[1], later[2], counter.n })
+                assert.are.equal(first[2], second[2])
+                assert.matches("bad argument #1 to '[%w_]*set_raw' %(cachert.Manager expected, "
+                               .. "got string%)", first[2])
             end)
         end)
 

@@ -149,7 +149,8 @@ describe("config.resolve", function()
         it("raises for a malformed CACHE_MAX_ITEMS naming the .env file", function()
             local path = dotenv "CACHE_MAX_ITEMS=-1\n"
             assert.are.equal(
-                "CACHE_MAX_ITEMS must be an integer >= 0, got '-1' (from " .. path .. ")",
+                "CACHE_MAX_ITEMS must be an integer between 0 and 9007199254740992, got '-1' (from "
+                .. path .. ")",
                 error_of(config.resolve, nil, NO_ENV, path))
         end)
 
@@ -163,6 +164,103 @@ describe("config.resolve", function()
         it("raises for an unknown CACHE_CODEC", function()
             assert.are.equal("CACHE_CODEC must be 'msgpack', got 'json' (from environment)",
                              error_of(config.resolve, nil, env { CACHE_CODEC = "json" }, NO_FILE))
+        end)
+
+        it("rejects CACHE_MAX_ITEMS=1e300, naming the environment", function()
+            assert.are.equal(
+                "CACHE_MAX_ITEMS must be an integer between 0 and 9007199254740992, "
+                .. "got '1e300' (from environment)",
+                error_of(config.resolve, nil, env { CACHE_MAX_ITEMS = "1e300" }, NO_FILE))
+        end)
+
+        it("rejects a max_items option of 2^53 + 2", function()
+            assert.are.equal(
+                "option max_items must be an integer between 0 and 9007199254740992, "
+                .. "got 9.007199254741e+15",
+                error_of(config.resolve, { max_items = 2 ^ 53 + 2 }, NO_ENV, NO_FILE))
+        end)
+
+        it("accepts CACHE_MAX_ITEMS=9007199254740992", function()
+            local cfg = config.resolve(nil, env { CACHE_MAX_ITEMS = "9007199254740992" }, NO_FILE)
+            assert.are.equal(2 ^ 53, cfg.max_items)
+        end)
+
+        it("rejects a CACHE_MAX_MEMORY too large for the store, naming the .env file", function()
+            local path = dotenv "CACHE_MAX_MEMORY=99999999999gb\n"
+            assert.are.equal(
+                "CACHE_MAX_MEMORY must be a byte size between 0 and 9007199254740992, "
+                .. "got '99999999999gb' (from " .. path .. ")",
+                error_of(config.resolve, nil, NO_ENV, path))
+        end)
+
+        it("rejects an infinite max_memory option", function()
+            assert.are.equal(
+                "option max_memory must be a byte size between 0 and 9007199254740992, got inf",
+                error_of(config.resolve, { max_memory = math.huge }, NO_ENV, NO_FILE))
+        end)
+
+        it("rejects a max_memory option of 1e300", function()
+            assert.are.equal(
+                "option max_memory must be a byte size between 0 and 9007199254740992, "
+                .. "got 1e+300",
+                error_of(config.resolve, { max_memory = 1e300 }, NO_ENV, NO_FILE))
+        end)
+
+        it("rejects a CACHE_JOURNAL_MAX_KEYS over 100,000,000", function()
+            assert.are.equal(
+                "CACHE_JOURNAL_MAX_KEYS must be an integer between 1 and 100000000, "
+                .. "got '100000001' (from environment)",
+                error_of(config.resolve, nil, env { CACHE_JOURNAL_MAX_KEYS = "100000001" },
+                         NO_FILE))
+        end)
+
+        it("rejects a huge journal_max_keys option", function()
+            assert.are.equal(
+                "option journal_max_keys must be an integer between 1 and 100000000, "
+                .. "got 1e+20",
+                error_of(config.resolve, { journal_max_keys = 1e20 }, NO_ENV, NO_FILE))
+        end)
+
+        it("accepts CACHE_JOURNAL_MAX_KEYS=100000000", function()
+            local cfg = config.resolve(nil, env { CACHE_JOURNAL_MAX_KEYS = "100000000" }, NO_FILE)
+            assert.are.equal(100000000, cfg.journal_max_keys)
+        end)
+
+        it("defaults CACHE_MAX_VALUE_BYTES to 512 MiB", function()
+            assert.are.equal(536870912, config.resolve(nil, NO_ENV, NO_FILE).max_value_bytes)
+        end)
+
+        it("reads CACHE_MAX_VALUE_BYTES with a unit", function()
+            local cfg = config.resolve(nil, env { CACHE_MAX_VALUE_BYTES = "64kb" }, NO_FILE)
+            assert.are.equal(65536, cfg.max_value_bytes)
+        end)
+
+        it("takes a max_value_bytes option over CACHE_MAX_VALUE_BYTES", function()
+            local cfg = config.resolve({ max_value_bytes = 1000 },
+                                       env { CACHE_MAX_VALUE_BYTES = "64kb" }, NO_FILE)
+            assert.are.same({ 1000, "option" },
+                            { cfg.max_value_bytes, cfg.sources.max_value_bytes.kind })
+        end)
+
+        it("rejects a CACHE_MAX_VALUE_BYTES over 512mb", function()
+            assert.are.equal(
+                "CACHE_MAX_VALUE_BYTES must be a byte size between 1 and 536870912 (512mb), "
+                .. "got '1gb' (from environment)",
+                error_of(config.resolve, nil, env { CACHE_MAX_VALUE_BYTES = "1gb" }, NO_FILE))
+        end)
+
+        it("rejects a max_value_bytes option of 0", function()
+            assert.are.equal(
+                "option max_value_bytes must be a byte size between 1 and 536870912 (512mb), "
+                .. "got 0",
+                error_of(config.resolve, { max_value_bytes = 0 }, NO_ENV, NO_FILE))
+        end)
+
+        it("rejects a CACHE_MAX_VALUE_BYTES that is not a size", function()
+            assert.are.equal(
+                "CACHE_MAX_VALUE_BYTES must be a byte size such as 1048576 or '256mb', "
+                .. "got 'lots' (from environment)",
+                error_of(config.resolve, nil, env { CACHE_MAX_VALUE_BYTES = "lots" }, NO_FILE))
         end)
 
         it("reads CACHE_MAX_MEMORY=256mb as 256 MiB", function()
@@ -365,8 +463,25 @@ describe("config.redis", function()
 
         it("rejects a timeout of 0", function()
             local cfg = config.resolve(nil, env { REDIS_POOL_TIMEOUT = "0" }, NO_FILE)
-            assert.are.equal("REDIS_POOL_TIMEOUT must be a number of seconds > 0, got '0' "
-                             .. "(from environment)", error_of(config.redis, cfg))
+            assert.are.equal("REDIS_POOL_TIMEOUT must be a number of seconds > 0 and <= 86400, "
+                             .. "got '0' (from environment)", error_of(config.redis, cfg))
+        end)
+
+        it("rejects a REDIS_COMMAND_TIMEOUT beyond a day", function()
+            local cfg = config.resolve(nil, env { REDIS_COMMAND_TIMEOUT = "1e300" }, NO_FILE)
+            assert.are.equal("REDIS_COMMAND_TIMEOUT must be a number of seconds > 0 and <= 86400, "
+                             .. "got '1e300' (from environment)", error_of(config.redis, cfg))
+        end)
+
+        it("rejects a timeout option beyond a day", function()
+            local cfg = config.resolve({ timeout = 86401 }, NO_ENV, NO_FILE)
+            assert.are.equal("option timeout must be a number of seconds > 0 and <= 86400, "
+                             .. "got 86401", error_of(config.redis, cfg))
+        end)
+
+        it("accepts a timeout of a day", function()
+            local cfg = config.resolve({ timeout = 86400 }, NO_ENV, NO_FILE)
+            assert.are.equal(86400, config.redis(cfg).timeout)
         end)
     end)
 
@@ -502,6 +617,30 @@ describe("a manager's configuration", function()
             s = cache.new():stats()
         end)
         assert.are.same({ 7, 1024 * 1024 }, { s.max_items, s.max_memory })
+    end)
+
+    it("raises in cache.new for CACHE_MAX_ITEMS=1e300, before the store is made", function()
+        with_env({ CACHE_MAX_ITEMS = "1e300" }, function()
+            assert.has_error(function() cache.new() end,
+                             "CACHE_MAX_ITEMS must be an integer between 0 and 9007199254740992, "
+                             .. "got '1e300' (from environment)")
+        end)
+    end)
+
+    it("passes max_value_bytes to cache.core as the fifth argument of new", function()
+        -- given: a spy on core.new, which the module looks up at each call
+        local core = require "cache.core"
+        local real, args = core.new, nil
+        core.new = function(...)
+            args = { ... }
+            return real(...)
+        end
+        -- when
+        local ok, err = pcall(cache.new, { max_value_bytes = "1mb", journal_max_keys = 7 })
+        core.new = real
+        -- then
+        assert(ok, err)
+        assert.are.same({ 7, 1048576 }, { args[4], args[5] })
     end)
 
     it("takes its namespace from the environment", function()

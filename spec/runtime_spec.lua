@@ -88,6 +88,21 @@ describe("cachert executable", function()
             assert.are.same({ VERSION_LINE, "", 0 }, { cachert { "-v" } })
         end)
 
+        it("prints the version with --version, as with -v", function()
+            assert.are.same({ VERSION_LINE, "", 0 }, { cachert { "--version" } })
+        end)
+
+        it("runs a script after --version, as after -v", function()
+            assert.are.same({ VERSION_LINE .. "1\n", "", 0 },
+                            { cachert { "--version", "-e", "print(1)" } })
+        end)
+
+        it("lists --version in the usage", function()
+            local out = cachert { "--help" }
+            assert.are.equal("  -v        Show version information (also --version).",
+                             out:match("\n(  %-v [^\n]*)"))
+        end)
+
         it("prints the usage with --help", function()
             local out, _, code = cachert { "--help" }
             assert.are.same({ "usage: cachert [options]... [script [args]...]", 0 },
@@ -293,6 +308,35 @@ io.write("...=", table.concat({ ... }, ","), "\n")
             local out = cachert({ "-i" }, "x = 41\n=x + 1\n")
             assert.are.equal(VERSION_LINE .. "> > 42\n> \n", out)
         end)
+    end)
+end)
+
+describe("examples/redis_fallback.lua with a Redis server", function()
+    local helpers = require "helpers"
+    local server, out, code
+
+    lazy_setup(function()
+        server = helpers.start_redis()
+        local _
+        out, _, code = run(("REDIS_URL=redis://127.0.0.1:%d/0 %s %s")
+            :format(server.port, quote(CACHERT), quote(ROOT .. "/examples/redis_fallback.lua")))
+    end)
+
+    lazy_teardown(function()
+        helpers.stop_redis(server)
+    end)
+
+    it("serves every round from Redis", function()
+        local backends = {}
+        for backend in out:gmatch("round %d: backend (%a+)") do
+            backends[#backends + 1] = backend
+        end
+        assert.are.same({ 0, { "redis", "redis", "redis" } }, { code, backends })
+    end)
+
+    it("reports Redis in its summary, taken before disconnect", function()
+        assert.are.equal("using redis: true (backend: redis)",
+                         out:match("using redis: %a+ %(backend: %a+%)"))
     end)
 end)
 

@@ -214,6 +214,16 @@ describe("a value after set and get", function()
             local v = setmetatable({ a = 1 }, { __index = function() return "x" end })
             assert.is_nil(getmetatable(roundtrip(v)))
         end)
+
+        it("drops the metatable of a nested table", function()
+            local point = setmetatable({ x = 1 }, { __tostring = function() return "point" end })
+            assert.is_nil(getmetatable(roundtrip({ p = point }).p))
+        end)
+
+        it("keeps only the raw fields, not what __index would give", function()
+            local v = setmetatable({ a = 1 }, { __index = { b = 2 } })
+            assert.are.same({ a = 1 }, roundtrip(v))
+        end)
     end)
 end)
 

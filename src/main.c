@@ -3,13 +3,13 @@
 **
 **   cachert [options] [script [args...]]
 **
-** Options follow luajit: -e chunk, -l name, -i, -v, -h/--help, --, and "-"
-** for stdin; with nothing to run, a terminal gets the prompt and a piped
-** stdin is executed as the script. Every chunk (each -e, the script, each
-*interactive line) runs
-** as the main task of the scheduler in lua/cachert.lua, on the libuv loop,
-** until every task it spawned has finished. The Lua modules of lua/ are
-** compiled into the executable, so `require "cache"` needs no path set-up.
+** Options follow luajit: -e chunk, -l name, -i, -v (also --version),
+** -h (also --help), --, and "-" for stdin; with nothing to run, a terminal
+** gets the prompt and a piped stdin is executed as the script. Every chunk
+** (each -e, the script, each interactive line) runs as the main task of the
+** scheduler in lua/cachert.lua, on the libuv loop, until every task it
+** spawned has finished. The Lua modules of lua/ are compiled into the
+** executable, so `require "cache"` needs no path set-up.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +35,7 @@ static const char usage_text[] =
     "  -e chunk  Execute string 'chunk'.\n"
     "  -l name   Require library 'name'.\n"
     "  -i        Enter interactive mode after executing 'script'.\n"
-    "  -v        Show version information.\n"
+    "  -v        Show version information (also --version).\n"
     "  -h        Show this help (also --help).\n"
     "  --        Stop handling options.\n"
     "  -         Execute stdin and stop handling options.\n"
@@ -320,7 +320,7 @@ int main(int argc, char **argv)
             i++;
         } else if (strcmp(a, "-i") == 0) {
             want_repl = 1;
-        } else if (strcmp(a, "-v") == 0) {
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
             print_version();
             ran_something = 1;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {

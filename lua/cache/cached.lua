@@ -13,15 +13,13 @@
 
 local core = require "cache.core"
 local util = require "cache.util"
-local pack, is_callable = util.pack, util.is_callable
+local pack, is_callable, format_number = util.pack, util.is_callable, util.format_number
 local config = require "cache.config"
 local sched = require "cachert"
 
 local type, error, select, tostring, pairs, getmetatable, pcall =
     type, error, select, tostring, pairs, getmetatable, pcall
-local byte, format, concat, sort = string.byte, string.format, table.concat, table.sort
-local floor, huge = math.floor, math.huge
-local MIN_NORMAL = 2.2250738585072014e-308
+local byte, concat, sort = string.byte, table.concat, table.sort
 local unpack = unpack
 local core_get, core_set_raw, core_encode_results, core_decode_results =
     core.get, core.set_raw, core.encode_results, core.decode_results
@@ -38,33 +36,6 @@ local cache                         -- the cache module (set by bind)
 local finish                        -- its request finisher
 
 -- Keys ----------------------------------------------------------------------
-
---- Writes a number exactly: integers as digits, other numbers in the
--- shortest form that reads back to the same double.
-local function format_number(x)
-    if x == floor(x) then
-        if x > -1e14 and x < 1e14 then
-            return tostring(x)      -- %.14g: exact digits here, "-0" for -0.0
-        elseif x ~= huge and x ~= -huge then
-            return format("%.0f", x)
-        end
-        return x > 0 and "inf" or "-inf"
-    end
-    if x ~= x then
-        return "nan"
-    end
-    -- For a normal number %.15g already gives any shorter form that reads
-    -- back; a subnormal has fewer significant digits (5e-324).
-    local from = (x > -MIN_NORMAL and x < MIN_NORMAL) and 1 or 15
-    for precision = from, 16 do
-        local s = format("%." .. precision .. "g", x)
-        if tonumber(s) == x then
-            return s
-        end
-    end
-    return format("%.17g", x)
-end
-_M.format_number = format_number
 
 local encode_value
 
@@ -144,6 +115,20 @@ local function build_key(prefix, ...)
 end
 _M.build_key = build_key
 
+--- cache.key(prefix, ...): the key (before any namespace) under which a
+-- function cached with `prefix` stores these arguments, so that
+-- cache.delete(cache.key("user", id)) invalidates get_user(id).
+function _M.key(prefix, ...)
+    if type(prefix) ~= "string" then
+        error("prefix must be a string, got " .. type(prefix), 2)
+    end
+    local ok, key = pcall(build_key, prefix, ...)
+    if not ok then
+        error(key, 2)           -- an argument that cannot be keyed
+    end
+    return key
+end
+
 local function custom_key(prefix, keyfn, ...)
     local k = keyfn(...)
     local tk = type(k)
@@ -213,9 +198,19 @@ end
 
 -- cached --------------------------------------------------------------------
 
+-- Encodes fn's results (packed, after pcall's status) and stores them;
+-- returns the bytes. Raises when they cannot be encoded or stored.
+local function store(m, key, ttl_ms, res)
+    local blob = core_encode_results(unpack(res, 2, res.n))
+    finish(m, core_set_raw(m.engine, key, blob, ttl_ms))
+    return blob
+end
+
 -- The miss path: run fn once per key, even for concurrent callers. The
 -- results are encoded once; waiters decode their own copy of those bytes
 -- (tables are fresh copies, and a waiter's call counts one miss, no hit).
+-- Nothing between taking the key and waking the waiters may raise: a key
+-- left in m.inflight would make every later caller wait forever.
 local function call_and_store(w, m, key, args)
     local flight = m.inflight[key]
     local me = sched.current()
@@ -232,10 +227,7 @@ local function call_and_store(w, m, key, args)
     local res = pack(pcall(w.fn, unpack(args, 1, args.n)))
     local ok, blob = res[1], res[2]
     if ok then
-        ok, blob = pcall(core_encode_results, unpack(res, 2, res.n))
-        if ok then
-            finish(m, core_set_raw(m.engine, key, blob, w.ttl_ms or m.default_ttl_ms))
-        end
+        ok, blob = pcall(store, m, key, w.ttl_ms or m.default_ttl_ms, res)
     end
     m.inflight[key] = nil
     for i = 1, #flight.waiters do

@@ -9,6 +9,7 @@
 local tonumber, tostring, type, error, pairs, ipairs, setmetatable =
     tonumber, tostring, type, error, pairs, ipairs, setmetatable
 local floor, huge = math.floor, math.huge
+local format_number = require("cache.util").format_number
 
 local _M = {}
 
@@ -21,7 +22,7 @@ local ENV = {
     journal_max_keys = "CACHE_JOURNAL_MAX_KEYS",
     default_ttl = "CACHE_DEFAULT_TTL", namespace = "CACHE_NAMESPACE",
     max_items = "CACHE_MAX_ITEMS", max_memory = "CACHE_MAX_MEMORY",
-    codec = "CACHE_CODEC",
+    max_value_bytes = "CACHE_MAX_VALUE_BYTES", codec = "CACHE_CODEC",
 }
 _M.ENV = ENV
 
@@ -29,8 +30,19 @@ _M.DEFAULTS = {
     host = "localhost", port = 6379, db = 0, pool_size = 10, timeout = 20,
     command_timeout = 1, journal_max_keys = 100000,
     default_ttl = 300, namespace = "", max_items = 100000,
-    max_memory = 64 * 1024 * 1024, codec = "msgpack",
+    max_memory = 64 * 1024 * 1024, max_value_bytes = 512 * 1024 * 1024,
+    codec = "msgpack",
 }
+
+-- Upper bounds of the settings cache.core casts to size_t (and of the
+-- Redis timeouts, which it casts to uint64_t milliseconds): a cast of an
+-- out-of-range double is undefined behaviour. 2^53 is the largest integer
+-- a Lua number holds exactly, and fits a 64-bit size_t; the journal bound
+-- keeps its index a sane size; Redis refuses values over 512 MiB.
+local MAX_COUNT = 2 ^ 53
+local MAX_JOURNAL_KEYS = 100000000
+local MAX_VALUE_BYTES = 512 * 1024 * 1024
+local MAX_TIMEOUT = 86400           -- a day
 
 -- .env ----------------------------------------------------------------------
 
@@ -124,8 +136,8 @@ local function to_number(name, src, v, msg)
 end
 
 local function integer(lo, hi)
-    local msg = hi == huge and ("an integer >= " .. lo)
-        or ("an integer between " .. lo .. " and " .. hi)
+    local msg = ("an integer between %s and %s")
+        :format(format_number(lo), format_number(hi))
     return function(name, src, v)
         local n = to_number(name, src, v, msg)
         if n ~= floor(n) or n < lo or n > hi then fail(name, src, msg, v) end
@@ -133,11 +145,16 @@ local function integer(lo, hi)
     end
 end
 
-local function seconds(min_exclusive)
+-- Seconds >= 0 (> 0 when `min_exclusive`), finite, at most `max` if given.
+local function seconds(min_exclusive, max)
     local msg = min_exclusive and "a number of seconds > 0" or "a number of seconds >= 0"
+    if max then
+        msg = msg .. " and <= " .. max
+    end
+    max = max or huge
     return function(name, src, v)
         local n = to_number(name, src, v, msg)
-        if n ~= n or n == huge or (min_exclusive and n <= 0) or n < 0 then
+        if n ~= n or n >= huge or n > max or (min_exclusive and n <= 0) or n < 0 then
             fail(name, src, msg, v)
         end
         return n
@@ -164,10 +181,15 @@ function _M.parse_bytes(v)
     return floor(tonumber(num) * mult)
 end
 
-local function bytes(name, src, v)
-    local n = _M.parse_bytes(v)
-    if not n then fail(name, src, "a byte size such as 1048576 or '256mb'", v) end
-    return n
+-- A byte size between lo and hi; `hi_text` writes hi with a unit.
+local function bytes(lo, hi, hi_text)
+    local range = ("a byte size between %s and %s"):format(format_number(lo), hi_text)
+    return function(name, src, v)
+        local n = _M.parse_bytes(v)
+        if not n then fail(name, src, "a byte size such as 1048576 or '256mb'", v) end
+        if n < lo or n > hi then fail(name, src, range, v) end
+        return n
+    end
 end
 
 local function codec(name, src, v)
@@ -178,14 +200,17 @@ end
 local CHECK = {
     host = str, username = str, password = str, url = str, namespace = str,
     port = integer(1, 65535), db = integer(0, 15),
-    pool_size = integer(1, 10000), timeout = seconds(true),
-    default_ttl = seconds(false), max_items = integer(0, huge),
-    max_memory = bytes, codec = codec, command_timeout = seconds(true),
-    journal_max_keys = integer(1, huge),
+    pool_size = integer(1, 10000), timeout = seconds(true, MAX_TIMEOUT),
+    default_ttl = seconds(false), max_items = integer(0, MAX_COUNT),
+    max_memory = bytes(0, MAX_COUNT, format_number(MAX_COUNT)),
+    max_value_bytes = bytes(1, MAX_VALUE_BYTES, "536870912 (512mb)"),
+    codec = codec, command_timeout = seconds(true, MAX_TIMEOUT),
+    journal_max_keys = integer(1, MAX_JOURNAL_KEYS),
 }
 
 local LOCAL = { default_ttl = true, namespace = true, max_items = true,
-                max_memory = true, codec = true, journal_max_keys = true }
+                max_memory = true, max_value_bytes = true, codec = true,
+                journal_max_keys = true }
 
 -- TTLs --------------------------------------------------------------------
 

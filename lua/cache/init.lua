@@ -11,12 +11,12 @@ local core = require "cache.core"
 local config = require "cache.config"
 local util = require "cache.util"
 local wait = require("cachert").wait
-local pack, unpack = util.pack, unpack
+local pack, unpack, format_number = util.pack, unpack, util.format_number
 local ttl_ms = config.ttl_ms
 local direct = require "cache.direct"
 
-local type, error, setmetatable, tostring, pairs =
-    type, error, setmetatable, tostring, pairs
+local type, error, setmetatable, tostring, pairs, rawset =
+    type, error, setmetatable, tostring, pairs, rawset
 local core_get, core_set, core_delete, core_exists, core_finish =
     core.get, core.set, core.delete, core.exists, core.finish
 local lookup, set_string = direct.lookup, direct.set_string
@@ -29,6 +29,17 @@ mt.__tostring = function(self)
     return "cache.Manager (" .. (core.stats(self.engine).using_redis
                                   and "redis" or "memory") .. ")"
 end
+-- A manager has no settable fields: `c.default_ttl = 600` (the seed's
+-- style) would otherwise be silently ignored. The fields the module uses
+-- are all created by new_manager, so assigning them never gets here; a
+-- method may still be replaced on one manager (a spy in a test, say).
+mt.__newindex = function(self, name, value)
+    if methods[name] == nil then
+        error("unknown field '" .. tostring(name) .. "': a manager's settings are "
+              .. "options of cache.new{...}", 2)
+    end
+    rawset(self, name, value)
+end
 
 -- Helpers -------------------------------------------------------------------
 
@@ -36,7 +47,14 @@ end
 local function glob_escape(s)
     return (s:gsub("[%*%?%[%]\\]", "\\%0"))
 end
-_M.glob_escape = glob_escape
+
+--- Returns `text` with the glob characters * ? [ ] \ escaped.
+function _M.glob_escape(text)
+    if type(text) ~= "string" then
+        error("text must be a string, got " .. type(text), 2)
+    end
+    return glob_escape(text)
+end
 
 local function check_self(self, fname)
     if getmetatable(self) ~= mt then
@@ -45,7 +63,8 @@ local function check_self(self, fname)
     end
 end
 
--- Returns the full key (namespace applied). Raises at the caller's caller.
+-- Returns the full key (namespace applied); a number is written exactly,
+-- as in `cached` keys. Raises at the caller's caller.
 local function check_key(self, key)
     if getmetatable(self) ~= mt then
         error("bad self: call manager methods as c:name(...)", 3)
@@ -55,7 +74,7 @@ local function check_key(self, key)
         local ns = self.namespace
         return ns == "" and key or ns .. key
     elseif tk == "number" then
-        return self.namespace .. tostring(key)
+        return self.namespace .. format_number(key)
     end
     error("key must be a string or a number, got " .. tk, 3)
 end
@@ -87,7 +106,8 @@ local function new_manager(opts, level)
         namespace = cfg.namespace,
         default_ttl_ms = ttl_ms(cfg.default_ttl),
         engine = core.new(cfg.max_items, cfg.max_memory,
-                          glob_escape(cfg.namespace) .. "*", cfg.journal_max_keys),
+                          glob_escape(cfg.namespace) .. "*", cfg.journal_max_keys,
+                          cfg.max_value_bytes),
         eptr = false,           -- the engine as FFI cdata (cache.direct)
         inflight = {},          -- single flight: key -> waiting tasks
     }, mt)
@@ -220,8 +240,10 @@ function methods:mget(keys)
     return out
 end
 
---- c:mset(map, ttl?) -> true
--- Every key and value is checked before anything is stored.
+--- c:mset(map, ttl?) -> true | false, err
+-- Every key and value is checked before anything is stored (misuse
+-- raises and stores nothing). Then every pair is attempted: the ones a
+-- backend takes are stored, and the first refused one is named in err.
 function methods:mset(map, ttl)
     if type(map) ~= "table" then
         error("map must be a table, got " .. type(map), 2)
@@ -234,7 +256,7 @@ function methods:mset(map, ttl)
         local ok, blob = pcall(core.encode, value)
         blobs[n] = blob
         if not ok then
-            error(("%s (key %s)"):format(blob, tostring(key)), 2)
+            error(("%s (key %s)"):format(blob, keys[n]:sub(#self.namespace + 1)), 2)
         end
     end
     local engine, pending = self.engine, {}
@@ -245,7 +267,9 @@ function methods:mset(map, ttl)
     for i = 1, n do
         local ok, err = finish(self, unpack(pending[i], 1, pending[i].n))
         if not ok and result then
-            result, reason = false, err
+            result = false
+            reason = ("%s (key %s)"):format(tostring(err),
+                                            keys[i]:sub(#self.namespace + 1))
         end
     end
     return result, reason
@@ -280,6 +304,10 @@ function _M.default()
 end
 
 local cached = require "cache.cached"
+
+--- cache.key(prefix, ...): the key `cached` uses for these arguments under
+-- `prefix`, before the manager's namespace (which get/set/delete add).
+_M.key = cached.key
 
 function methods:cached(ttl, prefix)
     check_self(self, "cached")
