@@ -871,3 +871,59 @@ describe("module-level functions", function()
                          err:match("[^/]*$"))
     end)
 end)
+
+-- Issue 6 (8j, core.new limits): the internal protocol of cache.core.
+describe("cache.core safety", function()
+    local ffi = require "ffi"
+    local direct = require "cache.direct"
+
+    -- The message of an error a call raised, without the position.
+    local function message_of(fn)
+        local err = error_of(fn)
+        return err and (err:gsub("^[^\n]-:%d+: ", ""))
+    end
+
+    describe("the FFI direct API check", function()
+        local size = ffi.sizeof("cachert_direct_api")
+
+        it("accepts cache.core's struct", function()
+            local api = direct._check_api(core.direct_api(),
+                                          direct._API_VERSION, size)
+            assert.are.equal(direct._API_VERSION, api.version)
+            assert.are.equal(size, api.size)
+        end)
+
+        it("raises on another version", function()
+            local v = direct._API_VERSION
+            assert.has_error(function()
+                direct._check_api(core.direct_api(), v + 1, size)
+            end, ("cache.direct: cache.core's direct API is version %d (%d bytes) "
+                  .. "but lua/cache/direct.lua expects version %d (%d bytes): "
+                  .. "the Lua modules and cache.core come from different builds")
+                 :format(v, size, v + 1, size))
+        end)
+
+        it("raises on another size", function()
+            assert.matches("is version %d+ %(" .. size .. " bytes%) but "
+                           .. "lua/cache/direct.lua expects version %d+ %("
+                           .. (size + 8) .. " bytes%)",
+                           message_of(function()
+                               direct._check_api(core.direct_api(),
+                                                 direct._API_VERSION, size + 8)
+                           end))
+        end)
+
+        it("raises when the C side describes another layout", function()
+            local fake = ffi.new("cachert_direct_api_header[1]",
+                                 { { direct._API_VERSION + 1, size - 8 } })
+            assert.matches("direct API is version " .. (direct._API_VERSION + 1)
+                           .. " %(" .. (size - 8) .. " bytes%)",
+                           message_of(function()
+                               direct._check_api(fake, direct._API_VERSION, size)
+                           end))
+            assert.has_error(function()
+                direct._check_api(nil, direct._API_VERSION, size)
+            end, "cache.direct: cache.core returned no direct API")
+        end)
+    end)
+end)

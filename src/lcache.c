@@ -562,12 +562,15 @@ static int direct_set_string(Engine *e, const char *key, size_t klen,
 }
 
 static const CacheDirectApi direct_api = {
+    .version = CACHE_DIRECT_API_VERSION,
+    .size = sizeof(CacheDirectApi),
     .get = direct_get,
     .corrupt = engine_get_corrupt,
     .set_string = direct_set_string,
 };
 
-/* core.direct_api() -> light userdata: const CacheDirectApi * */
+/* core.direct_api() -> light userdata: const CacheDirectApi *, whose
+** version and size direct.lua checks against its cdef. */
 static int core_direct_api(lua_State *L)
 {
     lua_pushlightuserdata(L, (void *)&direct_api);
