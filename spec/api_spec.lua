@@ -926,4 +926,41 @@ describe("cache.core safety", function()
             end, "cache.direct: cache.core returned no direct API")
         end)
     end)
+
+    describe("core.new", function()
+        it("takes max_value_bytes from 0 to 512 MiB, or nil", function()
+            for _, v in ipairs { 0, 1, 536870912 } do
+                core.close(core.new(10, 1000, "*", 0, v))
+            end
+            core.close(core.new(10, 1000, "*", nil, nil))
+        end)
+
+        it("raises for max_value_bytes out of range", function()
+            for _, v in ipairs { -1, 536870913, 1 / 0, 0 / 0 } do
+                assert.matches("bad argument #5 to '[^']*' %(max_value_bytes must be "
+                               .. "a number from 0 to 536870912, got ",
+                               message_of(function() core.new(10, 1000, "*", 0, v) end))
+            end
+            assert.matches("bad argument #5 to '[^']*' %(number expected, got string%)",
+                           message_of(function() core.new(10, 1000, "*", 0, "x") end))
+        end)
+
+        it("raises for counts and sizes that are not finite or >= 2^53",
+           function()
+            local args = { 10, 1000, "*", 0 }
+            for _, pos in ipairs { 1, 2, 4 } do
+                local name = ({ "max_items", "max_bytes", nil, "journal_max_keys" })[pos]
+                for _, v in ipairs { -1, 2 ^ 53, 1 / 0, -1 / 0, 0 / 0 } do
+                    local a = { unpack(args) }
+                    a[pos] = v
+                    assert.matches(("bad argument #%d to '[^']*' %%(%s must be a number "
+                                    .. "from 0 to 2%%^53 %%- 1, got "):format(pos, name),
+                                   message_of(function() core.new(unpack(a, 1, 4)) end))
+                end
+                local a = { unpack(args) }
+                a[pos] = 2 ^ 53 - 1
+                core.close(core.new(unpack(a, 1, 4)))
+            end
+        end)
+    end)
 end)

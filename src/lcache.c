@@ -72,19 +72,46 @@ static uint64_t check_ttl_ms(lua_State *L, int idx)
 
 /* -- Manager ------------------------------------------------------------ */
 
-/* core.new(max_items, max_bytes, clear_all_pattern?, journal_max_keys?)
-** -> manager */
+/* The largest count or size core.new takes: 2^53 - 1, so that the value
+** is an exact integer in a lua_Number and fits a size_t. */
+#define MAX_SIZE_ARG 9007199254740991.0
+
+/* [-0, +0, v] Argument `idx` as a size_t (0 when absent): a number from 0
+** to `max` (fractions are cut); raises naming `name` and `max_text`
+** otherwise, also for nan and infinities. */
+static size_t check_size_arg(lua_State *L, int idx, const char *name,
+                             lua_Number max, const char *max_text)
+{
+    lua_Number v = luaL_optnumber(L, idx, 0);
+    if (!(v >= 0 && v <= max)) /* the negation is true for nan */
+        return (size_t)luaL_argerror(
+            L, idx,
+            lua_pushfstring(L, "%s must be a number from 0 to %s, got %f", name,
+                            max_text, v));
+    return (size_t)v;
+}
+
+/* core.new(max_items, max_bytes, clear_all_pattern?, journal_max_keys?,
+** max_value_bytes?) -> manager
+** max_items, max_bytes: 0 = no limit; journal_max_keys, max_value_bytes:
+** nil or 0 = the engine's default. Counts and sizes are below 2^53;
+** max_value_bytes at most ENGINE_MAX_VALUE_BYTES (512 MiB). The Lua
+** config layer checks its settings first: this is defence. */
 static int core_new(lua_State *L)
 {
     EngineConfig cfg;
-    lua_Number items = luaL_checknumber(L, 1);
-    lua_Number bytes = luaL_checknumber(L, 2);
-    luaL_argcheck(L, items >= 0, 1, "max_items must be >= 0");
-    luaL_argcheck(L, bytes >= 0, 2, "max_bytes must be >= 0");
-    cfg.max_items = (size_t)items;
-    cfg.max_bytes = (size_t)bytes;
+    memset(&cfg, 0, sizeof(cfg));
+    luaL_checknumber(L, 1);
+    luaL_checknumber(L, 2);
+    cfg.max_items = check_size_arg(L, 1, "max_items", MAX_SIZE_ARG, "2^53 - 1");
+    cfg.max_bytes = check_size_arg(L, 2, "max_bytes", MAX_SIZE_ARG, "2^53 - 1");
     cfg.clear_all_pattern = luaL_optlstring(L, 3, "*", &cfg.clear_all_len);
-    cfg.journal_max_keys = (size_t)luaL_optnumber(L, 4, 0);
+    cfg.journal_max_keys =
+        check_size_arg(L, 4, "journal_max_keys", MAX_SIZE_ARG, "2^53 - 1");
+    cfg.max_value_bytes =
+        check_size_arg(L, 5, "max_value_bytes",
+                       (lua_Number)ENGINE_MAX_VALUE_BYTES, "536870912");
+    _Static_assert(ENGINE_MAX_VALUE_BYTES == 536870912, "fix the message");
     Manager *m = lua_newuserdata(L, sizeof(*m));
     memset(m, 0, sizeof(*m));
     luaL_getmetatable(L, MANAGER_MT);
