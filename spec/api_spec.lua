@@ -1019,3 +1019,268 @@ describe("module-level functions", function()
                          err:match("[^/]*$"))
     end)
 end)
+
+-- Issue 6 (8j, 8k, core.new limits): the internal protocol of cache.core.
+-- Requests are only asynchronous over Redis, so this block starts its own
+-- private redis-server (helpers.start_redis) and stops it by PID.
+describe("cache.core safety #redis", function()
+    local ffi = require "ffi"
+    local direct = require "cache.direct"
+    local sched = require "cachert"
+    local server, c
+
+    -- A manager connected to the private server; not kept anywhere else.
+    local function connected()
+        local m = cache.new{ host = "127.0.0.1", port = server.port,
+                             timeout = 2, pool_size = 2 }
+        assert.is_true(m:connect())
+        return m
+    end
+
+    -- The message of an error a call raised, without the position.
+    local function message_of(fn)
+        local err = error_of(fn)
+        return err and (err:gsub("^[^\n]-:%d+: ", ""))
+    end
+
+    -- Starts core.get and checks that it went out to Redis: returns its id.
+    local function get_async(engine, key)
+        local pending, id = core.get(engine, key, false)
+        assert.is_true(pending)
+        assert.are.equal("number", type(id))
+        return id
+    end
+
+    setup(function()
+        server = helpers.start_redis()
+        c = connected()
+    end)
+
+    teardown(function()
+        if c then c:disconnect() end
+        helpers.stop_redis(server)
+    end)
+
+    describe("core.finish", function()
+        it("returns the results of an id the loop reported, once", function()
+            helpers.in_task(function()
+                assert.is_true(c:set("safety:k", "v"))
+                local id = get_async(c.engine, "safety:k")
+                sched.wait(id)
+                assert.are.same({ n = 2, true, "v" }, pack(core.finish(id)))
+                assert.are.equal("no pending request " .. id,
+                                 message_of(function() core.finish(id) end))
+            end)
+        end)
+
+        it("raises for a request still out, and still finishes it later",
+           function()
+            helpers.in_task(function()
+                local id = get_async(c.engine, "safety:absent")
+                assert.are.equal("request " .. id .. " has not finished",
+                                 message_of(function() core.finish(id) end))
+                sched.wait(id)
+                assert.are.same({ n = 1, false }, pack(core.finish(id)))
+            end)
+        end)
+
+        it("raises for ids that were never issued", function()
+            local timer = core.timer(0)   -- an id, but of a timer
+            helpers.in_task(function() sched.wait(timer) end)
+            for _, id in ipairs { 0, -1, 1.5, timer, 2 ^ 53, 2 ^ 63, 1 / 0,
+                                  -1 / 0 } do
+                assert.are.equal("no pending request " .. tostring(id),
+                                 message_of(function() core.finish(id) end))
+            end
+            assert.matches("^no pending request [-]?nan$",
+                           message_of(function() core.finish(0 / 0) end))
+        end)
+
+        it("raises for values that are not ids, pointers included", function()
+            local bogus = { core.direct_api(), core.engine_ptr(c.engine), "1",
+                            true, {}, print, c.engine, ffi.new("int[1]") }
+            for i = 1, #bogus do
+                local err = message_of(function() core.finish(bogus[i]) end)
+                assert.matches("bad argument #1 to '[^']*' %(request id expected, got "
+                               .. type(bogus[i]) .. "%)", err)
+            end
+            assert.matches("request id expected, got no value",
+                           message_of(function() core.finish() end))
+        end)
+
+        it("finishes 50 requests in flight in any order", function()
+            helpers.in_task(function()
+                for i = 1, 50 do
+                    assert.is_true(c:set("safety:n" .. i, i))
+                end
+                local ids = {}
+                for i = 1, 50 do
+                    ids[i] = get_async(c.engine, "safety:n" .. i)
+                end
+                for i = 1, 50 do sched.wait(ids[i]) end
+                -- newest, oldest, then from the middle outwards
+                local order = { 50, 1 }
+                for i = 25, 2, -1 do
+                    order[#order + 1] = i
+                    order[#order + 1] = 51 - i
+                end
+                assert.are.equal(50, #order)
+                for _, i in ipairs(order) do
+                    assert.are.same({ n = 2, true, i }, pack(core.finish(ids[i])))
+                end
+                for i = 1, 50 do
+                    assert.are.equal("no pending request " .. ids[i],
+                                     message_of(function() core.finish(ids[i]) end))
+                end
+            end)
+        end)
+
+        it("serves 50 concurrent tasks through the public API", function()
+            helpers.in_task(function()
+                assert.is_true(c:set("safety:w3", "value"))
+                local tasks = {}
+                for i = 1, 50 do
+                    tasks[i] = sched.spawn(function()
+                        return c:get("safety:w3")
+                    end)
+                end
+                for i = 1, 50 do
+                    assert.are.same({ n = 2, "value", true },
+                                    pack(tasks[i]:join()))
+                end
+            end)
+        end)
+    end)
+
+    describe("a request whose manager was closed while it was out", function()
+        it("finishes once, as a miss", function()
+            helpers.in_task(function()
+                local m = connected()
+                assert.is_true(m:set("safety:closed", "v"))
+                local id = get_async(m.engine, "safety:closed")
+                core.close(m.engine)
+                assert.are.same({ n = 1, false }, pack(core.finish(id)))
+                assert.are.equal("no pending request " .. id,
+                                 message_of(function() core.finish(id) end))
+            end)
+        end)
+
+        it("does not report an undecodable hit to the freed engine", function()
+            helpers.in_task(function()
+                local m = connected()
+                -- 0xc1 is never used in MessagePack: the hit cannot be decoded
+                assert.is_true(m:get("safety:probe") == nil)
+                local ok, id = core.set_raw(m.engine, "safety:bad", "\193", 0)
+                if ok then
+                    sched.wait(id)
+                    core.finish(id)
+                end
+                id = get_async(m.engine, "safety:bad")
+                sched.wait(id)              -- the reply is in
+                core.close(m.engine)
+                core.poll(false)            -- the engine is freed now
+                assert.are.same({ n = 1, false }, pack(core.finish(id)))
+            end)
+        end)
+
+        it("finishes once when the manager was garbage-collected", function()
+            -- The manager is unreachable once this returns.
+            local function start()
+                local m = connected()
+                assert.is_true(m:set("safety:gc", "v"))
+                return get_async(m.engine, "safety:gc")
+            end
+            helpers.in_task(function()
+                local id = start()
+                collectgarbage()
+                collectgarbage()
+                sched.wait(id)
+                -- a miss, not "v": the collection failed the request
+                assert.are.same({ n = 1, false }, pack(core.finish(id)))
+                assert.are.equal("no pending request " .. id,
+                                 message_of(function() core.finish(id) end))
+            end)
+        end)
+    end)
+
+    describe("the FFI direct API check", function()
+        local size = ffi.sizeof("cachert_direct_api")
+
+        it("accepts cache.core's struct", function()
+            local api = direct._check_api(core.direct_api(),
+                                          direct._API_VERSION, size)
+            assert.are.equal(direct._API_VERSION, api.version)
+            assert.are.equal(size, api.size)
+        end)
+
+        it("raises on another version", function()
+            local v = direct._API_VERSION
+            assert.has_error(function()
+                direct._check_api(core.direct_api(), v + 1, size)
+            end, ("cache.direct: cache.core's direct API is version %d (%d bytes) "
+                  .. "but lua/cache/direct.lua expects version %d (%d bytes): "
+                  .. "the Lua modules and cache.core come from different builds")
+                 :format(v, size, v + 1, size))
+        end)
+
+        it("raises on another size", function()
+            assert.matches("is version %d+ %(" .. size .. " bytes%) but "
+                           .. "lua/cache/direct.lua expects version %d+ %("
+                           .. (size + 8) .. " bytes%)",
+                           message_of(function()
+                               direct._check_api(core.direct_api(),
+                                                 direct._API_VERSION, size + 8)
+                           end))
+        end)
+
+        it("raises when the C side describes another layout", function()
+            local fake = ffi.new("cachert_direct_api_header[1]",
+                                 { { direct._API_VERSION + 1, size - 8 } })
+            assert.matches("direct API is version " .. (direct._API_VERSION + 1)
+                           .. " %(" .. (size - 8) .. " bytes%)",
+                           message_of(function()
+                               direct._check_api(fake, direct._API_VERSION, size)
+                           end))
+            assert.has_error(function()
+                direct._check_api(nil, direct._API_VERSION, size)
+            end, "cache.direct: cache.core returned no direct API")
+        end)
+    end)
+
+    describe("core.new", function()
+        it("takes max_value_bytes from 0 to 512 MiB, or nil", function()
+            for _, v in ipairs { 0, 1, 536870912 } do
+                core.close(core.new(10, 1000, "*", 0, v))
+            end
+            core.close(core.new(10, 1000, "*", nil, nil))
+        end)
+
+        it("raises for max_value_bytes out of range", function()
+            for _, v in ipairs { -1, 536870913, 1 / 0, 0 / 0 } do
+                assert.matches("bad argument #5 to '[^']*' %(max_value_bytes must be "
+                               .. "a number from 0 to 536870912, got ",
+                               message_of(function() core.new(10, 1000, "*", 0, v) end))
+            end
+            assert.matches("bad argument #5 to '[^']*' %(number expected, got string%)",
+                           message_of(function() core.new(10, 1000, "*", 0, "x") end))
+        end)
+
+        it("raises for counts and sizes that are not finite or >= 2^53",
+           function()
+            local args = { 10, 1000, "*", 0 }
+            for _, pos in ipairs { 1, 2, 4 } do
+                local name = ({ "max_items", "max_bytes", nil, "journal_max_keys" })[pos]
+                for _, v in ipairs { -1, 2 ^ 53, 1 / 0, -1 / 0, 0 / 0 } do
+                    local a = { unpack(args) }
+                    a[pos] = v
+                    assert.matches(("bad argument #%d to '[^']*' %%(%s must be a number "
+                                    .. "from 0 to 2%%^53 %%- 1, got "):format(pos, name),
+                                   message_of(function() core.new(unpack(a, 1, 4)) end))
+                end
+                local a = { unpack(args) }
+                a[pos] = 2 ^ 53 - 1
+                core.close(core.new(unpack(a, 1, 4)))
+            end
+        end)
+    end)
+end)

@@ -33,7 +33,9 @@ typedef struct Req Req;
 typedef struct Runtime {
     EvLoop sched;
     CodecBuf scratch; /* for core.encode */
-    Req *reqs;        /* heap requests not finished yet */
+    /* Heap requests not finished yet, oldest (smallest id) first: ids only
+    ** grow and new requests go at the tail, so the list stays sorted. */
+    Req *head, *tail;
 } Runtime;
 
 typedef struct Manager {
@@ -42,6 +44,8 @@ typedef struct Manager {
 } Manager;
 
 /* -- Helpers ------------------------------------------------------------ */
+
+static void detach_requests(const Runtime *rt, const Engine *e);
 
 /* [-0, +0, v] The manager at `idx`; raises for anything else. */
 static Manager *check_manager(lua_State *L, int idx)
@@ -72,19 +76,46 @@ static uint64_t check_ttl_ms(lua_State *L, int idx)
 
 /* -- Manager ------------------------------------------------------------ */
 
-/* core.new(max_items, max_bytes, clear_all_pattern?, journal_max_keys?)
-** -> manager */
+/* The largest count or size core.new takes: 2^53 - 1, so that the value
+** is an exact integer in a lua_Number and fits a size_t. */
+#define MAX_SIZE_ARG 9007199254740991.0
+
+/* [-0, +0, v] Argument `idx` as a size_t (0 when absent): a number from 0
+** to `max` (fractions are cut); raises naming `name` and `max_text`
+** otherwise, also for nan and infinities. */
+static size_t check_size_arg(lua_State *L, int idx, const char *name,
+                             lua_Number max, const char *max_text)
+{
+    lua_Number v = luaL_optnumber(L, idx, 0);
+    if (!(v >= 0 && v <= max)) /* the negation is true for nan */
+        return (size_t)luaL_argerror(
+            L, idx,
+            lua_pushfstring(L, "%s must be a number from 0 to %s, got %f", name,
+                            max_text, v));
+    return (size_t)v;
+}
+
+/* core.new(max_items, max_bytes, clear_all_pattern?, journal_max_keys?,
+** max_value_bytes?) -> manager
+** max_items, max_bytes: 0 = no limit; journal_max_keys, max_value_bytes:
+** nil or 0 = the engine's default. Counts and sizes are below 2^53;
+** max_value_bytes at most ENGINE_MAX_VALUE_BYTES (512 MiB). The Lua
+** config layer checks its settings first: this is defence. */
 static int core_new(lua_State *L)
 {
     EngineConfig cfg;
-    lua_Number items = luaL_checknumber(L, 1);
-    lua_Number bytes = luaL_checknumber(L, 2);
-    luaL_argcheck(L, items >= 0, 1, "max_items must be >= 0");
-    luaL_argcheck(L, bytes >= 0, 2, "max_bytes must be >= 0");
-    cfg.max_items = (size_t)items;
-    cfg.max_bytes = (size_t)bytes;
+    memset(&cfg, 0, sizeof(cfg));
+    luaL_checknumber(L, 1);
+    luaL_checknumber(L, 2);
+    cfg.max_items = check_size_arg(L, 1, "max_items", MAX_SIZE_ARG, "2^53 - 1");
+    cfg.max_bytes = check_size_arg(L, 2, "max_bytes", MAX_SIZE_ARG, "2^53 - 1");
     cfg.clear_all_pattern = luaL_optlstring(L, 3, "*", &cfg.clear_all_len);
-    cfg.journal_max_keys = (size_t)luaL_optnumber(L, 4, 0);
+    cfg.journal_max_keys =
+        check_size_arg(L, 4, "journal_max_keys", MAX_SIZE_ARG, "2^53 - 1");
+    cfg.max_value_bytes =
+        check_size_arg(L, 5, "max_value_bytes",
+                       (lua_Number)ENGINE_MAX_VALUE_BYTES, "536870912");
+    _Static_assert(ENGINE_MAX_VALUE_BYTES == 536870912, "fix the message");
     Manager *m = lua_newuserdata(L, sizeof(*m));
     memset(m, 0, sizeof(*m));
     luaL_getmetatable(L, MANAGER_MT);
@@ -101,6 +132,7 @@ static int manager_close(lua_State *L)
     Manager *m = luaL_checkudata(L, 1, MANAGER_MT);
     if (m->engine != NULL) {
         engine_close(m->engine);
+        detach_requests(runtime_of(L), m->engine);
         m->engine = NULL;
         /* At lua_close the Runtime may be finalized first: let the loop
         ** run the close callback that frees the engine. */
@@ -113,14 +145,18 @@ static int manager_close(lua_State *L)
 
 /* -- Requests -------------------------------------------------------------
 ** Every operation returns either `false, results...` (it completed now: the
-** memory store answered, or Redis failed at once) or `req, id` (Redis will
-** answer; the loop reports `id` when it did, and core.finish(req) then
+** memory store answered, or Redis failed at once) or `true, id` (Redis will
+** answer; the loop reports `id` when it did, and core.finish(id) then
 ** returns the same results). The results of each kind:
 **   get: found, value (or found, values... for a `cached` multi value)
 **   set: ok, err      delete, exists: boolean      clear: count
 **   connect: using_redis
-** A Req lives in a list of the Runtime until finished, so lua_close frees
-** the ones nobody finished. */
+** Lua never holds a pointer to a request: a heap Req lives in the Runtime's
+** list until core.finish(id) finds it there and frees it, so a second
+** finish, an unknown id or a value of another type raises instead of
+** touching freed or foreign memory, and lua_close frees the ones nobody
+** finished. A Req whose manager is closed (or collected) while it is out
+** forgets the engine (see detach_requests). */
 
 enum {
     REQ_GET,
@@ -133,9 +169,9 @@ enum {
 };
 
 struct Req {
-    Req *prev, *next; /* on Runtime.reqs while heap-allocated */
+    Req *prev, *next; /* on the Runtime's list while heap-allocated */
     Runtime *rt;
-    Engine *engine;
+    Engine *engine; /* NULL once the manager was closed */
     int64_t id;
     int kind;
     bool heap;
@@ -161,11 +197,44 @@ static void req_free(Req *r)
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
-        r->rt->reqs = r->next;
+        r->rt->head = r->next;
     if (r->next != NULL)
         r->next->prev = r->prev;
+    else
+        r->rt->tail = r->prev;
     free(r->val);
     free(r);
+}
+
+/* The pending heap request `id`, or NULL. The list is sorted by id, so the
+** search walks in from both ends at once and stops as soon as `id` is out
+** of the remaining range: finishing the oldest or the newest request (the
+** common cases) takes one step, any other at most half the list. */
+static Req *find_req(const Runtime *rt, int64_t id)
+{
+    Req *lo = rt->head, *hi = rt->tail;
+    while (lo != NULL && lo->id <= id && id <= hi->id) {
+        if (lo->id == id)
+            return lo;
+        if (hi->id == id)
+            return hi;
+        if (lo == hi)
+            break;
+        lo = lo->next; /* once lo and hi cross, the range is empty */
+        hi = hi->prev;
+    }
+    return NULL;
+}
+
+/* engine_close fails the engine's outstanding requests at once, and the
+** engine itself is freed on the next loop turn: requests not finished yet
+** drop their pointer to it (their results stay readable; a hit that cannot
+** be decoded is then simply a miss, not reported to the freed engine). */
+static void detach_requests(const Runtime *rt, const Engine *e)
+{
+    for (Req *r = rt->head; r != NULL; r = r->next)
+        if (r->engine == e)
+            r->engine = NULL;
 }
 
 static void on_req_done(void *ud, const EngineResult *res)
@@ -211,7 +280,8 @@ static int push_results(lua_State *L, Req *r)
             if (n >= 0)
                 return n + 1;
             lua_settop(L, top);
-            engine_get_corrupt(r->engine, r->key, r->klen);
+            if (r->engine != NULL)
+                engine_get_corrupt(r->engine, r->key, r->klen);
         }
         lua_pushboolean(L, 0);
         return 1;
@@ -235,7 +305,7 @@ static int push_results(lua_State *L, Req *r)
 
 /* Runs `start` for a request of `kind`: on the C stack when the memory
 ** store will answer at once, else on the heap. Returns what the Lua
-** function returns: `false, results...` or `req, id`. */
+** function returns: `false, results...` or `true, id`. */
 typedef int (*req_start_fn)(Engine *e, Req *r, lua_State *L);
 
 static int run_request(lua_State *L, Manager *m, int kind, const char *key,
@@ -262,11 +332,13 @@ static int run_request(lua_State *L, Manager *m, int kind, const char *key,
             memcpy(r + 1, key, klen);
             r->key = (const char *)(r + 1);
         }
-        r->next = rt->reqs;
-        if (rt->reqs != NULL)
-            rt->reqs->prev = r;
-        rt->reqs = r;
-        r->id = evloop_new_id(&rt->sched);
+        r->id = evloop_new_id(&rt->sched); /* larger than any listed */
+        r->prev = rt->tail;
+        if (rt->tail != NULL)
+            rt->tail->next = r;
+        else
+            rt->head = r;
+        rt->tail = r;
     }
     r->in_call = true;
     int pending = start(m->engine, r, L);
@@ -278,21 +350,31 @@ static int run_request(lua_State *L, Manager *m, int kind, const char *key,
         return n + 1;
     }
     evloop_begin(&rt->sched);
-    lua_pushlightuserdata(L, r);
+    lua_pushboolean(L, 1);
     lua_pushnumber(L, (lua_Number)r->id);
     return 2;
 }
 
-/* core.finish(req) -> the results of a request whose id the loop woke */
+/* core.finish(id) -> the results of the request `id`, once the loop has
+** reported it; the request is then gone. Raises for anything that is not
+** the id of a pending request (finished already, never issued, not an
+** integer, not a number) and for a request still out. Further arguments
+** are ignored: callers pass the manager to keep it referenced until here. */
 static int core_finish(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
-    Req *r = lua_touserdata(L, 1);
+    if (lua_type(L, 1) != LUA_TNUMBER)
+        return luaL_typerror(L, 1, "request id");
+    lua_Number n = lua_tonumber(L, 1);
+    Req *r = NULL;
+    if (n >= 1 && n <= MAX_SIZE_ARG && n == floor(n))
+        r = find_req(runtime_of(L), (int64_t)n);
+    if (r == NULL)
+        return luaL_error(L, "no pending request %f", n);
     if (!r->done)
-        return luaL_error(L, "request %f has not finished", (double)r->id);
-    int n = push_results(L, r);
+        return luaL_error(L, "request %f has not finished", n);
+    int n_results = push_results(L, r);
     req_free(r);
-    return n;
+    return n_results;
 }
 
 /* -- Manager operations -------------------------------------------------- */
@@ -562,12 +644,15 @@ static int direct_set_string(Engine *e, const char *key, size_t klen,
 }
 
 static const CacheDirectApi direct_api = {
+    .version = CACHE_DIRECT_API_VERSION,
+    .size = sizeof(CacheDirectApi),
     .get = direct_get,
     .corrupt = engine_get_corrupt,
     .set_string = direct_set_string,
 };
 
-/* core.direct_api() -> light userdata: const CacheDirectApi * */
+/* core.direct_api() -> light userdata: const CacheDirectApi *, whose
+** version and size direct.lua checks against its cdef. */
 static int core_direct_api(lua_State *L)
 {
     lua_pushlightuserdata(L, (void *)&direct_api);
@@ -639,8 +724,8 @@ static int runtime_gc(lua_State *L)
 {
     Runtime *rt = lua_touserdata(L, 1);
     evloop_close(&rt->sched);
-    while (rt->reqs != NULL) /* begun, never finished: the state is gone */
-        req_free(rt->reqs);
+    while (rt->head != NULL) /* begun, never finished: the state is gone */
+        req_free(rt->head);
     codec_buf_free(&rt->scratch);
     return 0;
 }

@@ -5,6 +5,7 @@
 #define CACHERT_LCACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <lua.h>
 
@@ -17,8 +18,17 @@
 CR_EXPORT int luaopen_cache_core(lua_State *L);
 
 /* The functions lua/cache/direct.lua calls through the FFI; its ffi.cdef
-** must match this struct exactly. Engine is opaque to Lua (void *). */
+** duplicates this struct, so the struct says which layout it is: direct.lua
+** compares `version` and `size` with its own cdef (ffi.sizeof) before it
+** uses anything else, and refuses to load on a mismatch. Bump the version
+** whenever a member changes (type, order, meaning); `version` and `size`
+** stay the first two members of every version. Engine is opaque to Lua
+** (void *). */
+#define CACHE_DIRECT_API_VERSION 1
+
 typedef struct CacheDirectApi {
+    uint32_t version; /* CACHE_DIRECT_API_VERSION */
+    uint32_t size;    /* sizeof(CacheDirectApi) */
     /* engine_get: 1 and the encoded value on a hit, 0 on a miss, -1 when
     ** Redis is in use (ask core.get instead). */
     int (*get)(Engine *e, const char *key, size_t klen, const char **val,

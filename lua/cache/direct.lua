@@ -15,8 +15,20 @@ local C_DECODE, C_DECODE_RESULTS = core.decode, core.decode_results
 local ffi_string, ffi_cast = ffi.string, ffi.cast
 local band, bor, lshift = bit.band, bit.bor, bit.lshift
 
+-- The layout of CacheDirectApi in src/lcache.h, which this cdef
+-- duplicates: API_VERSION must equal CACHE_DIRECT_API_VERSION there, and
+-- both change whenever a member does. `version` and `size` lead every
+-- version of the struct, so they can be read before the rest is trusted.
+local API_VERSION = 1
+
 ffi.cdef [[
+typedef struct cachert_direct_api_header {
+    uint32_t version;
+    uint32_t size;
+} cachert_direct_api_header;
 typedef struct cachert_direct_api {
+    uint32_t version;
+    uint32_t size;
     int (*get)(void *e, const char *key, size_t klen, const char **val,
                size_t *vlen);
     void (*corrupt)(void *e, const char *key, size_t klen);
@@ -25,7 +37,30 @@ typedef struct cachert_direct_api {
 } cachert_direct_api;
 ]]
 
-local api = ffi_cast("const cachert_direct_api *", core.direct_api())
+--- Returns `p` (what core.direct_api() returns) as a pointer to the API
+-- struct, after checking that the C module laid the struct out as the
+-- cdef above says: its version must be `version` and its size `size`.
+-- On a mismatch it raises rather than falling back to the slower
+-- cache.core calls: a mismatch means lua/cache and cache.core come from
+-- different builds, so cache.core's other conventions cannot be trusted
+-- either, and a clear error at require time beats wrong results or a
+-- crash through a misread function pointer later.
+local function check_api(p, version, size)
+    if p == nil then
+        error("cache.direct: cache.core returned no direct API", 0)
+    end
+    local h = ffi_cast("const cachert_direct_api_header *", p)
+    if h.version ~= version or h.size ~= size then
+        error(("cache.direct: cache.core's direct API is version %d (%d bytes) "
+               .. "but lua/cache/direct.lua expects version %d (%d bytes): "
+               .. "the Lua modules and cache.core come from different builds")
+              :format(h.version, h.size, version, size), 0)
+    end
+    return ffi_cast("const cachert_direct_api *", p)
+end
+
+local api = check_api(core.direct_api(), API_VERSION,
+                      ffi.sizeof("cachert_direct_api"))
 local api_get, api_corrupt, api_set_string = api.get, api.corrupt, api.set_string
 local strerror = core.strerror
 local vbuf = ffi.new("const char *[1]")
@@ -89,6 +124,11 @@ local function lookup(e, key, results)
 end
 
 _M.lookup = lookup
+
+-- For specs: the check this module ran on cache.core's direct API, and
+-- the version its cdef describes.
+_M._check_api = check_api
+_M._API_VERSION = API_VERSION
 
 --- Stores a string value; returns true, or false and the reason, or nil
 -- when Redis is in use (ask core.set).

@@ -124,15 +124,17 @@ function _M.new(opts)
 end
 
 -- The results of a core operation: at once (`false, results...`), or for
--- a Redis request (`req, id`) once the loop has reported its id.
--- `owner` (the manager) is handed to core.finish so it stays alive while
--- the request is out, even when the caller kept no reference to it.
-local function finish(owner, req, ...)
-    if not req then
+-- a Redis request (`true, id`) once the loop has reported its id.
+-- `owner` (the manager) is handed to core.finish (which ignores it) so it
+-- stays referenced while the request is out, even when the caller kept no
+-- reference to it.
+local function finish(owner, pending, ...)
+    if not pending then
         return ...
     end
-    wait((...))
-    return core_finish(req, owner)
+    local id = ...
+    wait(id)
+    return core_finish(id, owner)
 end
 _M._finish = finish
 
