@@ -626,10 +626,9 @@ static int direct_set_string(Engine *e, const char *key, size_t klen,
                              const char *str, size_t slen, double ttl_ms)
 {
     unsigned char small[512];
-    if (engine_using_redis(e))
+    /* Over the size limit: core.set reports it with the sizes in full. */
+    if (engine_using_redis(e) || klen + slen + 5 > engine_max_value_bytes(e))
         return 1;
-    if (slen > UINT32_MAX)
-        return CR_ETOOBIG;
     size_t total = slen + 5;
     unsigned char *buf = total <= sizeof(small) ? small : malloc(total);
     if (buf == NULL)

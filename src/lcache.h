@@ -36,7 +36,8 @@ typedef struct CacheDirectApi {
     /* engine_get_corrupt: the caller could not decode the last hit. */
     void (*corrupt)(Engine *e, const char *key, size_t klen);
     /* engine_set of a string value: CR_OK or a negative CR_E* code; 1 when
-    ** Redis is in use (ask core.set instead). */
+    ** Redis is in use or the value may be over the size limit (ask
+    ** core.set instead). */
     int (*set_string)(Engine *e, const char *key, size_t klen, const char *str,
                       size_t slen, double ttl_ms);
 } CacheDirectApi;
