@@ -8,17 +8,27 @@
 ** command. The handshake (AUTH, SELECT, PING) is queued by conn_new, so its
 ** entries come first; commands accepted before READY wait in `held` and
 ** join the output buffer when the handshake succeeds, never before (a
-** command must not run after a rejected AUTH or SELECT). One timer serves
-** two deadlines: the connect deadline until READY, and the oldest pending
-** command's. All commands get the same timeout, so the oldest has the
-** earliest deadline; once READY the timer is armed lazily (when it is idle
-** and a command arrives) and re-armed for the new head when it fires early,
-** never once per command.
+** command must not run after a rejected AUTH or SELECT).
 **
-** Lifetime: the struct holds two handles (socket, timer) and may have a
-** getaddrinfo request in flight. It is freed only when both close callbacks
-** and the getaddrinfo callback have run, and no callback of ours is on the
-** stack (in_callback), as hiredis does with REDIS_IN_CALLBACK.
+** Deadlines: one timer serves two: the connect deadline until READY, and
+** the oldest pending command's. All commands get the same timeout, so the
+** oldest has the earliest deadline; once READY the timer is armed lazily
+** (when it is idle and a command arrives) and re-armed for the new head
+** when it fires early, never once per command. The timer only notices that
+** a deadline is due; it does not judge it, because libuv runs timers
+** before it polls: after the process kept the CPU past a deadline (a Lua
+** task that does not yield), the reply may be sitting unread in the
+** socket. So a due deadline starts a uv_check handle, which runs right
+** after the poll, and a 1 ms timer that keeps that poll from blocking. The
+** check fails the connection only for a deadline that had passed before
+** the poll began (checked_ms): a reply that had arrived by then was read in
+** that poll. It stops itself once nothing is due. So the cost is one check
+** per loop turn per connection, and only while a deadline is due.
+**
+** Lifetime: the struct holds three handles (socket, timer, check) and may
+** have a getaddrinfo request in flight. It is freed only when every close
+** callback and the getaddrinfo callback have run, and no callback of ours
+** is on the stack (in_callback), as hiredis does with REDIS_IN_CALLBACK.
 */
 #include "conn.h"
 
@@ -52,8 +62,6 @@ typedef struct OutBuf {
 struct Conn {
     uv_loop_t *loop;
     ConnConfig cfg;
-    const struct Pending *grace_for; /* past its deadline: one more poll */
-    uint64_t grace_deadline_ms;
     conn_state_cb on_state;
     void *ud;
     int state;
@@ -71,8 +79,10 @@ struct Conn {
     uv_connect_t connect_req;
     uv_write_t write_req;
     uv_timer_t timer;
-    int open_handles; /* initialised and not yet through on_closed */
-    bool tcp_closing; /* uv_close called on tcp (retry or close) */
+    uv_check_t check;    /* judges due deadlines after the poll */
+    uint64_t checked_ms; /* loop time before that poll began */
+    int open_handles;    /* initialised and not yet through on_closed */
+    bool tcp_closing;    /* uv_close called on tcp (retry or close) */
     bool reading;
     bool writing;    /* write_req in flight: `inflight` must stay alive */
     OutBuf out;      /* commands not yet written */
@@ -144,6 +154,7 @@ static void fail(Conn *c, int code, const char *msg)
         c->reading = false;
     }
     uv_timer_stop(&c->timer);
+    uv_check_stop(&c->check);
     c->in_callback++;
     c->on_state(c->ud, c, code, c->errstr);
     c->in_callback--;
@@ -278,6 +289,18 @@ static void on_write(uv_write_t *req, int status)
 /* -- Deadlines ---------------------------------------------------------- */
 
 static void on_timer(uv_timer_t *t);
+static void on_check(uv_check_t *h);
+
+/* The earliest deadline: the connect deadline until READY, and the oldest
+** command's; UINT64_MAX when there is none. */
+static uint64_t next_deadline(const Conn *c)
+{
+    uint64_t dl = c->state == CONN_READY ? UINT64_MAX : c->connect_deadline_ms;
+    const Pending *p = oldest_command(c);
+    if (p != NULL && p->deadline_ms < dl)
+        dl = p->deadline_ms;
+    return dl;
+}
 
 static void start_timer(Conn *c, uint64_t deadline_ms)
 {
@@ -286,17 +309,13 @@ static void start_timer(Conn *c, uint64_t deadline_ms)
                    deadline_ms > now ? deadline_ms - now : 0, 0);
 }
 
-/* Arms the timer for the earliest deadline: the connect deadline until
-** READY, and the oldest command's. Leaves alone a report that is due now
-** (resolve_error, write_error). */
+/* Arms the timer for the earliest deadline. Leaves alone a report that is
+** due now (resolve_error, write_error). */
 static void arm_timer(Conn *c)
 {
     if (c->resolve_error != 0 || c->write_error != 0)
         return;
-    uint64_t dl = c->state == CONN_READY ? UINT64_MAX : c->connect_deadline_ms;
-    const Pending *p = oldest_command(c);
-    if (p != NULL && p->deadline_ms < dl)
-        dl = p->deadline_ms;
+    uint64_t dl = next_deadline(c);
     if (dl == UINT64_MAX)
         uv_timer_stop(&c->timer);
     else
@@ -306,7 +325,6 @@ static void arm_timer(Conn *c)
 static void on_timer(uv_timer_t *t)
 {
     Conn *c = t->data;
-    char ms[24];
     if (c->resolve_error != 0) {
         failf(c, CR_ECONNREFUSED, "resolve %s:%d: %s",
               uv_strerror(c->resolve_error));
@@ -318,29 +336,50 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     uint64_t now = uv_now(c->loop);
-    if (c->state != CONN_READY && c->connect_deadline_ms <= now) {
+    if (next_deadline(c) > now) {
+        arm_timer(c); /* fired early (its command was answered), or idle */
+        return;
+    }
+    /* Due. But timers run before the poll: when the process kept the CPU
+    ** past the deadline, the reply (or the connect, or the handshake's
+    ** reply) may be waiting unread. on_check judges right after the poll,
+    ** which reads it; meanwhile this timer keeps the poll from blocking.
+    ** 1 ms, not 0: on libuv 1.44 a timer restarted with 0 ms from its own
+    ** callback runs again in the same pass, before any poll. */
+    if (!uv_is_active((uv_handle_t *)&c->check)) {
+        c->checked_ms = now;
+        uv_check_start(&c->check, on_check);
+    }
+    uv_timer_start(&c->timer, on_timer, 1, 0);
+}
+
+/* Runs right after the poll, only while a deadline is due. A deadline that
+** had passed by checked_ms (loop time taken before this poll began) is a
+** timeout: a reply that had arrived by then was read in this poll. */
+static void on_check(uv_check_t *h)
+{
+    Conn *c = h->data;
+    uint64_t before = c->checked_ms;
+    uint64_t now = uv_now(c->loop);
+    uint64_t dl = next_deadline(c);
+    c->checked_ms = now;
+    if (dl > now) { /* answered: nothing is due any more */
+        uv_check_stop(h);
+        arm_timer(c);
+        return;
+    }
+    if (dl > before)
+        return; /* due only since this poll began: judged after the next */
+    char ms[24];
+    if (c->state != CONN_READY && c->connect_deadline_ms <= before) {
         snprintf(ms, sizeof(ms), "%llu",
                  (unsigned long long)c->cfg.connect_timeout_ms);
         failf(c, CR_ETIMEDOUT, "connect to %s:%d: no answer within %s ms", ms);
         return;
     }
-    const Pending *p = oldest_command(c);
-    if (p != NULL && p->deadline_ms <= now) {
-        /* Timers run before the loop reads sockets: when the process was
-        ** busy past the deadline, the reply may already be waiting. Give
-        ** the next poll one chance to read it before giving up. */
-        if (c->grace_for != p || c->grace_deadline_ms != p->deadline_ms) {
-            c->grace_for = p;
-            c->grace_deadline_ms = p->deadline_ms;
-            uv_timer_start(&c->timer, on_timer, 0, 0);
-            return;
-        }
-        snprintf(ms, sizeof(ms), "%llu",
-                 (unsigned long long)c->cfg.command_timeout_ms);
-        failf(c, CR_ETIMEDOUT, "%s:%d: no reply within %s ms", ms);
-        return;
-    }
-    arm_timer(c); /* READY and no command: re-armed by the next one */
+    snprintf(ms, sizeof(ms), "%llu",
+             (unsigned long long)c->cfg.command_timeout_ms);
+    failf(c, CR_ETIMEDOUT, "%s:%d: no reply within %s ms", ms);
 }
 
 /* -- Input -------------------------------------------------------------- */
@@ -591,7 +630,10 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     uv_unref((uv_handle_t *)&c->timer); /* a guard: requests keep the loop */
-    c->open_handles = 2;
+    uv_check_init(loop, &c->check);
+    c->check.data = c;
+    uv_unref((uv_handle_t *)&c->check); /* likewise */
+    c->open_handles = 3;
     update_ref(c); /* referenced while replies are due */
     c->write_req.data = c;
     c->connect_deadline_ms = UINT64_MAX;
@@ -735,5 +777,6 @@ void conn_close(Conn *c)
         uv_close((uv_handle_t *)&c->tcp, on_closed);
     }
     uv_close((uv_handle_t *)&c->timer, on_closed);
+    uv_close((uv_handle_t *)&c->check, on_closed);
     maybe_free(c);
 }

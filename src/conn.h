@@ -17,6 +17,13 @@
 ** Three outcomes stay apart: a reply (status CR_OK; a REDIS_REPLY_ERROR
 ** reply is still CR_OK: the server said no), and a transport failure
 ** (a negative CR_E* code, no reply).
+**
+** Deadlines (connect_timeout_ms, command_timeout_ms) are judged after the
+** loop has polled the socket, never before: a reply (or a connect, or a
+** handshake reply) that arrived while the process kept the CPU past the
+** deadline is delivered, not counted as a timeout. A server that stays
+** silent past a deadline fails the connection with CR_ETIMEDOUT within
+** about a millisecond of the deadline, or right after the busy stretch.
 */
 #ifndef CACHERT_CONN_H
 #define CACHERT_CONN_H
@@ -84,7 +91,7 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
 ** `cb` is called exactly once later (from a loop callback or conn_close());
 ** or CR_ECONNRESET when the connection failed or is closing, or CR_ENOMEM,
 ** and `cb` is never called. The command's deadline starts now, also while
-** connecting. */
+** connecting; its reply must have arrived by then (see the top). */
 int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
                  conn_reply_cb cb, void *ud);
 

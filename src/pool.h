@@ -12,6 +12,16 @@
 ** So commands issued by many tasks in the same turn leave together.
 ** Replies are matched to commands in order, per connection.
 **
+** Deadlines: a command's runs from pool_command() (command_timeout_ms); a
+** connection's from its start to the end of its handshake
+** (connect_timeout_ms). They are judged after the loop has polled the
+** sockets: a reply that arrived while the process was busy past the
+** deadline (a task that kept the CPU, the loop not running) is delivered
+** as CR_OK; only a server that has not answered by the deadline counts
+** (CR_ETIMEDOUT, reported within about a millisecond of the deadline, or
+** as soon as the loop runs again). The check costs nothing per command:
+** one timer per connection, armed for its oldest command.
+**
 ** Failure: a connection that fails (refused, reset, protocol error, or a
 ** command past its deadline; but see "Idle close" below) fails every
 ** command pending on it, is closed and never reused. The pool then reports
@@ -47,8 +57,9 @@
 ** Loop liveness: the pool keeps the loop alive only while a reply is
 ** awaited or a connection attempt is in flight (so uv_run() returns after
 ** pool_connect() once on_state has reported the first outcome); idle
-** connections, the flush hook and the backoff timer do not (they are
-** unreferenced, like the engine's sweep timer). A quiet replacement's
+** connections, the flush hook, the backoff timer and the connections'
+** deadline timers and checks do not (they are unreferenced, like the
+** engine's sweep timer). A quiet replacement's
 ** handles keep the loop alive only while a command is queued on it; its
 ** resolve and TCP connect requests do while they last (libuv requests
 ** cannot be unreferenced; connect_timeout_ms bounds them).

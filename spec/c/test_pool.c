@@ -1,7 +1,8 @@
 /*
 ** test_pool.c -- the Redis pool against private redis-server processes:
 ** commands and binary values, pipelining, AUTH/ACL/SELECT, an absent,
-** killed, slow or mute server, idle connections closed by the server, and
+** killed, slow or mute server, replies that arrive while the process is
+** busy past their deadline, idle connections closed by the server, and
 ** closing with commands pending.
 **
 ** Every wait is bounded by a uv timer; every test ends with every handle
@@ -13,6 +14,7 @@
 
 #include <uv.h>
 
+#include "conn.h"
 #include "pool.h"
 #include "redis_fixture.h"
 #include "status.h"
@@ -643,6 +645,130 @@ static void test_pool_times_out_a_server_that_never_answers(void)
     close(fd);
 }
 
+/* The process keeps the CPU (here: sleeps without running the loop) past
+** the command timeout while the reply sits unread in the socket: the reply
+** is what the command gets, not a timeout. */
+static void test_pool_delivers_a_reply_that_came_while_the_loop_was_busy(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    cfg.command_timeout_ms = 100;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    expect_status(&h, "OK", 3, (const char *[]){"SET", "k", "v"});
+
+    /* The server holds the GET back for 50 ms, so its reply cannot be read
+    ** before the busy stretch begins... */
+    char line[64];
+    ASSERT_TRUE(
+        redis_fixture_query(&h.fx, "CLIENT PAUSE 50", line, sizeof(line)));
+    ASSERT_EQ_STR("+OK", line);
+    Result r;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 2, (const char *[]){"GET", "k"},
+                                      NULL, on_reply, &r));
+    uint64_t writes = pool_writes(h.pool);
+    uv_run(&h.loop, UV_RUN_NOWAIT); /* writes it */
+    ASSERT_EQ_INT(writes + 1, pool_writes(h.pool));
+    ASSERT_EQ_INT(0, r.calls);
+    /* ...which outlasts the pause and the command timeout. */
+    redis_fixture_sleep_ms(300);
+
+    ASSERT_TRUE(wait_count(&h.loop, &r.calls, 1, 1000));
+    ASSERT_EQ_INT(CR_OK, r.status);
+    ASSERT_EQ_STR("v", r.str);
+    result_free(&r);
+    ASSERT_EQ_INT(0, h.down);
+    ASSERT_TRUE(pool_ready(h.pool));
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    ASSERT_EQ_INT(1, h.nstates);
+    finish(&h);
+}
+
+/* The same busy stretch, but the server does not answer: the timeout is
+** reported as soon as the loop runs again, not a timeout later. */
+static void test_pool_times_out_a_silent_server_right_after_a_busy_stretch(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    cfg.command_timeout_ms = 100;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    char line[64];
+    ASSERT_TRUE(
+        redis_fixture_query(&h.fx, "CLIENT PAUSE 600", line, sizeof(line)));
+    ASSERT_EQ_STR("+OK", line);
+    Result r;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 2, (const char *[]){"GET", "k"},
+                                      NULL, on_reply, &r));
+    uv_run(&h.loop, UV_RUN_NOWAIT); /* writes it */
+    ASSERT_EQ_INT(0, r.calls);
+    redis_fixture_sleep_ms(300);
+
+    uv_update_time(&h.loop);
+    uint64_t t0 = uv_now(&h.loop);
+    ASSERT_TRUE(wait_count(&h.loop, &r.calls, 1, 1000));
+    ASSERT_EQ_INT(CR_ETIMEDOUT, r.status);
+    ASSERT_TRUE(uv_now(&h.loop) - t0 < 50);
+    ASSERT_EQ_INT(1, h.down);
+    ASSERT_EQ_INT(CR_ETIMEDOUT, h.states[1]);
+    ASSERT_TRUE(strstr(h.message, "no reply within 100 ms") != NULL);
+
+    /* The reconnect's PING waits out the pause; then all is well. */
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 3000));
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    finish(&h);
+}
+
+typedef struct ConnState {
+    int calls;
+    int status;
+} ConnState;
+
+static void on_conn_state(void *ud, Conn *c, int status, const char *message)
+{
+    ConnState *s = ud;
+    (void)c;
+    (void)message;
+    s->calls++;
+    s->status = status;
+}
+
+/* The handshake's replies count as replies too: a connection whose
+** handshake answer arrived while the process was busy past the connect
+** timeout becomes ready. */
+static void test_conn_becomes_ready_when_its_handshake_reply_waited(void)
+{
+    Harness h;
+    start(&h, NULL);
+    char line[64];
+    ASSERT_TRUE(
+        redis_fixture_query(&h.fx, "CLIENT PAUSE 500", line, sizeof(line)));
+    ASSERT_EQ_STR("+OK", line);
+    ConnConfig cfg = {"127.0.0.1", h.fx.port, 0, NULL, NULL, 300, 300, false};
+    ConnState st = {0, 0};
+    Conn *c = conn_new(&h.loop, &cfg, on_conn_state, &st);
+    ASSERT_NOT_NULL(c);
+    /* Resolved, connected, handshake written (bounded)... */
+    for (int i = 0; i < 250 && conn_writes(c) == 0; i++) {
+        uv_run(&h.loop, UV_RUN_NOWAIT);
+        redis_fixture_sleep_ms(1);
+    }
+    ASSERT_EQ_INT(1, conn_writes(c));
+    ASSERT_EQ_INT(0, st.calls); /* the server holds the PING back */
+    /* ...then busy past the pause and the connect timeout. */
+    redis_fixture_sleep_ms(800);
+
+    ASSERT_TRUE(wait_count(&h.loop, &st.calls, 1, 1000));
+    ASSERT_EQ_INT(CR_OK, st.status);
+    ASSERT_TRUE(conn_ready(c));
+    conn_close(c);
+    finish(&h);
+}
+
 typedef struct Liar {
     uv_tcp_t server;
     uv_tcp_t client;
@@ -941,6 +1067,9 @@ static const TestCase cases[] = {
     TEST_CASE(test_pool_survives_a_server_killed_and_restarted),
     TEST_CASE(test_pool_times_out_a_slow_server_and_recovers),
     TEST_CASE(test_pool_times_out_a_server_that_never_answers),
+    TEST_CASE(test_pool_delivers_a_reply_that_came_while_the_loop_was_busy),
+    TEST_CASE(test_pool_times_out_a_silent_server_right_after_a_busy_stretch),
+    TEST_CASE(test_conn_becomes_ready_when_its_handshake_reply_waited),
     TEST_CASE(test_pool_fails_a_server_speaking_another_protocol),
     TEST_CASE(test_pool_stays_ready_across_idle_closes),
     TEST_CASE(test_pool_of_one_serves_a_command_right_after_an_idle_close),
