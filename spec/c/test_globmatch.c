@@ -398,7 +398,56 @@ static void test_globmatch_literal_patterns_match_only_themselves(void)
     }
 }
 
+/* The literal head of a pattern: escapes resolved, up to the first
+** wildcard; `whole` only when the pattern matches that one string. */
+static void check_prefix(const char *pattern, const char *head, bool whole)
+{
+    char out[64];
+    bool got_whole = !whole;
+    size_t n = globmatch_prefix(pattern, strlen(pattern), out, &got_whole);
+    ASSERT_EQ_MEM(head, strlen(head), out, n);
+    ASSERT_EQ_INT(whole, got_whole);
+}
+
+static void test_globmatch_prefix_resolves_escapes_up_to_a_wildcard(void)
+{
+    check_prefix("user:42", "user:42", true);
+    check_prefix("", "", true);
+    check_prefix("a\\*b", "a*b", true);
+    check_prefix("a\\?\\[x]", "a?[x]", true);
+    check_prefix("ab\\", "ab\\", true); /* a trailing '\' is itself */
+    check_prefix("ns:*", "ns:", false);
+    check_prefix("n\\[1]:k?", "n[1]:k", false);
+    check_prefix("[ab]c", "", false);
+    check_prefix("*", "", false);
+}
+
+/* Against the matcher: a whole pattern matches its head and nothing one
+** byte longer or shorter; every match of any pattern starts with its head. */
+static void test_globmatch_prefix_agrees_with_the_matcher_on_the_table(void)
+{
+    size_t n = sizeof(glob_cases) / sizeof(glob_cases[0]);
+    for (size_t i = 0; i < n; i++) {
+        const GlobCase *c = &glob_cases[i];
+        char head[256];
+        bool whole;
+        if (c->plen > sizeof(head))
+            continue;
+        size_t hlen = globmatch_prefix(c->pattern, c->plen, head, &whole);
+        if (whole) {
+            ASSERT_TRUE(globmatch(c->pattern, c->plen, head, hlen));
+            bool same = c->slen == hlen && memcmp(c->subject, head, hlen) == 0;
+            ASSERT_EQ_INT(same,
+                          globmatch(c->pattern, c->plen, c->subject, c->slen));
+        }
+        if (globmatch(c->pattern, c->plen, c->subject, c->slen))
+            ASSERT_TRUE(c->slen >= hlen && memcmp(c->subject, head, hlen) == 0);
+    }
+}
+
 static const TestCase cases[] = {
+    TEST_CASE(test_globmatch_prefix_resolves_escapes_up_to_a_wildcard),
+    TEST_CASE(test_globmatch_prefix_agrees_with_the_matcher_on_the_table),
     TEST_CASE(test_globmatch_agrees_with_redis_on_the_case_table),
     TEST_CASE(test_globmatch_agrees_with_recursive_reference_on_the_table),
     TEST_CASE(test_globmatch_agrees_with_recursive_reference_exhaustively),
