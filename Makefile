@@ -51,7 +51,7 @@ run: build
 	$(BUILD)/cachert examples/quickstart.lua
 
 build-asan: deps-test
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCACHERT_BUILD_TESTS=ON \
 	    -DCACHERT_SANITIZE="address;undefined" >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 

@@ -1,5 +1,19 @@
 # C unit tests (one ctest entry per case, label "c") and the busted specs
 # under plain luajit and under the cachert executable (label "lua").
+# Included only with CACHERT_BUILD_TESTS=ON: the tools below come from the
+# test packages (`make deps-test`), which a plain build does not need.
+
+# cachert_require_tool(<var> <program> <Debian package>): find_program, or
+# stop with a message naming the package to install (from TEST_DEBS).
+function(cachert_require_tool var name package)
+    find_program(${var} ${name})
+    if(NOT ${var})
+        message(FATAL_ERROR
+            "CACHERT_BUILD_TESTS=ON needs '${name}' (Debian package ${package}), "
+            "which was not found. Install the test packages with `make deps-test`, "
+            "or configure with -DCACHERT_BUILD_TESTS=OFF to build without tests.")
+    endif()
+endfunction()
 
 # add_c_test(<concept> <sources...> LIBS <libs...> [LABELS <labels...>]):
 # spec/c/test_<concept>.c; every TEST_CASE(name) in it becomes the ctest
@@ -38,6 +52,10 @@ function(add_c_test concept)
 endfunction()
 
 find_program(VALGRIND valgrind)
+if(NOT VALGRIND AND NOT CACHERT_SANITIZE)
+    message(WARNING "valgrind not found (Debian package valgrind): the "
+                    "valgrind.* ctest entries are not registered")
+endif()
 
 add_c_test(globmatch LIBS cachert_core)
 add_c_test(store LIBS cachert_core)
@@ -48,8 +66,8 @@ add_c_test(codec src/codec.c LIBS cachert_core PkgConfig::LUAJIT PkgConfig::MSGP
 target_include_directories(test_codec SYSTEM PRIVATE ${LUAJIT_INCLUDE_DIRS})
 
 # busted, run from the source tree (.busted there sets lpath/cpath/helper).
-find_program(BUSTED busted REQUIRED)
-find_program(LUAJIT_BIN luajit REQUIRED)
+cachert_require_tool(BUSTED busted lua-busted)
+cachert_require_tool(LUAJIT_BIN luajit luajit2)
 set(spec_env
     CACHERT_BUILD_DIR=${PROJECT_BINARY_DIR}
     "LUA_CPATH=${PROJECT_BINARY_DIR}/lua/?.so\;\;"
