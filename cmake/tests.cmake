@@ -2,6 +2,8 @@
 # under plain luajit and under the cachert executable (label "lua").
 # Included only with CACHERT_BUILD_TESTS=ON: the tools below come from the
 # test packages (`make deps-test`), which a plain build does not need.
+# Every entry has a TIMEOUT sized to it, so a hang fails instead of waiting
+# for ctest's default of 1500 s.
 
 # cachert_require_tool(<var> <program> <Debian package>): find_program, or
 # stop with a message naming the package to install (from TEST_DEBS).
@@ -35,7 +37,7 @@ function(add_c_test concept)
             string(REGEX REPLACE "TEST_CASE\\(([a-z0-9_]+)\\)" "\\1" name "${c}")
             add_test(NAME c.${concept}.${name} COMMAND test_${concept} ${name})
             set_tests_properties(c.${concept}.${name} PROPERTIES
-                                 LABELS "${T_LABELS}")
+                                 LABELS "${T_LABELS}" TIMEOUT 60)
         endforeach()
     endforeach()
     # The whole binary once more under valgrind (not with sanitizers: they
@@ -47,7 +49,7 @@ function(add_c_test concept)
                          $<TARGET_FILE:test_${concept}>)
         list(TRANSFORM T_LABELS REPLACE "^c$" valgrind OUTPUT_VARIABLE vlabels)
         set_tests_properties(valgrind.${concept} PROPERTIES
-                             LABELS "${vlabels}")
+                             LABELS "${vlabels}" TIMEOUT 300)
     endif()
 endfunction()
 
@@ -95,17 +97,17 @@ endif()
 add_test(NAME lua.luajit
          COMMAND ${BUSTED} --lua=${LUAJIT_BIN} --output=utfTerminal spec
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(lua.luajit PROPERTIES LABELS lua
+set_tests_properties(lua.luajit PROPERTIES LABELS lua TIMEOUT 1200
                      ENVIRONMENT "${spec_env};${luajit_env}")
 add_test(NAME lua.cachert
          COMMAND ${BUSTED} --lua=$<TARGET_FILE:cachert> --output=utfTerminal spec
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(lua.cachert PROPERTIES LABELS lua
+set_tests_properties(lua.cachert PROPERTIES LABELS lua TIMEOUT 1200
                      ENVIRONMENT "${spec_env};${cachert_env}")
 
 # `require "cache"` after `cmake --install`, from another directory.
 add_test(NAME install.luajit
          COMMAND sh ${PROJECT_SOURCE_DIR}/spec/install_check.sh
                  ${PROJECT_BINARY_DIR} ${LUAJIT_BIN})
-set_tests_properties(install.luajit PROPERTIES LABELS lua
+set_tests_properties(install.luajit PROPERTIES LABELS lua TIMEOUT 120
                      ENVIRONMENT "${luajit_env}")
