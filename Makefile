@@ -18,7 +18,7 @@ BENCH_DEBS = $(TEST_DEBS) lua-resty-lrucache python3-redis python3-hiredis \
 LUA_SOURCES = $(wildcard lua spec examples bench)
 
 .PHONY: all run test bench deps-build deps-test deps-bench build build-asan \
-        build-fuzz lint format check-c check-asan fuzz clean install
+        build-fuzz lint format check-c check-asan check-fresh fuzz clean install
 
 all: build
 
@@ -81,8 +81,15 @@ check-asan: build-asan
 fuzz: build-fuzz
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
 
-# Every test: linters, the suite, the suite under ASan/UBSan, bounded fuzzing.
-test: deps-test lint check-c check-asan fuzz
+# `make run` in a copy of this repository, in mount and network namespaces
+# that hide the test tools and apt-get: what a machine with only the build
+# packages sees. Skipped, loudly, where unshare is not permitted (exit 77).
+check-fresh: deps-build
+	@sh spec/fresh_run_check.sh || { s=$$?; [ $$s = 77 ] || exit $$s; }
+
+# Every test: linters, the suite, the suite under ASan/UBSan, bounded fuzzing,
+# and `make run` with only the build packages.
+test: deps-test lint check-c check-asan fuzz check-fresh
 	@echo "all tests passed"
 
 bench: deps-bench build
