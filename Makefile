@@ -12,8 +12,11 @@ BUILD_DEBS = cmake make gcc pkg-config luajit2 libluajit2-5.1-dev libuv1-dev \
 TEST_DEBS  = $(BUILD_DEBS) lua-busted lua-check redis-server redis-tools \
              clang libclang-rt-14-dev cppcheck clang-format valgrind \
              python3-msgpack
+# nodejs:node and npm:npm are installed only when the command is missing:
+# node may come from elsewhere (NodeSource's nodejs carries its own npm, and
+# apt refuses Debian's npm next to it).
 BENCH_DEBS = $(TEST_DEBS) lua-resty-lrucache python3-redis python3-hiredis \
-             nodejs npm
+             nodejs:node npm:npm
 
 LUA_SOURCES = $(wildcard lua spec examples bench)
 
@@ -23,9 +26,13 @@ LUA_SOURCES = $(wildcard lua spec examples bench)
 all: build
 
 # Installs only what is missing; needs root (or sudo) when something is.
+# An entry is a Debian package (missing: not installed per dpkg), or
+# package:command (missing: no such command on PATH, whatever installed it).
 define install_debs
-	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-	    | grep -q 'install ok installed' || echo $$p; done); \
+	@missing=$$(for e in $(1); do p=$${e%%:*}; c=$${e#*:}; \
+	    if [ "$$c" != "$$e" ]; then command -v "$$c" >/dev/null 2>&1 || echo $$p; \
+	    else dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || echo $$p; fi; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing:" $$missing; \
 	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
