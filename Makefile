@@ -11,21 +11,28 @@ BUILD_DEBS = cmake make gcc pkg-config luajit2 libluajit2-5.1-dev libuv1-dev \
              libhiredis-dev libmsgpack-dev
 TEST_DEBS  = $(BUILD_DEBS) lua-busted lua-check redis-server redis-tools \
              clang libclang-rt-14-dev cppcheck clang-format valgrind \
-             python3-msgpack
+             python3-msgpack socat
+# nodejs:node and npm:npm are installed only when the command is missing:
+# node may come from elsewhere (NodeSource's nodejs carries its own npm, and
+# apt refuses Debian's npm next to it).
 BENCH_DEBS = $(TEST_DEBS) lua-resty-lrucache python3-redis python3-hiredis \
-             nodejs npm
+             nodejs:node npm:npm
 
 LUA_SOURCES = $(wildcard lua spec examples bench)
 
 .PHONY: all run test bench deps-build deps-test deps-bench build build-asan \
-        build-fuzz lint format check-c check-asan fuzz clean install
+        build-fuzz lint format check-c check-asan check-fresh fuzz clean install
 
 all: build
 
 # Installs only what is missing; needs root (or sudo) when something is.
+# An entry is a Debian package (missing: not installed per dpkg), or
+# package:command (missing: no such command on PATH, whatever installed it).
 define install_debs
-	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-	    | grep -q 'install ok installed' || echo $$p; done); \
+	@missing=$$(for e in $(1); do p=$${e%%:*}; c=$${e#*:}; \
+	    if [ "$$c" != "$$e" ]; then command -v "$$c" >/dev/null 2>&1 || echo $$p; \
+	    else dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || echo $$p; fi; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing:" $$missing; \
 	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -51,7 +58,7 @@ run: build
 	$(BUILD)/cachert examples/quickstart.lua
 
 build-asan: deps-test
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCACHERT_BUILD_TESTS=ON \
 	    -DCACHERT_SANITIZE="address;undefined" >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
@@ -81,8 +88,15 @@ check-asan: build-asan
 fuzz: build-fuzz
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
 
-# Every test: linters, the suite, the suite under ASan/UBSan, bounded fuzzing.
-test: deps-test lint check-c check-asan fuzz
+# `make run` in a copy of this repository, in mount and network namespaces
+# that hide the test tools and apt-get: what a machine with only the build
+# packages sees. Skipped, loudly, where unshare is not permitted (exit 77).
+check-fresh: deps-build
+	@sh spec/fresh_run_check.sh || { s=$$?; [ $$s = 77 ] || exit $$s; }
+
+# Every test: linters, the suite, the suite under ASan/UBSan, bounded fuzzing,
+# and `make run` with only the build packages.
+test: deps-test lint check-c check-asan fuzz check-fresh
 	@echo "all tests passed"
 
 bench: deps-bench build

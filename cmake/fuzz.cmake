@@ -17,7 +17,10 @@ function(add_fuzz_target concept)
                      $<TARGET_FILE:fuzz_${concept}>
                      -max_total_time=${CACHERT_FUZZ_SECONDS} -max_len=4096
                      ${corpus} ${PROJECT_SOURCE_DIR}/spec/fuzz/corpus_${concept})
-    set_tests_properties(fuzz.${concept} PROPERTIES LABELS fuzz)
+    # libFuzzer stops itself after CACHERT_FUZZ_SECONDS; the margin covers
+    # start-up and the final leak check.
+    math(EXPR limit "${CACHERT_FUZZ_SECONDS} * 2 + 60")
+    set_tests_properties(fuzz.${concept} PROPERTIES LABELS fuzz TIMEOUT ${limit})
     file(MAKE_DIRECTORY ${corpus})
 endfunction()
 

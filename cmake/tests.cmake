@@ -1,5 +1,21 @@
 # C unit tests (one ctest entry per case, label "c") and the busted specs
 # under plain luajit and under the cachert executable (label "lua").
+# Included only with CACHERT_BUILD_TESTS=ON: the tools below come from the
+# test packages (`make deps-test`), which a plain build does not need.
+# Every entry has a TIMEOUT sized to it, so a hang fails instead of waiting
+# for ctest's default of 1500 s.
+
+# cachert_require_tool(<var> <program> <Debian package>): find_program, or
+# stop with a message naming the package to install (from TEST_DEBS).
+function(cachert_require_tool var name package)
+    find_program(${var} ${name})
+    if(NOT ${var})
+        message(FATAL_ERROR
+            "CACHERT_BUILD_TESTS=ON needs '${name}' (Debian package ${package}), "
+            "which was not found. Install the test packages with `make deps-test`, "
+            "or configure with -DCACHERT_BUILD_TESTS=OFF to build without tests.")
+    endif()
+endfunction()
 
 # add_c_test(<concept> <sources...> LIBS <libs...> [LABELS <labels...>]):
 # spec/c/test_<concept>.c; every TEST_CASE(name) in it becomes the ctest
@@ -21,7 +37,7 @@ function(add_c_test concept)
             string(REGEX REPLACE "TEST_CASE\\(([a-z0-9_]+)\\)" "\\1" name "${c}")
             add_test(NAME c.${concept}.${name} COMMAND test_${concept} ${name})
             set_tests_properties(c.${concept}.${name} PROPERTIES
-                                 LABELS "${T_LABELS}")
+                                 LABELS "${T_LABELS}" TIMEOUT 60)
         endforeach()
     endforeach()
     # The whole binary once more under valgrind (not with sanitizers: they
@@ -33,11 +49,15 @@ function(add_c_test concept)
                          $<TARGET_FILE:test_${concept}>)
         list(TRANSFORM T_LABELS REPLACE "^c$" valgrind OUTPUT_VARIABLE vlabels)
         set_tests_properties(valgrind.${concept} PROPERTIES
-                             LABELS "${vlabels}")
+                             LABELS "${vlabels}" TIMEOUT 300)
     endif()
 endfunction()
 
 find_program(VALGRIND valgrind)
+if(NOT VALGRIND AND NOT CACHERT_SANITIZE)
+    message(WARNING "valgrind not found (Debian package valgrind): the "
+                    "valgrind.* ctest entries are not registered")
+endif()
 
 add_c_test(globmatch LIBS cachert_core)
 add_c_test(store LIBS cachert_core)
@@ -48,8 +68,8 @@ add_c_test(codec src/codec.c LIBS cachert_core PkgConfig::LUAJIT PkgConfig::MSGP
 target_include_directories(test_codec SYSTEM PRIVATE ${LUAJIT_INCLUDE_DIRS})
 
 # busted, run from the source tree (.busted there sets lpath/cpath/helper).
-find_program(BUSTED busted REQUIRED)
-find_program(LUAJIT_BIN luajit REQUIRED)
+cachert_require_tool(BUSTED busted lua-busted)
+cachert_require_tool(LUAJIT_BIN luajit luajit2)
 set(spec_env
     CACHERT_BUILD_DIR=${PROJECT_BINARY_DIR}
     "LUA_CPATH=${PROJECT_BINARY_DIR}/lua/?.so\;\;"
@@ -77,17 +97,17 @@ endif()
 add_test(NAME lua.luajit
          COMMAND ${BUSTED} --lua=${LUAJIT_BIN} --output=utfTerminal spec
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(lua.luajit PROPERTIES LABELS lua
+set_tests_properties(lua.luajit PROPERTIES LABELS lua TIMEOUT 1200
                      ENVIRONMENT "${spec_env};${luajit_env}")
 add_test(NAME lua.cachert
          COMMAND ${BUSTED} --lua=$<TARGET_FILE:cachert> --output=utfTerminal spec
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-set_tests_properties(lua.cachert PROPERTIES LABELS lua
+set_tests_properties(lua.cachert PROPERTIES LABELS lua TIMEOUT 1200
                      ENVIRONMENT "${spec_env};${cachert_env}")
 
 # `require "cache"` after `cmake --install`, from another directory.
 add_test(NAME install.luajit
          COMMAND sh ${PROJECT_SOURCE_DIR}/spec/install_check.sh
                  ${PROJECT_BINARY_DIR} ${LUAJIT_BIN})
-set_tests_properties(install.luajit PROPERTIES LABELS lua
+set_tests_properties(install.luajit PROPERTIES LABELS lua TIMEOUT 120
                      ENVIRONMENT "${luajit_env}")
