@@ -434,10 +434,9 @@ describe("when Redis is slower than the command timeout #redis", function()
         c:set("k", "v")
         r.errors_before = c:stats().errors
         in_task(function()
-            -- a separate client makes the server sleep for 1 s
-            sh((helpers.NO_PRELOAD .. "redis-cli -p %d DEBUG SLEEP 1 >/dev/null 2>&1 &")
-               :format(server.port))
-            sched.sleep(0.1)
+            -- a separate client makes the server hold every client's
+            -- commands for 1 s (returning at once itself)
+            server.cli("CLIENT PAUSE 1000 ALL")
             local t0 = sched.now()
             r.get = { pcall(c.get, c, "k") }
             r.get_seconds = sched.now() - t0
