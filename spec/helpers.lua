@@ -173,6 +173,107 @@ function H.wait_for(cond, seconds)
     return v
 end
 
+-- -- Background processes and a TCP proxy (spec/redis_fleet_spec.lua) ------
+
+--- True while the process `pid` exists and is not a zombie.
+H.process_alive = alive
+
+-- The process group of `pid` (field 5 of /proc/<pid>/stat), or nil.
+local function pgrp(pid)
+    local stat = slurp("/proc/" .. pid .. "/stat")
+    return tonumber(stat:match("^%d+ %b() %a %d+ (%d+)"))
+end
+
+--- Starts the shell command `cmd` in the background, stdin from /dev/null
+-- and stdout and stderr appended to the file `log`; returns its PID (the
+-- command's own when `cmd` is a simple command: the shell execs it).
+-- End it with H.stop_process(pid).
+function H.start_process(cmd, log)
+    local out = sh(("%s </dev/null >>'%s' 2>&1 & echo \"pid=$!\""):format(cmd, log))
+    return (assert(tonumber(out:match("pid=(%d+)")), "no PID from: " .. out))
+end
+
+--- Stops the process `pid` (one this spec started): SIGTERM, then SIGKILL
+-- after `seconds` (default 2). Returns once it is gone. Safe to call for a
+-- process that has already exited.
+function H.stop_process(pid, seconds)
+    if not pid or not alive(pid) then return end
+    sh("kill -TERM " .. pid)
+    for _ = 1, math.ceil((seconds or 2) / 0.02) do
+        if not alive(pid) then return end
+        sh("sleep 0.02")
+    end
+    sh("kill -KILL " .. pid)
+    for _ = 1, 100 do
+        if not alive(pid) then return end
+        sh("sleep 0.02")
+    end
+end
+
+-- True when something listens on 127.0.0.1:port (read from /proc/net/tcp,
+-- so checking makes no connection).
+local function listening(port)
+    local needle = ("0100007F:%04X 00000000:0000 0A"):format(port)
+    return slurp("/proc/net/tcp"):find(needle, 1, true) ~= nil
+end
+
+-- Starts socat for `proxy` on proxy.port and waits until it listens.
+-- Returns true, or false when it exited at once (the port is taken).
+local function launch_proxy(proxy)
+    local pid = H.start_process(
+        ("%ssetsid socat TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:%d")
+            :format(NO_PRELOAD, proxy.port, proxy.target), "/dev/null")
+    for _ = 1, 250 do
+        if not alive(pid) then return false end
+        if listening(proxy.port) and pgrp(pid) == pid then
+            proxy.pid = pid
+            return true
+        end
+        sh("sleep 0.02")
+    end
+    sh("kill -KILL " .. pid)
+    error(("socat did not listen on port %d (process group %s)"):format(
+        proxy.port, tostring(pgrp(pid))))
+end
+
+--- Starts a TCP proxy on 127.0.0.1, on a free port, to 127.0.0.1:target
+-- (socat, forking one process per connection). It runs in a process group
+-- of its own, led by proxy.pid, so H.stop_proxy ends the listener and
+-- every connection through it. Returns { port=, pid=, target= }.
+function H.start_proxy(target)
+    for _ = 1, 20 do
+        local proxy = { port = math.random(20000, 60000), target = target }
+        if not listening(proxy.port) and launch_proxy(proxy) then return proxy end
+    end
+    error("could not start a proxy to port " .. target)
+end
+
+--- Kills the proxy's process group (the listener and every connection it
+-- forked: both ends see their connections close) and waits until the
+-- listener is gone. The proxy keeps its port for H.restart_proxy. Safe to
+-- call twice.
+function H.stop_proxy(proxy)
+    if not proxy or not proxy.pid then return end
+    assert(pgrp(proxy.pid) == proxy.pid or not alive(proxy.pid),
+           "stop_proxy: the proxy does not lead its process group")
+    sh("kill -KILL -" .. proxy.pid)
+    for _ = 1, 250 do
+        if not alive(proxy.pid) and not listening(proxy.port) then break end
+        sh("sleep 0.02")
+    end
+    proxy.pid = nil
+end
+
+--- Starts the proxy again on the same port (after H.stop_proxy).
+function H.restart_proxy(proxy)
+    assert(not proxy.pid, "restart_proxy: the proxy is still running")
+    for _ = 1, 50 do
+        if launch_proxy(proxy) then return proxy end
+        sh("sleep 0.1")
+    end
+    error("could not restart the proxy on port " .. proxy.port)
+end
+
 package.loaded["spec.helpers"] = H
 package.loaded["helpers"] = H
 return H
