@@ -503,12 +503,16 @@ describe("a journal replay over 500,000 keys #redis #fleet", function()
             local t_cont = sched.now()
             local done = false
             r.waits, r.last_written, r.stale_reads = {}, nil, {}
+            r.sets_in_replay = 0
             local writer = sched.spawn(function()
                 local i = 0
                 while not done do
                     i = i + 1
                     local v = "v" .. i
                     local t = sched.now()
+                    if not c:stats().using_redis then
+                        r.sets_in_replay = r.sets_in_replay + 1
+                    end
                     local ok, err = c:set("w", v, 0)
                     r.waits[#r.waits + 1] = sched.now() - t
                     assert(ok, err)
@@ -596,19 +600,15 @@ describe("a journal replay over 500,000 keys #redis #fleet", function()
 
     it("makes no set wait much longer than the command timeout", function()
         assert.is_true(r.writer_ok, tostring(r.writer_err))
-        local longest, waited, timed_out = 0, 0, 0
-        for _, w in ipairs(r.waits) do
-            longest = math.max(longest, w)
-            if w > 0.05 then waited = waited + 1 end
-            if w >= 0.8 * TIMEOUT then timed_out = timed_out + 1 end
-        end
-        assert.is_true(waited >= 1, "some set was issued during the replay and waited")
-        -- and some set waited out the timeout: it completed on memory, to be
-        -- invalidated by another round (checked below: w is never stale)
-        assert.is_true(timed_out >= 1, "some set waited about the command timeout")
+        -- sets were issued while the replay ran, so a writer stalled until
+        -- its end would show here
+        assert.is_true(r.sets_in_replay >= 5, r.sets_in_replay .. " sets during the replay")
+        local longest = 0
+        for _, w in ipairs(r.waits) do longest = math.max(longest, w) end
         assert.is_true(longest < TIMEOUT + MARGIN,
             ("a set waited %.3f s (command timeout %g s)"):format(longest, TIMEOUT))
     end)
+
 
     it("applies the 20 patterns in one SCAN pass", function()
         -- one pass is about KEYS / COUNT calls (+1 for each recovery
@@ -653,5 +653,74 @@ describe("a journal replay over 500,000 keys #redis #fleet", function()
 
     it("runs within a minute", function()
         assert.is_true(r.seconds < 60, ("%.1f s"):format(r.seconds))
+    end)
+end)
+
+-- A clear costs a pass over the keyspace. Were clears issued during a
+-- replay journaled for another round (with its own pass), a steady stream
+-- of them (cache.invalidate in a busy service) would keep the manager off
+-- a healthy Redis for good, serving its outage values meanwhile.
+describe("a journal replay under a steady stream of clears #redis #fleet", function()
+    local server, c
+    local r = {}
+
+    setup(function()
+        in_task(function()
+            server = helpers.start_redis("--enable-debug-command yes")
+            server.cli("DEBUG POPULATE 500000 fill 10")
+            c = cache.new { host = "127.0.0.1", port = server.port, timeout = 1,
+                            command_timeout = 0.25, pool_size = 2 }
+            r.connected = c:connect()
+            helpers.kill_redis(server, "STOP")
+            c:get("probe")                  -- times out: the outage starts
+            c:set("user:1", "outage", 0)
+            c:clear("fill:*7")              -- the replay needs a full pass
+            helpers.kill_redis(server, "CONT")
+            local t_cont, done = sched.now(), false
+            r.clears_in_replay = 0
+            local clearer = sched.spawn(function()
+                while not done do
+                    if not c:stats().using_redis then
+                        r.clears_in_replay = r.clears_in_replay + 1
+                    end
+                    c:clear("video:*")
+                    sched.sleep(0.1)
+                end
+            end)
+            local connecting = sched.spawn(function()
+                local t = sched.now()
+                c:connect()
+                return sched.now() - t
+            end)
+            r.recovered = wait_for(function() return c:stats().using_redis end, 30)
+            r.replay_seconds = sched.now() - t_cont
+            done = true
+            r.clearer_ok, r.clearer_err = pcall(clearer.join, clearer)
+            r.connect_ok, r.connect_seconds = pcall(connecting.join, connecting)
+            r.user1 = { c:get("user:1") }
+        end)
+    end)
+
+    teardown(function()
+        if c then c:disconnect() end
+        helpers.stop_redis(server)
+    end)
+
+    it("has clears issued while the replay runs", function()
+        assert.is_true(r.connected)
+        assert.is_true(r.clearer_ok, tostring(r.clearer_err))
+        assert.is_true(r.clears_in_replay >= 3, r.clears_in_replay .. " clears during the replay")
+    end)
+
+    it("finishes the replay and switches back to Redis", function()
+        assert.is_true(r.recovered, "back on Redis within 30 s")
+        assert.is_true(r.replay_seconds < 10, ("the replay took %.2f s"):format(r.replay_seconds))
+        assert.is_true(r.connect_ok, tostring(r.connect_seconds))
+        assert.is_true(r.connect_seconds < 10,
+            ("connect() waited %.2f s"):format(r.connect_seconds))
+    end)
+
+    it("serves nothing of the outage afterwards", function()
+        assert.are.same({ nil, false }, r.user1)
     end)
 end)

@@ -15,9 +15,10 @@
 ** every command cachert sends), then replays the journal as invalidation:
 ** all journaled patterns in one SCAN pass, then UNLINK of every journaled
 ** key, then the switch, which drops what the memory store held. Reads
-** come from memory meanwhile; writes wait for the switch, but never longer
-** than the command timeout: past it they complete on memory, are
-** journaled, and the replay takes another (short) round before switching.
+** come from memory meanwhile; writes go to Redis at once (and to memory,
+** see mirror_to_memory), so nobody waits for a replay and nothing new is
+** journaled while it runs: one round ends it, however busy the writers
+** (a write that fails is journaled and the replay fails with it).
 */
 #include "engine.h"
 
@@ -37,20 +38,17 @@ typedef enum Mode {
     MODE_RECOVERING, /* Redis is back; probing it, then the replay */
 } Mode;
 
-#define ENGINE_DEFAULT_WAIT_MS  1000 /* deferred writes, no command timeout */
-#define ENGINE_UNLINK_BATCH     256  /* journal keys per UNLINK */
+#define ENGINE_UNLINK_BATCH     256 /* journal keys per UNLINK */
 #define ENGINE_PROBE_KEY_SUFFIX "cachert:probe"
 
 struct Engine {
     uv_loop_t *loop;
     Store *store;
     uv_timer_t sweep_timer;
-    uv_timer_t retry_timer;    /* retries a recovery the server refused */
-    uv_timer_t deferred_timer; /* deferred writes past their wait */
-    int open_handles;          /* the engine is freed when this reaches 0 */
+    uv_timer_t retry_timer; /* retries a recovery the server refused */
+    int open_handles;       /* the engine is freed when this reaches 0 */
     EngineStats stats;
     uint64_t coarse_slack_ms; /* how far the coarse clock may lag */
-    uint64_t max_wait_ms;     /* longest a write waits for a replay */
     size_t max_value;         /* key + value bytes a set accepts */
     Mode mode;
     Pool *pool;          /* NULL until connect, and after disconnect */
@@ -67,8 +65,6 @@ struct Engine {
     size_t probe_klen;
     struct Waiter *waiters; /* connect() calls waiting for an outcome */
     size_t nwaiters;
-    struct Op *deferred; /* writes waiting for the end of the replay */
-    struct Op *deferred_tail;
     /* recovery state (MODE_RECOVERING) */
     JournalBatch batch;
     size_t next_key;
@@ -98,15 +94,13 @@ typedef struct OpArgs {
     void *ud;
 } OpArgs;
 
-/* A call in flight on Redis (or deferred): its arguments, with key and
+/* A call in flight on Redis: its arguments, with key and
 ** value copied into data so the memory store can still answer if Redis
 ** fails. */
 typedef struct Op {
     OpArgs a;
     int kind;
-    uint64_t deferred_ms; /* when it was deferred */
-    bool too_big;         /* a set refused for its size: see issue() */
-    struct Op *next;      /* on the deferred list */
+    bool too_big; /* a set refused for its size: see issue() */
     char data[];
 } Op;
 
@@ -256,7 +250,6 @@ static Op *op_new(const OpArgs *a, int kind)
     op->a = *a;
     op->kind = kind;
     op->too_big = false;
-    op->next = NULL;
     memcpy(op->data, a->key, a->klen);
     op->a.key = op->data;
     if (a->vlen > 0)
@@ -349,79 +342,30 @@ static void count_too_big(Engine *e, size_t bytes)
     count_error(e, CR_EVALUETOOBIG, msg);
 }
 
-/* -- Deferred writes ------------------------------------------------------ */
-
-static void on_deferred_timer(uv_timer_t *t);
-
-static void arm_deferred_timer(Engine *e)
-{
-    if (e->deferred == NULL) {
-        uv_timer_stop(&e->deferred_timer);
-        return;
-    }
-    uint64_t now = engine_now_ms();
-    uint64_t due = e->deferred->deferred_ms + e->max_wait_ms;
-    uv_timer_start(&e->deferred_timer, on_deferred_timer,
-                   due > now ? due - now : 0, 0);
-}
-
-static void defer(Engine *e, Op *op)
-{
-    op->deferred_ms = engine_now_ms();
-    if (e->deferred_tail != NULL)
-        e->deferred_tail->next = op;
-    else
-        e->deferred = op;
-    e->deferred_tail = op;
-    if (!uv_is_active((uv_handle_t *)&e->deferred_timer))
-        arm_deferred_timer(e);
-}
-
-/* Writes that waited max_wait_ms for the replay complete on the memory
-** store and are journaled: the replay takes another round for them. The
-** list is in deferral order, so the expired ones are its head. */
-static void on_deferred_timer(uv_timer_t *t)
-{
-    Engine *e = t->data;
-    uint64_t now = engine_now_ms();
-    while (e->deferred != NULL &&
-           now - e->deferred->deferred_ms >= e->max_wait_ms) {
-        Op *op = e->deferred;
-        e->deferred = op->next;
-        if (e->deferred == NULL)
-            e->deferred_tail = NULL;
-        memory_op(op);
-        free(op);
-    }
-    arm_deferred_timer(e);
-}
-
-/* Runs the writes deferred during a replay: on Redis after the switch, or
-** on the memory store (journaled) when the replay failed. */
-static void run_deferred(Engine *e)
-{
-    Op *op = e->deferred;
-    e->deferred = e->deferred_tail = NULL;
-    uv_timer_stop(&e->deferred_timer);
-    while (op != NULL) {
-        Op *next = op->next;
-        op->next = NULL;
-        if (e->mode == MODE_REDIS) {
-            issue(op);
-        } else {
-            memory_op(op);
-            free(op);
-        }
-        op = next;
-    }
-}
-
 /* -- Redis calls ---------------------------------------------------------- */
 
+/* While the journal is replayed the memory store answers reads, so a write
+** sent to Redis then is made there too (not journaled: Redis has it), and
+** this process reads its own writes until the switch empties the store. A
+** replayed UNLINK may remove such a value from Redis afterwards: a miss,
+** never an old value. */
+static void mirror_to_memory(Engine *e, const Op *op)
+{
+    const OpArgs *a = &op->a;
+    uint64_t now = engine_now_ms();
+    if (op->kind == OP_SET && !op->too_big)
+        store_set(e->store, a->key, a->klen, a->val, a->vlen,
+                  a->ttl_ms == 0 ? 0 : now + a->ttl_ms, now);
+    else if (op->kind == OP_CLEAR)
+        store_clear(e->store, a->key, a->klen, now);
+    else
+        store_delete(e->store, a->key, a->klen, now);
+}
+
 /* Runs `a`: on the memory store in MODE_MEMORY (and reads in
-** MODE_RECOVERING), returning 0 after `done` ran; deferred until the
-** switch for writes in MODE_RECOVERING; on Redis in MODE_REDIS, returning 1
-** when `done` will run later. */
+** MODE_RECOVERING), returning 0 after `done` ran; else on Redis (writes in
+** MODE_RECOVERING on the memory store too, see mirror_to_memory),
+** returning 1 when `done` will run later. Nothing waits for a replay. */
 static int run_op(const OpArgs *a, int kind)
 {
     Engine *e = a->e;
@@ -450,10 +394,8 @@ static int run_op(const OpArgs *a, int kind)
         count_too_big(e, a->klen + a->vlen);
         op->too_big = true;
     }
-    if (e->mode == MODE_RECOVERING) {
-        defer(e, op);
-        return 1;
-    }
+    if (e->mode == MODE_RECOVERING)
+        mirror_to_memory(e, op);
     return issue(op);
 }
 
@@ -729,7 +671,6 @@ static void replay_failed(Engine *e, int status)
     journal_restore(e->journal, &e->batch);
     e->probing = false;
     set_mode(e, MODE_MEMORY);
-    run_deferred(e);
     if (!e->quiet) {
         const char *what = e->replay_err[0] ? e->replay_err : NULL;
         count_error(e, status, what);
@@ -760,7 +701,6 @@ static void switch_to_redis(Engine *e)
     e->ever_connected = true;
     e->outage_logged = false;
     e->refusal_logged = false;
-    run_deferred(e);
     finish_connect(e, true);
 }
 
@@ -776,8 +716,8 @@ static void note_failure(Engine *e, int status, const char *text)
 
 static void replay_keys(Engine *e);
 
-/* One round is over: another one when writes that waited too long were
-** journaled meanwhile, else the switch. */
+/* One round is over: another when something was journaled meanwhile (a
+** transport failure the replay did not see), else the switch. */
 static void round_done(Engine *e)
 {
     journal_batch_free(&e->batch);
@@ -1028,16 +968,13 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
         cfg->max_value_bytes && cfg->max_value_bytes < ENGINE_MAX_VALUE_BYTES
             ? cfg->max_value_bytes
             : ENGINE_MAX_VALUE_BYTES;
-    e->max_wait_ms = ENGINE_DEFAULT_WAIT_MS;
     e->loop = loop;
     e->mode = MODE_MEMORY;
     uv_timer_init(loop, &e->sweep_timer);
     uv_timer_init(loop, &e->retry_timer);
-    uv_timer_init(loop, &e->deferred_timer);
     e->sweep_timer.data = e;
     e->retry_timer.data = e;
-    e->deferred_timer.data = e;
-    e->open_handles = 3;
+    e->open_handles = 2;
     uv_timer_start(&e->sweep_timer, on_sweep, ENGINE_SWEEP_INTERVAL_MS,
                    ENGINE_SWEEP_INTERVAL_MS);
     uv_unref((uv_handle_t *)&e->sweep_timer);
@@ -1057,10 +994,8 @@ void engine_close(Engine *e)
     e->store = NULL;
     uv_timer_stop(&e->sweep_timer);
     uv_timer_stop(&e->retry_timer);
-    uv_timer_stop(&e->deferred_timer);
     uv_close((uv_handle_t *)&e->sweep_timer, on_handle_closed);
     uv_close((uv_handle_t *)&e->retry_timer, on_handle_closed);
-    uv_close((uv_handle_t *)&e->deferred_timer, on_handle_closed);
 }
 
 int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
@@ -1086,8 +1021,6 @@ int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
     e->waiters[e->nwaiters].ud = ud;
     e->nwaiters++;
     if (e->pool == NULL) {
-        e->max_wait_ms = cfg->command_timeout_ms ? cfg->command_timeout_ms
-                                                 : ENGINE_DEFAULT_WAIT_MS;
         e->pool = pool_new(e->loop, cfg, on_pool_state, e);
         if (e->pool == NULL) {
             count_error(e, CR_ENOMEM, NULL);

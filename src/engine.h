@@ -22,9 +22,11 @@
 ** in last_error, and retries), then replays its journal (journal.h) as
 ** invalidation: every journaled pattern in one SCAN pass, UNLINK of every
 ** journaled key, and only then switches back, emptying the memory store.
-** While it replays, reads come from the memory store and writes wait for
-** the switch, at most the command timeout: then they complete on memory,
-** are journaled, and the replay takes one more round. Writes made before
+** While it replays, reads come from the memory store, and writes go to
+** Redis at once (and to the memory store, so the process reads its own
+** writes until the switch): nobody waits for the replay. A replayed UNLINK
+** may remove a value written meanwhile: a miss, never an old value. Writes made
+*before
 ** the first engine_connect() are journaled like outage writes: Redis may
 ** hold older values from an earlier run.
 **
