@@ -274,6 +274,39 @@ function H.restart_proxy(proxy)
     error("could not restart the proxy on port " .. proxy.port)
 end
 
+H.slurp = slurp
+
+--- The bytes Redis holds under `key` in `db` (default 0), or nil when it
+-- has none: redis-cli prints a bulk reply raw, plus one newline, when its
+-- output is not a terminal.
+function H.raw_get(server, key, db)
+    local n = ("-n %d --raw "):format(db or 0)
+    if server.cli(n .. ("EXISTS '%s'"):format(key)) ~= "1\n" then return nil end
+    return (server.cli(n .. ("GET '%s'"):format(key)):sub(1, -2))
+end
+
+--- Returns manager(server, opts), which makes a manager of `server` with
+-- `defaults` overridden by `opts`, and disconnect_all(), which disconnects
+-- every manager made so far (for after_each / teardown).
+function H.manager_maker(defaults)
+    local made = {}
+    local function manager(server, opts)
+        local o = { host = "127.0.0.1", port = server.port }
+        for k, v in pairs(defaults) do o[k] = v end
+        for k, v in pairs(opts or {}) do o[k] = v end
+        local c = require("cache").new(o)
+        made[#made + 1] = c
+        return c
+    end
+    local function disconnect_all()
+        for i = #made, 1, -1 do
+            pcall(made[i].disconnect, made[i])
+            made[i] = nil
+        end
+    end
+    return manager, disconnect_all
+end
+
 package.loaded["spec.helpers"] = H
 package.loaded["helpers"] = H
 return H

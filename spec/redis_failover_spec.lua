@@ -22,11 +22,7 @@ local function manager(server, opts)
     return cache.new(o)
 end
 
--- The bytes Redis holds under `key`, or nil when it has none.
-local function raw_get(server, key)
-    if server.cli(("--raw EXISTS '%s'"):format(key)) ~= "1\n" then return nil end
-    return (server.cli(("--raw GET '%s'"):format(key)):sub(1, -2))
-end
+local raw_get = helpers.raw_get
 
 local function recovered(c)
     return function()

@@ -32,18 +32,7 @@ local sh, in_task, wait_for = helpers.sh, helpers.in_task, helpers.wait_for
 local RECOVERY_DEADLINE = 15   -- seconds; the pool's backoff is capped at 5 s
 
 -- The bytes Redis holds under `key`, or nil when it has none.
-local function raw_get(server, key)
-    if server.cli(("--raw EXISTS '%s'"):format(key)) ~= "1\n" then return nil end
-    return (server.cli(("--raw GET '%s'"):format(key)):sub(1, -2))
-end
-
-local function slurp(path)
-    local f = io.open(path, "rb")
-    if not f then return "" end
-    local text = f:read("*a")
-    f:close()
-    return text
-end
+local raw_get, slurp = helpers.raw_get, helpers.slurp
 
 local function write_file(path, text)
     local f = assert(io.open(path .. ".tmp", "wb"))

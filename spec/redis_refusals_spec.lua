@@ -11,23 +11,8 @@ local cache = require "cache"
 
 local in_task = helpers.in_task
 
-local managers = {}
-
-local function manager(server, opts)
-    local o = { host = "127.0.0.1", port = server.port, timeout = 2,
-                command_timeout = 1, pool_size = 2 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    local c = cache.new(o)
-    managers[#managers + 1] = c
-    return c
-end
-
-local function disconnect_all()
-    for i = #managers, 1, -1 do
-        pcall(managers[i].disconnect, managers[i])
-        managers[i] = nil
-    end
-end
+local manager, disconnect_all =
+    helpers.manager_maker { timeout = 2, command_timeout = 1, pool_size = 2 }
 
 local function exists(server, key)
     return server.cli(("--raw EXISTS '%s'"):format(key)) == "1\n"

@@ -7,7 +7,6 @@
 -- redis_failover_spec.lua.
 
 local helpers = require "helpers"
-local cache = require "cache"
 local core = require "cache.core"
 local sched = require "cachert"
 
@@ -18,31 +17,9 @@ local function pack(...)
 end
 
 -- Managers made by a spec; disconnected after each test.
-local managers = {}
-
-local function manager(server, opts)
-    local o = { host = "127.0.0.1", port = server.port, timeout = 2,
-                pool_size = 4 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    local c = cache.new(o)
-    managers[#managers + 1] = c
-    return c
-end
-
-local function disconnect_all()
-    for i = #managers, 1, -1 do
-        pcall(managers[i].disconnect, managers[i])
-        managers[i] = nil
-    end
-end
-
--- The bytes Redis holds under `key` (nil when absent): redis-cli prints a
--- bulk reply raw, plus one newline, when its output is not a terminal.
-local function raw_get(server, key, db)
-    local out = server.cli(("-n %d --raw EXISTS '%s'"):format(db or 0, key))
-    if out ~= "1\n" then return nil end
-    return (server.cli(("-n %d --raw GET '%s'"):format(db or 0, key)):sub(1, -2))
-end
+local manager, disconnect_all =
+    helpers.manager_maker { timeout = 2, pool_size = 4 }
+local raw_get = helpers.raw_get
 
 local function integer_reply(server, cmd)
     return tonumber((server.cli("--raw " .. cmd):match("^%-?%d+")))
