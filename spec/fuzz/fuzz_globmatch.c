@@ -5,7 +5,8 @@
 ** the pattern follows, and the remaining bytes are the subject. Both are
 ** copied into heap blocks of exactly their length, so ASan reports any read
 ** past them. Small inputs are also checked against a recursive model of
-** Redis's algorithm; any disagreement traps.
+** Redis's algorithm, and globmatch_prefix() against the matcher; any
+** disagreement traps.
 */
 
 #include "globmatch.h"
@@ -57,6 +58,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (plen < REF_MAX_LEN && slen < REF_MAX_LEN &&
         got != ref_globmatch(pattern, plen, subject, slen))
         __builtin_trap();
+
+    /* globmatch_prefix: every match starts with the head; a whole pattern
+    ** matches its head, and only it. */
+    char *head = malloc(plen > 0 ? plen : 1);
+    if (head != NULL) {
+        bool whole;
+        size_t hlen = globmatch_prefix(pattern, plen, head, &whole);
+        if (got && (slen < hlen || memcmp(subject, head, hlen) != 0))
+            __builtin_trap();
+        if (whole && !globmatch(pattern, plen, head, hlen))
+            __builtin_trap();
+        if (whole && got != (slen == hlen && memcmp(subject, head, hlen) == 0))
+            __builtin_trap();
+        free(head);
+    }
 
     free(pattern);
     free(subject);
