@@ -30,6 +30,7 @@
 #include "clearscan.h"
 #include "globmatch.h"
 #include "journal.h"
+#include "log.h"
 #include "status.h"
 
 typedef enum Mode {
@@ -40,6 +41,7 @@ typedef enum Mode {
 
 #define ENGINE_UNLINK_BATCH     256 /* journal keys per UNLINK */
 #define ENGINE_PROBE_KEY_SUFFIX "cachert:probe"
+#define ENGINE_LOG_INTERVAL_MS  10000 /* at most one outage warning per */
 
 struct Engine {
     uv_loop_t *loop;
@@ -56,8 +58,18 @@ struct Engine {
     bool ever_connected; /* reached MODE_REDIS once: later ones reconnect */
     bool attempting;     /* the pool's first attempt has no outcome yet */
     bool quiet;          /* disconnecting or closing: not an error */
-    bool outage_logged;
-    bool refusal_logged; /* a failed probe or replay was logged */
+    Logger log;
+    bool outage_logged;  /* this outage was warned about (or held back) */
+    bool refusal_logged; /* a failed probe or replay was warned about */
+    bool warned;         /* some warning was logged: last_warn_ms is set */
+    bool back_due;       /* a warning went out: say when Redis is back */
+    unsigned held_back;  /* warnings not logged since the last one */
+    uint64_t last_warn_ms;
+    uint64_t round_started_ms; /* the replay's start, for its log line */
+    /* at-exit flush (engine_flush) */
+    uv_timer_t flush_timer;
+    engine_flush_cb flush_done;
+    void *flush_ud;
     bool retry_readonly; /* the retry timer reconnects: a replica answered */
     char *clear_all;     /* escaped namespace + "*" */
     size_t clear_all_len;
@@ -68,9 +80,13 @@ struct Engine {
     /* recovery state (MODE_RECOVERING) */
     JournalBatch batch;
     size_t next_key;
-    size_t in_flight;     /* probe or UNLINK commands out */
-    int replay_status;    /* the first failure of this round */
-    bool probing;         /* the probe's replies are awaited */
+    size_t in_flight;    /* probe or UNLINK commands out */
+    int replay_status;   /* the first failure of this round */
+    bool probing;        /* the probe's replies are awaited */
+    size_t unlink_batch; /* keys per UNLINK: 1 after a key was refused */
+    bool key_refused;    /* a batch held a key the ACL user may not touch */
+    size_t keys_dropped; /* keys refused one by one: not invalidated */
+    char dropped_err[160];
     char replay_err[160]; /* the server's text for replay_status */
     char last_error[256];
 };
@@ -185,6 +201,34 @@ static const char *reply_text(const redisReply *reply)
     return reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
 }
 
+/* Warns once per outage (`logged` says whether this one was), and at
+** most once per ENGINE_LOG_INTERVAL_MS: a flapping server must not flood
+** the log. The next warning counts those held back; "back" is said only
+** after a warning that went out. */
+static void warn_outage(Engine *e, bool *logged, const char *what,
+                        const char *then)
+{
+    if (e->quiet || *logged)
+        return;
+    *logged = true;
+    uint64_t now = engine_now_ms();
+    if (e->warned && now - e->last_warn_ms < ENGINE_LOG_INTERVAL_MS) {
+        e->held_back++;
+        return;
+    }
+    e->warned = true;
+    e->back_due = true;
+    e->last_warn_ms = now;
+    if (e->held_back > 0)
+        log_msg(&e->log, LOG_WARN,
+                "%s (%s); %s (%u more since the last "
+                "message)",
+                what, e->last_error, then, e->held_back);
+    else
+        log_msg(&e->log, LOG_WARN, "%s (%s); %s", what, e->last_error, then);
+    e->held_back = 0;
+}
+
 /* Redis could not be reached or broke: serve from memory until it is back
 ** and the journal replayed (the pool keeps reconnecting by itself). */
 static void lose_redis(Engine *e, int code, const char *msg)
@@ -194,12 +238,8 @@ static void lose_redis(Engine *e, int code, const char *msg)
     set_last_error(e, code, msg);
     if (e->mode == MODE_REDIS) {
         set_mode(e, MODE_MEMORY);
-        if (!e->outage_logged)
-            fprintf(stderr,
-                    "cachert: redis unavailable (%s); serving from the "
-                    "memory store until it is back\n",
-                    e->last_error);
-        e->outage_logged = true;
+        warn_outage(e, &e->outage_logged, "redis unavailable",
+                    "serving from the memory store until it is back");
     }
 }
 
@@ -674,12 +714,9 @@ static void replay_failed(Engine *e, int status)
     if (!e->quiet) {
         const char *what = e->replay_err[0] ? e->replay_err : NULL;
         count_error(e, status, what);
-        if (!e->refusal_logged)
-            fprintf(stderr,
-                    "cachert: redis cannot be used yet (%s); serving from "
-                    "the memory store, retrying in the background\n",
-                    e->last_error);
-        e->refusal_logged = true;
+        warn_outage(e, &e->refusal_logged, "redis cannot be used yet",
+                    "serving from the memory store, retrying in the "
+                    "background");
         if (e->pool != NULL && pool_ready(e->pool))
             /* The server said no, or memory ran out: the pool stays up,
             ** so nothing else would trigger another attempt. */
@@ -688,20 +725,23 @@ static void replay_failed(Engine *e, int status)
     finish_connect(e, false);
 }
 
+static void finish_flush(Engine *e, bool flushed);
+
 static void switch_to_redis(Engine *e)
 {
     set_mode(e, MODE_REDIS);
     /* What it holds was written during the outage: Redis has newer. */
     store_clear(e->store, "*", 1, engine_now_ms());
-    if (e->ever_connected) {
+    if (e->ever_connected)
         e->stats.reconnects++;
-        if (e->outage_logged || e->refusal_logged)
-            fprintf(stderr, "cachert: redis is back; serving from it again\n");
-    }
+    if (e->back_due && !e->quiet)
+        log_msg(&e->log, LOG_WARN, "redis is back; serving from it again");
     e->ever_connected = true;
     e->outage_logged = false;
     e->refusal_logged = false;
+    e->back_due = false;
     finish_connect(e, true);
+    finish_flush(e, true);
 }
 
 /* Records the first failure of a round, with the server's text. */
@@ -720,6 +760,13 @@ static void replay_keys(Engine *e);
 ** transport failure the replay did not see), else the switch. */
 static void round_done(Engine *e)
 {
+    if (e->batch.overflow || e->batch.nkeys > 0 || e->batch.npatterns > 0)
+        log_msg(&e->log, LOG_INFO,
+                "outage journal replayed: %s%zu keys and %zu patterns "
+                "invalidated in %llu ms",
+                e->batch.overflow ? "the namespace cleared (overflow), " : "",
+                e->batch.nkeys, e->batch.npatterns,
+                (unsigned long long)(engine_now_ms() - e->round_started_ms));
     journal_batch_free(&e->batch);
     if (!journal_empty(e->journal)) {
         start_recovery(e);
@@ -728,14 +775,33 @@ static void round_done(Engine *e)
     switch_to_redis(e);
 }
 
+/* A reply refusing a key, not the command: an ACL key pattern. */
+static bool key_refusal(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ERROR &&
+           error_status(reply->str) == CR_ENOPERM &&
+           strstr(reply->str, "to run") == NULL;
+}
+
 static void on_keys_unlinked(void *ud, int status, const redisReply *reply)
 {
     Engine *e = ud;
     e->in_flight--;
-    if (status != CR_OK)
+    if (status != CR_OK) {
         note_failure(e, status, NULL);
-    else if (reply->type != REDIS_REPLY_INTEGER)
+    } else if (key_refusal(reply)) {
+        /* One key may not be ours to delete: find it by unlinking one by
+        ** one, then drop it (counted and logged) rather than stay off
+        ** Redis for good. */
+        if (e->unlink_batch > 1) {
+            e->key_refused = true;
+        } else {
+            e->keys_dropped++;
+            snprintf(e->dropped_err, sizeof(e->dropped_err), "%s", reply->str);
+        }
+    } else if (reply->type != REDIS_REPLY_INTEGER) {
         note_failure(e, reply_status(reply), reply_text(reply));
+    }
     if (e->quiet && e->in_flight == 0 && e->mode == MODE_RECOVERING) {
         replay_failed(e, CR_ECONNRESET);
         return;
@@ -759,7 +825,7 @@ static void replay_keys(Engine *e)
         int argc = 1;
         argv[0] = "UNLINK";
         lens[0] = 6;
-        while (argc <= ENGINE_UNLINK_BATCH && e->next_key < e->batch.nkeys) {
+        while (argc <= (int)e->unlink_batch && e->next_key < e->batch.nkeys) {
             argv[argc] = e->batch.keys[e->next_key];
             lens[argc++] = e->batch.klens[e->next_key++];
         }
@@ -775,6 +841,21 @@ static void replay_keys(Engine *e)
     if (e->replay_status != CR_OK) {
         replay_failed(e, e->replay_status);
         return;
+    }
+    if (e->key_refused) { /* again, one key per UNLINK */
+        e->key_refused = false;
+        e->unlink_batch = 1;
+        e->next_key = 0;
+        replay_keys(e);
+        return;
+    }
+    if (e->keys_dropped > 0) {
+        e->stats.errors++;
+        set_last_error(e, CR_ENOPERM, e->dropped_err);
+        log_msg(&e->log, LOG_WARN,
+                "%zu keys of the outage journal could not be invalidated "
+                "(%s): other processes may read their old values",
+                e->keys_dropped, e->dropped_err);
     }
     round_done(e);
 }
@@ -868,6 +949,10 @@ static void start_recovery(Engine *e)
     e->replay_status = CR_OK;
     e->replay_err[0] = '\0';
     e->probing = true;
+    e->round_started_ms = engine_now_ms();
+    e->unlink_batch = ENGINE_UNLINK_BATCH;
+    e->key_refused = false;
+    e->keys_dropped = 0;
     size_t n = sizeof(probe_argc) / sizeof(probe_argc[0]);
     for (size_t i = 0; i < n; i++) {
         const char *argv[7];
@@ -896,6 +981,7 @@ static void on_pool_state(void *ud, int status, const char *message)
     Engine *e = ud;
     if (status == CR_OK) {
         e->attempting = false;
+        log_msg(&e->log, LOG_INFO, "%s", message);
         if (e->mode == MODE_MEMORY)
             start_recovery(e);
         return;
@@ -903,17 +989,79 @@ static void on_pool_state(void *ud, int status, const char *message)
     bool first = e->attempting && !e->ever_connected;
     e->attempting = false;
     lose_redis(e, status, message);
-    if (first && !e->quiet && !e->outage_logged)
-        fprintf(stderr,
-                "cachert: redis unavailable (%s); serving from the memory "
-                "store, retrying in the background\n",
-                e->last_error);
     if (first)
-        e->outage_logged = true;
+        warn_outage(e, &e->outage_logged, "redis unavailable",
+                    "serving from the memory store, retrying in the "
+                    "background");
+    else if (!e->quiet)
+        log_msg(&e->log, LOG_DEBUG, "reconnect attempt failed: %s",
+                e->last_error);
     finish_connect(e, false);
 }
 
+/* -- At exit: one last chance for the journal ----------------------------- */
+
+static void finish_flush(Engine *e, bool flushed)
+{
+    engine_flush_cb done = e->flush_done;
+    if (done == NULL)
+        return;
+    e->flush_done = NULL;
+    uv_timer_stop(&e->flush_timer);
+    EngineJournalCounts left = {0};
+    if (!flushed)
+        engine_journal_counts(e, &left);
+    done(e->flush_ud, flushed, &left);
+}
+
+static void on_flush_timeout(uv_timer_t *t)
+{
+    finish_flush(t->data, false);
+}
+
 /* -- Public API --------------------------------------------------------- */
+
+void engine_journal_counts(Engine *e, EngineJournalCounts *out)
+{
+    journal_counts(e->journal, &out->keys, &out->patterns, &out->overflow);
+    if (e->mode == MODE_RECOVERING) { /* the batch is out of the journal */
+        out->keys += e->batch.nkeys;
+        out->patterns += e->batch.npatterns;
+        out->overflow = out->overflow || e->batch.overflow;
+    }
+}
+
+int engine_flush(Engine *e, const PoolConfig *cfg, uint64_t timeout_ms,
+                 engine_flush_cb done, void *ud)
+{
+    EngineJournalCounts left;
+    engine_journal_counts(e, &left);
+    bool empty = !left.overflow && left.keys == 0 && left.patterns == 0;
+    if (e->mode == MODE_REDIS || (empty && e->mode == MODE_MEMORY)) {
+        done(ud, true, &left);
+        return 0;
+    }
+    if (e->flush_done != NULL || timeout_ms == 0 ||
+        (e->pool == NULL && cfg == NULL)) {
+        done(ud, false, &left);
+        return 0;
+    }
+    e->flush_done = done;
+    e->flush_ud = ud;
+    uv_timer_start(&e->flush_timer, on_flush_timeout, timeout_ms, 0);
+    if (e->pool == NULL) {
+        e->pool = pool_new(e->loop, cfg, on_pool_state, e);
+        if (e->pool == NULL) {
+            finish_flush(e, false);
+            return 0;
+        }
+        e->attempting = true;
+        pool_connect(e->pool);
+    } else if (e->mode == MODE_MEMORY && pool_ready(e->pool)) {
+        start_recovery(e); /* else: the pool's next attempt starts it */
+    }
+    return e->flush_done != NULL;
+}
 
 size_t engine_max_value_bytes(const Engine *e)
 {
@@ -972,9 +1120,12 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
     e->mode = MODE_MEMORY;
     uv_timer_init(loop, &e->sweep_timer);
     uv_timer_init(loop, &e->retry_timer);
+    uv_timer_init(loop, &e->flush_timer);
     e->sweep_timer.data = e;
     e->retry_timer.data = e;
-    e->open_handles = 2;
+    e->flush_timer.data = e;
+    e->open_handles = 3;
+    e->log = cfg->log;
     uv_timer_start(&e->sweep_timer, on_sweep, ENGINE_SWEEP_INTERVAL_MS,
                    ENGINE_SWEEP_INTERVAL_MS);
     uv_unref((uv_handle_t *)&e->sweep_timer);
@@ -984,6 +1135,7 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
 
 void engine_close(Engine *e)
 {
+    finish_flush(e, false);
     engine_disconnect(e);
     e->quiet = true;
     journal_free(e->journal);
@@ -994,6 +1146,8 @@ void engine_close(Engine *e)
     e->store = NULL;
     uv_timer_stop(&e->sweep_timer);
     uv_timer_stop(&e->retry_timer);
+    uv_timer_stop(&e->flush_timer);
+    uv_close((uv_handle_t *)&e->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&e->sweep_timer, on_handle_closed);
     uv_close((uv_handle_t *)&e->retry_timer, on_handle_closed);
 }

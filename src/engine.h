@@ -43,6 +43,7 @@
 
 #include <uv.h>
 
+#include "log.h"
 #include "pool.h"
 #include "store.h"
 
@@ -70,6 +71,7 @@ typedef struct EngineConfig {
     ** ENGINE_MAX_VALUE_BYTES. Larger values are refused before anything
     ** is sent, with CR_EVALUETOOBIG. */
     size_t max_value_bytes;
+    Logger log; /* where outages, refusals and state changes are told */
 } EngineConfig;
 
 typedef struct EngineStats {
@@ -150,6 +152,30 @@ int engine_clear_async(Engine *e, const char *pattern, size_t plen,
 
 /* The largest key + encoded value a set accepts (EngineConfig). */
 size_t engine_max_value_bytes(const Engine *e);
+
+/* What the outage journal holds: Redis has not been told to forget it. */
+typedef struct EngineJournalCounts {
+    size_t keys;     /* distinct keys */
+    size_t patterns; /* distinct patterns */
+    bool overflow;   /* details forgotten: the whole namespace is owed */
+} EngineJournalCounts;
+
+void engine_journal_counts(Engine *e, EngineJournalCounts *out);
+
+/* flushed: the journal was replayed (or was empty); else `left` says what
+** Redis was not told. */
+typedef void (*engine_flush_cb)(void *ud, bool flushed,
+                                const EngineJournalCounts *left);
+
+/* At exit: gives a non-empty outage journal one last, bounded chance.
+** Waits up to `timeout_ms` for Redis to be in use again (connecting with
+** `cfg` when the engine has no pool, e.g. after engine_disconnect(); a
+** NULL cfg then means no chance), i.e. for the journal to be replayed.
+** Returns 1 when `done` will be called later from the loop, or 0 after
+** calling it (nothing to flush, Redis in use, no pool and no cfg, a
+** flush already waiting, timeout 0). The timer keeps the loop alive. */
+int engine_flush(Engine *e, const PoolConfig *cfg, uint64_t timeout_ms,
+                 engine_flush_cb done, void *ud);
 
 /* Milliseconds on the engine's monotonic clock (CLOCK_MONOTONIC). */
 uint64_t engine_now_ms(void);

@@ -201,6 +201,17 @@ bool journal_empty(const Journal *j)
     return !j->overflow && j->npatterns == 0 && j->nkeys == 0;
 }
 
+void journal_counts(Journal *j, size_t *keys, size_t *patterns, bool *overflow)
+{
+    if (!j->overflow && (!compact(j) || j->nkeys > j->max_keys))
+        j->overflow = true; /* as journal_take would find it */
+    if (j->overflow)
+        drop_details(j);
+    *overflow = j->overflow;
+    *keys = j->nkeys;
+    *patterns = j->npatterns;
+}
+
 void journal_take(Journal *j, JournalBatch *out)
 {
     memset(out, 0, sizeof(*out));

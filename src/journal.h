@@ -52,6 +52,10 @@ void journal_overflow(Journal *j);
 
 bool journal_empty(const Journal *j);
 
+/* How many distinct keys and patterns it holds, and whether it overflowed
+** (then keys and patterns are 0). */
+void journal_counts(Journal *j, size_t *keys, size_t *patterns, bool *overflow);
+
 /* Moves the journal's content into *out (the journal is then empty and not
 ** overflowed). On out of memory *out says overflow. */
 void journal_take(Journal *j, JournalBatch *out);

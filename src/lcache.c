@@ -22,17 +22,34 @@
 #include "engine.h"
 #include "lcache.h"
 #include "evloop.h"
+#include "log.h"
 #include "status.h"
 
-#define MANAGER_MT  "cachert.Manager"
-#define RUNTIME_MT  "cachert.Runtime"
-#define RUNTIME_KEY "cachert.runtime"
+#define MANAGER_MT      "cachert.Manager"
+#define RUNTIME_MT      "cachert.Runtime"
+#define RUNTIME_KEY     "cachert.runtime"
+#define LOG_HANDLER_KEY "cachert.log_handler"
+#define LOG_QUEUE_MAX   256 /* messages held for the handler; more are counted \
+                             */
 
 typedef struct Req Req;
+
+/* A log message waiting for the Lua handler. */
+typedef struct LogEntry {
+    struct LogEntry *next;
+    int level;
+    char msg[];
+} LogEntry;
 
 typedef struct Runtime {
     EvLoop sched;
     CodecBuf scratch; /* for core.encode */
+    /* Engines log from loop callbacks, where Lua must not run: with a
+    ** handler set (cache.on_log), messages wait here until core.poll. */
+    bool log_handler;
+    LogEntry *logs, *logs_tail;
+    size_t nlogs;
+    size_t logs_dropped;
     /* Heap requests not finished yet, oldest (smallest id) first: ids only
     ** grow and new requests go at the tail, so the list stays sorted. */
     Req *head, *tail;
@@ -72,6 +89,95 @@ static uint64_t check_ttl_ms(lua_State *L, int idx)
     lua_Number ms = luaL_checknumber(L, idx);
     luaL_argcheck(L, ms >= 0 && ms < 9.0e15, idx, "ttl out of range");
     return (uint64_t)ms;
+}
+
+/* -- Logging ------------------------------------------------------------ */
+
+/* The engines' Logger: one line on stderr, or queued for the handler. */
+static void runtime_log(void *ud, int level, const char *msg)
+{
+    Runtime *rt = ud;
+    if (!rt->log_handler) {
+        fprintf(stderr, "cachert: %s\n", msg);
+        return;
+    }
+    size_t len = strlen(msg);
+    LogEntry *entry =
+        rt->nlogs < LOG_QUEUE_MAX ? malloc(sizeof(*entry) + len + 1) : NULL;
+    if (entry == NULL) {
+        rt->logs_dropped++;
+        return;
+    }
+    entry->next = NULL;
+    entry->level = level;
+    memcpy(entry->msg, msg, len + 1);
+    if (rt->logs_tail != NULL)
+        rt->logs_tail->next = entry;
+    else
+        rt->logs = entry;
+    rt->logs_tail = entry;
+    rt->nlogs++;
+}
+
+/* [-0, +0, -] Calls the handler for each queued message (a failing
+** handler is reported on stderr and does not stop the others). */
+static void drain_logs(lua_State *L, Runtime *rt)
+{
+    while (rt->logs != NULL || rt->logs_dropped > 0) {
+        LogEntry *entry = rt->logs;
+        char dropped[96];
+        int level = LOG_WARN;
+        const char *msg = dropped;
+        if (entry != NULL) {
+            rt->logs = entry->next;
+            if (rt->logs == NULL)
+                rt->logs_tail = NULL;
+            rt->nlogs--;
+            level = entry->level;
+            msg = entry->msg;
+        } else {
+            snprintf(dropped, sizeof(dropped),
+                     "%zu log messages dropped (the handler fell behind)",
+                     rt->logs_dropped);
+            rt->logs_dropped = 0;
+        }
+        lua_getfield(L, LUA_REGISTRYINDEX, LOG_HANDLER_KEY);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            fprintf(stderr, "cachert: %s\n", msg);
+        } else {
+            lua_pushstring(L, log_level_name(level));
+            lua_pushstring(L, msg);
+            if (lua_pcall(L, 2, 0, 0) != 0) {
+                fprintf(stderr, "cachert: error in the log handler: %s\n",
+                        lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+        }
+        free(entry);
+    }
+}
+
+/* core.on_log(fn | nil): fn(level, message) receives what the engines
+** log, from the loop's next turn; nil restores the stderr lines. */
+static int core_on_log(lua_State *L)
+{
+    Runtime *rt = runtime_of(L);
+    if (!lua_isnil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, LOG_HANDLER_KEY);
+    rt->log_handler = true; /* queued: drain_logs prints them if nil */
+    drain_logs(L, rt);
+    rt->log_handler = !lua_isnil(L, 1);
+    return 0;
+}
+
+static int check_log_level(lua_State *L, int idx)
+{
+    static const char *const names[] = {"off",  "error", "warn",
+                                        "info", "debug", NULL};
+    return luaL_checkoption(L, idx, "warn", names); /* in LOG_* order */
 }
 
 /* -- Manager ------------------------------------------------------------ */
@@ -116,6 +222,9 @@ static int core_new(lua_State *L)
         check_size_arg(L, 5, "max_value_bytes",
                        (lua_Number)ENGINE_MAX_VALUE_BYTES, "536870912");
     _Static_assert(ENGINE_MAX_VALUE_BYTES == 536870912, "fix the message");
+    cfg.log.level = check_log_level(L, 6);
+    cfg.log.fn = runtime_log;
+    cfg.log.ud = runtime_of(L);
     Manager *m = lua_newuserdata(L, sizeof(*m));
     memset(m, 0, sizeof(*m));
     luaL_getmetatable(L, MANAGER_MT);
@@ -165,7 +274,8 @@ enum {
     REQ_DELETE,
     REQ_EXISTS,
     REQ_CLEAR,
-    REQ_CONNECT
+    REQ_CONNECT,
+    REQ_FLUSH
 };
 
 struct Req {
@@ -180,7 +290,8 @@ struct Req {
     bool found;
     int status;
     uint64_t count;
-    char *val; /* get: a copy of the value's bytes */
+    EngineJournalCounts left; /* flush: what Redis was not told */
+    char *val;                /* get: a copy of the value's bytes */
     size_t vlen;
     char err[160];
     const char *key; /* get: for engine_get_corrupt; the Lua string's
@@ -297,6 +408,12 @@ static int push_results(lua_State *L, Req *r)
     case REQ_CLEAR:
         lua_pushnumber(L, (lua_Number)r->count);
         return 1;
+    case REQ_FLUSH:
+        lua_pushboolean(L, r->found);
+        lua_pushnumber(L, (lua_Number)r->left.keys);
+        lua_pushnumber(L, (lua_Number)r->left.patterns);
+        lua_pushboolean(L, r->left.overflow);
+        return 4;
     default: /* REQ_DELETE, REQ_EXISTS, REQ_CONNECT */
         lua_pushboolean(L, r->found);
         return 1;
@@ -313,7 +430,8 @@ static int run_request(lua_State *L, Manager *m, int kind, const char *key,
 {
     Req local;
     Runtime *rt = runtime_of(L);
-    bool heap = engine_using_redis(m->engine) || kind == REQ_CONNECT;
+    bool heap = engine_using_redis(m->engine) || kind == REQ_CONNECT ||
+                kind == REQ_FLUSH;
     Req *r = &local;
     if (heap) {
         r = malloc(sizeof(*r) + klen);
@@ -485,18 +603,38 @@ static lua_Number num_field(lua_State *L, int t, const char *name,
     return v;
 }
 
+/* Seconds to milliseconds, rounding up: a positive timeout is never 0 ms
+** (which means no deadline at all). */
+static uint64_t seconds_to_ms(lua_Number sec)
+{
+    if (!(sec > 0))
+        return 0;
+    return sec >= 9.0e12 ? (uint64_t)9.0e15 : (uint64_t)ceil(sec * 1000.0);
+}
+
+static uint64_t ms_field(lua_State *L, int t, const char *name, lua_Number dflt)
+{
+    return seconds_to_ms(num_field(L, t, name, dflt));
+}
+
+/* The PoolConfig of a settings table (config.redis()) at `t`; its
+** strings stay in the table. */
+static void read_pool_config(lua_State *L, int t, PoolConfig *cfg)
+{
+    cfg->host = opt_field(L, t, "host");
+    cfg->port = (int)num_field(L, t, "port", 6379);
+    cfg->db = (int)num_field(L, t, "db", 0);
+    cfg->username = opt_field(L, t, "username");
+    cfg->password = opt_field(L, t, "password");
+    cfg->size = (size_t)num_field(L, t, "pool_size", 1);
+    cfg->connect_timeout_ms = ms_field(L, t, "connect_timeout", 2);
+    cfg->command_timeout_ms = ms_field(L, t, "command_timeout", 1);
+}
+
 static int start_connect(Engine *e, Req *r, lua_State *L)
 {
     PoolConfig cfg;
-    cfg.host = opt_field(L, 2, "host");
-    cfg.port = (int)num_field(L, 2, "port", 6379);
-    cfg.db = (int)num_field(L, 2, "db", 0);
-    cfg.username = opt_field(L, 2, "username");
-    cfg.password = opt_field(L, 2, "password");
-    cfg.size = (size_t)num_field(L, 2, "pool_size", 1);
-    cfg.connect_timeout_ms = (uint64_t)(num_field(L, 2, "timeout", 20) * 1000);
-    cfg.command_timeout_ms =
-        (uint64_t)(num_field(L, 2, "command_timeout", 1) * 1000);
+    read_pool_config(L, 2, &cfg);
     int rc = engine_connect(e, &cfg, on_req_connected, r);
     if (rc < 0) { /* a connect is already pending */
         EngineResult res = {0};
@@ -512,6 +650,36 @@ static int core_connect(lua_State *L)
     Manager *m = check_manager(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     return run_request(L, m, REQ_CONNECT, NULL, 0, start_connect);
+}
+
+static void on_req_flushed(void *ud, bool flushed,
+                           const EngineJournalCounts *left)
+{
+    Req *r = ud;
+    r->left = *left;
+    EngineResult res = {0};
+    res.found = flushed;
+    on_req_done(r, &res);
+}
+
+static int start_flush(Engine *e, Req *r, lua_State *L)
+{
+    PoolConfig cfg;
+    bool have_cfg = lua_istable(L, 2);
+    if (have_cfg)
+        read_pool_config(L, 2, &cfg);
+    uint64_t ms = seconds_to_ms(lua_tonumber(L, 3));
+    return engine_flush(e, have_cfg ? &cfg : NULL, ms, on_req_flushed, r);
+}
+
+/* core.flush(m, settings | nil, seconds) -> flushed, keys, patterns,
+** overflow: at exit, waits up to `seconds` for Redis to take the outage
+** journal (connecting with settings when disconnected). */
+static int core_flush(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    luaL_checknumber(L, 3);
+    return run_request(L, m, REQ_FLUSH, NULL, 0, start_flush);
 }
 
 /* core.disconnect(m) */
@@ -578,10 +746,18 @@ static int core_strerror(lua_State *L)
 
 /* core.encode_results(...) -> bytes: one value as itself, any other count
 ** as a multi value (what `cached` stores). */
+/* Decoding pushes every result at once, and a C function may push at most
+** LUAI_MAXCSTACK (8000) values, fewer when called deep in a coroutine:
+** more results are refused when stored, not found unreadable later. */
+#define MAX_CACHED_RESULTS 7000
+
 static int core_encode_results(lua_State *L)
 {
     int n = lua_gettop(L);
     CodecBuf *b = &runtime_of(L)->scratch;
+    if (n > MAX_CACHED_RESULTS)
+        return luaL_error(L, "cannot cache %d results: at most %d", n,
+                          MAX_CACHED_RESULTS);
     if (n == 1)
         codec_encode(L, 1, b, "result[1]");
     else
@@ -709,6 +885,8 @@ static int core_poll(lua_State *L)
 {
     EvLoop *s = runtime_sched(L);
     size_t n = evloop_poll(s, lua_toboolean(L, 1));
+    if (runtime_of(L)->logs != NULL || runtime_of(L)->logs_dropped > 0)
+        drain_logs(L, runtime_of(L));
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_pushnumber(L, (lua_Number)s->woken[i]);
@@ -725,6 +903,11 @@ static int runtime_gc(lua_State *L)
     evloop_close(&rt->sched);
     while (rt->head != NULL) /* begun, never finished: the state is gone */
         req_free(rt->head);
+    while (rt->logs != NULL) {
+        LogEntry *entry = rt->logs;
+        rt->logs = entry->next;
+        free(entry);
+    }
     codec_buf_free(&rt->scratch);
     return 0;
 }
@@ -754,6 +937,8 @@ static const luaL_Reg core_funcs[] = {
     {"now", core_now},
     {"timer", core_timer},
     {"poll", core_poll},
+    {"flush", core_flush},
+    {"on_log", core_on_log},
     {NULL, NULL},
 };
 

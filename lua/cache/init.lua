@@ -41,6 +41,12 @@ mt.__newindex = function(self, name, value)
     rawset(self, name, value)
 end
 
+-- Every manager alive, and the Redis settings of those that connected
+-- once (kept here, not in a field: they hold the password), for the
+-- journal's last chance at exit.
+local live = setmetatable({}, { __mode = "k" })
+local redis_settings = setmetatable({}, { __mode = "k" })
+
 -- Helpers -------------------------------------------------------------------
 
 -- Characters with a meaning in Redis glob patterns.
@@ -107,11 +113,12 @@ local function new_manager(opts, level)
         default_ttl_ms = ttl_ms(cfg.default_ttl),
         engine = core.new(cfg.max_items, cfg.max_memory,
                           glob_escape(cfg.namespace) .. "*", cfg.journal_max_keys,
-                          cfg.max_value_bytes),
+                          cfg.max_value_bytes, cfg.log_level),
         eptr = false,           -- the engine as FFI cdata (cache.direct)
         inflight = {},          -- single flight: key -> waiting tasks
     }, mt)
     self.eptr = direct.engine(self.engine)
+    live[self] = true
     return self
 end
 
@@ -148,6 +155,7 @@ function methods:connect()
     if not ok then
         error(settings, 2)
     end
+    redis_settings[self] = settings
     return finish(self, core.connect(self.engine, settings))
 end
 
@@ -371,6 +379,72 @@ function _M.with(fn, opts)
         return ...
     end
     return close_and_return(pcall(fn, c))
+end
+
+-- Logging -------------------------------------------------------------------
+
+local log_handler = false
+
+--- cache.on_log(fn): fn(level, message) receives every message cachert
+-- logs ("error", "warn", "info", "debug"; each manager keeps the levels
+-- its CACHE_LOG_LEVEL allows), from the event loop, never inside a cache
+-- call: it must not yield. nil restores the default, one line on stderr.
+function _M.on_log(fn)
+    if fn ~= nil and not util.is_callable(fn) then
+        error("fn must be callable or nil, got " .. type(fn), 2)
+    end
+    log_handler = fn or false
+    core.on_log(fn and function(level, msg) return fn(level, msg) end or nil)
+end
+
+local LEVELS = { off = 0, error = 1, warn = 2, info = 3, debug = 4 }
+
+-- A message from the Lua side, as the C side logs: through the handler,
+-- else one line on stderr; dropped below the manager's level.
+local function log(self, level, msg)
+    if LEVELS[level] > LEVELS[self.cfg.log_level or "warn"] then return end
+    if log_handler then
+        local ok, err = pcall(log_handler, level, msg)
+        if ok then return end
+        msg = "error in the log handler: " .. tostring(err)
+    end
+    io.stderr:write("cachert: ", msg, "\n")
+end
+_M._log = log
+
+-- At exit ---------------------------------------------------------------------
+
+local function flush_one(self, seconds)
+    local settings = redis_settings[self]
+    if settings == nil or self.engine == nil then return end
+    local flushed, keys, patterns, overflow =
+        finish(self, core.flush(self.engine, settings, seconds))
+    if flushed then return end
+    local what = overflow and "every key of its namespace (the journal overflowed)"
+        or ("%d keys and %d patterns"):format(keys, patterns)
+    log(self, "warn", ("exiting with %s changed during a Redis outage and not "
+        .. "invalidated there (no answer within CACHE_EXIT_FLUSH_TIMEOUT = %g s): "
+        .. "other processes may read their old values"):format(what, seconds))
+end
+
+--- Gives every manager's outage journal its last chance: waits for Redis
+-- at most CACHE_EXIT_FLUSH_TIMEOUT in all (each manager's own setting
+-- bounds its share), and warns about what could not be invalidated.
+function _M._flush_all()
+    local now = core.now
+    local managers = {}
+    for m in pairs(live) do managers[#managers + 1] = m end
+    local started = now()
+    for _, m in ipairs(managers) do
+        local budget = m.cfg.exit_flush_timeout or 2
+        local ok, err = pcall(flush_one, m, math.max(0, budget - (now() - started)))
+        if not ok then log(m, "error", "at exit: " .. tostring(err)) end
+    end
+end
+
+do
+    local sched = require "cachert"
+    if sched.at_exit then sched.at_exit(_M._flush_all) end
 end
 
 _M.Manager = methods

@@ -10,7 +10,7 @@
 #include "status.h"
 #include "test.h"
 
-static const EngineConfig unlimited = {0, 0, NULL, 0, 0, 0};
+static const EngineConfig unlimited = {0, 0, NULL, 0, 0, 0, {0, NULL, NULL}};
 
 static void close_engine(uv_loop_t *loop, Engine *e)
 {
@@ -90,7 +90,7 @@ static void test_engine_counts_a_set_larger_than_the_store_as_an_error(void)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
-    EngineConfig tiny = {0, 64, NULL, 0, 0, 0};
+    EngineConfig tiny = {0, 64, NULL, 0, 0, 0, {0, NULL, NULL}};
     Engine *e = engine_new(&loop, &tiny);
     char big[128] = {0};
     ASSERT_EQ_INT(CR_ETOOBIG, engine_set(e, "k", 1, big, sizeof(big), 0));
