@@ -779,3 +779,35 @@ describe("cache.cached", function()
         end)
     end)
 end)
+
+describe("cached with many results", function()
+    -- Decoding pushes every result on a C stack of at most 8000 slots:
+    -- more than 7000 are refused when stored, not unreadable later.
+    local function many(n)
+        local t = {}
+        for i = 1, n do t[i] = i end
+        return unpack(t, 1, n)
+    end
+
+    it("stores and returns 7000 results", function()
+        local calls = 0
+        local f = cache.cached(60, "many7000")(function(n)
+            calls = calls + 1
+            return many(n)
+        end)
+        assert.are.equal(7000, select("#", f(7000)))
+        assert.are.equal(7000, select("#", f(7000)))    -- a hit
+        assert.are.equal(7000, (select(7000, f(7000))))
+        assert.are.equal(1, calls)
+    end)
+
+    it("refuses 7001 results when storing them, naming the limit", function()
+        local f = cache.cached(60, "many7001")(many)
+        local ok, err = pcall(f, 7001)
+        assert.is_false(ok)
+        assert.matches("cannot cache 7001 results: at most 7000", err, 1, true)
+        ok, err = pcall(f, 7001)                    -- and again: not stuck
+        assert.is_false(ok)
+        assert.matches("cannot cache 7001 results", err, 1, true)
+    end)
+end)
