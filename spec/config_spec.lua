@@ -693,3 +693,185 @@ describe("a manager's configuration", function()
         end)
     end)
 end)
+
+describe("numbers (issue 7 item 11)", function()
+    after_each(remove_tmpfiles)
+
+    local function redis_error(vars)
+        return error_of(config.redis, config.resolve(nil, env(vars), NO_FILE))
+    end
+
+    describe("an integer setting from the environment or .env", function()
+        for _, bad in ipairs { "0x1c44", "1e3", " 7236 ", "7236 ", "+7236", "7236.0", "",
+                               "-0", "0X1C44", "7_236", "inf", "nan" } do
+            it(("rejects REDIS_PORT=%q, naming the variable"):format(bad), function()
+                if bad == "" then return end        -- an empty value is unset
+                assert.are.equal(("REDIS_PORT must be an integer between 1 and 65535, "
+                                  .. "got '%s' (from environment)"):format(bad),
+                                 redis_error { REDIS_PORT = bad })
+            end)
+        end
+
+        it("rejects REDIS_DB=1.0 (a string)", function()
+            assert.are.equal("REDIS_DB must be an integer between 0 and 15, got '1.0' "
+                             .. "(from environment)", redis_error { REDIS_DB = "1.0" })
+        end)
+
+        it("rejects CACHE_MAX_ITEMS=0x10 in .env when the manager is created", function()
+            local path = dotenv "CACHE_MAX_ITEMS=0x10\n"
+            assert.are.equal("CACHE_MAX_ITEMS must be an integer between 0 and "
+                             .. "9007199254740992, got '0x10' (from " .. path .. ")",
+                             error_of(config.resolve, nil, NO_ENV, path))
+        end)
+
+        it("rejects CACHE_MAX_ITEMS=1e400", function()
+            assert.are.equal("CACHE_MAX_ITEMS must be an integer between 0 and "
+                             .. "9007199254740992, got '1e400' (from environment)",
+                             error_of(config.resolve, nil, env { CACHE_MAX_ITEMS = "1e400" },
+                                      NO_FILE))
+        end)
+
+        it("rejects CACHE_MAX_ITEMS=9007199254740993, which a double rounds to 2^53", function()
+            assert.are.equal("CACHE_MAX_ITEMS must be an integer between 0 and "
+                             .. "9007199254740992, got '9007199254740993' (from environment)",
+                             error_of(config.resolve, nil,
+                                      env { CACHE_MAX_ITEMS = "9007199254740993" }, NO_FILE))
+        end)
+
+        it("rejects CACHE_JOURNAL_MAX_KEYS=1e3", function()
+            assert.are.equal("CACHE_JOURNAL_MAX_KEYS must be an integer between 1 and "
+                             .. "100000000, got '1e3' (from environment)",
+                             error_of(config.resolve, nil,
+                                      env { CACHE_JOURNAL_MAX_KEYS = "1e3" }, NO_FILE))
+        end)
+
+        it("accepts decimal digits, leading zeros included", function()
+            local r = config.redis(config.resolve(nil, env { REDIS_PORT = "06380",
+                REDIS_DB = "15", REDIS_POOL_MAX_CONNECTIONS = "3" }, NO_FILE))
+            assert.are.same({ 6380, 15, 3 }, { r.port, r.db, r.pool_size })
+        end)
+
+        it("checks a port in REDIS_URL the same way", function()
+            assert.are.equal("port in REDIS_URL must be an integer between 1 and 65535, "
+                             .. "got '0x1c44' (from environment)",
+                             redis_error { REDIS_URL = "redis://h:0x1c44" })
+        end)
+
+        it("checks a string option the same way", function()
+            local cfg = config.resolve({ port = "1e3" }, NO_ENV, NO_FILE)
+            assert.are.equal("option port must be an integer between 1 and 65535, got '1e3'",
+                             error_of(config.redis, cfg))
+        end)
+    end)
+
+    describe("an integer option given as a Lua number", function()
+        it("accepts db = 1.0 as the integer 1", function()
+            assert.are.equal(1, config.redis(config.resolve({ db = 1.0 }, NO_ENV, NO_FILE)).db)
+        end)
+
+        it("rejects db = 1.5", function()
+            assert.are.equal("option db must be an integer between 0 and 15, got 1.5",
+                             error_of(config.redis, config.resolve({ db = 1.5 }, NO_ENV,
+                                                                   NO_FILE)))
+        end)
+
+        it("rejects a NaN pool_size", function()
+            assert.are.equal("option pool_size must be an integer between 1 and 10000, got nan",
+                             error_of(config.redis, config.resolve({ pool_size = 0 / 0 },
+                                                                   NO_ENV, NO_FILE)))
+        end)
+    end)
+
+    describe("a number of seconds from the environment or .env", function()
+        for _, bad in ipairs { "0x10", " 5", "5 ", "+5", "1e2", "inf", "nan", "5s" } do
+            it(("rejects CACHE_DEFAULT_TTL=%q"):format(bad), function()
+                assert.are.equal(("CACHE_DEFAULT_TTL must be a number of seconds >= 0, "
+                                  .. "got '%s' (from environment)"):format(bad),
+                                 error_of(config.resolve, nil,
+                                          env { CACHE_DEFAULT_TTL = bad }, NO_FILE))
+            end)
+        end
+
+        for _, case in ipairs { { "5", 5 }, { "0.25", 0.25 }, { ".5", 0.5 }, { "2.", 2 },
+                                { "007", 7 } } do
+            it(("reads CACHE_DEFAULT_TTL=%q as %s"):format(case[1], case[2]), function()
+                local cfg = config.resolve(nil, env { CACHE_DEFAULT_TTL = case[1] }, NO_FILE)
+                assert.are.equal(case[2], cfg.default_ttl)
+            end)
+        end
+
+        it("rejects REDIS_COMMAND_TIMEOUT=0x1", function()
+            assert.are.equal("REDIS_COMMAND_TIMEOUT must be a number of seconds > 0 and "
+                             .. "<= 86400, got '0x1' (from environment)",
+                             redis_error { REDIS_COMMAND_TIMEOUT = "0x1" })
+        end)
+    end)
+
+    describe("a byte size", function()
+        it("rejects CACHE_MAX_MEMORY=99999999999999gb (past 2^53 bytes)", function()
+            assert.are.equal("CACHE_MAX_MEMORY must be a byte size between 0 and "
+                             .. "9007199254740992, got '99999999999999gb' (from environment)",
+                             error_of(config.resolve, nil,
+                                      env { CACHE_MAX_MEMORY = "99999999999999gb" }, NO_FILE))
+        end)
+
+        it("rejects CACHE_MAX_MEMORY=9007199254740993, which a double rounds to 2^53", function()
+            assert.are.equal("CACHE_MAX_MEMORY must be a byte size between 0 and "
+                             .. "9007199254740992, got '9007199254740993' (from environment)",
+                             error_of(config.resolve, nil,
+                                      env { CACHE_MAX_MEMORY = "9007199254740993" }, NO_FILE))
+        end)
+
+        it("accepts CACHE_MAX_MEMORY=8388608gb, exactly 2^53 bytes", function()
+            local cfg = config.resolve(nil, env { CACHE_MAX_MEMORY = "8388608gb" }, NO_FILE)
+            assert.are.equal(2 ^ 53, cfg.max_memory)
+        end)
+
+        it("rejects a fraction of a byte, which used to become 0 (no limit)", function()
+            assert.are.equal("CACHE_MAX_MEMORY must be a byte size such as 1048576 or "
+                             .. "'256mb', got '0.5' (from environment)",
+                             error_of(config.resolve, nil, env { CACHE_MAX_MEMORY = "0.5" },
+                                      NO_FILE))
+        end)
+
+        it("rounds a fractional size with a unit up to whole bytes, never to 0", function()
+            local cfg = config.resolve(nil, env { CACHE_MAX_MEMORY = "0.0001kb" }, NO_FILE)
+            assert.are.equal(1, cfg.max_memory)
+        end)
+
+        it("rejects a hexadecimal size", function()
+            assert.is_nil(config.parse_bytes("0x10"))
+            assert.is_nil(config.parse_bytes("0x10kb"))
+        end)
+    end)
+
+    describe("a password", function()
+        it("is refused when it contains a NUL byte, without showing it", function()
+            local err = error_of(config.redis, config.resolve({ password = "hunt\0er2" },
+                                                              NO_ENV, NO_FILE))
+            assert.are.equal("option password must not contain a NUL byte", err)
+        end)
+
+        it("is refused when REDIS_URL decodes to one with a NUL byte", function()
+            local err = redis_error { REDIS_URL = "redis://u:hunt%00er2@h" }
+            assert.are.equal("password in REDIS_URL must not contain a NUL byte "
+                             .. "(from environment)", err)
+        end)
+
+        it("is refused from .env when it contains a NUL byte", function()
+            local path = dotenv "REDIS_PASSWORD=hunt\0er2\n"
+            local err = error_of(config.redis, config.resolve(nil, NO_ENV, path))
+            assert.are.equal("REDIS_PASSWORD must not contain a NUL byte (from " .. path .. ")",
+                             err)
+        end)
+
+        it("refuses a NUL byte in host and username too", function()
+            assert.are.equal("option host must not contain a NUL byte",
+                             error_of(config.redis, config.resolve({ host = "h\0x" }, NO_ENV,
+                                                                   NO_FILE)))
+            assert.are.equal("option username must not contain a NUL byte",
+                             error_of(config.redis, config.resolve({ username = "u\0x" },
+                                                                   NO_ENV, NO_FILE)))
+        end)
+    end)
+end)

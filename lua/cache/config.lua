@@ -114,33 +114,69 @@ end
 
 -- Values --------------------------------------------------------------------
 
-local function fail(name, src, msg, value)
-    local what = src.kind == "option" and ("option " .. name)
-        or ENV[name] or name
+-- The name of a setting in a message: the option, the variable, or the
+-- part of the URL it came from.
+local function describe(name, src)
     if src.in_url then
-        what = name .. " in " .. (src.kind == "option" and "option url" or ENV.url)
+        return name .. " in " .. (src.kind == "option" and "option url" or ENV.url)
     end
-    local from = src.kind == "option" and ""
-        or (" (from " .. src.kind .. ")")
-    error(("%s must be %s, got %s%s"):format(what, msg,
-        type(value) == "string" and ("'" .. value .. "'") or tostring(value),
-        from), 0)
+    return src.kind == "option" and ("option " .. name) or ENV[name] or name
 end
 
-local function to_number(name, src, v, msg)
-    local n = tonumber(v)
-    if type(v) ~= "number" and (type(v) ~= "string" or n == nil) then
-        fail(name, src, msg, v)
+local function from(src)
+    return src.kind == "option" and "" or (" (from " .. src.kind .. ")")
+end
+
+-- Raises "<setting> must be <msg>, got <value> (from <source>)". A
+-- password's value is never shown, only its type.
+local function fail(name, src, msg, value)
+    local got
+    if name == "password" then
+        got = type(value)
+    elseif type(value) == "string" then
+        got = "'" .. value .. "'"
+    else
+        got = tostring(value)
+    end
+    error(("%s must be %s, got %s%s"):format(describe(name, src), msg, got, from(src)), 0)
+end
+
+-- 2^53 is where doubles stop holding every integer: a longer decimal
+-- string can round down onto a bound (9007199254740993 reads as 2^53).
+local EXACT = 2 ^ 53
+
+-- The number a string writes in plain decimal notation, or nil: digits,
+-- with a fraction when `fraction` is true ("0.25", ".5", "2."); no sign,
+-- exponent, hexadecimal, "inf", "nan" or surrounding blanks (tonumber
+-- takes all of these). A value past 2^53 that a double cannot hold exactly
+-- comes back as infinity, so it fails any range check.
+local function decimal(s, fraction)
+    local int, frac = s:match("^(%d*)%.?(%d*)$")
+    if not int or (int == "" and frac == "") or (not fraction and s:find(".", 1, true)) then
+        return nil
+    end
+    local n = tonumber(s)
+    if n >= EXACT and (frac:find("[1-9]") or int:gsub("^0+", "") ~= "9007199254740992") then
+        return huge
     end
     return n
+end
+
+-- A setting's numeric value: a Lua number as it is, a string read by
+-- decimal(); nil for anything else.
+local function to_number(v, fraction)
+    if type(v) == "number" then return v end
+    if type(v) == "string" then return decimal(v, fraction) end
+    return nil
 end
 
 local function integer(lo, hi)
     local msg = ("an integer between %s and %s")
         :format(format_number(lo), format_number(hi))
     return function(name, src, v)
-        local n = to_number(name, src, v, msg)
-        if n ~= floor(n) or n < lo or n > hi then fail(name, src, msg, v) end
+        local n = to_number(v, false)
+        -- (a NaN fails n == floor(n))
+        if not n or n ~= floor(n) or n < lo or n > hi then fail(name, src, msg, v) end
         return n
     end
 end
@@ -153,8 +189,8 @@ local function seconds(min_exclusive, max)
     end
     max = max or huge
     return function(name, src, v)
-        local n = to_number(name, src, v, msg)
-        if n ~= n or n >= huge or n > max or (min_exclusive and n <= 0) or n < 0 then
+        local n = to_number(v, true)
+        if not n or n ~= n or n >= huge or n > max or (min_exclusive and n <= 0) or n < 0 then
             fail(name, src, msg, v)
         end
         return n
@@ -166,19 +202,40 @@ local function str(name, src, v)
     return v
 end
 
+-- A string cache.core hands to C as a C string (host, username,
+-- password): a NUL byte would cut it short. The message never shows the
+-- value, which may be a password.
+local function cstring(name, src, v)
+    str(name, src, v)
+    if v:find("\0", 1, true) then
+        error(describe(name, src) .. " must not contain a NUL byte" .. from(src), 0)
+    end
+    return v
+end
+
 local UNITS = { b = 1, k = 1024, kb = 1024, m = 1024 ^ 2, mb = 1024 ^ 2,
                 g = 1024 ^ 3, gb = 1024 ^ 3 }
 
---- Parses a byte size: a number, or a string such as "256mb", "1gb", "512kb".
+--- Parses a byte size: a whole number of bytes (a Lua number or decimal
+-- digits), or a decimal number with a unit such as "256mb", "1.5gb",
+-- "512kb" (powers of 1024, case-insensitive), rounded up to whole bytes.
+-- Returns nil for anything else (a sign, an exponent, hexadecimal, a
+-- fraction of a byte); a size past 2^53 bytes comes back as infinity.
 function _M.parse_bytes(v)
     if type(v) == "number" then
         return (v >= 0 and v == floor(v)) and v or nil
     end
     if type(v) ~= "string" then return nil end
-    local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+    local num, unit = v:lower():match("^([%d.]+)%s*(%a*)$")
     local mult = UNITS[unit == "" and "b" or unit]
     if not num or not mult then return nil end
-    return floor(tonumber(num) * mult)
+    local n = decimal(num, mult > 1)
+    if not n then return nil end
+    n = n * mult
+    if n >= EXACT and num:find("%.%d*[1-9]") then
+        return huge         -- a fraction past 2^53 bytes: not exact
+    end
+    return math.ceil(n)
 end
 
 -- A byte size between lo and hi; `hi_text` writes hi with a unit.
@@ -198,7 +255,7 @@ local function codec(name, src, v)
 end
 
 local CHECK = {
-    host = str, username = str, password = str, url = str, namespace = str,
+    host = cstring, username = cstring, password = cstring, url = str, namespace = str,
     port = integer(1, 65535), db = integer(0, 15),
     pool_size = integer(1, 10000), timeout = seconds(true, MAX_TIMEOUT),
     default_ttl = seconds(false), max_items = integer(0, MAX_COUNT),
