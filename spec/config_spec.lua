@@ -875,3 +875,94 @@ describe("numbers (issue 7 item 11)", function()
         end)
     end)
 end)
+
+-- Runs `script` (Lua source) in a fresh interpreter like the one running
+-- this spec (luajit or cachert), in directory `dir`, with cachert's modules
+-- and the build under test; at most `limit` seconds (then it is killed
+-- and the status is 124). Returns its output (stdout and stderr) and status.
+local function run_lua(script, dir, limit, env_prefix)
+    local cwd = helpers.sh("pwd"):gsub("%s+$", "")
+    local function abs(p) return p:sub(1, 1) == "/" and p or cwd .. "/" .. p end
+    local lua = arg[-1] or "luajit"
+    if lua:find("/") then lua = abs(lua) end
+    local build = abs(os.getenv("CACHERT_BUILD_DIR") or "build")
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(script)
+    f:close()
+    local out, status = helpers.sh(("cd %s && %s timeout -s KILL %d env "
+        .. "LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/lua/?.so;;' %s %s")
+        :format(dir or "/tmp", env_prefix or "", limit or 20, cwd, cwd, build, lua, path))
+    os.remove(path)
+    return out, status
+end
+
+describe("sub-millisecond timeouts (issue 7 item 5)", function()
+    local function redis_of(opts, vars)
+        return config.redis(config.resolve(opts, env(vars or {}), NO_FILE))
+    end
+
+    it("rounds timeout = 0.0004 and command_timeout = 0.0004 up to 1 ms", function()
+        local r = redis_of { timeout = 0.0004, command_timeout = 0.0004 }
+        assert.are.same({ 0.001, 0.001 }, { r.timeout, r.command_timeout })
+    end)
+
+    it("rounds REDIS_COMMAND_TIMEOUT=0.0004 and REDIS_POOL_TIMEOUT=0.0001 up to 1 ms", function()
+        local r = redis_of(nil, { REDIS_COMMAND_TIMEOUT = "0.0004",
+                                  REDIS_POOL_TIMEOUT = "0.0001" })
+        assert.are.same({ 0.001, 0.001 }, { r.timeout, r.command_timeout })
+    end)
+
+    it("hands cache.core no positive timeout that truncates to 0 ms", function()
+        for _, t in ipairs { 1e-300, 5e-324, 0.0004, 0.000999999, 0.001, 0.0015, 0.25 } do
+            local r = redis_of { timeout = t, command_timeout = t }
+            for _, name in ipairs { "timeout", "command_timeout" } do
+                assert(math.floor(r[name] * 1000) >= 1,
+                       ("%s = %s reaches cache.core as %s"):format(name, t, r[name]))
+            end
+        end
+    end)
+
+    it("keeps a timeout of 1 ms or more as it is", function()
+        local r = redis_of { timeout = 0.0015, command_timeout = 2.5 }
+        assert.are.same({ 0.0015, 2.5 }, { r.timeout, r.command_timeout })
+    end)
+
+    it("still rejects a timeout of 0", function()
+        assert.are.equal("option command_timeout must be a number of seconds > 0 and "
+                         .. "<= 86400, got 0",
+                         error_of(config.redis, config.resolve({ command_timeout = 0 },
+                                                               NO_ENV, NO_FILE)))
+    end)
+
+    it("gives up on a silent server instead of hanging", function()
+        -- given: a server that accepts connections and never answers (a
+        -- listening socket nobody reads), and 0.4 ms timeouts
+        local script = [[
+            local ffi = require "ffi"
+            pcall(ffi.cdef, [=[
+                int socket(int domain, int type, int protocol);
+                int bind(int fd, const void *addr, unsigned int len);
+                int listen(int fd, int backlog);
+                int getsockname(int fd, void *addr, unsigned int *len);
+            ]=])
+            local fd = ffi.C.socket(2, 1, 0)
+            local sa = ffi.new("uint8_t[16]")
+            if ffi.abi("le") then sa[0] = 2 else sa[1] = 2 end
+            sa[4], sa[5], sa[6], sa[7] = 127, 0, 0, 1
+            assert(ffi.C.bind(fd, sa, 16) == 0 and ffi.C.listen(fd, 16) == 0)
+            assert(ffi.C.getsockname(fd, sa, ffi.new("unsigned int[1]", 16)) == 0)
+            local opts = { host = "127.0.0.1", port = sa[2] * 256 + sa[3], pool_size = 1,
+                           timeout = 0.0004, command_timeout = 0.0004 }
+            if require("cache.config").ENV.connect_timeout then
+                opts.connect_timeout = 0.0004
+            end
+            local c = require("cache").new(opts)
+            io.write("connected: ", tostring(c:connect()), "\n")
+        ]]
+        -- when: connecting (killed after 10 s)
+        local out, status = run_lua(script, nil, 10)
+        -- then: connect gave up and returned false
+        assert.are.same({ 0, "connected: false" }, { status, out:match("connected: %a+") })
+    end)
+end)

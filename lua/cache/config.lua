@@ -182,7 +182,10 @@ local function integer(lo, hi)
 end
 
 -- Seconds >= 0 (> 0 when `min_exclusive`), finite, at most `max` if given.
-local function seconds(min_exclusive, max)
+-- With `timeout`, a positive value below a millisecond becomes 0.001:
+-- cache.core counts timeouts in whole milliseconds (truncating), and 0 ms
+-- there means no deadline at all, so 0.0004 would wait forever.
+local function seconds(min_exclusive, max, timeout)
     local msg = min_exclusive and "a number of seconds > 0" or "a number of seconds >= 0"
     if max then
         msg = msg .. " and <= " .. max
@@ -192,6 +195,9 @@ local function seconds(min_exclusive, max)
         local n = to_number(v, true)
         if not n or n ~= n or n >= huge or n > max or (min_exclusive and n <= 0) or n < 0 then
             fail(name, src, msg, v)
+        end
+        if timeout and n > 0 and n < 0.001 then
+            return 0.001
         end
         return n
     end
@@ -257,11 +263,11 @@ end
 local CHECK = {
     host = cstring, username = cstring, password = cstring, url = str, namespace = str,
     port = integer(1, 65535), db = integer(0, 15),
-    pool_size = integer(1, 10000), timeout = seconds(true, MAX_TIMEOUT),
+    pool_size = integer(1, 10000), timeout = seconds(true, MAX_TIMEOUT, true),
     default_ttl = seconds(false), max_items = integer(0, MAX_COUNT),
     max_memory = bytes(0, MAX_COUNT, format_number(MAX_COUNT)),
     max_value_bytes = bytes(1, MAX_VALUE_BYTES, "536870912 (512mb)"),
-    codec = codec, command_timeout = seconds(true, MAX_TIMEOUT),
+    codec = codec, command_timeout = seconds(true, MAX_TIMEOUT, true),
     journal_max_keys = integer(1, MAX_JOURNAL_KEYS),
 }
 
