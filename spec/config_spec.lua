@@ -903,8 +903,10 @@ describe("sub-millisecond timeouts (issue 7 item 5)", function()
     end
 
     it("rounds timeout = 0.0004 and command_timeout = 0.0004 up to 1 ms", function()
-        local r = redis_of { timeout = 0.0004, command_timeout = 0.0004 }
-        assert.are.same({ 0.001, 0.001 }, { r.timeout, r.command_timeout })
+        local r = redis_of { timeout = 0.0004, command_timeout = 0.0004,
+                             connect_timeout = 0.0004 }
+        assert.are.same({ 0.001, 0.001, 0.001 }, { r.timeout, r.command_timeout,
+                                                   r.connect_timeout })
     end)
 
     it("rounds REDIS_COMMAND_TIMEOUT=0.0004 and REDIS_POOL_TIMEOUT=0.0001 up to 1 ms", function()
@@ -915,8 +917,8 @@ describe("sub-millisecond timeouts (issue 7 item 5)", function()
 
     it("hands cache.core no positive timeout that truncates to 0 ms", function()
         for _, t in ipairs { 1e-300, 5e-324, 0.0004, 0.000999999, 0.001, 0.0015, 0.25 } do
-            local r = redis_of { timeout = t, command_timeout = t }
-            for _, name in ipairs { "timeout", "command_timeout" } do
+            local r = redis_of { timeout = t, command_timeout = t, connect_timeout = t }
+            for _, name in ipairs { "timeout", "command_timeout", "connect_timeout" } do
                 assert(math.floor(r[name] * 1000) >= 1,
                        ("%s = %s reaches cache.core as %s"):format(name, t, r[name]))
             end
@@ -952,17 +954,82 @@ describe("sub-millisecond timeouts (issue 7 item 5)", function()
             sa[4], sa[5], sa[6], sa[7] = 127, 0, 0, 1
             assert(ffi.C.bind(fd, sa, 16) == 0 and ffi.C.listen(fd, 16) == 0)
             assert(ffi.C.getsockname(fd, sa, ffi.new("unsigned int[1]", 16)) == 0)
-            local opts = { host = "127.0.0.1", port = sa[2] * 256 + sa[3], pool_size = 1,
-                           timeout = 0.0004, command_timeout = 0.0004 }
-            if require("cache.config").ENV.connect_timeout then
-                opts.connect_timeout = 0.0004
-            end
-            local c = require("cache").new(opts)
+            local c = require("cache").new {
+                host = "127.0.0.1", port = sa[2] * 256 + sa[3], pool_size = 1,
+                timeout = 0.0004, connect_timeout = 0.0004, command_timeout = 0.0004 }
             io.write("connected: ", tostring(c:connect()), "\n")
         ]]
         -- when: connecting (killed after 10 s)
         local out, status = run_lua(script, nil, 10)
         -- then: connect gave up and returned false
         assert.are.same({ 0, "connected: false" }, { status, out:match("connected: %a+") })
+    end)
+end)
+
+describe("REDIS_CONNECT_TIMEOUT (issue 7 item 6)", function()
+    after_each(remove_tmpfiles)
+
+    local function redis_of(opts, vars, path)
+        return config.redis(config.resolve(opts, env(vars or {}), path or NO_FILE))
+    end
+
+    it("defaults to 2 seconds", function()
+        assert.are.equal(2, redis_of().connect_timeout)
+    end)
+
+    it("is not REDIS_POOL_TIMEOUT, which stays accepted", function()
+        local r = redis_of(nil, { REDIS_POOL_TIMEOUT = "20" })
+        assert.are.same({ 2, 20 }, { r.connect_timeout, r.timeout })
+    end)
+
+    it("is read from the environment, .env and the connect_timeout option", function()
+        assert.are.same({ 0.5, 3, 7 }, {
+            redis_of(nil, { REDIS_CONNECT_TIMEOUT = "0.5" }).connect_timeout,
+            redis_of(nil, nil, dotenv "REDIS_CONNECT_TIMEOUT=3\n").connect_timeout,
+            redis_of({ connect_timeout = 7 }, { REDIS_CONNECT_TIMEOUT = "0.5" }).connect_timeout,
+        })
+    end)
+
+    it("accepts a day", function()
+        assert.are.equal(86400, redis_of { connect_timeout = 86400 }.connect_timeout)
+    end)
+
+    for _, case in ipairs {
+        { { REDIS_CONNECT_TIMEOUT = "0" }, nil,
+          "REDIS_CONNECT_TIMEOUT must be a number of seconds > 0 and <= 86400, got '0' "
+          .. "(from environment)" },
+        { { REDIS_CONNECT_TIMEOUT = "2s" }, nil,
+          "REDIS_CONNECT_TIMEOUT must be a number of seconds > 0 and <= 86400, got '2s' "
+          .. "(from environment)" },
+        { {}, { connect_timeout = 86401 },
+          "option connect_timeout must be a number of seconds > 0 and <= 86400, got 86401" },
+        { {}, { connect_timeout = -1 },
+          "option connect_timeout must be a number of seconds > 0 and <= 86400, got -1" },
+    } do
+        it("raises at connect for " .. case[3]:match("got [^ ]*"), function()
+            local cfg = config.resolve(case[2], env(case[1]), NO_FILE)
+            assert.are.equal(case[3], error_of(config.redis, cfg))
+        end)
+    end
+
+    it("is handed to cache.core.connect as the settings field connect_timeout", function()
+        -- given: a spy on core.connect, which the module looks up at each call
+        local core = require "cache.core"
+        local real, settings = core.connect, nil
+        core.connect = function(engine, s)
+            settings = s
+            return real(engine, s)
+        end
+        -- when: connecting to a port where nothing listens
+        local ok, err = pcall(function()
+            local c = cache.new { host = "127.0.0.1", port = 1, connect_timeout = 0.75,
+                                  timeout = 20 }
+            c:connect()
+            c:disconnect()
+        end)
+        core.connect = real
+        -- then
+        assert(ok, err)
+        assert.are.same({ 0.75, 20 }, { settings.connect_timeout, settings.timeout })
     end)
 end)

@@ -18,7 +18,7 @@ local ENV = {
     url = "REDIS_URL", host = "REDIS_HOST", port = "REDIS_PORT",
     db = "REDIS_DB", username = "REDIS_USERNAME", password = "REDIS_PASSWORD",
     pool_size = "REDIS_POOL_MAX_CONNECTIONS", timeout = "REDIS_POOL_TIMEOUT",
-    command_timeout = "REDIS_COMMAND_TIMEOUT",
+    connect_timeout = "REDIS_CONNECT_TIMEOUT", command_timeout = "REDIS_COMMAND_TIMEOUT",
     journal_max_keys = "CACHE_JOURNAL_MAX_KEYS",
     default_ttl = "CACHE_DEFAULT_TTL", namespace = "CACHE_NAMESPACE",
     max_items = "CACHE_MAX_ITEMS", max_memory = "CACHE_MAX_MEMORY",
@@ -28,7 +28,7 @@ _M.ENV = ENV
 
 _M.DEFAULTS = {
     host = "localhost", port = 6379, db = 0, pool_size = 10, timeout = 20,
-    command_timeout = 1, journal_max_keys = 100000,
+    connect_timeout = 2, command_timeout = 1, journal_max_keys = 100000,
     default_ttl = 300, namespace = "", max_items = 100000,
     max_memory = 64 * 1024 * 1024, max_value_bytes = 512 * 1024 * 1024,
     codec = "msgpack",
@@ -268,6 +268,7 @@ local CHECK = {
     max_memory = bytes(0, MAX_COUNT, format_number(MAX_COUNT)),
     max_value_bytes = bytes(1, MAX_VALUE_BYTES, "536870912 (512mb)"),
     codec = codec, command_timeout = seconds(true, MAX_TIMEOUT, true),
+    connect_timeout = seconds(true, MAX_TIMEOUT, true),
     journal_max_keys = integer(1, MAX_JOURNAL_KEYS),
 }
 
@@ -380,13 +381,20 @@ local function rank(src)
         or src.kind == "default" and 1 or 2
 end
 
---- Checks and returns the Redis settings (called by connect()). Raises a
--- clear error naming the variable and its source for a malformed value.
+--- Checks and returns the Redis settings (called by connect()): the table
+-- handed to cache.core.connect, with host, port, db, username, password,
+-- pool_size, connect_timeout (seconds for one connection attempt, the
+-- handshake included), command_timeout (seconds) and timeout
+-- (REDIS_POOL_TIMEOUT, the seed's wait for a free pool connection: kept
+-- and checked for compatibility; cachert's pool never makes a caller wait
+-- for a connection, so it bounds nothing). Raises a clear error naming the
+-- variable and its source for a malformed value.
 function _M.redis(cfg)
     local values, sources = cfg.raw, cfg.sources
     local r = {}
     for _, name in ipairs { "host", "port", "db", "username", "password",
-                            "pool_size", "timeout", "command_timeout" } do
+                            "pool_size", "timeout", "connect_timeout",
+                            "command_timeout" } do
         r[name] = values[name]
     end
     local srcs = setmetatable({}, { __index = sources })
