@@ -1033,3 +1033,76 @@ describe("REDIS_CONNECT_TIMEOUT (issue 7 item 6)", function()
         assert.are.same({ 0.75, 20 }, { settings.connect_timeout, settings.timeout })
     end)
 end)
+
+describe("CACHE_LOG_LEVEL and CACHE_EXIT_FLUSH_TIMEOUT", function()
+    after_each(remove_tmpfiles)
+
+    local function cfg_of(opts, vars, path)
+        return config.resolve(opts, env(vars or {}), path or NO_FILE)
+    end
+
+    it("default to warn and 2 seconds", function()
+        local cfg = cfg_of()
+        assert.are.same({ "warn", 2 }, { cfg.log_level, cfg.exit_flush_timeout })
+    end)
+
+    for _, case in ipairs { { "error", "error" }, { "WARN", "warn" }, { "Info", "info" },
+                            { "debug", "debug" }, { "OFF", "off" } } do
+        it(("reads CACHE_LOG_LEVEL=%s as %s"):format(case[1], case[2]), function()
+            assert.are.equal(case[2], cfg_of(nil, { CACHE_LOG_LEVEL = case[1] }).log_level)
+        end)
+    end
+
+    it("reads them from .env, and options over the environment", function()
+        local path = dotenv "CACHE_LOG_LEVEL=debug\nCACHE_EXIT_FLUSH_TIMEOUT=0.5\n"
+        local from_file = cfg_of(nil, nil, path)
+        local from_opts = cfg_of({ log_level = "Error", exit_flush_timeout = 0 },
+                                 { CACHE_LOG_LEVEL = "info", CACHE_EXIT_FLUSH_TIMEOUT = "9" })
+        assert.are.same({ "debug", 0.5, "error", 0 },
+                        { from_file.log_level, from_file.exit_flush_timeout,
+                          from_opts.log_level, from_opts.exit_flush_timeout })
+    end)
+
+    it("accept an exit flush timeout of an hour", function()
+        assert.are.equal(3600, cfg_of(nil, { CACHE_EXIT_FLUSH_TIMEOUT = "3600" })
+                                   .exit_flush_timeout)
+    end)
+
+    it("round a positive exit flush timeout below 1 ms up to 1 ms", function()
+        assert.are.equal(0.001, cfg_of { exit_flush_timeout = 0.0004 }.exit_flush_timeout)
+    end)
+
+    for _, case in ipairs {
+        { nil, { CACHE_LOG_LEVEL = "verbose" },
+          "CACHE_LOG_LEVEL must be one of 'error', 'warn', 'info', 'debug', 'off', "
+          .. "got 'verbose' (from environment)" },
+        { { log_level = 5 }, nil,
+          "option log_level must be one of 'error', 'warn', 'info', 'debug', 'off', got 5" },
+        { nil, { CACHE_EXIT_FLUSH_TIMEOUT = "3601" },
+          "CACHE_EXIT_FLUSH_TIMEOUT must be a number of seconds >= 0 and <= 3600, "
+          .. "got '3601' (from environment)" },
+        { nil, { CACHE_EXIT_FLUSH_TIMEOUT = "-1" },
+          "CACHE_EXIT_FLUSH_TIMEOUT must be a number of seconds >= 0 and <= 3600, "
+          .. "got '-1' (from environment)" },
+        { { exit_flush_timeout = 0 / 0 }, nil,
+          "option exit_flush_timeout must be a number of seconds >= 0 and <= 3600, got nan" },
+    } do
+        it("raise when the manager is created for " .. case[3]:match("got .*"), function()
+            assert.are.equal(case[3], error_of(config.resolve, case[1], env(case[2] or {}),
+                                               NO_FILE))
+        end)
+    end
+
+    it("are kept on the manager's cfg", function()
+        local c = cache.new { log_level = "DEBUG", exit_flush_timeout = 5 }
+        assert.are.same({ "debug", 5 }, { c.cfg.log_level, c.cfg.exit_flush_timeout })
+    end)
+
+    it("raise in cache.new for CACHE_LOG_LEVEL=loud in the environment", function()
+        with_env({ CACHE_LOG_LEVEL = "loud" }, function()
+            assert.has_error(function() cache.new() end,
+                             "CACHE_LOG_LEVEL must be one of 'error', 'warn', 'info', 'debug', "
+                             .. "'off', got 'loud' (from environment)")
+        end)
+    end)
+end)

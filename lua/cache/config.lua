@@ -23,6 +23,7 @@ local ENV = {
     default_ttl = "CACHE_DEFAULT_TTL", namespace = "CACHE_NAMESPACE",
     max_items = "CACHE_MAX_ITEMS", max_memory = "CACHE_MAX_MEMORY",
     max_value_bytes = "CACHE_MAX_VALUE_BYTES", codec = "CACHE_CODEC",
+    log_level = "CACHE_LOG_LEVEL", exit_flush_timeout = "CACHE_EXIT_FLUSH_TIMEOUT",
 }
 _M.ENV = ENV
 
@@ -31,7 +32,7 @@ _M.DEFAULTS = {
     connect_timeout = 2, command_timeout = 1, journal_max_keys = 100000,
     default_ttl = 300, namespace = "", max_items = 100000,
     max_memory = 64 * 1024 * 1024, max_value_bytes = 512 * 1024 * 1024,
-    codec = "msgpack",
+    codec = "msgpack", log_level = "warn", exit_flush_timeout = 2,
 }
 
 -- Upper bounds of the settings cache.core casts to size_t (and of the
@@ -43,6 +44,7 @@ local MAX_COUNT = 2 ^ 53
 local MAX_JOURNAL_KEYS = 100000000
 local MAX_VALUE_BYTES = 512 * 1024 * 1024
 local MAX_TIMEOUT = 86400           -- a day
+local MAX_EXIT_FLUSH = 3600         -- an hour
 
 -- .env ----------------------------------------------------------------------
 
@@ -260,6 +262,17 @@ local function codec(name, src, v)
     return v
 end
 
+local LOG_LEVELS = { error = true, warn = true, info = true, debug = true, off = true }
+
+-- One of LOG_LEVELS, case-insensitive; returned in lower case.
+local function log_level(name, src, v)
+    local level = type(v) == "string" and v:lower()
+    if not LOG_LEVELS[level] then
+        fail(name, src, "one of 'error', 'warn', 'info', 'debug', 'off'", v)
+    end
+    return level
+end
+
 local CHECK = {
     host = cstring, username = cstring, password = cstring, url = str, namespace = str,
     port = integer(1, 65535), db = integer(0, 15),
@@ -270,11 +283,12 @@ local CHECK = {
     codec = codec, command_timeout = seconds(true, MAX_TIMEOUT, true),
     connect_timeout = seconds(true, MAX_TIMEOUT, true),
     journal_max_keys = integer(1, MAX_JOURNAL_KEYS),
+    log_level = log_level, exit_flush_timeout = seconds(false, MAX_EXIT_FLUSH, true),
 }
 
 local LOCAL = { default_ttl = true, namespace = true, max_items = true,
                 max_memory = true, max_value_bytes = true, codec = true,
-                journal_max_keys = true }
+                journal_max_keys = true, log_level = true, exit_flush_timeout = true }
 
 -- TTLs --------------------------------------------------------------------
 
@@ -302,8 +316,12 @@ end
 -- Resolution ----------------------------------------------------------------
 
 --- Resolves every setting for a manager. `opts` are cache.new's options.
--- Returns a table of values and a table of sources; raises on an unknown
--- option or a malformed memory-store setting. `getenv` and `dotenv_path`
+-- Returns the manager's cfg: the checked memory-store and process
+-- settings (default_ttl, namespace, max_items, max_memory,
+-- max_value_bytes, codec, journal_max_keys, log_level in lower case,
+-- exit_flush_timeout in seconds), `sources` (where each value came from)
+-- and `raw` (the values before checking). Raises on an unknown option or
+-- a malformed memory-store setting. `getenv` and `dotenv_path`
 -- can be replaced for tests.
 function _M.resolve(opts, getenv, dotenv_path)
     opts = opts or {}
