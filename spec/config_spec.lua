@@ -1106,3 +1106,138 @@ describe("CACHE_LOG_LEVEL and CACHE_EXIT_FLUSH_TIMEOUT", function()
         end)
     end)
 end)
+
+describe("passwords stay out of messages and fields (issue 7 item 9)", function()
+    after_each(remove_tmpfiles)
+
+    local SECRET = "hunter2"
+
+    -- Every string reachable from `t` (keys, values, metatables), with the
+    -- path that reaches it.
+    local function strings_in(t)
+        local found, seen = {}, {}
+        local function walk(v, path)
+            if type(v) == "string" then
+                found[#found + 1] = { path = path, s = v }
+            elseif type(v) == "table" and not seen[v] then
+                seen[v] = true
+                for k, x in pairs(v) do
+                    walk(k, path .. "[key]")
+                    walk(x, path .. "." .. tostring(k))
+                end
+                walk(getmetatable(v), path .. "<mt>")
+            end
+        end
+        walk(t, "manager")
+        return found
+    end
+
+    local function assert_no_secret(t, secret)
+        for _, f in ipairs(strings_in(t)) do
+            assert(not f.s:find(secret, 1, true), f.path .. " shows the password: " .. f.s)
+        end
+    end
+
+    local MALFORMED = {
+        "REDIS://:hunter2@host", " redis://:hunter2@host", "rediss://:hunter2@host",
+        "redis:/:hunter2@host", "redis//user:hunter2@host", "http://user:hunter2@host",
+        "user:hunter2@host", ":hunter2@host", "hunter2@host", "redis://user:hunter2@host:x",
+        "redis://user:hunter2@host:99999", "redis://user:hunter2@host/99",
+        "redis://:hunter2@host/x", "redis://hunter2@host:0x10", "redis://u:hunter2@h@st:x",
+        "redis://u:hunter2%00@host", "redis://u:hunter2@[::1", "redis://u:hunter2@h:1:2",
+        "redis://u:hunter2:more@host:-1", "redis://u:hunter2@h:6379/0 ",
+    }
+
+    for _, url in ipairs(MALFORMED) do
+        it(("keeps the password out of the error for REDIS_URL=%q"):format(url), function()
+            local errs = {
+                error_of(config.redis, config.resolve(nil, env { REDIS_URL = url }, NO_FILE)),
+                error_of(config.redis, config.resolve({ url = url }, NO_ENV, NO_FILE)),
+                error_of(config.redis, config.resolve(nil, NO_ENV,
+                                                      dotenv("REDIS_URL='" .. url .. "'\n"))),
+            }
+            for i = 1, 3 do
+                assert(errs[i], "no error")
+                assert(not errs[i]:find(SECRET, 1, true), errs[i])
+            end
+        end)
+    end
+
+    it("shows a malformed URL with the password replaced", function()
+        local cfg = config.resolve(nil, env { REDIS_URL = "rediss://app:hunter2@host:6380/1" },
+                                   NO_FILE)
+        assert.are.equal("REDIS_URL must be a redis://[user:password@]host[:port][/db] URL, "
+                         .. "got 'rediss://app:***@host:6380/1' (from environment)",
+                         error_of(config.redis, cfg))
+    end)
+
+    it("shows a URL without a user with the password replaced", function()
+        local cfg = config.resolve({ url = "REDIS://:hunter2@host" }, NO_ENV, NO_FILE)
+        assert.are.equal("option url must be a redis://[user:password@]host[:port][/db] URL, "
+                         .. "got 'REDIS://:***@host'", error_of(config.redis, cfg))
+    end)
+
+    for _, bad in ipairs { 424242, true, { "hunter2" } } do
+        it(("does not show a password option of type %s"):format(type(bad)), function()
+            local err = error_of(config.redis, config.resolve({ password = bad }, NO_ENV,
+                                                              NO_FILE))
+            assert.are.equal("option password must be a string, got " .. type(bad), err)
+        end)
+    end
+
+    for _, case in ipairs {
+        { "redis://app:hunter2@h:1/2", "redis://app:***@h:1/2" },
+        { "redis://:hunter2@h", "redis://:***@h" },
+        { "redis://hunter2@h", "redis://***@h" },
+        { "redis://app:hun:ter@2@h", "redis://app:***@h" },
+        { " REDIS://:hunter2@h", " REDIS://:***@h" },
+        { ":hunter2@h", ":***@h" },
+        { "redis://h:1/2", "redis://h:1/2" },
+    } do
+        it(("redacts %q as %q"):format(case[1], case[2]), function()
+            assert.are.equal(case[2], config.redact_url(case[1]))
+        end)
+    end
+
+    describe("a manager's fields", function()
+        local function check(make)
+            local c = make()
+            assert_no_secret(c, SECRET)
+            -- still connects with it (to a port where nothing listens)
+            c:connect()
+            c:disconnect()
+            assert_no_secret(c, SECRET)
+            assert_no_secret(c:stats(), SECRET)
+            return c
+        end
+
+        it("never hold a password given in the url option", function()
+            local c = check(function()
+                return cache.new { url = "redis://app:hunter2@127.0.0.1:1/3" }
+            end)
+            assert.are.equal("redis://app:***@127.0.0.1:1/3", c.cfg.raw.url)
+        end)
+
+        it("never hold a password given in REDIS_URL or REDIS_PASSWORD", function()
+            with_env({ REDIS_URL = "redis://:hunter2@127.0.0.1:1",
+                       REDIS_PASSWORD = "hunter2" }, function()
+                check(function() return cache.new() end)
+            end)
+        end)
+
+        it("never hold a password given in the password option", function()
+            check(function() return cache.new { password = SECRET, port = 1 } end)
+        end)
+
+        it("never hold a %-encoded password, decoded or not", function()
+            local c = cache.new { url = "redis://u:hun%74er2@127.0.0.1:1" }
+            assert_no_secret(c, "hun%74er2")
+            assert_no_secret(c, SECRET)
+        end)
+
+        it("still hand the password to cache.core.connect", function()
+            local r = config.redis(cache.new { url = "redis://app:p%40ss@h:1/3" }.cfg)
+            assert.are.same({ "app", "p@ss", "h" }, { r.username, r.password, r.host })
+        end)
+    end)
+end)

@@ -116,6 +116,19 @@ end
 
 -- Values --------------------------------------------------------------------
 
+--- A URL as messages and readable fields show it: whatever stands where
+-- a password can (before the last "@", after the scheme and the user)
+-- replaced by "***": "redis://user:***@host:6379/0". Works on malformed
+-- URLs too ("REDIS://:***@host", " redis://:***@h", "user:***@h").
+function _M.redact_url(url)
+    local at = url:match("^.*()@")
+    if not at then return url end
+    local scheme = url:sub(1, at - 1):match("^%s*%a[%w+.-]*:/*") or ""
+    local user = url:sub(#scheme + 1, at - 1):match("^([^:]*):")
+    return scheme .. (user and user .. ":***" or "***") .. url:sub(at)
+end
+local redact_url = _M.redact_url
+
 -- The name of a setting in a message: the option, the variable, or the
 -- part of the URL it came from.
 local function describe(name, src)
@@ -135,6 +148,8 @@ local function fail(name, src, msg, value)
     local got
     if name == "password" then
         got = type(value)
+    elseif name == "url" and type(value) == "string" then
+        got = "'" .. redact_url(value) .. "'"
     elseif type(value) == "string" then
         got = "'" .. value .. "'"
     else
@@ -315,13 +330,20 @@ end
 
 -- Resolution ----------------------------------------------------------------
 
+-- cfg -> its values as given, the password and the full URL included.
+-- cfg.raw holds a copy with both redacted, so no field reachable from a
+-- manager holds a password; only config.redis(cfg) (for connect) reads
+-- them from here. Weak keys: an entry goes with its cfg.
+local secret_values = setmetatable({}, { __mode = "k" })
+
 --- Resolves every setting for a manager. `opts` are cache.new's options.
 -- Returns the manager's cfg: the checked memory-store and process
 -- settings (default_ttl, namespace, max_items, max_memory,
 -- max_value_bytes, codec, journal_max_keys, log_level in lower case,
 -- exit_flush_timeout in seconds), `sources` (where each value came from)
--- and `raw` (the values before checking). Raises on an unknown option or
--- a malformed memory-store setting. `getenv` and `dotenv_path`
+-- and `raw` (the values before checking, a password shown as "***" and
+-- the URL as redact_url writes it). Raises on an unknown option or a
+-- malformed memory-store setting. `getenv` and `dotenv_path`
 -- can be replaced for tests.
 function _M.resolve(opts, getenv, dotenv_path)
     opts = opts or {}
@@ -352,7 +374,12 @@ function _M.resolve(opts, getenv, dotenv_path)
         end
         values[name], sources[name] = v, src
     end
-    local cfg = { sources = sources, raw = values }
+    local raw = {}
+    for name, v in pairs(values) do raw[name] = v end
+    if raw.password ~= nil then raw.password = "***" end
+    if type(raw.url) == "string" then raw.url = redact_url(raw.url) end
+    local cfg = { sources = sources, raw = raw }
+    secret_values[cfg] = values
     for name in pairs(LOCAL) do
         cfg[name] = CHECK[name](name, sources[name], values[name])
     end
@@ -408,7 +435,7 @@ end
 -- for a connection, so it bounds nothing). Raises a clear error naming the
 -- variable and its source for a malformed value.
 function _M.redis(cfg)
-    local values, sources = cfg.raw, cfg.sources
+    local values, sources = secret_values[cfg] or cfg.raw, cfg.sources
     local r = {}
     for _, name in ipairs { "host", "port", "db", "username", "password",
                             "pool_size", "timeout", "connect_timeout",
