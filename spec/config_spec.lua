@@ -329,8 +329,9 @@ describe("config.parse_dotenv", function()
         assert.are.same({ A = "" }, config.parse_dotenv("A=\n", "x.env"))
     end)
 
-    it("reads a value that is only a comment as empty", function()
-        assert.are.same({ A = "" }, config.parse_dotenv("A=# nothing\n", "x.env"))
+    it("reads a value that starts with # as the value, as python-dotenv does", function()
+        assert.are.same({ A = "# nothing", B = "# x" },
+                        config.parse_dotenv("A=# nothing\nB=  # x\n", "x.env"))
     end)
 
     it("keeps an = inside the value", function()
@@ -361,9 +362,9 @@ describe("config.parse_dotenv", function()
         assert.are.same({ A = "a\\n" }, config.parse_dotenv('A="a\\\\n"\n', "x.env"))
     end)
 
-    it("raises for a double quote closed only by an escaped quote", function()
-        assert.are.equal("x.env:1: unterminated quote",
-                         error_of(config.parse_dotenv, 'A="abc\\"\n', "x.env"))
+    it("closes a double quote at an escaped quote when no other follows", function()
+        -- as python-dotenv's "((?:\\"|[^"])*)" does: A is abc and a backslash
+        assert.are.same({ A = "abc\\" }, config.parse_dotenv('A="abc\\"\n', "x.env"))
     end)
 
     it("keeps backslashes inside single quotes", function()
@@ -386,24 +387,30 @@ describe("config.parse_dotenv", function()
         assert.are.same({ A = "2" }, config.parse_dotenv("A=1\nA=2\n", "x.env"))
     end)
 
-    it("raises for a line that is not NAME=value, naming file and line", function()
-        assert.are.equal("x.env:3: expected NAME=value",
-                         error_of(config.parse_dotenv, "A=1\n\nnot a setting\n", "x.env"))
+    it("reports a line that is not NAME=value, naming file and line, and reads on", function()
+        local vars, problems = config.parse_dotenv("A=1\n\nnot a setting\nB=2\n", "x.env")
+        assert.are.same({ { A = "1", B = "2" },
+                          { { name = "not", line = 3, where = "x.env:3",
+                              reason = "unexpected text after the value" } } },
+                        { vars, problems })
     end)
 
-    it("raises for a name that starts with a digit", function()
-        assert.are.equal("x.env:1: expected NAME=value",
-                         error_of(config.parse_dotenv, "1A=1\n", "x.env"))
+    it("reads a name that starts with a digit, as python-dotenv does", function()
+        assert.are.same({ ["1A"] = "1" }, config.parse_dotenv("1A=1\n", "x.env"))
     end)
 
-    it("raises for an unterminated quote", function()
-        assert.are.equal("x.env:2: unterminated quote",
-                         error_of(config.parse_dotenv, 'A=1\nB="open\n', "x.env"))
+    it("reports an unterminated quote", function()
+        local vars, problems = config.parse_dotenv('A=1\nB="open\n', "x.env")
+        assert.are.same({ { A = "1" }, { { name = "B", line = 2, where = "x.env:2",
+                                           reason = "unterminated quote" } } },
+                        { vars, problems })
     end)
 
-    it("raises for text after a closing quote", function()
-        assert.are.equal("x.env:1: unexpected text after the closing quote",
-                         error_of(config.parse_dotenv, 'A="x"y\n', "x.env"))
+    it("reports text after a closing quote", function()
+        local vars, problems = config.parse_dotenv('A="x"y\n', "x.env")
+        assert.are.same({ {}, { { name = "A", line = 1, where = "x.env:1",
+                                  reason = "unexpected text after the value" } } },
+                        { vars, problems })
     end)
 
     describe("through config.resolve", function()
@@ -418,10 +425,9 @@ describe("config.parse_dotenv", function()
                             { r.host, r.port, r.db, r.password, cfg.default_ttl })
         end)
 
-        it("raises for a bad line naming the file and line", function()
+        it("reads a name without = as unset, as python-dotenv does", function()
             local path = dotenv "# settings\nREDIS_HOST\n"
-            assert.are.equal(path .. ":2: expected NAME=value",
-                             error_of(config.resolve, nil, NO_ENV, path))
+            assert.are.equal("localhost", config.redis(config.resolve(nil, NO_ENV, path)).host)
         end)
     end)
 end)
@@ -1238,6 +1244,205 @@ describe("passwords stay out of messages and fields (issue 7 item 9)", function(
         it("still hand the password to cache.core.connect", function()
             local r = config.redis(cache.new { url = "redis://app:p%40ss@h:1/3" }.cfg)
             assert.are.same({ "app", "p@ss", "h" }, { r.username, r.password, r.host })
+        end)
+    end)
+end)
+
+describe("a .env shared with other tools (issue 7 item 10)", function()
+    after_each(remove_tmpfiles)
+
+    -- Runs fn with io.stderr replaced; returns what was written to it.
+    local function stderr_of(fn)
+        local real, written = io.stderr, {}
+        io.stderr = { write = function(self, ...)   -- luacheck: ignore 122
+            for _, s in ipairs { ... } do written[#written + 1] = s end
+            return self
+        end }
+        local ok, err = pcall(fn)
+        io.stderr = real                            -- luacheck: ignore 122
+        if not ok then error(err, 0) end
+        return table.concat(written)
+    end
+
+    local PEM = "-----BEGIN PRIVATE KEY-----\n"
+        .. "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7k3t8aQzG0qY5\n"
+        .. "K8oZlJxqP3vV4t0ZP1oYl9o2XQ2hkz0xW2Qh8Nw+/x4Fq0LrT1x9bK2mVn7sYw==\n"
+        .. "Zl9o2XQ2hkz0xW2Qh8NwK8oZlJxqP3vV4t0ZP1oYMIIEvQIBADANBgkqhkiG9w0B\n"
+        .. "-----END PRIVATE KEY-----"
+
+    -- A .env of a web application that cachert shares: a BOM, comments,
+    -- export lines, a PEM key in double quotes over 5 lines, empty values,
+    -- spaces around =, quotes of both kinds, inline comments, ${VAR}, and
+    -- lines of other tools that python-dotenv itself cannot read.
+    local SHARED = "\239\187\191# shared by the web app, the worker and cachert\n"
+        .. "export PATH\n"
+        .. "export APP_ENV=production\n"
+        .. 'DATABASE_URL = "postgres://app:pw@db:5432/app"   # primary\n'
+        .. 'TLS_KEY="' .. PEM .. '"\n'
+        .. "SENTRY_DSN=\n"
+        .. "GREETING='hello # not a comment'\n"
+        .. "MOTD=\"line one\\nline two\"\n"
+        .. "WEIRD LINE WITHOUT EQUALS\n"
+        .. "=no_name\n"
+        .. 'NOT_OURS="a"b\n'
+        .. "\n"
+        .. "  REDIS_HOST = cache.internal\n"
+        .. "export REDIS_PORT=6380 # the port\n"
+        .. 'CACHE_NAMESPACE="app:${APP_ENV}:"\n'
+        .. "CACHE_DEFAULT_TTL='60'\n"
+        .. "REDIS_PASSWORD=\n"
+        .. 'BROKEN="never closed\n'
+
+    it("reads what python-dotenv reads from it", function()
+        local vars = config.parse_dotenv(SHARED, "x.env", function() return nil end)
+        assert.are.same({
+            APP_ENV = "production", DATABASE_URL = "postgres://app:pw@db:5432/app",
+            TLS_KEY = PEM, SENTRY_DSN = "", GREETING = "hello # not a comment",
+            MOTD = "line one\nline two", REDIS_HOST = "cache.internal", REDIS_PORT = "6380",
+            CACHE_NAMESPACE = "app:production:", CACHE_DEFAULT_TTL = "60", REDIS_PASSWORD = "",
+        }, vars)
+    end)
+
+    it("reports the lines it could not read, with their line numbers", function()
+        local _, problems = config.parse_dotenv(SHARED, "x.env")
+        local got = {}
+        for i, p in ipairs(problems) do got[i] = p.where .. " " .. (p.name or "-") end
+        assert.are.same({ "x.env:13 WEIRD", "x.env:14 -", "x.env:15 NOT_OURS",
+                          "x.env:22 BROKEN" }, got)
+    end)
+
+    it("gives cachert its settings without raising, and one warning per bad line", function()
+        local path = dotenv(SHARED)
+        local cfg, r
+        local err = stderr_of(function()
+            cfg = config.resolve(nil, NO_ENV, path)
+            r = config.redis(cfg)
+        end)
+        assert.are.same({ "cache.internal", 6380, "app:production:", 60, nil },
+                        { r.host, r.port, cfg.namespace, cfg.default_ttl, r.password })
+        local lines = {}
+        for l in err:gmatch("[^\n]+") do lines[#lines + 1] = l end
+        assert.are.same({
+            "cachert: " .. path .. ":13: ignored WEIRD, which could not be read "
+                .. "(unexpected text after the value)",
+            "cachert: " .. path .. ":14: ignored a line, which could not be read "
+                .. "(expected NAME=value)",
+            "cachert: " .. path .. ":15: ignored NOT_OURS, which could not be read "
+                .. "(unexpected text after the value)",
+            "cachert: " .. path .. ":22: ignored BROKEN, which could not be read "
+                .. "(unterminated quote)",
+        }, lines)
+        -- and no second warning for the same lines
+        assert.are.equal("", stderr_of(function() config.resolve(nil, NO_ENV, path) end))
+    end)
+
+    it("lets module-level calls work in a directory with that .env", function()
+        local dir = helpers.sh("mktemp -d /tmp/cachert-dotenv-XXXXXX"):gsub("%s+$", "")
+        local f = assert(io.open(dir .. "/.env", "wb"))
+        f:write((SHARED:gsub("cache.internal", "127.0.0.1"):gsub("6380", "1")))
+        f:close()
+        local out, status = run_lua([[
+            local cache = require "cache"
+            cache.set("k", "v")
+            cache.connect()
+            cache.set("k2", "v2")
+            io.write("\nget: ", cache.get("k"), " ", cache.get("k2"), " ",
+                     cache.stats().namespace, "\n")
+            cache.new()
+        ]], dir, 20, "env -u REDIS_HOST -u REDIS_PORT -u CACHE_NAMESPACE -u REDIS_URL")
+        helpers.sh("rm -rf " .. dir)
+        assert.are.same({ 0, "v v2 app:production:" }, { status, out:match("get: ([^\n]*)") })
+        local _, warnings = out:gsub("could not be read", "")
+        assert.are.equal(4, warnings)       -- once each, though two managers read it
+    end)
+
+    it("skips a UTF-8 byte order mark before the first name", function()
+        local cfg = config.resolve(nil, NO_ENV, dotenv "\239\187\191REDIS_PORT=6390\n")
+        assert.are.equal(6390, config.redis(cfg).port)
+    end)
+
+    describe("a line of a cachert variable that cannot be read", function()
+        it("raises at connect for REDIS_*, naming it and the line, not the value", function()
+            local path = dotenv 'A=1\nREDIS_PASSWORD="hunter2\n'
+            local cfg
+            local err = stderr_of(function() cfg = config.resolve(nil, NO_ENV, path) end)
+            assert.are.same({ "", "REDIS_PASSWORD in " .. path .. ":2 could not be read: "
+                                  .. "unterminated quote" },
+                            { err, error_of(config.redis, cfg) })
+        end)
+
+        it("raises in cache.new for CACHE_*", function()
+            local path = dotenv "CACHE_MAX_ITEMS='5'x\n"
+            assert.are.equal("CACHE_MAX_ITEMS in " .. path .. ":1 could not be read: "
+                             .. "unexpected text after the value",
+                             error_of(config.resolve, nil, NO_ENV, path))
+        end)
+
+        it("raises at connect in a script, at the line that called connect", function()
+            local dir = helpers.sh("mktemp -d /tmp/cachert-dotenv-XXXXXX"):gsub("%s+$", "")
+            local f = assert(io.open(dir .. "/.env", "wb"))
+            f:write("REDIS_PORT 6379\n")
+            f:close()
+            local out = run_lua([[
+                local c = require("cache").new()
+                io.write("created\n")
+                local ok, err = pcall(c.connect, c)
+                io.write(tostring(ok), " ", err, "\n")
+            ]], dir, 20, "env -u REDIS_PORT -u REDIS_URL")
+            helpers.sh("rm -rf " .. dir)
+            assert.are.equal("created\nfalse REDIS_PORT in .env:1 could not be read: "
+                             .. "unexpected text after the value\n", out)
+        end)
+
+        it("does not raise when the environment gives the variable", function()
+            local path = dotenv 'REDIS_PORT="6379\n'
+            local cfg = config.resolve(nil, env { REDIS_PORT = "6380" }, path)
+            assert.are.equal(6380, config.redis(cfg).port)
+        end)
+
+        it("does not raise when REDIS_URL gives the variable", function()
+            local path = dotenv 'REDIS_PORT="6379\n'
+            local cfg = config.resolve(nil, env { REDIS_URL = "redis://h:6381" }, path)
+            assert.are.equal(6381, config.redis(cfg).port)
+        end)
+
+        it("does not raise when a later line gives the variable", function()
+            local path = dotenv "CACHE_DEFAULT_TTL=5 5\nCACHE_DEFAULT_TTL=7\n"
+            assert.are.equal(7, config.resolve(nil, NO_ENV, path).default_ttl)
+        end)
+
+        it("raises for a REDIS_URL line, naming it", function()
+            local path = dotenv "REDIS_URL='redis://:hunter2@h'x\n"
+            local err = error_of(config.redis, config.resolve(nil, NO_ENV, path))
+            assert.are.equal("REDIS_URL in " .. path .. ":1 could not be read: "
+                             .. "unexpected text after the value", err)
+        end)
+    end)
+
+    describe("${VAR} expansion", function()
+        local function parse(text, vars)
+            return (config.parse_dotenv(text, "x.env", env(vars or {})))
+        end
+
+        it("takes a name from the environment first, then from an earlier line", function()
+            assert.are.same({ A = "file", B = "env/file", C = "" },
+                            parse("A=file\nB=${HOME}/${A}\nC=${NOPE}\n", { HOME = "env" }))
+        end)
+
+        it("takes the default of ${NAME:-default} when NAME is unset or empty", function()
+            assert.are.same({ A = "6379", B = "yx", C = "6379" },
+                            parse("A=${PORT:-6379}\nB=${Z:-y}x\nC=${A:-1}\n", { Z = "" }))
+        end)
+
+        it("expands in double quotes, not in single quotes, and never $NAME", function()
+            assert.are.same({ U = "u", D = "u u", S = "${U}", N = "$U" },
+                            parse("U=u\nD=\"${U} ${U}\"\nS='${U}'\nN=$U\n"))
+        end)
+
+        it("builds REDIS_URL from REDIS_PASSWORD, as a shared .env may", function()
+            local path = dotenv "REDIS_PASSWORD=s3cret\nREDIS_URL=redis://:${REDIS_PASSWORD}@h\n"
+            local r = config.redis(config.resolve(nil, NO_ENV, path))
+            assert.are.same({ "s3cret", "h" }, { r.password, r.host })
         end)
     end)
 end)

@@ -4,7 +4,9 @@
 -- Settings of the memory store (ttl, namespace, limits, codec) are checked
 -- when the manager is created; Redis settings when connect() uses them, so
 -- a bad REDIS_PORT cannot break a script that never connects. Every error
--- names the setting and where its value came from.
+-- names the setting and where its value came from, and none shows a
+-- password: URLs are shown redacted, and the password is kept out of
+-- every field a manager exposes (see secret_values).
 
 local tonumber, tostring, type, error, pairs, ipairs, setmetatable =
     tonumber, tostring, type, error, pairs, ipairs, setmetatable
@@ -48,70 +50,191 @@ local MAX_EXIT_FLUSH = 3600         -- an hour
 
 -- .env ----------------------------------------------------------------------
 
--- Escapes inside double quotes; any other \x is kept as it is.
-local DQ_ESCAPES = { n = "\n", ['"'] = '"', ["\\"] = "\\" }
+-- .env files are shared with other tools (python-dotenv, docker compose,
+-- shells), so this reads what python-dotenv reads, the same way; see
+-- parse_dotenv. Lua patterns stand in for its regular expressions; a
+-- [ \t\f\v] class for its "whitespace but not a line break".
 
-local function unquote(raw, where)
-    local q = raw:sub(1, 1)
-    if q == '"' or q == "'" then
-        local close = raw:find(q, 2, true)
-        if q == '"' then
-            -- a backslash escapes the next character, \" included
-            local i = 2
-            repeat
-                close = raw:find('[\\"]', i)
-                i = close and close + 2
-            until not close or raw:sub(close, close) == '"'
+-- Escapes inside quotes (python-dotenv's); any other \x is kept as it is.
+local DQ_ESCAPES = { ["\\"] = "\\", ["'"] = "'", ['"'] = '"', a = "\a", b = "\b",
+                     f = "\f", n = "\n", r = "\r", t = "\t", v = "\v" }
+
+-- The position of the quote that closes the value opened by the quote
+-- `q` at `open`, as python-dotenv's q((?:\\q|[^q])*)q finds it: the first
+-- q after `open` that no backslash precedes; failing that (every later q
+-- is escaped), the last q in the text; nil when there is none.
+local function closing_quote(text, open, q)
+    local last
+    local i = text:find(q, open + 1, true)
+    while i do
+        if text:sub(i - 1, i - 1) ~= "\\" then
+            return i
         end
-        if not close then
-            error(where .. ": unterminated quote", 0)
-        end
-        local rest = raw:sub(close + 1)
-        if not rest:match("^%s*$") and not rest:match("^%s+#") then
-            error(where .. ": unexpected text after the closing quote", 0)
-        end
-        local v = raw:sub(2, close - 1)
-        if q == '"' then
-            v = v:gsub("\\(.)", DQ_ESCAPES)
-        end
-        return v
+        last = i
+        i = text:find(q, i + 1, true)
     end
-    -- unquoted: a '#' preceded by whitespace starts a comment
-    local v = raw:gsub("%s+#.*$", "")
-    if v:sub(1, 1) == "#" then v = "" end
-    return (v:gsub("%s+$", ""))
+    return last
 end
 
---- Parses .env text: NAME=value lines, # comments (also trailing), optional
--- quotes and `export`. Returns a map of name -> value; raises on a line
--- that is none of these, naming the file and line.
-function _M.parse_dotenv(text, filename)
-    local vars = {}
-    local lineno = 0
-    for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-        lineno = lineno + 1
-        line = line:gsub("\r$", "")
-        if not line:match("^%s*$") and not line:match("^%s*#") then
-            local name, raw = line:match("^%s*export%s+([%a_][%w_]*)%s*=%s*(.-)%s*$")
-            if not name then
-                name, raw = line:match("^%s*([%a_][%w_]*)%s*=%s*(.-)%s*$")
-            end
-            local where = filename .. ":" .. lineno
-            if not name then
-                error(where .. ": expected NAME=value", 0)
-            end
-            vars[name] = unquote(raw, where)
+-- ${NAME} and ${NAME:-default} in a value, as python-dotenv expands them:
+-- NAME's value from the environment (when set and not empty, as for
+-- cachert's own settings), else from an earlier line of the file, else
+-- the default, else "". $NAME without braces stays as it is.
+local function expand(value, vars, getenv)
+    if not value:find("${", 1, true) then return value end
+    local out, i = {}, 1
+    while true do
+        local at = value:find("${", i, true)
+        if not at then break end
+        local name, e = value:match("^%${([^}:]*)}()", at)
+        local default
+        if not name then
+            name, default, e = value:match("^%${([^}:]*):%-([^}]*)}()", at)
+        end
+        if name then
+            out[#out + 1] = value:sub(i, at - 1)
+            local v = getenv(name)
+            if v == nil or v == "" then v = vars[name] end
+            out[#out + 1] = v or default or ""
+            i = e
+        else
+            out[#out + 1] = value:sub(i, at)
+            i = at + 1
         end
     end
-    return vars
+    out[#out + 1] = value:sub(i)
+    return table.concat(out)
 end
 
-local function load_dotenv(path)
+local HSPACE = "[ \t\f\v]*()"
+
+-- One binding starting at `p` (leading blank lines skipped): returns
+-- true, the position after it, its name (nil for a comment) and value
+-- (nil for a name without "="), whether the value was single-quoted; or
+-- false, the position where reading failed, the name if it was read, and
+-- why.
+local function binding(text, p)
+    p = text:match("^export[ \t\f\v]+()", p) or p
+    local c, name = text:sub(p, p), nil
+    if c == "'" then
+        name, p = text:match("^'([^']+)'()", p)
+    elseif c ~= "#" then
+        name, p = text:match("^([^=#%s]+)()", p)
+    end
+    if not p then
+        return false, nil, nil, "expected NAME=value"
+    end
+    p = text:match("^" .. HSPACE, p)
+    local value, single
+    if text:sub(p, p) == "=" then
+        p = text:match("^=" .. HSPACE, p)
+        c = text:sub(p, p)
+        if c == "'" or c == '"' then
+            local close = closing_quote(text, p, c)
+            if not close then
+                return false, p, name, "unterminated quote"
+            end
+            value = text:sub(p + 1, close - 1)
+            if c == '"' then
+                value = value:gsub("\\([\\'\"abfnrtv])", DQ_ESCAPES)
+            else
+                value = value:gsub("\\([\\'])", "%1")
+                single = true
+            end
+            p = close + 1
+        else
+            -- unquoted: up to the line break; whitespace then # starts a comment
+            local part
+            part, p = text:match("^([^\n]*)()", p)
+            value = part:gsub("%s+#.*", ""):gsub("%s+$", "")
+        end
+    end
+    p = text:match("^[ \t\f\v]*#[^\n]*()", p) or p
+    local eol = text:match("^[ \t\f\v]*\n()", p) or text:match("^[ \t\f\v]*()$", p)
+    if not eol then
+        return false, p, name, "unexpected text after the value"
+    end
+    return true, eol, name, value, single
+end
+
+--- Parses .env text as python-dotenv does: NAME=value bindings, `#`
+-- comments (whole lines, and after a value following whitespace), an
+-- optional `export `, spaces around "=", values unquoted, in single quotes
+-- (\' and \\ escapes) or double quotes (\n, \t, \", \\ ... escapes), both
+-- of which may span lines; a name without "=" (`export PATH`) is unset;
+-- ${NAME} and ${NAME:-default} expand in unquoted and double-quoted values
+-- (see expand; `getenv` defaults to os.getenv). Beyond python-dotenv, a
+-- UTF-8 byte order mark is skipped. CRLF and CR line breaks read as LF.
+--
+-- Never raises. Returns the map name -> value; the list of lines it could
+-- not read ({ name = (nil when not read), line =, where = "file:line",
+-- reason = }), each of which it skipped to its end as python-dotenv does;
+-- and the map name -> that entry for the names whose last binding is one
+-- of them.
+function _M.parse_dotenv(text, filename, getenv)
+    getenv = getenv or os.getenv
+    if text:sub(1, 3) == "\239\187\191" then text = text:sub(4) end
+    text = text:gsub("\r\n?", "\n")
+    local vars, problems, broken = {}, {}, {}
+    local p, line = 1, 1
+    local function move(to)             -- to `to`, counting line breaks
+        local _, n = text:sub(p, to - 1):gsub("\n", "")
+        p, line = to, line + n
+    end
+    while true do
+        move(text:match("^%s*()", p))
+        if p > #text then break end
+        local at_line = line
+        local ok, to, name, value, single = binding(text, p)
+        if ok then
+            if name then
+                if value and not single then value = expand(value, vars, getenv) end
+                vars[name], broken[name] = value, nil
+            end
+            move(to)
+        else
+            local problem = { name = name, line = at_line, reason = value,
+                              where = filename .. ":" .. at_line }
+            problems[#problems + 1] = problem
+            if name then vars[name], broken[name] = nil, problem end
+            if to then move(to) end
+            move(text:match("^[^\n]*\n?()", p))
+        end
+    end
+    return vars, problems, broken
+end
+
+-- The lines of a .env file that no cachert variable is on, and could not
+-- be read, have been reported (once each per process): where .. reason.
+local warned = {}
+
+--- Reports a problem that does not stop anything. The one way out for
+-- cachert's warnings from this module.
+local function warn(msg)
+    io.stderr:write("cachert: ", msg, "\n")
+end
+
+-- The variables cachert reads (filled in below, from ENV).
+local OURS = {}
+for _, var in pairs(ENV) do OURS[var] = true end
+
+local function load_dotenv(path, getenv)
     local f = io.open(path, "rb")
-    if not f then return {} end
+    if not f then return {}, {} end
     local text = f:read("*a")
     f:close()
-    return _M.parse_dotenv(text, path)
+    local vars, problems, broken = _M.parse_dotenv(text, path, getenv)
+    for _, problem in ipairs(problems) do
+        -- A line of another tool: that tool's business, so one warning at
+        -- most. A line of cachert's own raises when its value is used.
+        local key = problem.where .. "\0" .. problem.reason .. "\0" .. (problem.name or "")
+        if not OURS[problem.name] and not warned[key] then
+            warned[key] = true
+            warn(("%s: ignored %s, which could not be read (%s)"):format(
+                problem.where, problem.name or "a line", problem.reason))
+        end
+    end
+    return vars, broken
 end
 
 -- Values --------------------------------------------------------------------
@@ -328,6 +451,16 @@ function _M.ttl_ms(ttl)
     return ms < MAX_TTL_MS and ms or MAX_TTL_MS
 end
 
+-- Checks a setting's value; raises for a .env line that held it and could
+-- not be read, naming the variable and the line (never the value).
+local function check(name, src, v)
+    if src.broken then
+        error(("%s in %s could not be read: %s"):format(ENV[name], src.broken.where,
+                                                         src.broken.reason), 0)
+    end
+    return CHECK[name](name, src, v)
+end
+
 -- Resolution ----------------------------------------------------------------
 
 -- cfg -> its values as given, the password and the full URL included.
@@ -357,7 +490,7 @@ function _M.resolve(opts, getenv, dotenv_path)
     end
     getenv = getenv or os.getenv
     local path = dotenv_path or ".env"
-    local dotenv = load_dotenv(path)
+    local dotenv, broken = load_dotenv(path, getenv)
     local values, sources = {}, {}
     for name, var in pairs(ENV) do
         -- an empty environment or .env value counts as unset
@@ -365,11 +498,13 @@ function _M.resolve(opts, getenv, dotenv_path)
         if v == nil then
             v, src = getenv(var), { kind = "environment" }
             if v == nil or v == "" then
-                v, src = dotenv[var], { kind = path }
+                -- a line of .env that could not be read: no value, and
+                -- an error when the setting is checked
+                v, src = dotenv[var], { kind = path, broken = broken[var] }
                 if v == "" then v = nil end
             end
         end
-        if v == nil then
+        if v == nil and not src.broken then
             v, src = _M.DEFAULTS[name], { kind = "default" }
         end
         values[name], sources[name] = v, src
@@ -381,7 +516,7 @@ function _M.resolve(opts, getenv, dotenv_path)
     local cfg = { sources = sources, raw = raw }
     secret_values[cfg] = values
     for name in pairs(LOCAL) do
-        cfg[name] = CHECK[name](name, sources[name], values[name])
+        cfg[name] = check(name, sources[name], values[name])
     end
     return cfg
 end
@@ -434,22 +569,23 @@ end
 -- and checked for compatibility; cachert's pool never makes a caller wait
 -- for a connection, so it bounds nothing). Raises a clear error naming the
 -- variable and its source for a malformed value.
+local REDIS_SETTINGS = { "host", "port", "db", "username", "password", "pool_size",
+                         "timeout", "connect_timeout", "command_timeout" }
+
 function _M.redis(cfg)
     local values, sources = secret_values[cfg] or cfg.raw, cfg.sources
     local r = {}
-    for _, name in ipairs { "host", "port", "db", "username", "password",
-                            "pool_size", "timeout", "connect_timeout",
-                            "command_timeout" } do
+    for _, name in ipairs(REDIS_SETTINGS) do
         r[name] = values[name]
     end
     local srcs = setmetatable({}, { __index = sources })
-    if values.url ~= nil then
+    if values.url ~= nil or sources.url.broken then
         -- The URL overrides the five settings it can carry (a part it
         -- leaves out takes the default), except one given at a higher
         -- level than the URL itself: an explicit port option beats a
         -- REDIS_URL from the environment, as options beat variables.
         local src = sources.url
-        str("url", src, values.url)
+        check("url", src, values.url)
         local parts = parse_url(values.url, src)
         local in_url = { kind = src.kind, in_url = true }
         for _, name in ipairs { "host", "port", "db", "username", "password" } do
@@ -461,8 +597,10 @@ function _M.redis(cfg)
             end
         end
     end
-    for name, v in pairs(r) do
-        if v ~= nil then r[name] = CHECK[name](name, srcs[name], v) end
+    for _, name in ipairs(REDIS_SETTINGS) do
+        if r[name] ~= nil or srcs[name].broken then
+            r[name] = check(name, srcs[name], r[name])
+        end
     end
     return r
 end
