@@ -1356,6 +1356,55 @@ describe("a .env shared with other tools (issue 7 item 10)", function()
         assert.are.equal(4, warnings)       -- once each, though two managers read it
     end)
 
+    -- What python-dotenv 1.2.2's dotenv_values reads from each text (names
+    -- without a value left out), recorded from it.
+    for i, case in ipairs {
+        { "A=# nothing\n", { ["A"] = "# nothing" } },
+        { "A=\"abc\\\"\n", { ["A"] = "abc\\" } },
+        { "A=1\n\nnot a setting\nB=2\n", { ["A"] = "1", ["B"] = "2" } },
+        { "1A=1\n", { ["1A"] = "1" } },
+        { "A=1\nB=\"open\n", { ["A"] = "1" } },
+        { "A=\"x\"y\nB=1\n", { ["B"] = "1" } },
+        { "A=\"a\\\\n\"\n", { ["A"] = "a\\n" } },
+        { "A='a\\nb'\n", { ["A"] = "a\\nb" } },
+        { "A='it\\'s'\n", { ["A"] = "it's" } },
+        { "A=\"x\"#c\n", { ["A"] = "x" } },
+        { "A = 1\n", { ["A"] = "1" } },
+        { "export PATH\nB=2\n", { ["B"] = "2" } },
+        { "A=\"open\nB=1\nC=\"x\"\nD=4\n", { ["D"] = "4" } },
+        { "'Q K'=1\n", { ["Q K"] = "1" } },
+        { "A=\"\\t\\q\"\n", { ["A"] = "\t\\q" } },
+        { "A=a\\tb  \n", { ["A"] = "a\\tb" } },
+        { "A=\"x\" # c\n   B = \"y\"   \n", { ["A"] = "x", ["B"] = "y" } },
+        { "A= \n", { ["A"] = "" } },
+        { "A=\nB=1", { ["A"] = "", ["B"] = "1" } },
+        { "  export   A=1", { ["A"] = "1" } },
+        { "export=1", { ["export"] = "1" } },
+        { "A=\"x\r\ny\"\r\nB=2\r\n", { ["A"] = "x\ny", ["B"] = "2" } },
+        { "A=1\rB=2\r", { ["A"] = "1", ["B"] = "2" } },
+        { "K==v\n", { ["K"] = "=v" } },
+        { "A=b c d   # x\n", { ["A"] = "b c d" } },
+        { "A=\"a\"  b\n", {} },
+        { "A=\"multi\nline\n  value\"\nB=after\n",
+          { ["A"] = "multi\nline\n  value", ["B"] = "after" } },
+        { "A='multi\nline'\n", { ["A"] = "multi\nline" } },
+        { "A=\"say \\\"hi\\\"\"\n", { ["A"] = "say \"hi\"" } },
+        { "A='x' # c\n", { ["A"] = "x" } },
+        { "A=x#y # z\n", { ["A"] = "x#y" } },
+        { "#A=1\nB=2\n", { ["B"] = "2" } },
+        { "A\t=\t\"t\"\t\n", { ["A"] = "t" } },
+        { "A.B-C=1\n", { ["A.B-C"] = "1" } },
+        { "   \n\n\tA=1\n", { ["A"] = "1" } },
+        { "A=\"x\\\\\"\n", { ["A"] = "x\\" } },
+        { "A=\"a\\\"b\nC=2\n", { ["C"] = "2" } },
+        { "A='unterminated\nB=1\n", { ["B"] = "1" } },
+        { "A=''\nB=\"\"\n", { ["A"] = "", ["B"] = "" } },
+    } do
+        it(("reads case %d as python-dotenv does: %q"):format(i, case[1]), function()
+            assert.are.same(case[2], (config.parse_dotenv(case[1], "x.env")))
+        end)
+    end
+
     it("skips a UTF-8 byte order mark before the first name", function()
         local cfg = config.resolve(nil, NO_ENV, dotenv "\239\187\191REDIS_PORT=6390\n")
         assert.are.equal(6390, config.redis(cfg).port)
