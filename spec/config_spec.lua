@@ -329,8 +329,9 @@ describe("config.parse_dotenv", function()
         assert.are.same({ A = "" }, config.parse_dotenv("A=\n", "x.env"))
     end)
 
-    it("reads a value that is only a comment as empty", function()
-        assert.are.same({ A = "" }, config.parse_dotenv("A=# nothing\n", "x.env"))
+    it("reads a value that starts with # as the value, as python-dotenv does", function()
+        assert.are.same({ A = "# nothing", B = "# x" },
+                        config.parse_dotenv("A=# nothing\nB=  # x\n", "x.env"))
     end)
 
     it("keeps an = inside the value", function()
@@ -361,9 +362,9 @@ describe("config.parse_dotenv", function()
         assert.are.same({ A = "a\\n" }, config.parse_dotenv('A="a\\\\n"\n', "x.env"))
     end)
 
-    it("raises for a double quote closed only by an escaped quote", function()
-        assert.are.equal("x.env:1: unterminated quote",
-                         error_of(config.parse_dotenv, 'A="abc\\"\n', "x.env"))
+    it("closes a double quote at an escaped quote when no other follows", function()
+        -- as python-dotenv's "((?:\\"|[^"])*)" does: A is abc and a backslash
+        assert.are.same({ A = "abc\\" }, config.parse_dotenv('A="abc\\"\n', "x.env"))
     end)
 
     it("keeps backslashes inside single quotes", function()
@@ -386,24 +387,30 @@ describe("config.parse_dotenv", function()
         assert.are.same({ A = "2" }, config.parse_dotenv("A=1\nA=2\n", "x.env"))
     end)
 
-    it("raises for a line that is not NAME=value, naming file and line", function()
-        assert.are.equal("x.env:3: expected NAME=value",
-                         error_of(config.parse_dotenv, "A=1\n\nnot a setting\n", "x.env"))
+    it("reports a line that is not NAME=value, naming file and line, and reads on", function()
+        local vars, problems = config.parse_dotenv("A=1\n\nnot a setting\nB=2\n", "x.env")
+        assert.are.same({ { A = "1", B = "2" },
+                          { { name = "not", line = 3, where = "x.env:3",
+                              reason = "unexpected text after the value" } } },
+                        { vars, problems })
     end)
 
-    it("raises for a name that starts with a digit", function()
-        assert.are.equal("x.env:1: expected NAME=value",
-                         error_of(config.parse_dotenv, "1A=1\n", "x.env"))
+    it("reads a name that starts with a digit, as python-dotenv does", function()
+        assert.are.same({ ["1A"] = "1" }, config.parse_dotenv("1A=1\n", "x.env"))
     end)
 
-    it("raises for an unterminated quote", function()
-        assert.are.equal("x.env:2: unterminated quote",
-                         error_of(config.parse_dotenv, 'A=1\nB="open\n', "x.env"))
+    it("reports an unterminated quote", function()
+        local vars, problems = config.parse_dotenv('A=1\nB="open\n', "x.env")
+        assert.are.same({ { A = "1" }, { { name = "B", line = 2, where = "x.env:2",
+                                           reason = "unterminated quote" } } },
+                        { vars, problems })
     end)
 
-    it("raises for text after a closing quote", function()
-        assert.are.equal("x.env:1: unexpected text after the closing quote",
-                         error_of(config.parse_dotenv, 'A="x"y\n', "x.env"))
+    it("reports text after a closing quote", function()
+        local vars, problems = config.parse_dotenv('A="x"y\n', "x.env")
+        assert.are.same({ {}, { { name = "A", line = 1, where = "x.env:1",
+                                  reason = "unexpected text after the value" } } },
+                        { vars, problems })
     end)
 
     describe("through config.resolve", function()
@@ -418,10 +425,9 @@ describe("config.parse_dotenv", function()
                             { r.host, r.port, r.db, r.password, cfg.default_ttl })
         end)
 
-        it("raises for a bad line naming the file and line", function()
+        it("reads a name without = as unset, as python-dotenv does", function()
             local path = dotenv "# settings\nREDIS_HOST\n"
-            assert.are.equal(path .. ":2: expected NAME=value",
-                             error_of(config.resolve, nil, NO_ENV, path))
+            assert.are.equal("localhost", config.redis(config.resolve(nil, NO_ENV, path)).host)
         end)
     end)
 end)
@@ -690,6 +696,802 @@ describe("a manager's configuration", function()
         it("names it when a value is malformed", function()
             assert.are.equal("REDIS_PORT must be an integer between 1 and 65535, got 'abc' "
                              .. "(from .env)", out:match("\n([^\n]*)$"))
+        end)
+    end)
+end)
+
+describe("numbers (issue 7 item 11)", function()
+    after_each(remove_tmpfiles)
+
+    local function redis_error(vars)
+        return error_of(config.redis, config.resolve(nil, env(vars), NO_FILE))
+    end
+
+    describe("an integer setting from the environment or .env", function()
+        for _, bad in ipairs { "0x1c44", "1e3", " 7236 ", "7236 ", "+7236", "7236.0", "",
+                               "-0", "0X1C44", "7_236", "inf", "nan" } do
+            it(("rejects REDIS_PORT=%q, naming the variable"):format(bad), function()
+                if bad == "" then return end        -- an empty value is unset
+                assert.are.equal(("REDIS_PORT must be an integer between 1 and 65535, "
+                                  .. "got '%s' (from environment)"):format(bad),
+                                 redis_error { REDIS_PORT = bad })
+            end)
+        end
+
+        it("rejects REDIS_DB=1.0 (a string)", function()
+            assert.are.equal("REDIS_DB must be an integer between 0 and 15, got '1.0' "
+                             .. "(from environment)", redis_error { REDIS_DB = "1.0" })
+        end)
+
+        it("rejects CACHE_MAX_ITEMS=0x10 in .env when the manager is created", function()
+            local path = dotenv "CACHE_MAX_ITEMS=0x10\n"
+            assert.are.equal("CACHE_MAX_ITEMS must be an integer between 0 and "
+                             .. "9007199254740992, got '0x10' (from " .. path .. ")",
+                             error_of(config.resolve, nil, NO_ENV, path))
+        end)
+
+        it("rejects CACHE_MAX_ITEMS=1e400", function()
+            assert.are.equal("CACHE_MAX_ITEMS must be an integer between 0 and "
+                             .. "9007199254740992, got '1e400' (from environment)",
+                             error_of(config.resolve, nil, env { CACHE_MAX_ITEMS = "1e400" },
+                                      NO_FILE))
+        end)
+
+        it("rejects CACHE_MAX_ITEMS=9007199254740993, which a double rounds to 2^53", function()
+            assert.are.equal("CACHE_MAX_ITEMS must be an integer between 0 and "
+                             .. "9007199254740992, got '9007199254740993' (from environment)",
+                             error_of(config.resolve, nil,
+                                      env { CACHE_MAX_ITEMS = "9007199254740993" }, NO_FILE))
+        end)
+
+        it("rejects CACHE_JOURNAL_MAX_KEYS=1e3", function()
+            assert.are.equal("CACHE_JOURNAL_MAX_KEYS must be an integer between 1 and "
+                             .. "100000000, got '1e3' (from environment)",
+                             error_of(config.resolve, nil,
+                                      env { CACHE_JOURNAL_MAX_KEYS = "1e3" }, NO_FILE))
+        end)
+
+        it("accepts decimal digits, leading zeros included", function()
+            local r = config.redis(config.resolve(nil, env { REDIS_PORT = "06380",
+                REDIS_DB = "15", REDIS_POOL_MAX_CONNECTIONS = "3" }, NO_FILE))
+            assert.are.same({ 6380, 15, 3 }, { r.port, r.db, r.pool_size })
+        end)
+
+        it("checks a port in REDIS_URL the same way", function()
+            assert.are.equal("port in REDIS_URL must be an integer between 1 and 65535, "
+                             .. "got '0x1c44' (from environment)",
+                             redis_error { REDIS_URL = "redis://h:0x1c44" })
+        end)
+
+        it("checks a string option the same way", function()
+            local cfg = config.resolve({ port = "1e3" }, NO_ENV, NO_FILE)
+            assert.are.equal("option port must be an integer between 1 and 65535, got '1e3'",
+                             error_of(config.redis, cfg))
+        end)
+    end)
+
+    describe("an integer option given as a Lua number", function()
+        it("accepts db = 1.0 as the integer 1", function()
+            assert.are.equal(1, config.redis(config.resolve({ db = 1.0 }, NO_ENV, NO_FILE)).db)
+        end)
+
+        it("rejects db = 1.5", function()
+            assert.are.equal("option db must be an integer between 0 and 15, got 1.5",
+                             error_of(config.redis, config.resolve({ db = 1.5 }, NO_ENV,
+                                                                   NO_FILE)))
+        end)
+
+        it("rejects a NaN pool_size", function()
+            assert.are.equal("option pool_size must be an integer between 1 and 10000, got nan",
+                             error_of(config.redis, config.resolve({ pool_size = 0 / 0 },
+                                                                   NO_ENV, NO_FILE)))
+        end)
+    end)
+
+    describe("a number of seconds from the environment or .env", function()
+        for _, bad in ipairs { "0x10", " 5", "5 ", "+5", "1e2", "inf", "nan", "5s" } do
+            it(("rejects CACHE_DEFAULT_TTL=%q"):format(bad), function()
+                assert.are.equal(("CACHE_DEFAULT_TTL must be a number of seconds >= 0, "
+                                  .. "got '%s' (from environment)"):format(bad),
+                                 error_of(config.resolve, nil,
+                                          env { CACHE_DEFAULT_TTL = bad }, NO_FILE))
+            end)
+        end
+
+        for _, case in ipairs { { "5", 5 }, { "0.25", 0.25 }, { ".5", 0.5 }, { "2.", 2 },
+                                { "007", 7 } } do
+            it(("reads CACHE_DEFAULT_TTL=%q as %s"):format(case[1], case[2]), function()
+                local cfg = config.resolve(nil, env { CACHE_DEFAULT_TTL = case[1] }, NO_FILE)
+                assert.are.equal(case[2], cfg.default_ttl)
+            end)
+        end
+
+        it("rejects REDIS_COMMAND_TIMEOUT=0x1", function()
+            assert.are.equal("REDIS_COMMAND_TIMEOUT must be a number of seconds > 0 and "
+                             .. "<= 86400, got '0x1' (from environment)",
+                             redis_error { REDIS_COMMAND_TIMEOUT = "0x1" })
+        end)
+    end)
+
+    describe("a byte size", function()
+        it("rejects CACHE_MAX_MEMORY=99999999999999gb (past 2^53 bytes)", function()
+            assert.are.equal("CACHE_MAX_MEMORY must be a byte size between 0 and "
+                             .. "9007199254740992, got '99999999999999gb' (from environment)",
+                             error_of(config.resolve, nil,
+                                      env { CACHE_MAX_MEMORY = "99999999999999gb" }, NO_FILE))
+        end)
+
+        it("rejects CACHE_MAX_MEMORY=9007199254740993, which a double rounds to 2^53", function()
+            assert.are.equal("CACHE_MAX_MEMORY must be a byte size between 0 and "
+                             .. "9007199254740992, got '9007199254740993' (from environment)",
+                             error_of(config.resolve, nil,
+                                      env { CACHE_MAX_MEMORY = "9007199254740993" }, NO_FILE))
+        end)
+
+        it("accepts CACHE_MAX_MEMORY=8388608gb, exactly 2^53 bytes", function()
+            local cfg = config.resolve(nil, env { CACHE_MAX_MEMORY = "8388608gb" }, NO_FILE)
+            assert.are.equal(2 ^ 53, cfg.max_memory)
+        end)
+
+        it("rejects a fraction of a byte, which used to become 0 (no limit)", function()
+            assert.are.equal("CACHE_MAX_MEMORY must be a byte size such as 1048576 or "
+                             .. "'256mb', got '0.5' (from environment)",
+                             error_of(config.resolve, nil, env { CACHE_MAX_MEMORY = "0.5" },
+                                      NO_FILE))
+        end)
+
+        it("rounds a fractional size with a unit up to whole bytes, never to 0", function()
+            local cfg = config.resolve(nil, env { CACHE_MAX_MEMORY = "0.0001kb" }, NO_FILE)
+            assert.are.equal(1, cfg.max_memory)
+        end)
+
+        it("rejects a hexadecimal size", function()
+            assert.is_nil(config.parse_bytes("0x10"))
+            assert.is_nil(config.parse_bytes("0x10kb"))
+        end)
+    end)
+
+    describe("a password", function()
+        it("is refused when it contains a NUL byte, without showing it", function()
+            local err = error_of(config.redis, config.resolve({ password = "hunt\0er2" },
+                                                              NO_ENV, NO_FILE))
+            assert.are.equal("option password must not contain a NUL byte", err)
+        end)
+
+        it("is refused when REDIS_URL decodes to one with a NUL byte", function()
+            local err = redis_error { REDIS_URL = "redis://u:hunt%00er2@h" }
+            assert.are.equal("password in REDIS_URL must not contain a NUL byte "
+                             .. "(from environment)", err)
+        end)
+
+        it("is refused from .env when it contains a NUL byte", function()
+            local path = dotenv "REDIS_PASSWORD=hunt\0er2\n"
+            local err = error_of(config.redis, config.resolve(nil, NO_ENV, path))
+            assert.are.equal("REDIS_PASSWORD must not contain a NUL byte (from " .. path .. ")",
+                             err)
+        end)
+
+        it("refuses a NUL byte in host and username too", function()
+            assert.are.equal("option host must not contain a NUL byte",
+                             error_of(config.redis, config.resolve({ host = "h\0x" }, NO_ENV,
+                                                                   NO_FILE)))
+            assert.are.equal("option username must not contain a NUL byte",
+                             error_of(config.redis, config.resolve({ username = "u\0x" },
+                                                                   NO_ENV, NO_FILE)))
+        end)
+    end)
+end)
+
+-- Runs `script` (Lua source) in a fresh interpreter like the one running
+-- this spec (luajit or cachert), in directory `dir`, with cachert's modules
+-- and the build under test; at most `limit` seconds (then it is killed
+-- and the status is 124). Returns its output (stdout and stderr) and status.
+local function run_lua(script, dir, limit, env_prefix)
+    local cwd = helpers.sh("pwd"):gsub("%s+$", "")
+    local function abs(p) return p:sub(1, 1) == "/" and p or cwd .. "/" .. p end
+    local lua = arg[-1] or "luajit"
+    if lua:find("/") then lua = abs(lua) end
+    local build = abs(os.getenv("CACHERT_BUILD_DIR") or "build")
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(script)
+    f:close()
+    local out, status = helpers.sh(("cd %s && %s timeout -s KILL %d env "
+        .. "LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/lua/?.so;;' %s %s")
+        :format(dir or "/tmp", env_prefix or "", limit or 20, cwd, cwd, build, lua, path))
+    os.remove(path)
+    return out, status
+end
+
+describe("sub-millisecond timeouts (issue 7 item 5)", function()
+    local function redis_of(opts, vars)
+        return config.redis(config.resolve(opts, env(vars or {}), NO_FILE))
+    end
+
+    it("rounds timeout = 0.0004 and command_timeout = 0.0004 up to 1 ms", function()
+        local r = redis_of { timeout = 0.0004, command_timeout = 0.0004,
+                             connect_timeout = 0.0004 }
+        assert.are.same({ 0.001, 0.001, 0.001 }, { r.timeout, r.command_timeout,
+                                                   r.connect_timeout })
+    end)
+
+    it("rounds REDIS_COMMAND_TIMEOUT=0.0004 and REDIS_POOL_TIMEOUT=0.0001 up to 1 ms", function()
+        local r = redis_of(nil, { REDIS_COMMAND_TIMEOUT = "0.0004",
+                                  REDIS_POOL_TIMEOUT = "0.0001" })
+        assert.are.same({ 0.001, 0.001 }, { r.timeout, r.command_timeout })
+    end)
+
+    it("hands cache.core no positive timeout that truncates to 0 ms", function()
+        for _, t in ipairs { 1e-300, 5e-324, 0.0004, 0.000999999, 0.001, 0.0015, 0.25 } do
+            local r = redis_of { timeout = t, command_timeout = t, connect_timeout = t }
+            for _, name in ipairs { "timeout", "command_timeout", "connect_timeout" } do
+                assert(math.floor(r[name] * 1000) >= 1,
+                       ("%s = %s reaches cache.core as %s"):format(name, t, r[name]))
+            end
+        end
+    end)
+
+    it("keeps a timeout of 1 ms or more as it is", function()
+        local r = redis_of { timeout = 0.0015, command_timeout = 2.5 }
+        assert.are.same({ 0.0015, 2.5 }, { r.timeout, r.command_timeout })
+    end)
+
+    it("still rejects a timeout of 0", function()
+        assert.are.equal("option command_timeout must be a number of seconds > 0 and "
+                         .. "<= 86400, got 0",
+                         error_of(config.redis, config.resolve({ command_timeout = 0 },
+                                                               NO_ENV, NO_FILE)))
+    end)
+
+    it("gives up on a silent server instead of hanging", function()
+        -- given: a server that accepts connections and never answers (a
+        -- listening socket nobody reads), and 0.4 ms timeouts
+        local script = [[
+            local ffi = require "ffi"
+            pcall(ffi.cdef, [=[
+                int socket(int domain, int type, int protocol);
+                int bind(int fd, const void *addr, unsigned int len);
+                int listen(int fd, int backlog);
+                int getsockname(int fd, void *addr, unsigned int *len);
+            ]=])
+            local fd = ffi.C.socket(2, 1, 0)
+            local sa = ffi.new("uint8_t[16]")
+            if ffi.abi("le") then sa[0] = 2 else sa[1] = 2 end
+            sa[4], sa[5], sa[6], sa[7] = 127, 0, 0, 1
+            assert(ffi.C.bind(fd, sa, 16) == 0 and ffi.C.listen(fd, 16) == 0)
+            assert(ffi.C.getsockname(fd, sa, ffi.new("unsigned int[1]", 16)) == 0)
+            local c = require("cache").new {
+                host = "127.0.0.1", port = sa[2] * 256 + sa[3], pool_size = 1,
+                timeout = 0.0004, connect_timeout = 0.0004, command_timeout = 0.0004 }
+            io.write("connected: ", tostring(c:connect()), "\n")
+        ]]
+        -- when: connecting (killed after 10 s)
+        local out, status = run_lua(script, nil, 10)
+        -- then: connect gave up and returned false
+        assert.are.same({ 0, "connected: false" }, { status, out:match("connected: %a+") })
+    end)
+end)
+
+describe("REDIS_CONNECT_TIMEOUT (issue 7 item 6)", function()
+    after_each(remove_tmpfiles)
+
+    local function redis_of(opts, vars, path)
+        return config.redis(config.resolve(opts, env(vars or {}), path or NO_FILE))
+    end
+
+    it("defaults to 2 seconds", function()
+        assert.are.equal(2, redis_of().connect_timeout)
+    end)
+
+    it("is not REDIS_POOL_TIMEOUT, which stays accepted", function()
+        local r = redis_of(nil, { REDIS_POOL_TIMEOUT = "20" })
+        assert.are.same({ 2, 20 }, { r.connect_timeout, r.timeout })
+    end)
+
+    it("is read from the environment, .env and the connect_timeout option", function()
+        assert.are.same({ 0.5, 3, 7 }, {
+            redis_of(nil, { REDIS_CONNECT_TIMEOUT = "0.5" }).connect_timeout,
+            redis_of(nil, nil, dotenv "REDIS_CONNECT_TIMEOUT=3\n").connect_timeout,
+            redis_of({ connect_timeout = 7 }, { REDIS_CONNECT_TIMEOUT = "0.5" }).connect_timeout,
+        })
+    end)
+
+    it("accepts a day", function()
+        assert.are.equal(86400, redis_of { connect_timeout = 86400 }.connect_timeout)
+    end)
+
+    for _, case in ipairs {
+        { { REDIS_CONNECT_TIMEOUT = "0" }, nil,
+          "REDIS_CONNECT_TIMEOUT must be a number of seconds > 0 and <= 86400, got '0' "
+          .. "(from environment)" },
+        { { REDIS_CONNECT_TIMEOUT = "2s" }, nil,
+          "REDIS_CONNECT_TIMEOUT must be a number of seconds > 0 and <= 86400, got '2s' "
+          .. "(from environment)" },
+        { {}, { connect_timeout = 86401 },
+          "option connect_timeout must be a number of seconds > 0 and <= 86400, got 86401" },
+        { {}, { connect_timeout = -1 },
+          "option connect_timeout must be a number of seconds > 0 and <= 86400, got -1" },
+    } do
+        it("raises at connect for " .. case[3]:match("got [^ ]*"), function()
+            local cfg = config.resolve(case[2], env(case[1]), NO_FILE)
+            assert.are.equal(case[3], error_of(config.redis, cfg))
+        end)
+    end
+
+    it("is handed to cache.core.connect as the settings field connect_timeout", function()
+        -- given: a spy on core.connect, which the module looks up at each call
+        local core = require "cache.core"
+        local real, settings = core.connect, nil
+        core.connect = function(engine, s)
+            settings = s
+            return real(engine, s)
+        end
+        -- when: connecting to a port where nothing listens
+        local ok, err = pcall(function()
+            local c = cache.new { host = "127.0.0.1", port = 1, connect_timeout = 0.75,
+                                  timeout = 20 }
+            c:connect()
+            c:disconnect()
+        end)
+        core.connect = real
+        -- then
+        assert(ok, err)
+        assert.are.same({ 0.75, 20 }, { settings.connect_timeout, settings.timeout })
+    end)
+end)
+
+describe("CACHE_LOG_LEVEL and CACHE_EXIT_FLUSH_TIMEOUT", function()
+    after_each(remove_tmpfiles)
+
+    local function cfg_of(opts, vars, path)
+        return config.resolve(opts, env(vars or {}), path or NO_FILE)
+    end
+
+    it("default to warn and 2 seconds", function()
+        local cfg = cfg_of()
+        assert.are.same({ "warn", 2 }, { cfg.log_level, cfg.exit_flush_timeout })
+    end)
+
+    for _, case in ipairs { { "error", "error" }, { "WARN", "warn" }, { "Info", "info" },
+                            { "debug", "debug" }, { "OFF", "off" } } do
+        it(("reads CACHE_LOG_LEVEL=%s as %s"):format(case[1], case[2]), function()
+            assert.are.equal(case[2], cfg_of(nil, { CACHE_LOG_LEVEL = case[1] }).log_level)
+        end)
+    end
+
+    it("reads them from .env, and options over the environment", function()
+        local path = dotenv "CACHE_LOG_LEVEL=debug\nCACHE_EXIT_FLUSH_TIMEOUT=0.5\n"
+        local from_file = cfg_of(nil, nil, path)
+        local from_opts = cfg_of({ log_level = "Error", exit_flush_timeout = 0 },
+                                 { CACHE_LOG_LEVEL = "info", CACHE_EXIT_FLUSH_TIMEOUT = "9" })
+        assert.are.same({ "debug", 0.5, "error", 0 },
+                        { from_file.log_level, from_file.exit_flush_timeout,
+                          from_opts.log_level, from_opts.exit_flush_timeout })
+    end)
+
+    it("accept an exit flush timeout of an hour", function()
+        assert.are.equal(3600, cfg_of(nil, { CACHE_EXIT_FLUSH_TIMEOUT = "3600" })
+                                   .exit_flush_timeout)
+    end)
+
+    it("round a positive exit flush timeout below 1 ms up to 1 ms", function()
+        assert.are.equal(0.001, cfg_of { exit_flush_timeout = 0.0004 }.exit_flush_timeout)
+    end)
+
+    for _, case in ipairs {
+        { nil, { CACHE_LOG_LEVEL = "verbose" },
+          "CACHE_LOG_LEVEL must be one of 'error', 'warn', 'info', 'debug', 'off', "
+          .. "got 'verbose' (from environment)" },
+        { { log_level = 5 }, nil,
+          "option log_level must be one of 'error', 'warn', 'info', 'debug', 'off', got 5" },
+        { nil, { CACHE_EXIT_FLUSH_TIMEOUT = "3601" },
+          "CACHE_EXIT_FLUSH_TIMEOUT must be a number of seconds >= 0 and <= 3600, "
+          .. "got '3601' (from environment)" },
+        { nil, { CACHE_EXIT_FLUSH_TIMEOUT = "-1" },
+          "CACHE_EXIT_FLUSH_TIMEOUT must be a number of seconds >= 0 and <= 3600, "
+          .. "got '-1' (from environment)" },
+        { { exit_flush_timeout = 0 / 0 }, nil,
+          "option exit_flush_timeout must be a number of seconds >= 0 and <= 3600, got nan" },
+    } do
+        it("raise when the manager is created for " .. case[3]:match("got .*"), function()
+            assert.are.equal(case[3], error_of(config.resolve, case[1], env(case[2] or {}),
+                                               NO_FILE))
+        end)
+    end
+
+    it("are kept on the manager's cfg", function()
+        local c = cache.new { log_level = "DEBUG", exit_flush_timeout = 5 }
+        assert.are.same({ "debug", 5 }, { c.cfg.log_level, c.cfg.exit_flush_timeout })
+    end)
+
+    it("raise in cache.new for CACHE_LOG_LEVEL=loud in the environment", function()
+        with_env({ CACHE_LOG_LEVEL = "loud" }, function()
+            assert.has_error(function() cache.new() end,
+                             "CACHE_LOG_LEVEL must be one of 'error', 'warn', 'info', 'debug', "
+                             .. "'off', got 'loud' (from environment)")
+        end)
+    end)
+end)
+
+describe("passwords stay out of messages and fields (issue 7 item 9)", function()
+    after_each(remove_tmpfiles)
+
+    local SECRET = "hunter2"
+
+    -- Every string reachable from `t` (keys, values, metatables), with the
+    -- path that reaches it.
+    local function strings_in(t)
+        local found, seen = {}, {}
+        local function walk(v, path)
+            if type(v) == "string" then
+                found[#found + 1] = { path = path, s = v }
+            elseif type(v) == "table" and not seen[v] then
+                seen[v] = true
+                for k, x in pairs(v) do
+                    walk(k, path .. "[key]")
+                    walk(x, path .. "." .. tostring(k))
+                end
+                walk(getmetatable(v), path .. "<mt>")
+            end
+        end
+        walk(t, "manager")
+        return found
+    end
+
+    local function assert_no_secret(t, secret)
+        for _, f in ipairs(strings_in(t)) do
+            assert(not f.s:find(secret, 1, true), f.path .. " shows the password: " .. f.s)
+        end
+    end
+
+    local MALFORMED = {
+        "REDIS://:hunter2@host", " redis://:hunter2@host", "rediss://:hunter2@host",
+        "redis:/:hunter2@host", "redis//user:hunter2@host", "http://user:hunter2@host",
+        "user:hunter2@host", ":hunter2@host", "hunter2@host", "redis://user:hunter2@host:x",
+        "redis://user:hunter2@host:99999", "redis://user:hunter2@host/99",
+        "redis://:hunter2@host/x", "redis://hunter2@host:0x10", "redis://u:hunter2@h@st:x",
+        "redis://u:hunter2%00@host", "redis://u:hunter2@[::1", "redis://u:hunter2@h:1:2",
+        "redis://u:hunter2:more@host:-1", "redis://u:hunter2@h:6379/0 ",
+    }
+
+    for _, url in ipairs(MALFORMED) do
+        it(("keeps the password out of the error for REDIS_URL=%q"):format(url), function()
+            local errs = {
+                error_of(config.redis, config.resolve(nil, env { REDIS_URL = url }, NO_FILE)),
+                error_of(config.redis, config.resolve({ url = url }, NO_ENV, NO_FILE)),
+                error_of(config.redis, config.resolve(nil, NO_ENV,
+                                                      dotenv("REDIS_URL='" .. url .. "'\n"))),
+            }
+            for i = 1, 3 do
+                assert(errs[i], "no error")
+                assert(not errs[i]:find(SECRET, 1, true), errs[i])
+            end
+        end)
+    end
+
+    it("shows a malformed URL with the password replaced", function()
+        local cfg = config.resolve(nil, env { REDIS_URL = "rediss://app:hunter2@host:6380/1" },
+                                   NO_FILE)
+        assert.are.equal("REDIS_URL must be a redis://[user:password@]host[:port][/db] URL, "
+                         .. "got 'rediss://app:***@host:6380/1' (from environment)",
+                         error_of(config.redis, cfg))
+    end)
+
+    it("shows a URL without a user with the password replaced", function()
+        local cfg = config.resolve({ url = "REDIS://:hunter2@host" }, NO_ENV, NO_FILE)
+        assert.are.equal("option url must be a redis://[user:password@]host[:port][/db] URL, "
+                         .. "got 'REDIS://:***@host'", error_of(config.redis, cfg))
+    end)
+
+    for _, bad in ipairs { 424242, true, { "hunter2" } } do
+        it(("does not show a password option of type %s"):format(type(bad)), function()
+            local err = error_of(config.redis, config.resolve({ password = bad }, NO_ENV,
+                                                              NO_FILE))
+            assert.are.equal("option password must be a string, got " .. type(bad), err)
+        end)
+    end
+
+    for _, case in ipairs {
+        { "redis://app:hunter2@h:1/2", "redis://app:***@h:1/2" },
+        { "redis://:hunter2@h", "redis://:***@h" },
+        { "redis://hunter2@h", "redis://***@h" },
+        { "redis://app:hun:ter@2@h", "redis://app:***@h" },
+        { " REDIS://:hunter2@h", " REDIS://:***@h" },
+        { ":hunter2@h", ":***@h" },
+        { "redis://h:1/2", "redis://h:1/2" },
+    } do
+        it(("redacts %q as %q"):format(case[1], case[2]), function()
+            assert.are.equal(case[2], config.redact_url(case[1]))
+        end)
+    end
+
+    describe("a manager's fields", function()
+        local function check(make)
+            local c = make()
+            assert_no_secret(c, SECRET)
+            -- still connects with it (to a port where nothing listens)
+            c:connect()
+            c:disconnect()
+            assert_no_secret(c, SECRET)
+            assert_no_secret(c:stats(), SECRET)
+            return c
+        end
+
+        it("never hold a password given in the url option", function()
+            local c = check(function()
+                return cache.new { url = "redis://app:hunter2@127.0.0.1:1/3" }
+            end)
+            assert.are.equal("redis://app:***@127.0.0.1:1/3", c.cfg.raw.url)
+        end)
+
+        it("never hold a password given in REDIS_URL or REDIS_PASSWORD", function()
+            with_env({ REDIS_URL = "redis://:hunter2@127.0.0.1:1",
+                       REDIS_PASSWORD = "hunter2" }, function()
+                check(function() return cache.new() end)
+            end)
+        end)
+
+        it("never hold a password given in the password option", function()
+            check(function() return cache.new { password = SECRET, port = 1 } end)
+        end)
+
+        it("never hold a %-encoded password, decoded or not", function()
+            local c = cache.new { url = "redis://u:hun%74er2@127.0.0.1:1" }
+            assert_no_secret(c, "hun%74er2")
+            assert_no_secret(c, SECRET)
+        end)
+
+        it("still hand the password to cache.core.connect", function()
+            local r = config.redis(cache.new { url = "redis://app:p%40ss@h:1/3" }.cfg)
+            assert.are.same({ "app", "p@ss", "h" }, { r.username, r.password, r.host })
+        end)
+    end)
+end)
+
+describe("a .env shared with other tools (issue 7 item 10)", function()
+    after_each(remove_tmpfiles)
+
+    -- Runs fn with io.stderr replaced; returns what was written to it.
+    local function stderr_of(fn)
+        local real, written = io.stderr, {}
+        io.stderr = { write = function(self, ...)   -- luacheck: ignore 122
+            for _, s in ipairs { ... } do written[#written + 1] = s end
+            return self
+        end }
+        local ok, err = pcall(fn)
+        io.stderr = real                            -- luacheck: ignore 122
+        if not ok then error(err, 0) end
+        return table.concat(written)
+    end
+
+    local PEM = "-----BEGIN PRIVATE KEY-----\n"
+        .. "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7k3t8aQzG0qY5\n"
+        .. "K8oZlJxqP3vV4t0ZP1oYl9o2XQ2hkz0xW2Qh8Nw+/x4Fq0LrT1x9bK2mVn7sYw==\n"
+        .. "Zl9o2XQ2hkz0xW2Qh8NwK8oZlJxqP3vV4t0ZP1oYMIIEvQIBADANBgkqhkiG9w0B\n"
+        .. "-----END PRIVATE KEY-----"
+
+    -- A .env of a web application that cachert shares: a BOM, comments,
+    -- export lines, a PEM key in double quotes over 5 lines, empty values,
+    -- spaces around =, quotes of both kinds, inline comments, ${VAR}, and
+    -- lines of other tools that python-dotenv itself cannot read.
+    local SHARED = "\239\187\191# shared by the web app, the worker and cachert\n"
+        .. "export PATH\n"
+        .. "export APP_ENV=production\n"
+        .. 'DATABASE_URL = "postgres://app:pw@db:5432/app"   # primary\n'
+        .. 'TLS_KEY="' .. PEM .. '"\n'
+        .. "SENTRY_DSN=\n"
+        .. "GREETING='hello # not a comment'\n"
+        .. "MOTD=\"line one\\nline two\"\n"
+        .. "WEIRD LINE WITHOUT EQUALS\n"
+        .. "=no_name\n"
+        .. 'NOT_OURS="a"b\n'
+        .. "\n"
+        .. "  REDIS_HOST = cache.internal\n"
+        .. "export REDIS_PORT=6380 # the port\n"
+        .. 'CACHE_NAMESPACE="app:${APP_ENV}:"\n'
+        .. "CACHE_DEFAULT_TTL='60'\n"
+        .. "REDIS_PASSWORD=\n"
+        .. 'BROKEN="never closed\n'
+
+    it("reads what python-dotenv reads from it", function()
+        local vars = config.parse_dotenv(SHARED, "x.env", function() return nil end)
+        assert.are.same({
+            APP_ENV = "production", DATABASE_URL = "postgres://app:pw@db:5432/app",
+            TLS_KEY = PEM, SENTRY_DSN = "", GREETING = "hello # not a comment",
+            MOTD = "line one\nline two", REDIS_HOST = "cache.internal", REDIS_PORT = "6380",
+            CACHE_NAMESPACE = "app:production:", CACHE_DEFAULT_TTL = "60", REDIS_PASSWORD = "",
+        }, vars)
+    end)
+
+    it("reports the lines it could not read, with their line numbers", function()
+        local _, problems = config.parse_dotenv(SHARED, "x.env")
+        local got = {}
+        for i, p in ipairs(problems) do got[i] = p.where .. " " .. (p.name or "-") end
+        assert.are.same({ "x.env:13 WEIRD", "x.env:14 -", "x.env:15 NOT_OURS",
+                          "x.env:22 BROKEN" }, got)
+    end)
+
+    it("gives cachert its settings without raising, and one warning per bad line", function()
+        local path = dotenv(SHARED)
+        local cfg, r
+        local err = stderr_of(function()
+            cfg = config.resolve(nil, NO_ENV, path)
+            r = config.redis(cfg)
+        end)
+        assert.are.same({ "cache.internal", 6380, "app:production:", 60, nil },
+                        { r.host, r.port, cfg.namespace, cfg.default_ttl, r.password })
+        local lines = {}
+        for l in err:gmatch("[^\n]+") do lines[#lines + 1] = l end
+        assert.are.same({
+            "cachert: " .. path .. ":13: ignored WEIRD, which could not be read "
+                .. "(unexpected text after the value)",
+            "cachert: " .. path .. ":14: ignored a line, which could not be read "
+                .. "(expected NAME=value)",
+            "cachert: " .. path .. ":15: ignored NOT_OURS, which could not be read "
+                .. "(unexpected text after the value)",
+            "cachert: " .. path .. ":22: ignored BROKEN, which could not be read "
+                .. "(unterminated quote)",
+        }, lines)
+        -- and no second warning for the same lines
+        assert.are.equal("", stderr_of(function() config.resolve(nil, NO_ENV, path) end))
+    end)
+
+    it("lets module-level calls work in a directory with that .env", function()
+        local dir = helpers.sh("mktemp -d /tmp/cachert-dotenv-XXXXXX"):gsub("%s+$", "")
+        local f = assert(io.open(dir .. "/.env", "wb"))
+        f:write((SHARED:gsub("cache.internal", "127.0.0.1"):gsub("6380", "1")))
+        f:close()
+        local out, status = run_lua([[
+            local cache = require "cache"
+            cache.set("k", "v")
+            cache.connect()
+            cache.set("k2", "v2")
+            io.write("\nget: ", cache.get("k"), " ", cache.get("k2"), " ",
+                     cache.stats().namespace, "\n")
+            cache.new()
+        ]], dir, 20, "env -u REDIS_HOST -u REDIS_PORT -u CACHE_NAMESPACE -u REDIS_URL")
+        helpers.sh("rm -rf " .. dir)
+        assert.are.same({ 0, "v v2 app:production:" }, { status, out:match("get: ([^\n]*)") })
+        local _, warnings = out:gsub("could not be read", "")
+        assert.are.equal(4, warnings)       -- once each, though two managers read it
+    end)
+
+    -- What python-dotenv 1.2.2's dotenv_values reads from each text (names
+    -- without a value left out), recorded from it.
+    for i, case in ipairs {
+        { "A=# nothing\n", { ["A"] = "# nothing" } },
+        { "A=\"abc\\\"\n", { ["A"] = "abc\\" } },
+        { "A=1\n\nnot a setting\nB=2\n", { ["A"] = "1", ["B"] = "2" } },
+        { "1A=1\n", { ["1A"] = "1" } },
+        { "A=1\nB=\"open\n", { ["A"] = "1" } },
+        { "A=\"x\"y\nB=1\n", { ["B"] = "1" } },
+        { "A=\"a\\\\n\"\n", { ["A"] = "a\\n" } },
+        { "A='a\\nb'\n", { ["A"] = "a\\nb" } },
+        { "A='it\\'s'\n", { ["A"] = "it's" } },
+        { "A=\"x\"#c\n", { ["A"] = "x" } },
+        { "A = 1\n", { ["A"] = "1" } },
+        { "export PATH\nB=2\n", { ["B"] = "2" } },
+        { "A=\"open\nB=1\nC=\"x\"\nD=4\n", { ["D"] = "4" } },
+        { "'Q K'=1\n", { ["Q K"] = "1" } },
+        { "A=\"\\t\\q\"\n", { ["A"] = "\t\\q" } },
+        { "A=a\\tb  \n", { ["A"] = "a\\tb" } },
+        { "A=\"x\" # c\n   B = \"y\"   \n", { ["A"] = "x", ["B"] = "y" } },
+        { "A= \n", { ["A"] = "" } },
+        { "A=\nB=1", { ["A"] = "", ["B"] = "1" } },
+        { "  export   A=1", { ["A"] = "1" } },
+        { "export=1", { ["export"] = "1" } },
+        { "A=\"x\r\ny\"\r\nB=2\r\n", { ["A"] = "x\ny", ["B"] = "2" } },
+        { "A=1\rB=2\r", { ["A"] = "1", ["B"] = "2" } },
+        { "K==v\n", { ["K"] = "=v" } },
+        { "A=b c d   # x\n", { ["A"] = "b c d" } },
+        { "A=\"a\"  b\n", {} },
+        { "A=\"multi\nline\n  value\"\nB=after\n",
+          { ["A"] = "multi\nline\n  value", ["B"] = "after" } },
+        { "A='multi\nline'\n", { ["A"] = "multi\nline" } },
+        { "A=\"say \\\"hi\\\"\"\n", { ["A"] = "say \"hi\"" } },
+        { "A='x' # c\n", { ["A"] = "x" } },
+        { "A=x#y # z\n", { ["A"] = "x#y" } },
+        { "#A=1\nB=2\n", { ["B"] = "2" } },
+        { "A\t=\t\"t\"\t\n", { ["A"] = "t" } },
+        { "A.B-C=1\n", { ["A.B-C"] = "1" } },
+        { "   \n\n\tA=1\n", { ["A"] = "1" } },
+        { "A=\"x\\\\\"\n", { ["A"] = "x\\" } },
+        { "A=\"a\\\"b\nC=2\n", { ["C"] = "2" } },
+        { "A='unterminated\nB=1\n", { ["B"] = "1" } },
+        { "A=''\nB=\"\"\n", { ["A"] = "", ["B"] = "" } },
+    } do
+        it(("reads case %d as python-dotenv does: %q"):format(i, case[1]), function()
+            assert.are.same(case[2], (config.parse_dotenv(case[1], "x.env")))
+        end)
+    end
+
+    it("skips a UTF-8 byte order mark before the first name", function()
+        local cfg = config.resolve(nil, NO_ENV, dotenv "\239\187\191REDIS_PORT=6390\n")
+        assert.are.equal(6390, config.redis(cfg).port)
+    end)
+
+    describe("a line of a cachert variable that cannot be read", function()
+        it("raises at connect for REDIS_*, naming it and the line, not the value", function()
+            local path = dotenv 'A=1\nREDIS_PASSWORD="hunter2\n'
+            local cfg
+            local err = stderr_of(function() cfg = config.resolve(nil, NO_ENV, path) end)
+            assert.are.same({ "", "REDIS_PASSWORD in " .. path .. ":2 could not be read: "
+                                  .. "unterminated quote" },
+                            { err, error_of(config.redis, cfg) })
+        end)
+
+        it("raises in cache.new for CACHE_*", function()
+            local path = dotenv "CACHE_MAX_ITEMS='5'x\n"
+            assert.are.equal("CACHE_MAX_ITEMS in " .. path .. ":1 could not be read: "
+                             .. "unexpected text after the value",
+                             error_of(config.resolve, nil, NO_ENV, path))
+        end)
+
+        it("raises at connect in a script, at the line that called connect", function()
+            local dir = helpers.sh("mktemp -d /tmp/cachert-dotenv-XXXXXX"):gsub("%s+$", "")
+            local f = assert(io.open(dir .. "/.env", "wb"))
+            f:write("REDIS_PORT 6379\n")
+            f:close()
+            local out = run_lua([[
+                local c = require("cache").new()
+                io.write("created\n")
+                local ok, err = pcall(c.connect, c)
+                io.write(tostring(ok), " ", err, "\n")
+            ]], dir, 20, "env -u REDIS_PORT -u REDIS_URL")
+            helpers.sh("rm -rf " .. dir)
+            assert.are.equal("created\nfalse REDIS_PORT in .env:1 could not be read: "
+                             .. "unexpected text after the value\n", out)
+        end)
+
+        it("does not raise when the environment gives the variable", function()
+            local path = dotenv 'REDIS_PORT="6379\n'
+            local cfg = config.resolve(nil, env { REDIS_PORT = "6380" }, path)
+            assert.are.equal(6380, config.redis(cfg).port)
+        end)
+
+        it("does not raise when REDIS_URL gives the variable", function()
+            local path = dotenv 'REDIS_PORT="6379\n'
+            local cfg = config.resolve(nil, env { REDIS_URL = "redis://h:6381" }, path)
+            assert.are.equal(6381, config.redis(cfg).port)
+        end)
+
+        it("does not raise when a later line gives the variable", function()
+            local path = dotenv "CACHE_DEFAULT_TTL=5 5\nCACHE_DEFAULT_TTL=7\n"
+            assert.are.equal(7, config.resolve(nil, NO_ENV, path).default_ttl)
+        end)
+
+        it("raises for a REDIS_URL line, naming it", function()
+            local path = dotenv "REDIS_URL='redis://:hunter2@h'x\n"
+            local err = error_of(config.redis, config.resolve(nil, NO_ENV, path))
+            assert.are.equal("REDIS_URL in " .. path .. ":1 could not be read: "
+                             .. "unexpected text after the value", err)
+        end)
+    end)
+
+    describe("${VAR} expansion", function()
+        local function parse(text, vars)
+            return (config.parse_dotenv(text, "x.env", env(vars or {})))
+        end
+
+        it("takes a name from the environment first, then from an earlier line", function()
+            assert.are.same({ A = "file", B = "env/file", C = "" },
+                            parse("A=file\nB=${HOME}/${A}\nC=${NOPE}\n", { HOME = "env" }))
+        end)
+
+        it("takes the default of ${NAME:-default} when NAME is unset or empty", function()
+            assert.are.same({ A = "6379", B = "yx", C = "6379" },
+                            parse("A=${PORT:-6379}\nB=${Z:-y}x\nC=${A:-1}\n", { Z = "" }))
+        end)
+
+        it("expands in double quotes, not in single quotes, and never $NAME", function()
+            assert.are.same({ U = "u", D = "u u", S = "${U}", N = "$U" },
+                            parse("U=u\nD=\"${U} ${U}\"\nS='${U}'\nN=$U\n"))
+        end)
+
+        it("builds REDIS_URL from REDIS_PASSWORD, as a shared .env may", function()
+            local path = dotenv "REDIS_PASSWORD=s3cret\nREDIS_URL=redis://:${REDIS_PASSWORD}@h\n"
+            local r = config.redis(config.resolve(nil, NO_ENV, path))
+            assert.are.same({ "s3cret", "h" }, { r.password, r.host })
         end)
     end)
 end)

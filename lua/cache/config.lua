@@ -4,7 +4,9 @@
 -- Settings of the memory store (ttl, namespace, limits, codec) are checked
 -- when the manager is created; Redis settings when connect() uses them, so
 -- a bad REDIS_PORT cannot break a script that never connects. Every error
--- names the setting and where its value came from.
+-- names the setting and where its value came from, and none shows a
+-- password: URLs are shown redacted, and the password is kept out of
+-- every field a manager exposes (see secret_values).
 
 local tonumber, tostring, type, error, pairs, ipairs, setmetatable =
     tonumber, tostring, type, error, pairs, ipairs, setmetatable
@@ -18,20 +20,21 @@ local ENV = {
     url = "REDIS_URL", host = "REDIS_HOST", port = "REDIS_PORT",
     db = "REDIS_DB", username = "REDIS_USERNAME", password = "REDIS_PASSWORD",
     pool_size = "REDIS_POOL_MAX_CONNECTIONS", timeout = "REDIS_POOL_TIMEOUT",
-    command_timeout = "REDIS_COMMAND_TIMEOUT",
+    connect_timeout = "REDIS_CONNECT_TIMEOUT", command_timeout = "REDIS_COMMAND_TIMEOUT",
     journal_max_keys = "CACHE_JOURNAL_MAX_KEYS",
     default_ttl = "CACHE_DEFAULT_TTL", namespace = "CACHE_NAMESPACE",
     max_items = "CACHE_MAX_ITEMS", max_memory = "CACHE_MAX_MEMORY",
     max_value_bytes = "CACHE_MAX_VALUE_BYTES", codec = "CACHE_CODEC",
+    log_level = "CACHE_LOG_LEVEL", exit_flush_timeout = "CACHE_EXIT_FLUSH_TIMEOUT",
 }
 _M.ENV = ENV
 
 _M.DEFAULTS = {
     host = "localhost", port = 6379, db = 0, pool_size = 10, timeout = 20,
-    command_timeout = 1, journal_max_keys = 100000,
+    connect_timeout = 2, command_timeout = 1, journal_max_keys = 100000,
     default_ttl = 300, namespace = "", max_items = 100000,
     max_memory = 64 * 1024 * 1024, max_value_bytes = 512 * 1024 * 1024,
-    codec = "msgpack",
+    codec = "msgpack", log_level = "warn", exit_flush_timeout = 2,
 }
 
 -- Upper bounds of the settings cache.core casts to size_t (and of the
@@ -43,119 +46,298 @@ local MAX_COUNT = 2 ^ 53
 local MAX_JOURNAL_KEYS = 100000000
 local MAX_VALUE_BYTES = 512 * 1024 * 1024
 local MAX_TIMEOUT = 86400           -- a day
+local MAX_EXIT_FLUSH = 3600         -- an hour
 
 -- .env ----------------------------------------------------------------------
 
--- Escapes inside double quotes; any other \x is kept as it is.
-local DQ_ESCAPES = { n = "\n", ['"'] = '"', ["\\"] = "\\" }
+-- .env files are shared with other tools (python-dotenv, docker compose,
+-- shells), so this reads what python-dotenv reads, the same way; see
+-- parse_dotenv. Lua patterns stand in for its regular expressions; a
+-- [ \t\f\v] class for its "whitespace but not a line break".
 
-local function unquote(raw, where)
-    local q = raw:sub(1, 1)
-    if q == '"' or q == "'" then
-        local close = raw:find(q, 2, true)
-        if q == '"' then
-            -- a backslash escapes the next character, \" included
-            local i = 2
-            repeat
-                close = raw:find('[\\"]', i)
-                i = close and close + 2
-            until not close or raw:sub(close, close) == '"'
+-- Escapes inside quotes (python-dotenv's); any other \x is kept as it is.
+local DQ_ESCAPES = { ["\\"] = "\\", ["'"] = "'", ['"'] = '"', a = "\a", b = "\b",
+                     f = "\f", n = "\n", r = "\r", t = "\t", v = "\v" }
+
+-- The position of the quote that closes the value opened by the quote
+-- `q` at `open`, as python-dotenv's q((?:\\q|[^q])*)q finds it: the first
+-- q after `open` that no backslash precedes; failing that (every later q
+-- is escaped), the last q in the text; nil when there is none.
+local function closing_quote(text, open, q)
+    local last
+    local i = text:find(q, open + 1, true)
+    while i do
+        if text:sub(i - 1, i - 1) ~= "\\" then
+            return i
         end
-        if not close then
-            error(where .. ": unterminated quote", 0)
-        end
-        local rest = raw:sub(close + 1)
-        if not rest:match("^%s*$") and not rest:match("^%s+#") then
-            error(where .. ": unexpected text after the closing quote", 0)
-        end
-        local v = raw:sub(2, close - 1)
-        if q == '"' then
-            v = v:gsub("\\(.)", DQ_ESCAPES)
-        end
-        return v
+        last = i
+        i = text:find(q, i + 1, true)
     end
-    -- unquoted: a '#' preceded by whitespace starts a comment
-    local v = raw:gsub("%s+#.*$", "")
-    if v:sub(1, 1) == "#" then v = "" end
-    return (v:gsub("%s+$", ""))
+    return last
 end
 
---- Parses .env text: NAME=value lines, # comments (also trailing), optional
--- quotes and `export`. Returns a map of name -> value; raises on a line
--- that is none of these, naming the file and line.
-function _M.parse_dotenv(text, filename)
-    local vars = {}
-    local lineno = 0
-    for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-        lineno = lineno + 1
-        line = line:gsub("\r$", "")
-        if not line:match("^%s*$") and not line:match("^%s*#") then
-            local name, raw = line:match("^%s*export%s+([%a_][%w_]*)%s*=%s*(.-)%s*$")
-            if not name then
-                name, raw = line:match("^%s*([%a_][%w_]*)%s*=%s*(.-)%s*$")
-            end
-            local where = filename .. ":" .. lineno
-            if not name then
-                error(where .. ": expected NAME=value", 0)
-            end
-            vars[name] = unquote(raw, where)
+-- ${NAME} and ${NAME:-default} in a value, as python-dotenv expands them:
+-- NAME's value from the environment (when set and not empty, as for
+-- cachert's own settings), else from an earlier line of the file, else
+-- the default, else "". $NAME without braces stays as it is.
+local function expand(value, vars, getenv)
+    if not value:find("${", 1, true) then return value end
+    local out, i = {}, 1
+    while true do
+        local at = value:find("${", i, true)
+        if not at then break end
+        local name, e = value:match("^%${([^}:]*)}()", at)
+        local default
+        if not name then
+            name, default, e = value:match("^%${([^}:]*):%-([^}]*)}()", at)
+        end
+        if name then
+            out[#out + 1] = value:sub(i, at - 1)
+            local v = getenv(name)
+            if v == nil or v == "" then v = vars[name] end
+            out[#out + 1] = v or default or ""
+            i = e
+        else
+            out[#out + 1] = value:sub(i, at)
+            i = at + 1
         end
     end
-    return vars
+    out[#out + 1] = value:sub(i)
+    return table.concat(out)
 end
 
-local function load_dotenv(path)
+local HSPACE = "[ \t\f\v]*()"
+
+-- One binding starting at `p` (leading blank lines skipped): returns
+-- true, the position after it, its name (nil for a comment) and value
+-- (nil for a name without "="), whether the value was single-quoted; or
+-- false, the position where reading failed, the name if it was read, and
+-- why.
+local function binding(text, p)
+    p = text:match("^export[ \t\f\v]+()", p) or p
+    local c, name = text:sub(p, p), nil
+    if c == "'" then
+        name, p = text:match("^'([^']+)'()", p)
+    elseif c ~= "#" then
+        name, p = text:match("^([^=#%s]+)()", p)
+    end
+    if not p then
+        return false, nil, nil, "expected NAME=value"
+    end
+    p = text:match("^" .. HSPACE, p)
+    local value, single
+    if text:sub(p, p) == "=" then
+        p = text:match("^=" .. HSPACE, p)
+        c = text:sub(p, p)
+        if c == "'" or c == '"' then
+            local close = closing_quote(text, p, c)
+            if not close then
+                return false, p, name, "unterminated quote"
+            end
+            value = text:sub(p + 1, close - 1)
+            if c == '"' then
+                value = value:gsub("\\([\\'\"abfnrtv])", DQ_ESCAPES)
+            else
+                value = value:gsub("\\([\\'])", "%1")
+                single = true
+            end
+            p = close + 1
+        else
+            -- unquoted: up to the line break; whitespace then # starts a comment
+            local part
+            part, p = text:match("^([^\n]*)()", p)
+            value = part:gsub("%s+#.*", ""):gsub("%s+$", "")
+        end
+    end
+    p = text:match("^[ \t\f\v]*#[^\n]*()", p) or p
+    local eol = text:match("^[ \t\f\v]*\n()", p) or text:match("^[ \t\f\v]*()$", p)
+    if not eol then
+        return false, p, name, "unexpected text after the value"
+    end
+    return true, eol, name, value, single
+end
+
+--- Parses .env text as python-dotenv does: NAME=value bindings, `#`
+-- comments (whole lines, and after a value following whitespace), an
+-- optional `export `, spaces around "=", values unquoted, in single quotes
+-- (\' and \\ escapes) or double quotes (\n, \t, \", \\ ... escapes), both
+-- of which may span lines; a name without "=" (`export PATH`) is unset;
+-- ${NAME} and ${NAME:-default} expand in unquoted and double-quoted values
+-- (see expand; `getenv` defaults to os.getenv). Beyond python-dotenv, a
+-- UTF-8 byte order mark is skipped. CRLF and CR line breaks read as LF.
+--
+-- Never raises. Returns the map name -> value; the list of lines it could
+-- not read ({ name = (nil when not read), line =, where = "file:line",
+-- reason = }), each of which it skipped to its end as python-dotenv does;
+-- and the map name -> that entry for the names whose last binding is one
+-- of them.
+function _M.parse_dotenv(text, filename, getenv)
+    getenv = getenv or os.getenv
+    if text:sub(1, 3) == "\239\187\191" then text = text:sub(4) end
+    text = text:gsub("\r\n?", "\n")
+    local vars, problems, broken = {}, {}, {}
+    local p, line = 1, 1
+    local function move(to)             -- to `to`, counting line breaks
+        local _, n = text:sub(p, to - 1):gsub("\n", "")
+        p, line = to, line + n
+    end
+    while true do
+        move(text:match("^%s*()", p))
+        if p > #text then break end
+        local at_line = line
+        local ok, to, name, value, single = binding(text, p)
+        if ok then
+            if name then
+                if value and not single then value = expand(value, vars, getenv) end
+                vars[name], broken[name] = value, nil
+            end
+            move(to)
+        else
+            local problem = { name = name, line = at_line, reason = value,
+                              where = filename .. ":" .. at_line }
+            problems[#problems + 1] = problem
+            if name then vars[name], broken[name] = nil, problem end
+            if to then move(to) end
+            move(text:match("^[^\n]*\n?()", p))
+        end
+    end
+    return vars, problems, broken
+end
+
+-- The lines of a .env file that no cachert variable is on, and could not
+-- be read, have been reported (once each per process): where .. reason.
+local warned = {}
+
+--- Reports a problem that does not stop anything. The one way out for
+-- cachert's warnings from this module.
+local function warn(msg)
+    io.stderr:write("cachert: ", msg, "\n")
+end
+
+-- The variables cachert reads (filled in below, from ENV).
+local OURS = {}
+for _, var in pairs(ENV) do OURS[var] = true end
+
+local function load_dotenv(path, getenv)
     local f = io.open(path, "rb")
-    if not f then return {} end
+    if not f then return {}, {} end
     local text = f:read("*a")
     f:close()
-    return _M.parse_dotenv(text, path)
+    local vars, problems, broken = _M.parse_dotenv(text, path, getenv)
+    for _, problem in ipairs(problems) do
+        -- A line of another tool: that tool's business, so one warning at
+        -- most. A line of cachert's own raises when its value is used.
+        local key = problem.where .. "\0" .. problem.reason .. "\0" .. (problem.name or "")
+        if not OURS[problem.name] and not warned[key] then
+            warned[key] = true
+            warn(("%s: ignored %s, which could not be read (%s)"):format(
+                problem.where, problem.name or "a line", problem.reason))
+        end
+    end
+    return vars, broken
 end
 
 -- Values --------------------------------------------------------------------
 
-local function fail(name, src, msg, value)
-    local what = src.kind == "option" and ("option " .. name)
-        or ENV[name] or name
+--- A URL as messages and readable fields show it: whatever stands where
+-- a password can (before the last "@", after the scheme and the user)
+-- replaced by "***": "redis://user:***@host:6379/0". Works on malformed
+-- URLs too ("REDIS://:***@host", " redis://:***@h", "user:***@h").
+function _M.redact_url(url)
+    local at = url:match("^.*()@")
+    if not at then return url end
+    local scheme = url:sub(1, at - 1):match("^%s*%a[%w+.-]*:/*") or ""
+    local user = url:sub(#scheme + 1, at - 1):match("^([^:]*):")
+    return scheme .. (user and user .. ":***" or "***") .. url:sub(at)
+end
+local redact_url = _M.redact_url
+
+-- The name of a setting in a message: the option, the variable, or the
+-- part of the URL it came from.
+local function describe(name, src)
     if src.in_url then
-        what = name .. " in " .. (src.kind == "option" and "option url" or ENV.url)
+        return name .. " in " .. (src.kind == "option" and "option url" or ENV.url)
     end
-    local from = src.kind == "option" and ""
-        or (" (from " .. src.kind .. ")")
-    error(("%s must be %s, got %s%s"):format(what, msg,
-        type(value) == "string" and ("'" .. value .. "'") or tostring(value),
-        from), 0)
+    return src.kind == "option" and ("option " .. name) or ENV[name] or name
 end
 
-local function to_number(name, src, v, msg)
-    local n = tonumber(v)
-    if type(v) ~= "number" and (type(v) ~= "string" or n == nil) then
-        fail(name, src, msg, v)
+local function from(src)
+    return src.kind == "option" and "" or (" (from " .. src.kind .. ")")
+end
+
+-- Raises "<setting> must be <msg>, got <value> (from <source>)". A
+-- password's value is never shown, only its type.
+local function fail(name, src, msg, value)
+    local got
+    if name == "password" then
+        got = type(value)
+    elseif name == "url" and type(value) == "string" then
+        got = "'" .. redact_url(value) .. "'"
+    elseif type(value) == "string" then
+        got = "'" .. value .. "'"
+    else
+        got = tostring(value)
+    end
+    error(("%s must be %s, got %s%s"):format(describe(name, src), msg, got, from(src)), 0)
+end
+
+-- 2^53 is where doubles stop holding every integer: a longer decimal
+-- string can round down onto a bound (9007199254740993 reads as 2^53).
+local EXACT = 2 ^ 53
+
+-- The number a string writes in plain decimal notation, or nil: digits,
+-- with a fraction when `fraction` is true ("0.25", ".5", "2."); no sign,
+-- exponent, hexadecimal, "inf", "nan" or surrounding blanks (tonumber
+-- takes all of these). A value past 2^53 that a double cannot hold exactly
+-- comes back as infinity, so it fails any range check.
+local function decimal(s, fraction)
+    local int, frac = s:match("^(%d*)%.?(%d*)$")
+    if not int or (int == "" and frac == "") or (not fraction and s:find(".", 1, true)) then
+        return nil
+    end
+    local n = tonumber(s)
+    if n >= EXACT and (frac:find("[1-9]") or int:gsub("^0+", "") ~= "9007199254740992") then
+        return huge
     end
     return n
+end
+
+-- A setting's numeric value: a Lua number as it is, a string read by
+-- decimal(); nil for anything else.
+local function to_number(v, fraction)
+    if type(v) == "number" then return v end
+    if type(v) == "string" then return decimal(v, fraction) end
+    return nil
 end
 
 local function integer(lo, hi)
     local msg = ("an integer between %s and %s")
         :format(format_number(lo), format_number(hi))
     return function(name, src, v)
-        local n = to_number(name, src, v, msg)
-        if n ~= floor(n) or n < lo or n > hi then fail(name, src, msg, v) end
+        local n = to_number(v, false)
+        -- (a NaN fails n == floor(n))
+        if not n or n ~= floor(n) or n < lo or n > hi then fail(name, src, msg, v) end
         return n
     end
 end
 
 -- Seconds >= 0 (> 0 when `min_exclusive`), finite, at most `max` if given.
-local function seconds(min_exclusive, max)
+-- With `timeout`, a positive value below a millisecond becomes 0.001:
+-- cache.core counts timeouts in whole milliseconds (truncating), and 0 ms
+-- there means no deadline at all, so 0.0004 would wait forever.
+local function seconds(min_exclusive, max, timeout)
     local msg = min_exclusive and "a number of seconds > 0" or "a number of seconds >= 0"
     if max then
         msg = msg .. " and <= " .. max
     end
     max = max or huge
     return function(name, src, v)
-        local n = to_number(name, src, v, msg)
-        if n ~= n or n >= huge or n > max or (min_exclusive and n <= 0) or n < 0 then
+        local n = to_number(v, true)
+        if not n or n ~= n or n >= huge or n > max or (min_exclusive and n <= 0) or n < 0 then
             fail(name, src, msg, v)
+        end
+        if timeout and n > 0 and n < 0.001 then
+            return 0.001
         end
         return n
     end
@@ -166,19 +348,40 @@ local function str(name, src, v)
     return v
 end
 
+-- A string cache.core hands to C as a C string (host, username,
+-- password): a NUL byte would cut it short. The message never shows the
+-- value, which may be a password.
+local function cstring(name, src, v)
+    str(name, src, v)
+    if v:find("\0", 1, true) then
+        error(describe(name, src) .. " must not contain a NUL byte" .. from(src), 0)
+    end
+    return v
+end
+
 local UNITS = { b = 1, k = 1024, kb = 1024, m = 1024 ^ 2, mb = 1024 ^ 2,
                 g = 1024 ^ 3, gb = 1024 ^ 3 }
 
---- Parses a byte size: a number, or a string such as "256mb", "1gb", "512kb".
+--- Parses a byte size: a whole number of bytes (a Lua number or decimal
+-- digits), or a decimal number with a unit such as "256mb", "1.5gb",
+-- "512kb" (powers of 1024, case-insensitive), rounded up to whole bytes.
+-- Returns nil for anything else (a sign, an exponent, hexadecimal, a
+-- fraction of a byte); a size past 2^53 bytes comes back as infinity.
 function _M.parse_bytes(v)
     if type(v) == "number" then
         return (v >= 0 and v == floor(v)) and v or nil
     end
     if type(v) ~= "string" then return nil end
-    local num, unit = v:lower():match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+    local num, unit = v:lower():match("^([%d.]+)%s*(%a*)$")
     local mult = UNITS[unit == "" and "b" or unit]
     if not num or not mult then return nil end
-    return floor(tonumber(num) * mult)
+    local n = decimal(num, mult > 1)
+    if not n then return nil end
+    n = n * mult
+    if n >= EXACT and num:find("%.%d*[1-9]") then
+        return huge         -- a fraction past 2^53 bytes: not exact
+    end
+    return math.ceil(n)
 end
 
 -- A byte size between lo and hi; `hi_text` writes hi with a unit.
@@ -197,20 +400,33 @@ local function codec(name, src, v)
     return v
 end
 
+local LOG_LEVELS = { error = true, warn = true, info = true, debug = true, off = true }
+
+-- One of LOG_LEVELS, case-insensitive; returned in lower case.
+local function log_level(name, src, v)
+    local level = type(v) == "string" and v:lower()
+    if not LOG_LEVELS[level] then
+        fail(name, src, "one of 'error', 'warn', 'info', 'debug', 'off'", v)
+    end
+    return level
+end
+
 local CHECK = {
-    host = str, username = str, password = str, url = str, namespace = str,
+    host = cstring, username = cstring, password = cstring, url = str, namespace = str,
     port = integer(1, 65535), db = integer(0, 15),
-    pool_size = integer(1, 10000), timeout = seconds(true, MAX_TIMEOUT),
+    pool_size = integer(1, 10000), timeout = seconds(true, MAX_TIMEOUT, true),
     default_ttl = seconds(false), max_items = integer(0, MAX_COUNT),
     max_memory = bytes(0, MAX_COUNT, format_number(MAX_COUNT)),
     max_value_bytes = bytes(1, MAX_VALUE_BYTES, "536870912 (512mb)"),
-    codec = codec, command_timeout = seconds(true, MAX_TIMEOUT),
+    codec = codec, command_timeout = seconds(true, MAX_TIMEOUT, true),
+    connect_timeout = seconds(true, MAX_TIMEOUT, true),
     journal_max_keys = integer(1, MAX_JOURNAL_KEYS),
+    log_level = log_level, exit_flush_timeout = seconds(false, MAX_EXIT_FLUSH, true),
 }
 
 local LOCAL = { default_ttl = true, namespace = true, max_items = true,
                 max_memory = true, max_value_bytes = true, codec = true,
-                journal_max_keys = true }
+                journal_max_keys = true, log_level = true, exit_flush_timeout = true }
 
 -- TTLs --------------------------------------------------------------------
 
@@ -235,11 +451,32 @@ function _M.ttl_ms(ttl)
     return ms < MAX_TTL_MS and ms or MAX_TTL_MS
 end
 
+-- Checks a setting's value; raises for a .env line that held it and could
+-- not be read, naming the variable and the line (never the value).
+local function check(name, src, v)
+    if src.broken then
+        error(("%s in %s could not be read: %s"):format(ENV[name], src.broken.where,
+                                                         src.broken.reason), 0)
+    end
+    return CHECK[name](name, src, v)
+end
+
 -- Resolution ----------------------------------------------------------------
 
+-- cfg -> its values as given, the password and the full URL included.
+-- cfg.raw holds a copy with both redacted, so no field reachable from a
+-- manager holds a password; only config.redis(cfg) (for connect) reads
+-- them from here. Weak keys: an entry goes with its cfg.
+local secret_values = setmetatable({}, { __mode = "k" })
+
 --- Resolves every setting for a manager. `opts` are cache.new's options.
--- Returns a table of values and a table of sources; raises on an unknown
--- option or a malformed memory-store setting. `getenv` and `dotenv_path`
+-- Returns the manager's cfg: the checked memory-store and process
+-- settings (default_ttl, namespace, max_items, max_memory,
+-- max_value_bytes, codec, journal_max_keys, log_level in lower case,
+-- exit_flush_timeout in seconds), `sources` (where each value came from)
+-- and `raw` (the values before checking, a password shown as "***" and
+-- the URL as redact_url writes it). Raises on an unknown option or a
+-- malformed memory-store setting. `getenv` and `dotenv_path`
 -- can be replaced for tests.
 function _M.resolve(opts, getenv, dotenv_path)
     opts = opts or {}
@@ -253,7 +490,7 @@ function _M.resolve(opts, getenv, dotenv_path)
     end
     getenv = getenv or os.getenv
     local path = dotenv_path or ".env"
-    local dotenv = load_dotenv(path)
+    local dotenv, broken = load_dotenv(path, getenv)
     local values, sources = {}, {}
     for name, var in pairs(ENV) do
         -- an empty environment or .env value counts as unset
@@ -261,18 +498,25 @@ function _M.resolve(opts, getenv, dotenv_path)
         if v == nil then
             v, src = getenv(var), { kind = "environment" }
             if v == nil or v == "" then
-                v, src = dotenv[var], { kind = path }
+                -- a line of .env that could not be read: no value, and
+                -- an error when the setting is checked
+                v, src = dotenv[var], { kind = path, broken = broken[var] }
                 if v == "" then v = nil end
             end
         end
-        if v == nil then
+        if v == nil and not src.broken then
             v, src = _M.DEFAULTS[name], { kind = "default" }
         end
         values[name], sources[name] = v, src
     end
-    local cfg = { sources = sources, raw = values }
+    local raw = {}
+    for name, v in pairs(values) do raw[name] = v end
+    if raw.password ~= nil then raw.password = "***" end
+    if type(raw.url) == "string" then raw.url = redact_url(raw.url) end
+    local cfg = { sources = sources, raw = raw }
+    secret_values[cfg] = values
     for name in pairs(LOCAL) do
-        cfg[name] = CHECK[name](name, sources[name], values[name])
+        cfg[name] = check(name, sources[name], values[name])
     end
     return cfg
 end
@@ -317,23 +561,31 @@ local function rank(src)
         or src.kind == "default" and 1 or 2
 end
 
---- Checks and returns the Redis settings (called by connect()). Raises a
--- clear error naming the variable and its source for a malformed value.
+--- Checks and returns the Redis settings (called by connect()): the table
+-- handed to cache.core.connect, with host, port, db, username, password,
+-- pool_size, connect_timeout (seconds for one connection attempt, the
+-- handshake included), command_timeout (seconds) and timeout
+-- (REDIS_POOL_TIMEOUT, the seed's wait for a free pool connection: kept
+-- and checked for compatibility; cachert's pool never makes a caller wait
+-- for a connection, so it bounds nothing). Raises a clear error naming the
+-- variable and its source for a malformed value.
+local REDIS_SETTINGS = { "host", "port", "db", "username", "password", "pool_size",
+                         "timeout", "connect_timeout", "command_timeout" }
+
 function _M.redis(cfg)
-    local values, sources = cfg.raw, cfg.sources
+    local values, sources = secret_values[cfg] or cfg.raw, cfg.sources
     local r = {}
-    for _, name in ipairs { "host", "port", "db", "username", "password",
-                            "pool_size", "timeout", "command_timeout" } do
+    for _, name in ipairs(REDIS_SETTINGS) do
         r[name] = values[name]
     end
     local srcs = setmetatable({}, { __index = sources })
-    if values.url ~= nil then
+    if values.url ~= nil or sources.url.broken then
         -- The URL overrides the five settings it can carry (a part it
         -- leaves out takes the default), except one given at a higher
         -- level than the URL itself: an explicit port option beats a
         -- REDIS_URL from the environment, as options beat variables.
         local src = sources.url
-        str("url", src, values.url)
+        check("url", src, values.url)
         local parts = parse_url(values.url, src)
         local in_url = { kind = src.kind, in_url = true }
         for _, name in ipairs { "host", "port", "db", "username", "password" } do
@@ -345,8 +597,10 @@ function _M.redis(cfg)
             end
         end
     end
-    for name, v in pairs(r) do
-        if v ~= nil then r[name] = CHECK[name](name, srcs[name], v) end
+    for _, name in ipairs(REDIS_SETTINGS) do
+        if r[name] ~= nil or srcs[name].broken then
+            r[name] = check(name, srcs[name], r[name])
+        end
     end
     return r
 end
