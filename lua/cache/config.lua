@@ -208,10 +208,15 @@ end
 -- be read, have been reported (once each per process): where .. reason.
 local warned = {}
 
---- Reports a problem that does not stop anything. The one way out for
--- cachert's warnings from this module.
-local function warn(msg)
+--- Reports a problem that does not stop anything: the one way out for
+-- cachert's warnings from this module. The cache module points it at its
+-- logger (cache.on_log).
+function _M.warn(msg)
     io.stderr:write("cachert: ", msg, "\n")
+end
+
+local function warn(msg)
+    _M.warn(msg)
 end
 
 -- The variables cachert reads (filled in below, from ENV).

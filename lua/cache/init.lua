@@ -402,7 +402,7 @@ local LEVELS = { off = 0, error = 1, warn = 2, info = 3, debug = 4 }
 -- A message from the Lua side, as the C side logs: through the handler,
 -- else one line on stderr; dropped below the manager's level.
 local function log(self, level, msg)
-    if LEVELS[level] > LEVELS[self.cfg.log_level or "warn"] then return end
+    if self and LEVELS[level] > LEVELS[self.cfg.log_level or "warn"] then return end
     if log_handler then
         local ok, err = pcall(log_handler, level, msg)
         if ok then return end
@@ -411,6 +411,9 @@ local function log(self, level, msg)
     io.stderr:write("cachert: ", msg, "\n")
 end
 _M._log = log
+-- The configuration's warnings (a .env line another tool wrote badly):
+-- no manager yet, so no level but the handler's.
+config.warn = function(msg) log(nil, "warn", msg) end
 
 -- At exit ---------------------------------------------------------------------
 
