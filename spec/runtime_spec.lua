@@ -253,6 +253,44 @@ io.write("...=", table.concat({ ... }, ","), "\n")
         end)
     end)
 
+    describe("standard streams closed at start", function()
+        local marker
+
+        before_each(function()
+            marker = os.tmpname()
+            os.remove(marker)
+        end)
+
+        after_each(function()
+            os.remove(marker)
+        end)
+
+        local function writes_marker(redirections)
+            local code = "io.open(" .. ("%q"):format(marker) .. ", 'w'):write('ran')"
+            local _, _, status = run(quote(CACHERT) .. " -e " .. quote(code) .. " " .. redirections)
+            local f = io.open(marker)
+            local text = f and f:read("*a")
+            if f then f:close() end
+            return { status, text }
+        end
+
+        for _, redirections in ipairs { "<&-", ">&-", "2>&-", "<&- >&- 2>&-" } do
+            it("run the script with " .. redirections, function()
+                assert.are.same({ 0, "ran" }, writes_marker(redirections))
+            end)
+        end
+
+        it("let cache.core load under plain luajit with stdin closed", function()
+            local env = ("LUA_PATH=%s LUA_CPATH=%s "):format(
+                quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
+                quote(BUILD .. "/lua/?.so;;"))
+            local code = "local cache = require 'cache' cache.set('k', 'v') "
+                .. "io.stderr:write((cache.get('k')))"
+            local _, err, status = run(env .. "luajit -e " .. quote(code) .. " <&-")
+            assert.are.same({ "v", 0 }, { err, status })
+        end)
+    end)
+
     describe("tasks", function()
         it("waits for every spawned task before exiting", function()
             assert.are.same({ "main done\nlate task\n", "", 0 }, { cachert { "-e", [[

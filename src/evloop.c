@@ -7,7 +7,10 @@
 */
 #include "evloop.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "status.h"
 
@@ -65,6 +68,20 @@ static void on_timer(uv_timer_t *h)
 
 /* -- Public API --------------------------------------------------------- */
 
+void evloop_reserve_stdio(void)
+{
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        /* The lowest free number: `fd` itself, since those below are open. */
+        int nfd = open("/dev/null", O_RDWR);
+        if (nfd >= 0 && nfd != fd) {
+            dup2(nfd, fd);
+            close(nfd);
+        }
+    }
+}
+
 int evloop_init(EvLoop *s)
 {
     s->woken = NULL;
@@ -75,6 +92,7 @@ int evloop_init(EvLoop *s)
     s->npending = 0;
     s->timers = NULL;
     s->closed = false;
+    evloop_reserve_stdio();
     if (uv_loop_init(&s->loop) != 0)
         return CR_ENOMEM;
     return CR_OK;

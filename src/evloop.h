@@ -29,6 +29,13 @@ typedef struct EvLoop {
     bool closed;
 } EvLoop;
 
+/* Makes sure file descriptors 0, 1 and 2 are open: each one that is closed
+** is opened on /dev/null, as daemons do. Otherwise the loop's own
+** descriptors (epoll, its wake-up pipes) could take those numbers, and
+** libuv aborts when it closes one of them. Called by the executable before
+** anything else, and by evloop_init(). */
+void evloop_reserve_stdio(void);
+
 /* Initialises `s` (memory owned by the caller). Returns CR_OK or a
 ** negative CR_E* code. */
 int evloop_init(EvLoop *s);

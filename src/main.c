@@ -21,6 +21,7 @@
 #include <luajit.h>
 #include <lualib.h>
 
+#include "evloop.h"
 #include "lcache.h"
 #include "luasrc.h"
 
@@ -285,6 +286,7 @@ static void interactive(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    evloop_reserve_stdio(); /* before anything can open a descriptor */
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         fprintf(stderr, PROGNAME ": cannot create the Lua state\n");
