@@ -54,6 +54,11 @@ static bool push_woken(EvLoop *s, int64_t id)
     return true;
 }
 
+static void on_kick(uv_idle_t *h)
+{
+    (void)h;
+}
+
 static void on_timer(uv_timer_t *h)
 {
     SleepTimer *t = h->data;
@@ -95,6 +100,7 @@ int evloop_init(EvLoop *s)
     evloop_reserve_stdio();
     if (uv_loop_init(&s->loop) != 0)
         return CR_ENOMEM;
+    uv_idle_init(&s->loop, &s->kick);
     return CR_OK;
 }
 
@@ -139,7 +145,16 @@ int evloop_timer(EvLoop *s, uint64_t ms, int64_t id)
 size_t evloop_poll(EvLoop *s, bool block)
 {
     bool wait = block && (s->ntimers > 0 || s->npending > 0);
-    uv_run(&s->loop, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+    if (wait) {
+        uv_run(&s->loop, UV_RUN_ONCE);
+        return s->nwoken;
+    }
+    /* uv_run does nothing at all while no referenced handle is active, and
+    ** everything that must keep running here is unreferenced: an active
+    ** idle handle makes it run one iteration, polling without a wait. */
+    uv_idle_start(&s->kick, on_kick);
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+    uv_idle_stop(&s->kick);
     return s->nwoken;
 }
 
@@ -153,6 +168,7 @@ void evloop_close(EvLoop *s)
         unlink_timer(t);
         uv_close((uv_handle_t *)&t->handle, on_timer_closed);
     }
+    uv_close((uv_handle_t *)&s->kick, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
     free(s->woken);

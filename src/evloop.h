@@ -26,6 +26,7 @@ typedef struct EvLoop {
     size_t ntimers;     /* timers started and not yet fired */
     size_t npending;    /* requests begun and not yet woken */
     SleepTimer *timers; /* those timers */
+    uv_idle_t kick;     /* keeps a non-blocking poll from being a no-op */
     bool closed;
 } EvLoop;
 
@@ -56,8 +57,10 @@ bool evloop_wake(EvLoop *s, int64_t id);
 
 /* Runs one loop iteration, waiting for an event when `block` is true and
 ** a timer or a request is pending (idle connections alone never make a
-** poll wait). Returns how many ids are now in s->woken; the caller
-** consumes them and resets s->nwoken to 0. */
+** poll wait). A poll that does not wait still runs the due timers and the
+** ready I/O of unreferenced handles (reconnect backoffs). Returns how many
+** ids are now in s->woken; the caller consumes them and resets s->nwoken
+** to 0. */
 size_t evloop_poll(EvLoop *s, bool block);
 
 /* Closes the pending sleep timers, runs the loop until every close
