@@ -7,13 +7,25 @@
 -- fired timers. libuv callbacks never call into Lua: they only queue ids.
 -- Outside any task (plain luajit, the top level of a script run by luajit)
 -- the waiting calls drive the loop themselves, so they simply block.
+--
+-- Fairness: memory-store calls never wait, so the cache module calls
+-- _tick() on each; every CHECK_EVERY ticks the clock is read, and once
+-- SLICE_MS have passed since the loop was last polled the running task
+-- yields, to be resumed in the next round. Timers, other tasks and the
+-- engines' reconnects keep running under a task made only of cache calls.
+--
+-- The end (the executable only): _exit() runs the at_exit hooks as tasks
+-- of a new epoch; tasks of earlier epochs are never resumed again. A
+-- signal, which the loop reports as a negative id, ends the run of the
+-- main task the same way.
 
 local core = require "cache.core"
 local util = require "cache.util"
+local ffi = require "ffi"
 local pack, is_callable = util.pack, util.is_callable
 
-local coroutine, type, error, tostring = coroutine, type, error, tostring
-local unpack = unpack
+local coroutine, type, error, tostring, pcall = coroutine, type, error, tostring, pcall
+local unpack, tonumber = unpack, tonumber
 local co_create, co_resume, co_yield, co_status =
     coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
 local traceback = debug.traceback
@@ -21,13 +33,50 @@ local traceback = debug.traceback
 local _M = { _VERSION = "0.1.0" }
 
 local WAIT = {}                 -- yielded by a task that waits to be woken
+local YIELD = {}                -- yielded by a task that lets the loop run
 local current                   -- the running task, nil outside tasks
 local ready, ready_head, ready_tail = {}, 1, 0
-local live = 0                  -- tasks spawned and not finished
+local live = 0                  -- tasks of this epoch spawned and not finished
 local sleepers = {}             -- timer id -> task or top-level flag table
 local early = {}                -- ids reported before anyone waited
 local next_id = 0
 local unobserved = {}           -- failed tasks nobody has joined (yet)
+-- An unjoined failure is printed at the end of the round after the one it
+-- failed in, or before the loop blocks if that comes first: by then the
+-- tasks its failure woke have run, so a task that spawned several and
+-- joins them one by one has joined every one that failed meanwhile, and
+-- none of those is reported.
+local to_report = {}            -- failed unjoined tasks not yet printed
+local round = 0                 -- run_ready rounds so far
+local epoch = 1                 -- see _exit
+local hooks = {}                -- at_exit functions, in registration order
+local exiting = false           -- _exit has begun
+local signalled                 -- the first signal's number, once reported
+
+-- A private name for clock_gettime, so that a script's own cdef of it
+-- (with its own struct timespec) cannot clash with this one.
+if not pcall(ffi.typeof, "cachert_timespec") then
+    ffi.cdef [[
+typedef struct cachert_timespec { long tv_sec; long tv_nsec; } cachert_timespec;
+int cachert_clock_gettime(int clock, cachert_timespec *ts) __asm__("clock_gettime");
+]]
+end
+local C, CLOCK_MONOTONIC = ffi.C, 1
+local timespec = ffi.new("cachert_timespec")
+
+-- Milliseconds on the monotonic clock (~20 ns, no C API call).
+local function clock_ms()
+    C.cachert_clock_gettime(CLOCK_MONOTONIC, timespec)
+    return tonumber(timespec.tv_sec) * 1000 + tonumber(timespec.tv_nsec) * 1e-6
+end
+
+-- A memory-store call takes ~50-500 ns: 128 of them between two clock
+-- reads cost ~0.2 ns a call and still notice a slice's end within a
+-- fraction of a millisecond (a few ms for calls that encode big tables).
+local CHECK_EVERY = 128
+local SLICE_MS = 2
+local countdown = CHECK_EVERY
+local slice_end = clock_ms() + SLICE_MS -- the running task yields after it
 
 local task_mt = {}
 task_mt.__index = task_mt
@@ -61,6 +110,10 @@ local function finish(task, ok, ...)
         task.trace = traceback(task.co, tostring(err))
         if #task.joiners == 0 then
             unobserved[task] = true
+            if not task.watched then
+                task.failed_round = round
+                to_report[#to_report + 1] = task
+            end
         end
     end
     task.co = nil
@@ -79,6 +132,8 @@ local function resume(task, ...)
         current = prev
         if co_status(co) == "dead" then
             finish(task, ok, ...)
+        elseif ... == YIELD then
+            _M.wake(task)       -- it only let the loop run: ready again
         else
             task.state = "waiting"
         end
@@ -86,32 +141,53 @@ local function resume(task, ...)
     return after(co_resume(co, ...))
 end
 
+-- Prints the error of each task in to_report that failed before round
+-- `before` and is still not joined; keeps the others for later.
+local function report_unobserved(before)
+    local keep = {}
+    for i = 1, #to_report do
+        local task = to_report[i]
+        if task.failed_round >= before then
+            keep[#keep + 1] = task
+        elseif unobserved[task] then
+            io.stderr:write("cachert: error in ", tostring(task), ": ",
+                            task.trace, "\n")
+        end
+    end
+    to_report = keep
+end
+
 local function run_ready()
     -- Only the tasks ready now: those they wake run in the next round, after
     -- the loop has been polled once.
+    round = round + 1
     local last = ready_tail
     while ready_head <= last do
         local task = ready[ready_head]
         ready[ready_head] = nil
         ready_head = ready_head + 1
-        if task.wake_args then
-            local args = task.wake_args
-            task.wake_args = nil
+        local args = task.wake_args or task.args
+        task.wake_args, task.args = nil, nil
+        if task.epoch == epoch then     -- else started before _exit: never again
             resume(task, unpack(args, 1, args.n))
-        else
-            resume(task, unpack(task.args, 1, task.args.n))
-            task.args = nil
         end
+    end
+    if #to_report > 0 then
+        report_unobserved(round)
     end
 end
 
 local function poll(block)
     local ids, pending = core.poll(block)
+    slice_end = clock_ms() + SLICE_MS
     for i = 1, #ids do
-        local who = sleepers[ids[i]]
-        sleepers[ids[i]] = nil
-        if who == nil then
-            early[ids[i]] = true   -- its waiter has not called wait() yet
+        local id = ids[i]
+        local who = sleepers[id]
+        sleepers[id] = nil
+        if id < 0 then
+            signalled = signalled or -id   -- a signal (src/evloop.h)
+        elseif who == nil then
+            early[id] = true       -- its waiter has not called wait() yet
         elseif who.task then
             _M.wake(who.task)
         else
@@ -128,6 +204,9 @@ local function run_until(done)
         run_ready()
         if done() then break end
         local has_ready = ready_head <= ready_tail
+        if not has_ready and #to_report > 0 then
+            report_unobserved(math.huge)    -- nothing can join them first
+        end
         local woken, pending = poll(not has_ready)
         if not has_ready and woken == 0 and pending == 0 then
             return false
@@ -151,7 +230,7 @@ function _M.spawn(fn, ...)
     end
     local task = setmetatable({
         id = new_id(), state = "ready", joiners = {}, args = pack(...),
-        co = co_create(function(...) return fn(...) end),
+        co = co_create(function(...) return fn(...) end), epoch = epoch,
     }, task_mt)
     live = live + 1
     enqueue(task)
@@ -253,12 +332,56 @@ function _M.wake(task, ...)
     enqueue(task)
 end
 
+-- Yields the running task to the loop once the slice is over. Only in the
+-- task's own coroutine: in a coroutine of the script's own, or across a C
+-- call (a table.sort comparator, say), it does nothing.
+local function slice_over()
+    local now = clock_ms()
+    if now < slice_end then
+        return
+    end
+    slice_end = now + SLICE_MS  -- also paces the attempts that cannot yield
+    if running_task() then
+        pcall(co_yield, YIELD)  -- fails only across a C call boundary
+    end
+end
+
+-- Called by the cache module on every call that the memory store answers
+-- (see Fairness at the top), so it stays cheap: a counter, and a clock
+-- read every CHECK_EVERY calls.
+function _M._tick()
+    countdown = countdown - 1
+    if countdown == 0 then
+        countdown = CHECK_EVERY
+        slice_over()
+    end
+end
+
+--- Registers `fn` to run once when the program ends, under the cachert
+--- executable: after the main task and every task it spawned have
+--- finished, on os.exit, after an uncaught error, or after a first SIGINT,
+--- SIGTERM or SIGHUP. Hooks run last registered first, one at a time, each
+--- as a task (they may sleep and call cache functions that wait); an error
+--- in one is printed and the next one runs. Tasks started before the end
+--- are not resumed again. Hooks must bound their own waits; a second
+--- signal exits at once. Under plain luajit nothing runs them (luajit has
+--- no end of program that could drive the loop).
+---@param fn fun() called with no arguments, as a task
+function _M.at_exit(fn)
+    if not is_callable(fn) then
+        error("at_exit: fn must be callable", 2)
+    end
+    hooks[#hooks + 1] = fn
+end
+
 --- Runs `fn(...)` as a task and drives the loop until every task has
 -- finished; returns fn's results or raises its error. For plain luajit
 -- (the cachert executable already runs scripts as tasks).
 function _M.run(fn, ...)
     local task = _M.spawn(fn, ...)
+    task.watched = true         -- its error is raised, not printed
     local ok = run_until(function() return live == 0 end)
+    report_unobserved(math.huge)
     if not ok and task.state ~= "done" and task.state ~= "failed" then
         error("run: deadlock, " .. live .. " task(s) wait for nothing", 2)
     end
@@ -266,15 +389,21 @@ function _M.run(fn, ...)
 end
 
 -- The cachert executable's entry point: runs `fn(...)` as the main task
--- until every task has finished. Returns the exit status: 0, or 1 after
--- printing the traceback of an error nobody caught.
+-- until every task has finished, the main task failed or a signal came.
+-- Returns the exit status: 0; 1 after printing the traceback of an error
+-- nobody caught (a spawned task's was printed when it failed); 128 + N
+-- after signal N.
 function _M._main(fn, ...)
     local main = _M.spawn(fn, ...)
+    main.watched = true
     local ok = run_until(function()
-        return live == 0 or main.state == "failed"
+        return live == 0 or main.state == "failed" or signalled ~= nil
     end)
+    report_unobserved(math.huge)
     local status = 0
-    if main.state == "failed" then
+    if signalled then
+        return 128 + signalled
+    elseif main.state == "failed" then
         unobserved[main] = nil
         io.stderr:write("cachert: ", main.trace, "\n")
         status = 1
@@ -283,12 +412,51 @@ function _M._main(fn, ...)
                         " task(s) are waiting and nothing can wake them\n")
         status = 1
     end
-    for task in pairs(unobserved) do
-        io.stderr:write("cachert: error in ", tostring(task), ": ", task.trace, "\n")
-        unobserved[task] = nil
+    if next(unobserved) then
+        unobserved = {}
         status = 1
     end
     return status
+end
+
+-- The executable's exit phase, once (main.c calls it at the end and from
+-- os.exit; from a hook, os.exit returns here at once). Tasks started
+-- before it are never resumed again (the epoch changes); the hooks run,
+-- last registered first, until they have finished or nothing can
+-- progress. Returns the exit status: `status`, except 128 + N after
+-- signal N, and 1 instead of 0 when a hook failed (unless `keep`: an
+-- explicit os.exit code stands).
+function _M._exit(status, keep)
+    if exiting then
+        return status
+    end
+    exiting = true
+    epoch, live = epoch + 1, 0
+    local failed = false
+    if #hooks > 0 then
+        local runner = _M.spawn(function()
+            while #hooks > 0 do
+                local hook = table.remove(hooks)
+                local t = _M.spawn(hook)
+                if not pcall(t.join, t) then
+                    failed = true
+                    io.stderr:write("cachert: error in at_exit hook: ", t.trace, "\n")
+                end
+            end
+        end)
+        if not run_until(function()
+                return runner.state == "done" or runner.state == "failed"
+            end) then
+            failed = true
+            io.stderr:write("cachert: an at_exit hook waits for something",
+                            " that never comes\n")
+        end
+    end
+    report_unobserved(math.huge)
+    if signalled then
+        return 128 + signalled
+    end
+    return (failed and status == 0 and not keep) and 1 or status
 end
 
 return _M

@@ -3,7 +3,8 @@
 -- join, sleep, now). Runs under luajit and under cachert.
 
 local sched = require "cachert"
-local in_task = require("helpers").in_task
+local helpers = require "helpers"
+local in_task = helpers.in_task
 
 local function quote(s)
     return "'" .. s:gsub("'", "'\\''") .. "'"
@@ -72,6 +73,87 @@ local function script(text)
 end
 
 local VERSION_LINE = "cachert " .. sched._VERSION .. " -- " .. jit.version .. "\n"
+
+-- Scripts run in the background (signals): they get a fresh directory as
+-- `...`, put(name, text) and get(name) for files in it, and ready(), which
+-- writes the process's PID to "pid" once the script is where the test
+-- wants to interrupt it.
+local PRELUDE = [[
+local DIR = ...
+local function put(name, text)
+    local f = assert(io.open(DIR .. "/" .. name, "wb"))
+    f:write(text)
+    f:close()
+end
+local function get(name)
+    local f = io.open(DIR .. "/" .. name, "rb")
+    if not f then return nil end
+    local text = f:read("*a")
+    f:close()
+    return text
+end
+local function ready()
+    local stat = assert(io.open("/proc/self/stat")):read("*l")
+    put("pid", stat:match("^%d+"))
+end
+]]
+
+-- Starts PRELUDE .. text under cachert in the background; its stdout and
+-- stderr go to the files "out" and "err", and its exit status to "status"
+-- once it has exited. `signals` are env(1) options: by default SIGINT,
+-- SIGTERM and SIGHUP get their default action (a shell's background job
+-- would have SIGINT ignored). Returns the job { dir = }.
+local function start(text, signals)
+    local dir = helpers.sh("mktemp -d /tmp/cachert-runtime-XXXXXX"):gsub("%s+$", "")
+    local path = write_file(dir .. "/script.lua", PRELUDE .. text)
+    local d = quote(dir)
+    os.execute(("(env %s %s %s %s >%s/out 2>%s/err; echo $? >%s/status.tmp; "
+                .. "mv %s/status.tmp %s/status) </dev/null >/dev/null 2>&1 &")
+        :format(signals or "--default-signal=INT,TERM,HUP", quote(CACHERT),
+                quote(path), d, d, d, d, d, d))
+    return { dir = dir }
+end
+
+-- The contents of the job's file `name`, or nil.
+local function job_file(job, name)
+    local f = io.open(job.dir .. "/" .. name, "rb")
+    if not f then return nil end
+    local text = f:read("*a")
+    f:close()
+    return text
+end
+
+-- Waits (at most `seconds`) for the job's file `name`; returns its text.
+local function wait_file(job, name, seconds)
+    local deadline = sched.now() + seconds
+    local text = job_file(job, name)
+    while text == nil and sched.now() < deadline do
+        helpers.sh("sleep 0.02")
+        text = job_file(job, name)
+    end
+    return text
+end
+
+-- Sends SIG<name> to the job, once its script called ready().
+local function signal(job, name)
+    job.pid = job.pid or tonumber((assert(wait_file(job, "pid", 10), "the script never got ready")))
+    helpers.sh("kill -" .. name .. " " .. job.pid)
+end
+
+-- The job's exit status, waiting at most `seconds`; nil if still running.
+local function exit_status(job, seconds)
+    return tonumber(wait_file(job, "status", seconds))
+end
+
+-- Kills the job if it still runs, and removes its directory.
+local function cleanup(job)
+    if not job then return end
+    job.pid = job.pid or tonumber(job_file(job, "pid"))
+    if job.pid and not job_file(job, "status") and helpers.process_alive(job.pid) then
+        helpers.sh("kill -KILL " .. job.pid)
+    end
+    helpers.sh("rm -rf " .. quote(job.dir))
+end
 
 describe("cachert executable", function()
     describe("options", function()
@@ -251,6 +333,293 @@ io.write("...=", table.concat({ ... }, ","), "\n")
                 { "cachert: deadlock: 1 task(s) are waiting and nothing can wake them\n", 1 },
                 { err, code })
         end)
+
+        it("is 0 when a failed task is joined after it failed", function()
+            local _, _, code = cachert { "-e", [[
+                local c = require "cachert"
+                local t = c.spawn(function() error("late join") end)
+                c.sleep(0.01)
+                assert(not pcall(t.join, t))]] }
+            assert.are.equal(0, code)
+        end)
+    end)
+
+    describe("errors in tasks nobody joins", function()
+        local job
+
+        after_each(function()
+            cleanup(job)
+            job = nil
+        end)
+
+        it("are printed when the task fails, while the main task still runs", function()
+            -- given a task that fails at once and a main task that goes on
+            job = start([[
+                local cachert = require "cachert"
+                cachert.spawn(function() error("lost") end)
+                cachert.sleep(0.5)
+                put("stderr while running", get("err"))
+            ]])
+            -- then stderr held the error before the main task finished
+            assert.are.equal(1, exit_status(job, 10))
+            local seen = job_file(job, "stderr while running")
+            assert.are.same({ "lost", "stack traceback:" },
+                            { seen:match("^cachert: error in cachert%.task %d+: [^\n]*: (lost)\n"),
+                              seen:match("\n(stack traceback:)\n") })
+        end)
+
+        it("are printed once, not again at exit", function()
+            local _, err, code = cachert { "-e", [[
+                local c = require "cachert"
+                c.spawn(function() error("once") end)
+                c.sleep(0.05)]] }
+            local _, count = err:gsub("cachert: error in", "")
+            assert.are.same({ 1, 1 }, { count, code })
+        end)
+
+        it("are not printed for tasks a task joins one after another", function()
+            assert.are.same({ "5 failed\n", "", 0 }, { cachert { "-e", [[
+                local c = require "cachert"
+                local tasks = {}
+                for i = 1, 5 do
+                    tasks[i] = c.spawn(function() c.sleep(0.01) error("e" .. i) end)
+                end
+                local failed = 0
+                for i = 1, 5 do
+                    if not pcall(tasks[i].join, tasks[i]) then failed = failed + 1 end
+                end
+                print(failed .. " failed")]] } })
+        end)
+    end)
+
+    describe("standard streams closed at start", function()
+        local marker
+
+        before_each(function()
+            marker = os.tmpname()
+            os.remove(marker)
+        end)
+
+        after_each(function()
+            os.remove(marker)
+        end)
+
+        local function writes_marker(redirections)
+            local code = "io.open(" .. ("%q"):format(marker) .. ", 'w'):write('ran')"
+            local _, _, status = run(quote(CACHERT) .. " -e " .. quote(code) .. " " .. redirections)
+            local f = io.open(marker)
+            local text = f and f:read("*a")
+            if f then f:close() end
+            return { status, text }
+        end
+
+        for _, redirections in ipairs { "<&-", ">&-", "2>&-", "<&- >&- 2>&-" } do
+            it("run the script with " .. redirections, function()
+                assert.are.same({ 0, "ran" }, writes_marker(redirections))
+            end)
+        end
+
+        it("let cache.core load under plain luajit with stdin closed", function()
+            local env = ("LUA_PATH=%s LUA_CPATH=%s "):format(
+                quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
+                quote(BUILD .. "/lua/?.so;;"))
+            local code = "local cache = require 'cache' cache.set('k', 'v') "
+                .. "io.stderr:write((cache.get('k')))"
+            local _, err, status = run(env .. "luajit -e " .. quote(code) .. " <&-")
+            assert.are.same({ "v", 0 }, { err, status })
+        end)
+    end)
+
+    describe("cachert.at_exit", function()
+        it("runs the hooks after every task, last registered first", function()
+            assert.are.same({ "main\ntask\nhook 2\nhook 1\n", "", 0 }, { cachert { "-e", [[
+                local c = require "cachert"
+                c.at_exit(function() print("hook 1") end)
+                c.at_exit(function() c.sleep(0.01) print("hook 2") end)
+                c.spawn(function() c.sleep(0.02) print("task") end)
+                print("main")]] } })
+        end)
+
+        it("runs each hook as a task that may call the cache", function()
+            assert.are.same({ "true\tv\n", "", 0 }, { cachert { "-e", [[
+                local c, cache = require "cachert", require "cache"
+                c.at_exit(function()
+                    cache.set("k", "v")
+                    c.sleep(0.01)
+                    print(c.current() ~= nil, (cache.get("k")))
+                end)]] } })
+        end)
+
+        it("runs the hooks once, after the last -e chunk", function()
+            assert.are.same({ "chunk 2\nhook\n", "", 0 }, { cachert {
+                "-e", "require('cachert').at_exit(function() print('hook') end)",
+                "-e", "print('chunk 2')" } })
+        end)
+
+        it("runs the hooks on os.exit, which keeps its code", function()
+            assert.are.same({ "hook\n", "", 3 }, { cachert { "-e", [[
+                local c = require "cachert"
+                c.at_exit(function() c.sleep(0.01) print("hook") end)
+                os.exit(3)
+                print("not reached")]] } })
+        end)
+
+        it("does not resume other tasks after os.exit", function()
+            assert.are.same({ "hook\n", "", 0 }, { cachert { "-e", [[
+                local c = require "cachert"
+                c.spawn(function() c.sleep(0.01) print("task") end)
+                c.at_exit(function() c.sleep(0.05) print("hook") end)
+                os.exit(0)]] } })
+        end)
+
+        it("runs the hooks after an uncaught error in the main task, exit status 1", function()
+            local out, err, code = cachert { "-e", [[
+                require("cachert").at_exit(function() print("hook") end)
+                error("boom")]] }
+            assert.are.same({ "hook\n", "cachert: (command line):2: boom", 1 },
+                            { out, err:match("^[^\n]*"), code })
+        end)
+
+        it("prints a hook's error, runs the other hooks and exits 1", function()
+            local out, err, code = cachert { "-e", [[
+                local c = require "cachert"
+                c.at_exit(function() print("first registered") end)
+                c.at_exit(function() error("hook failed") end)]] }
+            assert.are.same({ "first registered\n",
+                              "cachert: error in at_exit hook: (command line):3: hook failed", 1 },
+                            { out, err:match("^[^\n]*"), code })
+        end)
+
+        it("keeps os.exit's code when a hook fails", function()
+            local _, _, code = cachert { "-e", [[
+                require("cachert").at_exit(function() error("hook failed") end)
+                os.exit(4)]] }
+            assert.are.equal(4, code)
+        end)
+
+        it("exits at once with the code os.exit is given in a hook", function()
+            assert.are.same({ "", "", 5 }, { cachert { "-e", [[
+                local c = require "cachert"
+                c.at_exit(function() print("not run") end)
+                c.at_exit(function() os.exit(5) end)]] } })
+        end)
+
+        it("rejects a hook that is not callable", function()
+            local _, err = pcall(sched.at_exit, 42)
+            assert.are.equal("at_exit: fn must be callable", err)
+        end)
+
+        it("runs no hook under plain luajit", function()
+            local env = ("LUA_PATH=%s LUA_CPATH=%s "):format(
+                quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
+                quote(BUILD .. "/lua/?.so;;"))
+            local code = "local c = require 'cachert' "
+                .. "c.run(function() c.at_exit(function() print('hook') end) end)"
+            assert.are.same({ "", "", 0 }, { run(env .. "luajit -e " .. quote(code)) })
+        end)
+    end)
+
+    describe("signals", function()
+        local job
+
+        after_each(function()
+            cleanup(job)
+            job = nil
+        end)
+
+        -- Sleeps in the main task; the exit hook records that it ran, and a
+        -- finalizer that the Lua state was closed.
+        local SLEEPER = [[
+            local cachert = require "cachert"
+            cachert.at_exit(function() cachert.sleep(0.01) put("hook", "ran") end)
+            local p = newproxy(true)
+            getmetatable(p).__gc = function() put("closed", "yes") end
+            KEEP = p
+            ready()
+            cachert.sleep(30)
+            put("main", "finished")
+        ]]
+
+        for _, case in ipairs { { "TERM", 143 }, { "INT", 130 }, { "HUP", 129 } } do
+            it("end the run with status " .. case[2] .. " on SIG" .. case[1]
+               .. " after the exit hooks, the state closed", function()
+                job = start(SLEEPER)
+                signal(job, case[1])
+                assert.are.same({ case[2], "ran", "yes", nil, "" },
+                                { exit_status(job, 10), job_file(job, "hook"),
+                                  job_file(job, "closed"), job_file(job, "main"),
+                                  job_file(job, "err") })
+            end)
+        end
+
+        it("do not let pending tasks run again", function()
+            job = start([[
+                local cachert = require "cachert"
+                local resumed = false
+                cachert.spawn(function() cachert.sleep(0.3) resumed = true end)
+                cachert.at_exit(function()
+                    cachert.sleep(0.6)
+                    put("hook", resumed and "task resumed" or "task stopped")
+                end)
+                ready()
+                cachert.sleep(30)
+            ]])
+            signal(job, "TERM")
+            assert.are.same({ 143, "task stopped" },
+                            { exit_status(job, 10), job_file(job, "hook") })
+        end)
+
+        it("end the process at once on a second signal during a slow exit hook", function()
+            job = start([[
+                local cachert = require "cachert"
+                cachert.at_exit(function()
+                    put("hook", "started")
+                    cachert.sleep(30)
+                    put("hook", "finished")
+                end)
+                ready()
+                cachert.sleep(30)
+            ]])
+            signal(job, "TERM")
+            assert.are.equal("started", wait_file(job, "hook", 10))
+            local t0 = sched.now()
+            signal(job, "INT")
+            assert.are.same({ 143, "started" }, { exit_status(job, 5), job_file(job, "hook") })
+            assert.is_true(sched.now() - t0 < 5)
+        end)
+
+        it("stop a main task made only of cache calls on the first signal", function()
+            job = start([[
+                local cachert, cache = require "cachert", require "cache"
+                cachert.at_exit(function() put("hook", "ran") end)
+                ready()
+                while true do
+                    cache.set("k", "v")
+                    cache.get("k")
+                end
+            ]])
+            signal(job, "TERM")
+            assert.are.same({ 143, "ran" }, { exit_status(job, 10), job_file(job, "hook") })
+        end)
+
+        it("end the process on a second signal while Lua never lets the loop run", function()
+            job = start([[
+                ready()
+                while true do end
+            ]])
+            signal(job, "INT")
+            helpers.sh("sleep 0.1")
+            signal(job, "INT")
+            assert.are.equal(130, exit_status(job, 5))
+        end)
+
+        it("leave a signal ignored at start ignored", function()
+            job = start(SLEEPER, "--default-signal=INT,TERM --ignore-signal=HUP")
+            signal(job, "HUP")
+            assert.is_nil(exit_status(job, 0.3))
+            signal(job, "TERM")
+            assert.are.same({ 143, "ran" }, { exit_status(job, 10), job_file(job, "hook") })
+        end)
     end)
 
     describe("tasks", function()
@@ -312,7 +681,6 @@ io.write("...=", table.concat({ ... }, ","), "\n")
 end)
 
 describe("examples/redis_fallback.lua with a Redis server", function()
-    local helpers = require "helpers"
     local server, out, code
 
     lazy_setup(function()

@@ -10,6 +10,13 @@
 ** scheduler in lua/cachert.lua, on the libuv loop, until every task it
 ** spawned has finished. The Lua modules of lua/ are compiled into the
 ** executable, so `require "cache"` needs no path set-up.
+**
+** The end of the program is one path, however it ends (the last chunk
+** returned, an uncaught error, os.exit, SIGINT/SIGTERM/SIGHUP): the
+** scheduler's exit phase runs the cachert.at_exit hooks on the loop, then
+** the Lua state is closed, which closes every manager. Signals are caught
+** only when no interactive prompt will run (see evloop.h); at the prompt
+** they keep their default action, as in luajit.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +28,7 @@
 #include <luajit.h>
 #include <lualib.h>
 
+#include "evloop.h"
 #include "lcache.h"
 #include "luasrc.h"
 
@@ -125,18 +133,51 @@ static void preload_modules(lua_State *L)
     lua_pop(L, 2);
 }
 
-/* os.exit closes the Lua state first unless told not to (its second
-** argument is false): finalizers then run, so managers release their
-** stores and connections, as they do when a script simply ends. */
+/* os.exit runs the exit phase (the at_exit hooks) and closes the Lua state
+** first unless told not to (its second argument is false): finalizers then
+** run, so managers release their stores and connections, as they do when a
+** script simply ends. A signal that arrived meanwhile decides the code. */
 static void close_state_on_exit(lua_State *L)
 {
-    static const char code[] = "local exit = os.exit\n"
-                               "os.exit = function(code, close)\n"
-                               "  if close == nil then close = true end\n"
-                               "  return exit(code, close)\n"
-                               "end\n";
+    static const char code[] =
+        "local exit, loaded = os.exit, package.loaded\n"
+        "os.exit = function(code, close)\n"
+        "  if close == nil then close = true end\n"
+        "  local cachert = loaded.cachert\n"
+        "  if type(cachert) == 'table' and cachert._exit then\n"
+        "    code = cachert._exit(code, true)\n"
+        "  end\n"
+        "  return exit(code, close)\n"
+        "end\n";
     if (luaL_dostring(L, code) != 0)
         report(L);
+}
+
+/* Runs the scheduler's exit phase, if the scheduler was ever loaded (no
+** hook can have been registered otherwise). Returns the exit status. */
+static int run_exit_phase(lua_State *L, int status)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_getfield(L, -1, "cachert");
+    lua_remove(L, -2);
+    lua_remove(L, -2);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return status;
+    }
+    lua_pushcfunction(L, traceback);
+    lua_getfield(L, -2, "_exit");
+    lua_pushinteger(L, status);
+    if (lua_pcall(L, 1, 1, -3) != 0) {
+        report(L);
+        status = 1;
+    } else {
+        status = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    return status;
 }
 
 /* Sets the global `arg` as luajit does: arg[0] is the script, arguments
@@ -285,6 +326,7 @@ static void interactive(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    evloop_reserve_stdio(); /* before anything can open a descriptor */
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         fprintf(stderr, PROGNAME ": cannot create the Lua state\n");
@@ -295,7 +337,7 @@ int main(int argc, char **argv)
     close_state_on_exit(L);
 
     /* First pass: find where options stop and the script starts. */
-    int script = argc, want_repl = 0, ran_something = 0, i;
+    int script = argc, want_repl = 0, ran_something = 0, has_chunk = 0, i;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-') {
@@ -317,6 +359,7 @@ int main(int argc, char **argv)
                 lua_close(L);
                 return 1;
             }
+            has_chunk |= a[1] == 'e';
             i++;
         } else if (strcmp(a, "-i") == 0) {
             want_repl = 1;
@@ -335,6 +378,9 @@ int main(int argc, char **argv)
         }
     }
     set_arg_table(L, argv, argc, script);
+    if (!want_repl &&
+        (ran_something || has_chunk || script < argc || !isatty(STDIN_FILENO)))
+        evloop_catch_signals(); /* no prompt will run */
 
     int status = 0;
     for (i = 1; i < script && status == 0; i++) {
@@ -356,7 +402,10 @@ int main(int argc, char **argv)
         status = run_chunk_from_file(L, NULL, argv, argc, argc);
     else if (status == 0 && (want_repl || !ran_something))
         interactive(L);
+    status = run_exit_phase(L, status);
     fflush(stdout);
     lua_close(L);
+    if (evloop_first_signal() != 0) /* also one that came during lua_close */
+        status = 128 + evloop_first_signal();
     return status;
 }

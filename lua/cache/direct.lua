@@ -7,9 +7,12 @@
 -- values, other numbers) is copied out and handed to the C decoder. The
 -- store's bytes are only valid until the next store call: they are copied
 -- (ffi.string) or decoded before anything else touches the store.
+-- Both entry points count as cache calls for the scheduler's fairness
+-- (cachert._tick: the running task may yield before the call).
 
 local ffi = require "ffi"
 local core = require "cache.core"
+local tick = require("cachert")._tick
 
 local C_DECODE, C_DECODE_RESULTS = core.decode, core.decode_results
 local ffi_string, ffi_cast = ffi.string, ffi.cast
@@ -93,6 +96,7 @@ end
 -- false on a miss or when the stored bytes could not be decoded, and nil
 -- when Redis is in use (ask core.get).
 local function lookup(e, key, results)
+    tick()
     local rc = api_get(e, key, #key, vbuf, lbuf)
     if rc == 0 then
         return false
@@ -133,6 +137,7 @@ _M._API_VERSION = API_VERSION
 --- Stores a string value; returns true, or false and the reason, or nil
 -- when Redis is in use (ask core.set).
 function _M.set_string(e, key, str, ttl_ms)
+    tick()
     local rc = api_set_string(e, key, #key, str, #str, ttl_ms)
     if rc == 0 then return true end
     if rc == 1 then return nil end

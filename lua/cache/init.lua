@@ -10,7 +10,8 @@
 local core = require "cache.core"
 local config = require "cache.config"
 local util = require "cache.util"
-local wait = require("cachert").wait
+local cachert = require "cachert"
+local wait, tick = cachert.wait, cachert._tick
 local pack, unpack, format_number = util.pack, unpack, util.format_number
 local ttl_ms = config.ttl_ms
 local direct = require "cache.direct"
@@ -130,13 +131,15 @@ function _M.new(opts)
     return self
 end
 
--- The results of a core operation: at once (`false, results...`), or for
+-- The results of a core operation: at once (`false, results...`: the
+-- memory store answered, which counts for the scheduler's fairness), or for
 -- a Redis request (`true, id`) once the loop has reported its id.
 -- `owner` (the manager) is handed to core.finish (which ignores it) so it
 -- stays referenced while the request is out, even when the caller kept no
 -- reference to it.
 local function finish(owner, pending, ...)
     if not pending then
+        tick()
         return ...
     end
     local id = ...
