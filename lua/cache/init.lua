@@ -430,7 +430,8 @@ local function flush_one(self, seconds)
         or ("%d keys and %d patterns"):format(keys, patterns)
     log(self, "warn", ("exiting with %s changed during a Redis outage and not "
         .. "invalidated there (no answer within CACHE_EXIT_FLUSH_TIMEOUT = %g s): "
-        .. "other processes may read their old values"):format(what, seconds))
+        .. "other processes may read their old values")
+        :format(what, self.cfg.exit_flush_timeout or 2))
 end
 
 --- Gives every manager's outage journal its last chance: waits for Redis
