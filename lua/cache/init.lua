@@ -125,7 +125,9 @@ end
 
 --- Creates a manager with its own memory store (and, later, Redis pool).
 -- Options (all optional): host, port, db, username, password, url,
--- pool_size, timeout, default_ttl, namespace, max_items, max_memory, codec.
+-- pool_size, timeout, connect_timeout, command_timeout, default_ttl,
+-- namespace, max_items, max_memory, max_value_bytes, journal_max_keys,
+-- codec, log_level, exit_flush_timeout (README: Configuration).
 function _M.new(opts)
     local self = new_manager(opts, 3)
     return self
