@@ -12,18 +12,28 @@
 ** So commands issued by many tasks in the same turn leave together.
 ** Replies are matched to commands in order, per connection.
 **
-** Deadlines: a command's runs from pool_command() (command_timeout_ms); a
-** connection's from its start to the end of its handshake
-** (connect_timeout_ms). They are judged after the loop has polled the
-** sockets: a reply that arrived while the process was busy past the
-** deadline (a task that kept the CPU, the loop not running) is delivered
-** as CR_OK; only a server that has not answered by the deadline counts
-** (CR_ETIMEDOUT, reported within about a millisecond of the deadline, or
-** as soon as the loop runs again). The check costs nothing per command:
-** one timer per connection, armed for its oldest command.
+** Deadlines: connect_timeout_ms bounds a connection's start (resolve,
+** connect, handshake). command_timeout_ms bounds the server's silence,
+** not a command's age: a connection with commands outstanding (written,
+** awaiting a reply) fails when nothing was read from it for
+** command_timeout_ms since the last read or since the oldest outstanding
+** command was written, whichever is later (conn.h). So the time a command
+** waits in cachert's own queue (the output buffer until the loop turn
+** ends, the process busy) never counts, and a server that is busy but
+** answering (a deep pipeline, a clear's many SCAN round trips, each
+** queued behind the other tasks' commands) is never declared lost: such a
+** long exchange is bounded only by the server answering, not by the
+** timeout. Deadlines are judged after the loop has polled the sockets: a
+** reply that arrived while the process was busy past the deadline (a task
+** that kept the CPU, the loop not running) is delivered as CR_OK; only a
+** server that has said nothing by the deadline counts (CR_ETIMEDOUT,
+** reported within about a millisecond of the deadline, or as soon as the
+** loop runs again). The check costs nothing per command: a timestamp per
+** read, one timer per connection, re-armed about once per timeout while
+** the connection is busy.
 **
 ** Failure: a connection that fails (refused, reset, protocol error, or a
-** command past its deadline; but see "Idle close" below) fails every
+** server silent past the deadline; but see "Idle close" below) fails every
 ** command pending on it, is closed and never reused. The pool then reports
 ** itself down and reconnects every connection after a delay that doubles
 ** from POOL_BACKOFF_MIN_MS up to POOL_BACKOFF_MAX_MS; it reports itself
@@ -45,7 +55,8 @@
 ** nothing. Meanwhile pool_command() uses the other ready connections, or,
 ** when none is ready (a pool of one, or all of them closed at once), queues
 ** the command on a replacement, which writes it right after its handshake
-** succeeds (its deadline runs from pool_command() as always). If a
+** succeeds (connect_timeout_ms bounds that wait; then the server's silence
+** is bounded as always). If a
 ** replacement fails (refused, rejected AUTH or SELECT, connect timeout),
 ** the pool goes down as described above, with that error (commands queued
 ** on it fail with it), and reconnects with backoff; so a server killed
@@ -92,7 +103,7 @@ typedef struct PoolConfig {
     const char *password;        /* AUTH when not NULL; copied */
     size_t size;                 /* connections; 0 is taken as 1 */
     uint64_t connect_timeout_ms; /* resolve + connect + handshake; 0: none */
-    uint64_t command_timeout_ms; /* from pool_command to its reply; 0: none */
+    uint64_t command_timeout_ms; /* server silence (see the top); 0: none */
 } PoolConfig;
 
 /* A command's outcome. status is CR_OK with `reply` set (which may be a

@@ -2,7 +2,8 @@
 ** test_pool.c -- the Redis pool against private redis-server processes:
 ** commands and binary values, pipelining, AUTH/ACL/SELECT, an absent,
 ** killed, slow or mute server, replies that arrive while the process is
-** busy past their deadline, idle connections closed by the server, and
+** busy past their deadline, a busy server that keeps answering (the
+** timeout is its silence), idle connections closed by the server, and
 ** closing with commands pending.
 **
 ** Every wait is bounded by a uv timer; every test ends with every handle
@@ -723,6 +724,291 @@ static void test_pool_times_out_a_silent_server_right_after_a_busy_stretch(void)
     finish(&h);
 }
 
+/* -- A busy server: its silence, not a command's wait, times out ------- */
+
+#define BUSY_TIMEOUT_MS 50
+#define BUSY_KEYS       "20000" /* DEBUG POPULATE: about 20 SCAN calls */
+#define BUSY_FIRST      100000  /* INCRs written in the first turn */
+#define BUSY_PER_SCAN   10000   /* INCRs queued ahead of each next SCAN */
+#define BUSY_SLOW_EVERY 200     /* a slower command (a SCAN) per INCRs */
+#define BUSY_BATCHES    64
+
+static const char *const debug_command[] = {"--enable-debug-command", "yes",
+                                            NULL};
+
+typedef struct Batch {
+    struct Busy *b;
+    uint64_t issued_ms; /* loop time (updated) when it was queued */
+} Batch;
+
+typedef struct Busy {
+    Harness *h;
+    Batch batches[BUSY_BATCHES];
+    int nbatches;
+    long long incrs;   /* INCRs queued */
+    long long replies; /* INCR replies, each the next integer */
+    long long slow;    /* slow commands queued */
+    long long slow_replies;
+    int wrong;
+    int scans;
+    long long keys;        /* keys the SCANs returned */
+    bool scanned;          /* the cursor came back to 0 */
+    uint64_t max_wait_ms;  /* from pool_command to its reply, the longest */
+    uint64_t scan_sent_ms; /* the SCAN in flight, queued at */
+    char cursor[32];
+} Busy;
+
+static void note_wait(Busy *b, uint64_t issued_ms)
+{
+    uint64_t wait = uv_now(b->h->clock) - issued_ms;
+    if (wait > b->max_wait_ms)
+        b->max_wait_ms = wait;
+}
+
+static void on_busy_incr(void *ud, int status, const redisReply *r)
+{
+    Batch *batch = ud;
+    Busy *b = batch->b;
+    b->replies++;
+    if (status != CR_OK || r->type != REDIS_REPLY_INTEGER ||
+        r->integer != b->replies)
+        b->wrong++;
+    note_wait(b, batch->issued_ms);
+}
+
+/* A SCAN that examines 5000 keys and matches none: about a millisecond
+** of the server's time, an empty page for us. */
+static void on_busy_slow(void *ud, int status, const redisReply *r)
+{
+    Batch *batch = ud;
+    Busy *b = batch->b;
+    b->slow_replies++;
+    if (status != CR_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        b->wrong++;
+    note_wait(b, batch->issued_ms);
+}
+
+/* n INCRs, and a slow command after every BUSY_SLOW_EVERY of them: few
+** enough in each of the server's reads (16 KiB) that it answers every
+** few milliseconds, but the whole batch takes it a good while. */
+static void queue_incrs(Busy *b, int n)
+{
+    static const char *slow[] = {"SCAN",      "0",     "MATCH",
+                                 "nomatch:*", "COUNT", "5000"};
+    ASSERT_TRUE(b->nbatches < BUSY_BATCHES);
+    Batch *batch = &b->batches[b->nbatches++];
+    batch->b = b;
+    uv_update_time(b->h->clock);
+    batch->issued_ms = uv_now(b->h->clock);
+    for (int i = 1; i <= n; i++) {
+        ASSERT_EQ_INT(CR_OK, pool_command(b->h->pool, 2,
+                                          (const char *[]){"INCR", "counter"},
+                                          NULL, on_busy_incr, batch));
+        if (i % BUSY_SLOW_EVERY == 0) {
+            ASSERT_EQ_INT(CR_OK, pool_command(b->h->pool, 6, slow, NULL,
+                                              on_busy_slow, batch));
+            b->slow++;
+        }
+    }
+    b->incrs += n;
+}
+
+static void on_busy_scan(void *ud, int status, const redisReply *r);
+
+static void queue_scan(Busy *b)
+{
+    uv_update_time(b->h->clock);
+    b->scan_sent_ms = uv_now(b->h->clock);
+    const char *argv[] = {"SCAN", b->cursor, "COUNT", "1000"};
+    ASSERT_EQ_INT(CR_OK,
+                  pool_command(b->h->pool, 4, argv, NULL, on_busy_scan, b));
+}
+
+/* A clear's SCAN loop, each next SCAN queued behind a batch of INCRs. */
+static void on_busy_scan(void *ud, int status, const redisReply *r)
+{
+    Busy *b = ud;
+    ASSERT_EQ_INT(CR_OK, status);
+    ASSERT_EQ_INT(REDIS_REPLY_ARRAY, r->type);
+    ASSERT_EQ_INT(2, r->elements);
+    note_wait(b, b->scan_sent_ms);
+    b->scans++;
+    b->keys += (long long)r->element[1]->elements;
+    snprintf(b->cursor, sizeof(b->cursor), "%s", r->element[0]->str);
+    if (strcmp(b->cursor, "0") == 0) {
+        b->scanned = true;
+        return;
+    }
+    queue_incrs(b, BUSY_PER_SCAN);
+    queue_scan(b);
+}
+
+/* Runs the loop until the SCAN loop ended and every INCR was answered. */
+static bool wait_busy(Busy *b, uint64_t ms)
+{
+    uv_loop_t *loop = b->h->clock;
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, on_guard, ms, 0);
+    while (
+        !(b->scanned && b->replies == b->incrs && b->slow_replies == b->slow) &&
+        b->h->down == 0 && !expired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return b->scanned && b->replies == b->incrs && b->slow_replies == b->slow;
+}
+
+/* A deep pipeline and a SCAN loop queued behind it: the server takes far
+** longer than the command timeout to answer it all, but it keeps
+** answering, so nothing times out and the pool stays ready. */
+static void test_pool_does_not_time_out_a_busy_server_that_keeps_answering(void)
+{
+    Harness h;
+    start(&h, debug_command);
+    char line[64];
+    ASSERT_TRUE(redis_fixture_query(&h.fx, "DEBUG POPULATE " BUSY_KEYS, line,
+                                    sizeof(line)));
+    ASSERT_EQ_STR("+OK", line);
+    PoolConfig cfg = config(&h, 1);
+    cfg.command_timeout_ms = BUSY_TIMEOUT_MS;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+
+    Busy *b = calloc(1, sizeof(*b));
+    ASSERT_NOT_NULL(b);
+    b->h = &h;
+    snprintf(b->cursor, sizeof(b->cursor), "0");
+    queue_incrs(b, BUSY_FIRST);
+    queue_scan(b);
+    ASSERT_TRUE(wait_busy(b, 30000));
+    ASSERT_EQ_INT(0, h.down);
+    ASSERT_EQ_INT(1, h.nstates);
+    ASSERT_TRUE(pool_ready(h.pool));
+    ASSERT_EQ_INT(0, b->wrong);
+    ASSERT_TRUE(b->keys >= atoi(BUSY_KEYS));
+    ASSERT_TRUE(b->scans >= 10);
+    /* The premise: replies came much later than the timeout after their
+    ** command was queued (the old per-command deadline failed here). */
+    if (b->max_wait_ms < 3 * BUSY_TIMEOUT_MS)
+        TEST_FAIL_("the longest wait was %llu ms: not a busy server",
+                   (unsigned long long)b->max_wait_ms);
+    free(b);
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    finish(&h);
+}
+
+typedef struct Stream {
+    Harness *h;
+    int replies;
+    int failed;
+    int status;         /* the first failure's */
+    uint64_t failed_ms; /* loop time of the first failure */
+    bool stop;          /* issue no more */
+} Stream;
+
+static void on_stream_reply(void *ud, int status, const redisReply *r);
+
+static void queue_stream_batch(Stream *st)
+{
+    for (int i = 0; i < 100; i++)
+        ASSERT_EQ_INT(CR_OK, pool_command(st->h->pool, 2,
+                                          (const char *[]){"INCR", "n"}, NULL,
+                                          on_stream_reply, st));
+}
+
+/* Keeps about 100 commands in flight: each 100th reply queues 100 more. */
+static void on_stream_reply(void *ud, int status, const redisReply *r)
+{
+    Stream *st = ud;
+    (void)r;
+    if (status != CR_OK) {
+        if (st->failed++ == 0) {
+            st->status = status;
+            uv_update_time(st->h->clock);
+            st->failed_ms = uv_now(st->h->clock);
+        }
+        return;
+    }
+    if (++st->replies % 100 == 0 && !st->stop)
+        queue_stream_batch(st);
+}
+
+/* A server that answers a steady stream for several timeouts, then stops
+** (SIGSTOP): the silence is noticed about one timeout after it began. */
+static void test_pool_times_out_a_busy_server_that_goes_silent(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    cfg.command_timeout_ms = 100;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    Stream st;
+    memset(&st, 0, sizeof(st));
+    st.h = &h;
+    queue_stream_batch(&st);
+    run_for(&h.loop, 4 * cfg.command_timeout_ms);
+    ASSERT_EQ_INT(0, h.down);
+    ASSERT_EQ_INT(0, st.failed);
+    ASSERT_TRUE(st.replies >= 1000); /* streaming, for 4 timeouts */
+
+    ASSERT_EQ_INT(0, kill(h.fx.pid, SIGSTOP));
+    uv_update_time(&h.loop);
+    uint64_t stopped_ms = uv_now(&h.loop);
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 1, 2000));
+    st.stop = true;
+    ASSERT_EQ_INT(0, kill(h.fx.pid, SIGCONT));
+    ASSERT_TRUE(st.failed >= 1);
+    ASSERT_EQ_INT(CR_ETIMEDOUT, st.status);
+    ASSERT_EQ_INT(CR_ETIMEDOUT, h.states[1]);
+    ASSERT_TRUE(strstr(h.message, "no reply within 100 ms") != NULL);
+    uint64_t silent_ms = st.failed_ms - stopped_ms;
+    if (silent_ms + 20 < cfg.command_timeout_ms ||
+        silent_ms > cfg.command_timeout_ms + 150)
+        TEST_FAIL_("timed out %llu ms after the server stopped",
+                   (unsigned long long)silent_ms);
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 3000));
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    finish(&h);
+}
+
+/* A command queued, then the process busy past the timeout before the
+** loop writes it: its wait in cachert's own queue does not count. The
+** server answers 50 ms after the write (CLIENT PAUSE 50), within the
+** timeout of silence. */
+static void test_pool_does_not_count_the_wait_before_a_command_is_written(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    cfg.command_timeout_ms = 100;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    expect_status(&h, "OK", 3, (const char *[]){"SET", "k", "v"});
+    Result r;
+    memset(&r, 0, sizeof(r));
+    uint64_t writes = pool_writes(h.pool);
+    ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 2, (const char *[]){"GET", "k"},
+                                      NULL, on_reply, &r));
+    redis_fixture_sleep_ms(300); /* busy: the loop does not run */
+    char line[64];
+    ASSERT_TRUE(
+        redis_fixture_query(&h.fx, "CLIENT PAUSE 50", line, sizeof(line)));
+    ASSERT_EQ_STR("+OK", line);
+    ASSERT_EQ_INT(writes, pool_writes(h.pool)); /* not written yet */
+
+    ASSERT_TRUE(wait_count(&h.loop, &r.calls, 1, 1000));
+    ASSERT_EQ_INT(CR_OK, r.status);
+    ASSERT_EQ_STR("v", r.str);
+    result_free(&r);
+    ASSERT_EQ_INT(0, h.down);
+    ASSERT_EQ_INT(1, h.nstates);
+    finish(&h);
+}
+
 typedef struct ConnState {
     int calls;
     int status;
@@ -1069,6 +1355,9 @@ static const TestCase cases[] = {
     TEST_CASE(test_pool_times_out_a_server_that_never_answers),
     TEST_CASE(test_pool_delivers_a_reply_that_came_while_the_loop_was_busy),
     TEST_CASE(test_pool_times_out_a_silent_server_right_after_a_busy_stretch),
+    TEST_CASE(test_pool_does_not_time_out_a_busy_server_that_keeps_answering),
+    TEST_CASE(test_pool_times_out_a_busy_server_that_goes_silent),
+    TEST_CASE(test_pool_does_not_count_the_wait_before_a_command_is_written),
     TEST_CASE(test_conn_becomes_ready_when_its_handshake_reply_waited),
     TEST_CASE(test_pool_fails_a_server_speaking_another_protocol),
     TEST_CASE(test_pool_stays_ready_across_idle_closes),
