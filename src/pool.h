@@ -35,16 +35,26 @@
 ** Failure: a connection that fails (refused, reset, protocol error, or a
 ** server silent past the deadline; but see "Idle close" below) fails every
 ** command pending on it, is closed and never reused. The pool then reports
-** itself down and reconnects every connection after a delay that doubles
-** from POOL_BACKOFF_MIN_MS up to POOL_BACKOFF_MAX_MS; it reports itself
-** ready again once all of them have connected, authenticated and selected
-** the database.
+** itself down and reconnects every connection after a backoff; it reports
+** itself ready again once all of them have connected, authenticated and
+** selected the database.
 ** When the pool goes down, every connection is closed at once: commands
 ** pending on the failed one fail with its error (e.g. CR_ETIMEDOUT,
 ** CR_ECONNRESET), those pending on the others with CR_ECONNRESET. Such a
 ** command may or may not have been executed by the server. pool_command()
-** already returns CR_ECONNRESET while those callbacks run. The backoff
-** restarts from POOL_BACKOFF_MIN_MS once the pool is ready again.
+** already returns CR_ECONNRESET while those callbacks run.
+**
+** Backoff: the gaps between attempts double from POOL_BACKOFF_MIN_MS up
+** to POOL_BACKOFF_MAX_MS, each one jittered: a uniformly random gap in
+** [4/5 of it, all of it] (so never above POOL_BACKOFF_MAX_MS; the 20%
+** spread keeps a fleet of processes from reconnecting in step). The
+** sequence starts over from POOL_BACKOFF_MIN_MS only when the pool fails
+** after it had stayed ready for at least POOL_HEALTHY_RESET_MS; becoming
+** ready is not enough. So a server that accepts connections and drops them
+** right after the handshake (a proxy with no backend, a crash loop) sees
+** gaps of at most 0.1, 0.2, 0.4, 0.8, 1.6 and 3.2 s, then of 4 to 5 s,
+** instead of ten attempts a second with the whole pool each time.
+** pool_fail() goes through the same backoff.
 **
 ** Idle close: a server with an idle timeout (`timeout N` in redis.conf,
 ** common on managed Redis), CLIENT KILL or a proxy closes connections that
@@ -89,9 +99,10 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-#define POOL_BACKOFF_MIN_MS 100
-#define POOL_BACKOFF_MAX_MS 5000
-#define POOL_PIPELINE_DEPTH 128 /* pending commands before spreading */
+#define POOL_BACKOFF_MIN_MS   100
+#define POOL_BACKOFF_MAX_MS   5000
+#define POOL_HEALTHY_RESET_MS 3000 /* ready this long: the backoff restarts */
+#define POOL_PIPELINE_DEPTH   128  /* pending commands before spreading */
 
 typedef struct Pool Pool;
 
@@ -158,7 +169,9 @@ uint64_t pool_replaced(const Pool *p);
 ** with `status`: pending commands fail with CR_ECONNRESET, on_state reports
 ** `status` and `message`, and reconnection starts with backoff. For a
 ** server that answers but must not be used (e.g. a demoted primary
-** replying READONLY): new connections may reach the right one. */
+** replying READONLY): new connections may reach the right one. The retry
+** follows the backoff above: repeated calls while the pool never stays
+** ready for POOL_HEALTHY_RESET_MS space the attempts out. */
 void pool_fail(Pool *p, int status, const char *message);
 
 /* Fails every pending command with CR_ECONNRESET (callbacks run before

@@ -3,8 +3,10 @@
 ** commands and binary values, pipelining, AUTH/ACL/SELECT, an absent,
 ** killed, slow or mute server, replies that arrive while the process is
 ** busy past their deadline, a busy server that keeps answering (the
-** timeout is its silence), idle connections closed by the server, and
-** closing with commands pending.
+** timeout is its silence), the reconnect backoff (growth, cap, jitter,
+** reset after a healthy period, a server dropping every connection once
+** ready), idle connections closed by the server, and closing with
+** commands pending.
 **
 ** Every wait is bounded by a uv timer; every test ends with every handle
 ** closed (uv_loop_close == 0) and its server stopped.
@@ -474,7 +476,36 @@ static void test_pool_select_isolates_databases(void)
 
 /* -- Failures ----------------------------------------------------------- */
 
-static void test_pool_retries_an_absent_server_with_backoff(void)
+/* Slack around a measured gap between two attempts' reports: the timer
+** fires on time, but each report comes after a resolve and a connect. */
+#define GAP_SLACK_LOW_MS  30
+#define GAP_SLACK_HIGH_MS 100
+
+/* The nominal backoff before attempt i + 1 (i >= 1): doubling, capped. */
+static uint64_t nominal_gap(int i)
+{
+    uint64_t gap = POOL_BACKOFF_MIN_MS;
+    for (int k = 1; k < i; k++)
+        gap *= 2;
+    return gap < POOL_BACKOFF_MAX_MS ? gap : POOL_BACKOFF_MAX_MS;
+}
+
+/* A gap is the nominal one, jittered into [4/5 of it, all of it]. */
+static void assert_backoff_gap(uint64_t gap, uint64_t nominal)
+{
+    uint64_t low = nominal * 4 / 5 - GAP_SLACK_LOW_MS;
+    uint64_t high = nominal + GAP_SLACK_HIGH_MS;
+    if (gap < low || gap > high)
+        TEST_FAIL_("gap of %llu ms outside [%llu, %llu] (nominal %llu ms)",
+                   (unsigned long long)gap, (unsigned long long)low,
+                   (unsigned long long)high, (unsigned long long)nominal);
+}
+
+/* Against a port nobody listens on (refused at once), the gaps between
+** attempts double from the minimum and level off at the maximum: seven
+** gaps, the last capped (uncapped it would be 6.4 s, jittered >= 5.12 s),
+** each jittered. About 11 s. */
+static void test_pool_backoff_grows_to_the_maximum_and_stays_there(void)
 {
     Harness h;
     memset(&h, 0, sizeof(h));
@@ -484,22 +515,251 @@ static void test_pool_retries_an_absent_server_with_backoff(void)
     PoolConfig cfg = config(&h, 3);
     h.pool = pool_new(&h.loop, &cfg, on_state, &h);
     pool_connect(h.pool);
-    /* Attempts at about 0, 100, 300 and 700 ms; the next is at 1500. */
-    run_for(&h.loop, 1100);
-    ASSERT_TRUE(h.nstates >= 3 && h.nstates <= 5);
-    for (int i = 0; i < h.nstates; i++)
+    enum { GAPS = 7 };
+    ASSERT_EQ_INT(POOL_BACKOFF_MAX_MS, nominal_gap(GAPS)); /* one capped */
+    uint64_t bound = 0;
+    for (int i = 1; i <= GAPS; i++)
+        bound += nominal_gap(i) + GAP_SLACK_HIGH_MS;
+    wait_count(&h.loop, &h.nstates, GAPS + 1, bound);
+    int jittered = 0;
+    for (int i = 1; i < h.nstates && i <= GAPS; i++) {
+        uint64_t gap = h.state_ms[i] - h.state_ms[i - 1];
+        assert_backoff_gap(gap, nominal_gap(i));
+        if (gap * 100 < nominal_gap(i) * 95)
+            jittered++;
+    }
+    ASSERT_EQ_INT(GAPS + 1, h.nstates);
+    /* Each gap is drawn from [80%, 100%]: all seven in the top quarter
+    ** would happen about once in 16,000 runs. */
+    ASSERT_TRUE(jittered > 0);
+    for (int i = 0; i <= GAPS; i++)
         ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[i]);
     ASSERT_TRUE(strstr(h.message, "refused") != NULL);
-    for (int i = 1; i + 1 < h.nstates; i++) { /* the delay doubles */
-        uint64_t gap = h.state_ms[i] - h.state_ms[i - 1];
-        uint64_t next = h.state_ms[i + 1] - h.state_ms[i];
-        ASSERT_TRUE(gap >= POOL_BACKOFF_MIN_MS);
-        ASSERT_TRUE(next * 10 >= gap * 15 && next * 10 <= gap * 25);
-    }
     Result r;
     ASSERT_EQ_INT(
         CR_ECONNRESET,
         pool_command(h.pool, 1, (const char *[]){"PING"}, NULL, on_reply, &r));
+    finish(&h);
+}
+
+/* The backoff grows while the server is away (four attempts refused), the
+** server comes back, the pool stays ready for longer than
+** POOL_HEALTHY_RESET_MS, the server goes away again: the first retry comes
+** after the minimum gap again, not after the grown one. */
+static void test_pool_backoff_starts_over_after_a_healthy_period(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    run_for(&h.loop, 2 * POOL_BACKOFF_MIN_MS); /* not a fresh connection */
+
+    /* Refused four times: gaps of about 100, 200 and 400 ms. */
+    redis_fixture_kill(&h.fx, SIGKILL);
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 4, 3000));
+    ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[4]);
+    for (int i = 2; i <= 4; i++)
+        assert_backoff_gap(h.state_ms[i] - h.state_ms[i - 1],
+                           nominal_gap(i - 1));
+    /* Back, and healthy for longer than the reset period. */
+    ASSERT_TRUE(redis_fixture_restart(&h.fx));
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 3000));
+    int n = h.nstates;
+    run_for(&h.loop, POOL_HEALTHY_RESET_MS + 500);
+    ASSERT_EQ_INT(n, h.nstates);
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    run_for(&h.loop, 2 * POOL_BACKOFF_MIN_MS);
+
+    /* Away again: the retry comes after the minimum (the grown backoff
+    ** would be 1.6 s). */
+    redis_fixture_kill(&h.fx, SIGKILL);
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 6, 3000));
+    ASSERT_EQ_INT(n + 2, h.nstates);
+    ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[n]);
+    ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[n + 1]);
+    assert_backoff_gap(h.state_ms[n + 1] - h.state_ms[n], POOL_BACKOFF_MIN_MS);
+    finish(&h);
+}
+
+/* A fake server that answers the handshake's PING and drops the
+** connection DROP_AFTER_MS later (a proxy with no backend, a server in a
+** crash loop), counting the connections it accepted. */
+#define DROP_AFTER_MS    10
+#define DROP_MAX_CLIENTS 256
+
+typedef struct Dropper Dropper;
+
+typedef struct DropClient {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t req;
+    Dropper *d;
+    int index; /* in d->clients */
+    int open_handles;
+    bool answered;
+    bool closing;
+} DropClient;
+
+struct Dropper {
+    uv_tcp_t server;
+    int accepts;
+    DropClient *clients[DROP_MAX_CLIENTS]; /* NULL once freed */
+};
+
+static void on_drop_client_closed(uv_handle_t *handle)
+{
+    DropClient *dc = handle->data;
+    if (--dc->open_handles == 0) {
+        dc->d->clients[dc->index] = NULL;
+        free(dc);
+    }
+}
+
+static void drop_client(DropClient *dc)
+{
+    if (dc->closing)
+        return;
+    dc->closing = true;
+    uv_close((uv_handle_t *)&dc->tcp, on_drop_client_closed);
+    uv_close((uv_handle_t *)&dc->timer, on_drop_client_closed);
+}
+
+static void on_drop_timer(uv_timer_t *t)
+{
+    drop_client(t->data);
+}
+
+static void on_drop_written(uv_write_t *req, int status)
+{
+    DropClient *dc = req->data;
+    (void)status;
+    if (!dc->closing)
+        uv_timer_start(&dc->timer, on_drop_timer, DROP_AFTER_MS, 0);
+}
+
+static void on_drop_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    static char scratch[4096];
+    (void)h;
+    (void)hint;
+    *buf = uv_buf_init(scratch, sizeof(scratch));
+}
+
+static void on_drop_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    DropClient *dc = s->data;
+    static char pong[] = "+PONG\r\n";
+    (void)buf;
+    if (nread < 0) {
+        drop_client(dc);
+    } else if (nread > 0 && !dc->answered) {
+        dc->answered = true; /* one PING: no AUTH, no SELECT configured */
+        uv_buf_t out = uv_buf_init(pong, sizeof(pong) - 1);
+        dc->req.data = dc;
+        ASSERT_EQ_INT(0, uv_write(&dc->req, s, &out, 1, on_drop_written));
+    }
+}
+
+static void on_drop_connection(uv_stream_t *server, int status)
+{
+    Dropper *d = server->data;
+    ASSERT_EQ_INT(0, status);
+    ASSERT_TRUE(d->accepts < DROP_MAX_CLIENTS);
+    DropClient *dc = calloc(1, sizeof(*dc));
+    ASSERT_NOT_NULL(dc);
+    uv_tcp_init(server->loop, &dc->tcp);
+    uv_timer_init(server->loop, &dc->timer);
+    dc->tcp.data = dc;
+    dc->timer.data = dc;
+    dc->open_handles = 2;
+    dc->d = d;
+    dc->index = d->accepts;
+    d->clients[d->accepts++] = dc;
+    ASSERT_EQ_INT(0, uv_accept(server, (uv_stream_t *)&dc->tcp));
+    ASSERT_EQ_INT(
+        0, uv_read_start((uv_stream_t *)&dc->tcp, on_drop_alloc, on_drop_read));
+}
+
+/* Listens on a loopback port of the kernel's choice; returns it. */
+static int dropper_start(Dropper *d, uv_loop_t *loop)
+{
+    memset(d, 0, sizeof(*d));
+    struct sockaddr_in sa;
+    int len = sizeof(sa);
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(loop, &d->server);
+    d->server.data = d;
+    ASSERT_EQ_INT(0, uv_tcp_bind(&d->server, (struct sockaddr *)&sa, 0));
+    ASSERT_EQ_INT(0,
+                  uv_listen((uv_stream_t *)&d->server, 64, on_drop_connection));
+    uv_tcp_getsockname(&d->server, (struct sockaddr *)&sa, &len);
+    return ntohs(sa.sin_port);
+}
+
+static void dropper_stop(Dropper *d)
+{
+    for (int i = 0; i < d->accepts; i++)
+        if (d->clients[i] != NULL)
+            drop_client(d->clients[i]);
+    uv_close((uv_handle_t *)&d->server, NULL);
+}
+
+/* Every attempt gets the whole pool ready and loses it at once: the
+** backoff must not start over on each of them. Gaps of at least 80, 160,
+** 320, 640, 1280, 2560 ms: at most 6 attempts in 5 s (about 45 when each
+** ready pool reset the backoff). */
+static void test_pool_backs_off_a_server_that_drops_connections_when_ready(void)
+{
+    Harness h;
+    memset(&h, 0, sizeof(h));
+    ASSERT_EQ_INT(0, uv_loop_init(&h.loop));
+    h.clock = &h.loop;
+    Dropper d;
+    h.fx.port = dropper_start(&d, &h.loop);
+    enum { SIZE = 2 };
+    PoolConfig cfg = config(&h, SIZE);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]); /* each attempt gets ready... */
+    run_for(&h.loop, 5000);
+    int attempts = d.accepts / SIZE;
+    ASSERT_EQ_INT(SIZE * attempts, d.accepts);
+    if (attempts < 4 || attempts > 7)
+        TEST_FAIL_("%d attempts in 5 s, expected 4 to 7", attempts);
+    ASSERT_TRUE(h.ready >= attempts - 1);
+    ASSERT_TRUE(h.down >= attempts - 1); /* ...and is lost right after */
+    for (int i = 1; i < h.nstates && i < MAX_STATES; i += 2)
+        ASSERT_EQ_INT(CR_ECONNRESET, h.states[i]);
+    pool_close(h.pool);
+    h.pool = NULL;
+    dropper_stop(&d);
+    finish(&h);
+}
+
+/* pool_fail (the engine's answer to READONLY) goes through the same
+** backoff: a server that keeps being failed right after each reconnect is
+** retried after gaps of about 100, 200, 400 ms, not 100 ms every time. */
+static void test_pool_fail_reconnects_with_the_growing_backoff(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 2);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    uint64_t failed_ms[3];
+    for (int i = 0; i < 3; i++) {
+        uv_update_time(&h.loop);
+        failed_ms[i] = uv_now(&h.loop);
+        pool_fail(h.pool, CR_EREADONLY, "READONLY from a test");
+        ASSERT_FALSE(pool_ready(h.pool));
+        ASSERT_EQ_INT(CR_EREADONLY, h.states[2 * i + 1]);
+        ASSERT_EQ_STR("READONLY from a test", h.message);
+        ASSERT_TRUE(wait_count(&h.loop, &h.ready, i + 2, 3000));
+        /* from the failure to ready: the gap and a connect */
+        assert_backoff_gap(h.state_ms[2 * i + 2] - failed_ms[i],
+                           nominal_gap(i + 1));
+    }
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
     finish(&h);
 }
 
@@ -1349,7 +1609,10 @@ static const TestCase cases[] = {
     TEST_CASE(test_pool_reports_a_wrong_password_as_eauth),
     TEST_CASE(test_pool_authenticates_an_acl_user),
     TEST_CASE(test_pool_select_isolates_databases),
-    TEST_CASE(test_pool_retries_an_absent_server_with_backoff),
+    TEST_CASE(test_pool_backoff_grows_to_the_maximum_and_stays_there),
+    TEST_CASE(test_pool_backoff_starts_over_after_a_healthy_period),
+    TEST_CASE(test_pool_backs_off_a_server_that_drops_connections_when_ready),
+    TEST_CASE(test_pool_fail_reconnects_with_the_growing_backoff),
     TEST_CASE(test_pool_survives_a_server_killed_and_restarted),
     TEST_CASE(test_pool_times_out_a_slow_server_and_recovers),
     TEST_CASE(test_pool_times_out_a_server_that_never_answers),
