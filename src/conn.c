@@ -466,12 +466,35 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* -- Handshake ---------------------------------------------------------- */
 
-/* True for the errors a server gives while it cannot serve yet: worth a
-** retry, unlike a rejected password or database. */
-static bool is_transient(const char *err)
+/* The status of a handshake's error reply `err`:
+** - CR_EAUTH for a rejected login or database: WRONGPASS, NOAUTH, NOPERM,
+**   "ERR invalid password" (before Redis 6), AUTH without a password set
+**   on the server, and SELECT's "DB index" / "not allowed" errors;
+** - CR_ECONNREFUSED for a server that cannot serve yet (LOADING, BUSY,
+**   MASTERDOWN), like a refused connect: worth a retry;
+** - CR_EREJECTED for anything else: the server refused this connection,
+**   e.g. "ERR max number of clients reached" (sent right after accept),
+**   "DENIED" (protected mode). Not a credentials problem. */
+static int handshake_error(const char *err)
 {
-    return strncmp(err, "LOADING", 7) == 0 || strncmp(err, "BUSY", 4) == 0 ||
-           strncmp(err, "MASTERDOWN", 10) == 0;
+    static const char *const auth[] = {
+        "WRONGPASS",
+        "NOAUTH",
+        "NOPERM",
+        "ERR invalid password",
+        "ERR AUTH", /* AUTH <password> called without any password... */
+        "ERR Client sent AUTH",
+        "ERR DB index",
+        "ERR invalid DB index",
+        "ERR SELECT"};
+    static const char *const transient[] = {"LOADING", "BUSY", "MASTERDOWN"};
+    for (size_t i = 0; i < sizeof(auth) / sizeof(auth[0]); i++)
+        if (strncmp(err, auth[i], strlen(auth[i])) == 0)
+            return CR_EAUTH;
+    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+        if (strncmp(err, transient[i], strlen(transient[i])) == 0)
+            return CR_ECONNREFUSED;
+    return CR_EREJECTED;
 }
 
 static void on_handshake_reply(void *ud, int status, const redisReply *r)
@@ -480,7 +503,7 @@ static void on_handshake_reply(void *ud, int status, const redisReply *r)
     if (status != CR_OK)
         return; /* the connection is closing; its error is already set */
     if (r->type == REDIS_REPLY_ERROR) {
-        fail(c, is_transient(r->str) ? CR_ECONNREFUSED : CR_EAUTH, r->str);
+        fail(c, handshake_error(r->str), r->str);
         return;
     }
     if (c->handshake_left > 0) /* counted off by pop_pending */

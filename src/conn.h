@@ -81,8 +81,12 @@ typedef struct ConnConfig {
 typedef void (*conn_reply_cb)(void *ud, int status, const redisReply *reply);
 
 /* The connection became ready (CR_OK), or failed (a negative CR_E* code:
-** CR_ECONNREFUSED, CR_ECONNRESET, CR_ETIMEDOUT, CR_EAUTH, CR_EPROTO,
-** CR_ENOMEM) with a message valid during the call. Called at most once
+** CR_ECONNREFUSED, CR_ECONNRESET, CR_ETIMEDOUT, CR_EAUTH, CR_EREJECTED,
+** CR_EPROTO, CR_ENOMEM) with a message valid during the call. A handshake
+** refused by the server is CR_EAUTH for a rejected password, user or
+** database, CR_ECONNREFUSED when it cannot serve yet (LOADING, BUSY,
+** MASTERDOWN), CR_EREJECTED otherwise ("ERR max number of clients
+** reached", ...); the message is the server's error text. Called at most once
 ** with CR_OK and at most once with an error, from loop callbacks only,
 ** never after conn_close(). After an error the owner must call
 ** conn_close() (it may do so from inside this callback). */

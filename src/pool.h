@@ -127,9 +127,11 @@ typedef void (*pool_reply_cb)(void *ud, int status, const redisReply *reply);
 
 /* The pool's state changed: CR_OK when every connection is ready, or a
 ** negative CR_E* code when it went down or could not come up (CR_EAUTH for
-** a rejected AUTH or SELECT, CR_ECONNREFUSED, CR_ETIMEDOUT, ...), with a
-** human-readable message (valid during the callback only). Called from loop
-** callbacks only. */
+** a rejected password, user or database, CR_EREJECTED for another refusal
+** of the handshake such as "max number of clients reached",
+** CR_ECONNREFUSED, CR_ETIMEDOUT, ...), with a human-readable message that
+** keeps the server's own text (valid during the callback only). Called
+** from loop callbacks only. */
 typedef void (*pool_state_cb)(void *ud, int status, const char *message);
 
 /* Creates a pool (not yet connecting). Returns NULL when out of memory. */

@@ -1,12 +1,12 @@
 /*
 ** test_pool.c -- the Redis pool against private redis-server processes:
-** commands and binary values, pipelining, AUTH/ACL/SELECT, an absent,
-** killed, slow or mute server, replies that arrive while the process is
-** busy past their deadline, a busy server that keeps answering (the
-** timeout is its silence), the reconnect backoff (growth, cap, jitter,
+** commands and binary values, pipelining, AUTH/ACL/SELECT, maxclients, an
+** absent, killed, slow or mute server, replies that arrive while the
+** process is busy past their deadline, a busy server that keeps answering
+** (the timeout is its silence), the reconnect backoff (growth, cap, jitter,
 ** reset after a healthy period, a server dropping every connection once
-** ready), idle connections closed by the server, and closing with
-** commands pending.
+** ready), idle connections closed by the server, and closing with commands
+** pending.
 **
 ** Every wait is bounded by a uv timer; every test ends with every handle
 ** closed (uv_loop_close == 0) and its server stopped.
@@ -471,6 +471,30 @@ static void test_pool_select_isolates_databases(void)
     ASSERT_EQ_INT(CR_EAUTH, h3.states[0]);
     ASSERT_TRUE(strstr(h3.message, "DB index") != NULL);
     pool_close(h3.pool);
+    finish(&h);
+}
+
+/* The server turns the connection away before the handshake ("-ERR max
+** number of clients reached", then closes): a refusal of its own, not a
+** bad password, with the server's words in the message. */
+static void test_pool_reports_max_clients_as_a_refusal_not_a_login_error(void)
+{
+    Harness h;
+    start(&h, (const char *const[]){"--maxclients", "1", NULL});
+    int held = redis_fixture_hold(&h.fx, 3000); /* the only client allowed */
+    ASSERT_TRUE(held >= 0);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_EREJECTED, h.states[0]);
+    ASSERT_TRUE(strstr(h.message, "max number of clients reached") != NULL);
+    ASSERT_EQ_STR("redis refused the connection", cr_strerror(CR_EREJECTED));
+    ASSERT_EQ_STR("EREJECTED", cr_errname(CR_EREJECTED));
+    ASSERT_FALSE(pool_ready(h.pool));
+
+    /* Once the client leaves, the retries get in. */
+    close(held);
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 1, 3000));
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
     finish(&h);
 }
 
@@ -1609,6 +1633,7 @@ static const TestCase cases[] = {
     TEST_CASE(test_pool_reports_a_wrong_password_as_eauth),
     TEST_CASE(test_pool_authenticates_an_acl_user),
     TEST_CASE(test_pool_select_isolates_databases),
+    TEST_CASE(test_pool_reports_max_clients_as_a_refusal_not_a_login_error),
     TEST_CASE(test_pool_backoff_grows_to_the_maximum_and_stays_there),
     TEST_CASE(test_pool_backoff_starts_over_after_a_healthy_period),
     TEST_CASE(test_pool_backs_off_a_server_that_drops_connections_when_ready),
