@@ -2,7 +2,7 @@
 -- declared lost. 10,000 tasks, 3% of them clearing a pattern (each clear a
 -- loop of SCAN round trips over a 20,000-key keyspace) and the others
 -- writing and reading 1 KB values, all at once on one manager with a
--- command timeout of 0.5 s: replies come later than the timeout after
+-- command timeout of 0.3 s: replies come later than the timeout after
 -- their command was issued (queued behind the other tasks' pipelined
 -- commands), yet the server never stays silent that long, so there is no
 -- error and no switch to the memory store. The command timeout bounds the
@@ -19,7 +19,7 @@ local TASKS = 10000
 local CLEAR_EVERY = 33           -- task i clears when i % 33 == 0: 3%
 local PAIRS = 3                  -- set + get pairs per other task
 local KEYSPACE = 20000           -- DEBUG POPULATE: ~20 SCAN calls a clear
-local COMMAND_TIMEOUT = 0.5
+local COMMAND_TIMEOUT = 0.3
 local DEADLINE = 120             -- seconds for the whole run, a bound only
 
 describe("when 10,000 tasks keep a healthy server busy, 3% of them clearing #redis", function()
