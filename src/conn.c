@@ -10,19 +10,27 @@
 ** join the output buffer when the handshake succeeds, never before (a
 ** command must not run after a rejected AUTH or SELECT).
 **
-** Deadlines: one timer serves two: the connect deadline until READY, and
-** the oldest pending command's. All commands get the same timeout, so the
-** oldest has the earliest deadline; once READY the timer is armed lazily
-** (when it is idle and a command arrives) and re-armed for the new head
-** when it fires early, never once per command. The timer only notices that
-** a deadline is due; it does not judge it, because libuv runs timers
-** before it polls: after the process kept the CPU past a deadline (a Lua
-** task that does not yield), the reply may be sitting unread in the
-** socket. So a due deadline starts a uv_check handle, which runs right
-** after the poll, and a 1 ms timer that keeps that poll from blocking. The
-** check fails the connection only for a deadline that had passed before
-** the poll began (checked_ms): a reply that had arrived by then was read in
-** that poll. It stops itself once nothing is due. So the cost is one check
+** Deadlines: one timer serves two: the connect deadline until READY, then
+** the server's silence. A READY connection with commands outstanding
+** (handed to uv_write and not yet answered) fails when nothing was read
+** from its socket for command_timeout_ms since `heard_ms`: the later of
+** the last read and the write that made commands outstanding again after
+** none were. So what is measured is the server's silence, not the time a
+** command waited in cachert's own queue (the output buffer, a write in
+** flight, the process busy) nor the length of a pipeline the server keeps
+** answering. The hot path pays a timestamp per read and one per write that
+** starts an outstanding stretch; no timer work per command. The timer is
+** armed when such a stretch starts and, when it fires early (the server
+** spoke meanwhile), re-armed for the moved deadline: about once per
+** timeout per busy connection. The timer only notices that a deadline is
+** due; it does not judge it, because libuv runs timers before it polls:
+** after the process kept the CPU past a deadline (a Lua task that does not
+** yield), the reply may be sitting unread in the socket. So a due deadline
+** starts a uv_check handle, which runs right after the poll, and a 1 ms
+** timer that keeps that poll from blocking. The check fails the connection
+** only for a deadline that had passed before the poll began (checked_ms):
+** a byte that had arrived by then was read in that poll and moved the
+** deadline. It stops itself once nothing is due. So the cost is one check
 ** per loop turn per connection, and only while a deadline is due.
 **
 ** Lifetime: the struct holds three handles (socket, timer, check) and may
@@ -50,7 +58,6 @@ enum {
 typedef struct Pending {
     conn_reply_cb cb;
     void *ud;
-    uint64_t deadline_ms; /* loop time; UINT64_MAX: none */
 } Pending;
 
 typedef struct OutBuf {
@@ -96,6 +103,12 @@ struct Conn {
     size_t count;
     size_t cap;
     size_t handshake_left; /* handshake entries still in the FIFO */
+    /* The FIFO holds, in order: entries written (handed to uv_write) and
+    ** awaiting their reply, then n_out entries in `out`, then n_held in
+    ** `held` (before READY only). */
+    size_t n_out;
+    size_t n_held;
+    uint64_t heard_ms; /* loop time silence is measured from (see top) */
 
     int in_callback;
     bool closing;
@@ -209,13 +222,23 @@ static void update_ref(Conn *c)
         uv_unref((uv_handle_t *)&c->tcp);
 }
 
-static void push_pending(Conn *c, conn_reply_cb cb, void *ud, uint64_t dl)
+/* Entries written and awaiting a reply, the handshake's included. */
+static size_t outstanding(const Conn *c)
+{
+    return c->count - c->n_out - c->n_held;
+}
+
+/* A new entry, unwritten: its bytes are in `out` (or `held` when `held`). */
+static void push_pending(Conn *c, conn_reply_cb cb, void *ud, bool held)
 {
     Pending *p = &c->fifo[(c->head + c->count) % c->cap];
     p->cb = cb;
     p->ud = ud;
-    p->deadline_ms = dl;
     c->count++;
+    if (held)
+        c->n_held++;
+    else
+        c->n_out++;
     if (cb == on_handshake_reply)
         c->handshake_left++;
     update_ref(c);
@@ -225,20 +248,18 @@ static void push_pending(Conn *c, conn_reply_cb cb, void *ud, uint64_t dl)
 static Pending pop_pending(Conn *c)
 {
     Pending p = c->fifo[c->head];
+    if (outstanding(c) == 0) { /* unwritten: only conn_close pops those */
+        if (c->n_out > 0)
+            c->n_out--;
+        else
+            c->n_held--;
+    }
     c->head = (c->head + 1) % c->cap;
     c->count--;
     if (p.cb == on_handshake_reply)
         c->handshake_left--;
     update_ref(c);
     return p;
-}
-
-/* The oldest of the owner's commands (after the handshake's), or NULL. */
-static const Pending *oldest_command(const Conn *c)
-{
-    if (commands_pending(c) == 0)
-        return NULL;
-    return &c->fifo[(c->head + c->handshake_left) % c->cap];
 }
 
 /* -- Output ------------------------------------------------------------- */
@@ -291,15 +312,16 @@ static void on_write(uv_write_t *req, int status)
 static void on_timer(uv_timer_t *t);
 static void on_check(uv_check_t *h);
 
-/* The earliest deadline: the connect deadline until READY, and the oldest
-** command's; UINT64_MAX when there is none. */
+/* The deadline in force: the connect deadline until READY; then, while
+** commands are outstanding, command_timeout_ms of silence after heard_ms.
+** UINT64_MAX when there is none. */
 static uint64_t next_deadline(const Conn *c)
 {
-    uint64_t dl = c->state == CONN_READY ? UINT64_MAX : c->connect_deadline_ms;
-    const Pending *p = oldest_command(c);
-    if (p != NULL && p->deadline_ms < dl)
-        dl = p->deadline_ms;
-    return dl;
+    if (c->state != CONN_READY)
+        return c->connect_deadline_ms;
+    if (c->cfg.command_timeout_ms == 0 || outstanding(c) == 0)
+        return UINT64_MAX;
+    return c->heard_ms + c->cfg.command_timeout_ms;
 }
 
 static void start_timer(Conn *c, uint64_t deadline_ms)
@@ -341,7 +363,7 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     /* Due. But timers run before the poll: when the process kept the CPU
-    ** past the deadline, the reply (or the connect, or the handshake's
+    ** past the deadline, a reply (or the connect, or the handshake's
     ** reply) may be waiting unread. on_check judges right after the poll,
     ** which reads it; meanwhile this timer keeps the poll from blocking.
     ** 1 ms, not 0: on libuv 1.44 a timer restarted with 0 ms from its own
@@ -355,7 +377,8 @@ static void on_timer(uv_timer_t *t)
 
 /* Runs right after the poll, only while a deadline is due. A deadline that
 ** had passed by checked_ms (loop time taken before this poll began) is a
-** timeout: a reply that had arrived by then was read in this poll. */
+** timeout: a byte that had arrived by then was read in this poll (and
+** moved the deadline). */
 static void on_check(uv_check_t *h)
 {
     Conn *c = h->data;
@@ -379,7 +402,9 @@ static void on_check(uv_check_t *h)
     }
     snprintf(ms, sizeof(ms), "%llu",
              (unsigned long long)c->cfg.command_timeout_ms);
-    failf(c, CR_ETIMEDOUT, "%s:%d: no reply within %s ms", ms);
+    failf(c, CR_ETIMEDOUT,
+          "%s:%d: no reply within %s ms (silent with commands outstanding)",
+          ms);
 }
 
 /* -- Input -------------------------------------------------------------- */
@@ -410,6 +435,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                   uv_strerror((int)nread));
         return;
     }
+    /* The server spoke: the silence starts again (loop time, taken right
+    ** after the poll that found these bytes). */
+    c->heard_ms = uv_now(c->loop);
     if (redisReaderFeed(c->reader, buf->base, (size_t)nread) != REDIS_OK) {
         fail(c, CR_EPROTO, c->reader->errstr);
         return;
@@ -423,7 +451,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         if (reply == NULL)
             break; /* need more bytes */
-        if (c->count == 0) {
+        if (outstanding(c) == 0) {
             freeReplyObject(reply);
             fail(c, CR_EPROTO, "reply without a command");
             break;
@@ -438,12 +466,35 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* -- Handshake ---------------------------------------------------------- */
 
-/* True for the errors a server gives while it cannot serve yet: worth a
-** retry, unlike a rejected password or database. */
-static bool is_transient(const char *err)
+/* The status of a handshake's error reply `err`:
+** - CR_EAUTH for a rejected login or database: WRONGPASS, NOAUTH, NOPERM,
+**   "ERR invalid password" (before Redis 6), AUTH without a password set
+**   on the server, and SELECT's "DB index" / "not allowed" errors;
+** - CR_ECONNREFUSED for a server that cannot serve yet (LOADING, BUSY,
+**   MASTERDOWN), like a refused connect: worth a retry;
+** - CR_EREJECTED for anything else: the server refused this connection,
+**   e.g. "ERR max number of clients reached" (sent right after accept),
+**   "DENIED" (protected mode). Not a credentials problem. */
+static int handshake_error(const char *err)
 {
-    return strncmp(err, "LOADING", 7) == 0 || strncmp(err, "BUSY", 4) == 0 ||
-           strncmp(err, "MASTERDOWN", 10) == 0;
+    static const char *const auth[] = {
+        "WRONGPASS",
+        "NOAUTH",
+        "NOPERM",
+        "ERR invalid password",
+        "ERR AUTH", /* AUTH <password> called without any password... */
+        "ERR Client sent AUTH",
+        "ERR DB index",
+        "ERR invalid DB index",
+        "ERR SELECT"};
+    static const char *const transient[] = {"LOADING", "BUSY", "MASTERDOWN"};
+    for (size_t i = 0; i < sizeof(auth) / sizeof(auth[0]); i++)
+        if (strncmp(err, auth[i], strlen(auth[i])) == 0)
+            return CR_EAUTH;
+    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+        if (strncmp(err, transient[i], strlen(transient[i])) == 0)
+            return CR_ECONNREFUSED;
+    return CR_EREJECTED;
 }
 
 static void on_handshake_reply(void *ud, int status, const redisReply *r)
@@ -452,7 +503,7 @@ static void on_handshake_reply(void *ud, int status, const redisReply *r)
     if (status != CR_OK)
         return; /* the connection is closing; its error is already set */
     if (r->type == REDIS_REPLY_ERROR) {
-        fail(c, is_transient(r->str) ? CR_ECONNREFUSED : CR_EAUTH, r->str);
+        fail(c, handshake_error(r->str), r->str);
         return;
     }
     if (c->handshake_left > 0) /* counted off by pop_pending */
@@ -467,9 +518,11 @@ static void on_handshake_reply(void *ud, int status, const redisReply *r)
             return;
         }
         c->held.len = 0;
+        c->n_out += c->n_held;
+        c->n_held = 0;
         conn_flush(c); /* if a write is in flight, the owner's next flush */
     }
-    arm_timer(c); /* the connect deadline ends; commands' deadlines go on */
+    arm_timer(c); /* the connect deadline ends; the silence's starts */
     c->in_callback++;
     c->on_state(c->ud, c, CR_OK, "ready");
     c->in_callback--;
@@ -481,7 +534,7 @@ static int queue_internal(Conn *c, int argc, const char **argv)
         return CR_ENOMEM;
     int rc = append_command(&c->out, argc, argv, NULL);
     if (rc == CR_OK)
-        push_pending(c, on_handshake_reply, c, UINT64_MAX);
+        push_pending(c, on_handshake_reply, c, false);
     return rc;
 }
 
@@ -675,18 +728,7 @@ int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
     int rc = append_command(ready ? &c->out : &c->held, argc, argv, argvlen);
     if (rc != CR_OK)
         return rc;
-    uint64_t deadline = UINT64_MAX;
-    if (c->cfg.command_timeout_ms != 0) {
-        /* The loop's clock stands still while Lua runs (a script outside
-        ** tasks may not have polled for a long time): a deadline counted
-        ** from it could be over before the command is even written. */
-        uv_update_time(c->loop);
-        deadline = uv_now(c->loop) + c->cfg.command_timeout_ms;
-    }
-    push_pending(c, cb, ud, deadline);
-    if (deadline != UINT64_MAX &&
-        (!ready || !uv_is_active((uv_handle_t *)&c->timer)))
-        arm_timer(c); /* before READY: the earlier of two deadlines */
+    push_pending(c, cb, ud, !ready); /* no deadline until it is written */
     return CR_OK;
 }
 
@@ -714,6 +756,18 @@ bool conn_flush(Conn *c)
     }
     c->writing = true;
     c->writes++;
+    if (outstanding(c) == 0) {
+        /* Commands are outstanding again from now: the silence is measured
+        ** from this write. The loop's clock stands still while Lua runs
+        ** (tasks, or a script outside tasks that did not poll for a
+        ** while): read the real time, once per such write. */
+        uv_update_time(c->loop);
+        c->heard_ms = uv_now(c->loop);
+        if (c->state == CONN_READY && c->cfg.command_timeout_ms != 0 &&
+            !uv_is_active((uv_handle_t *)&c->timer))
+            start_timer(c, c->heard_ms + c->cfg.command_timeout_ms);
+    }
+    c->n_out = 0;
     return true;
 }
 

@@ -18,12 +18,21 @@
 ** reply is still CR_OK: the server said no), and a transport failure
 ** (a negative CR_E* code, no reply).
 **
-** Deadlines (connect_timeout_ms, command_timeout_ms) are judged after the
-** loop has polled the socket, never before: a reply (or a connect, or a
-** handshake reply) that arrived while the process kept the CPU past the
-** deadline is delivered, not counted as a timeout. A server that stays
-** silent past a deadline fails the connection with CR_ETIMEDOUT within
-** about a millisecond of the deadline, or right after the busy stretch.
+** Deadlines are judged after the loop has polled the socket, never
+** before: a reply (or a connect, or a handshake reply) that arrived while
+** the process kept the CPU past the deadline is delivered, not counted as
+** a timeout. connect_timeout_ms bounds resolve + connect + handshake.
+** command_timeout_ms bounds the server's silence: once ready, with commands
+** outstanding (handed to uv_write, awaiting a reply), the connection fails when
+** nothing was read from the socket for command_timeout_ms since the last
+** read or since the oldest outstanding command was written, whichever is
+** later. Time a command spends in cachert's own queue (the output buffer,
+** behind a write in flight, the process busy) does not count, nor does
+** the length of a pipeline the server keeps answering: a long exchange
+** (a deep pipeline, a clear's many SCAN round trips) is bounded only by
+** the server answering. A server that stays silent past the deadline
+** fails the connection with CR_ETIMEDOUT within about a millisecond of
+** the deadline, or right after the busy stretch.
 */
 #ifndef CACHERT_CONN_H
 #define CACHERT_CONN_H
@@ -61,7 +70,7 @@ typedef struct ConnConfig {
     const char *username;        /* ACL user or NULL; borrowed */
     const char *password;        /* AUTH when not NULL; borrowed */
     uint64_t connect_timeout_ms; /* resolve + connect + handshake; 0: none */
-    uint64_t command_timeout_ms; /* conn_command to its reply; 0: none */
+    uint64_t command_timeout_ms; /* server silence, see the top; 0: none */
     bool background; /* the handshake does not keep the loop alive, only
                         commands do (the resolve and connect requests
                         still do: libuv requests cannot be unreferenced) */
@@ -72,8 +81,12 @@ typedef struct ConnConfig {
 typedef void (*conn_reply_cb)(void *ud, int status, const redisReply *reply);
 
 /* The connection became ready (CR_OK), or failed (a negative CR_E* code:
-** CR_ECONNREFUSED, CR_ECONNRESET, CR_ETIMEDOUT, CR_EAUTH, CR_EPROTO,
-** CR_ENOMEM) with a message valid during the call. Called at most once
+** CR_ECONNREFUSED, CR_ECONNRESET, CR_ETIMEDOUT, CR_EAUTH, CR_EREJECTED,
+** CR_EPROTO, CR_ENOMEM) with a message valid during the call. A handshake
+** refused by the server is CR_EAUTH for a rejected password, user or
+** database, CR_ECONNREFUSED when it cannot serve yet (LOADING, BUSY,
+** MASTERDOWN), CR_EREJECTED otherwise ("ERR max number of clients
+** reached", ...); the message is the server's error text. Called at most once
 ** with CR_OK and at most once with an error, from loop callbacks only,
 ** never after conn_close(). After an error the owner must call
 ** conn_close() (it may do so from inside this callback). */
@@ -90,8 +103,10 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
 ** is held and written as soon as the handshake succeeds. Returns CR_OK, and
 ** `cb` is called exactly once later (from a loop callback or conn_close());
 ** or CR_ECONNRESET when the connection failed or is closing, or CR_ENOMEM,
-** and `cb` is never called. The command's deadline starts now, also while
-** connecting; its reply must have arrived by then (see the top). */
+** and `cb` is never called. No deadline runs while the command waits to be
+** written (while connecting, connect_timeout_ms bounds that wait); once it
+** is written, the server's silence is bounded (see the top). Costs no
+** timer or clock work. */
 int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
                  conn_reply_cb cb, void *ud);
 

@@ -11,6 +11,14 @@
 ** each write (one syscall and one server read for the lot); the others
 ** take over when a pipeline is deep, e.g. behind a slow command.
 **
+** Backoff: `backoff_ms` is the nominal gap before the next attempt; each
+** retry waits a jittered gap in [backoff_ms * 4/5, backoff_ms] (a
+** splitmix64 generator per pool, seeded from the clock and the pool's
+** address), then the nominal gap doubles up to POOL_BACKOFF_MAX_MS. It
+** goes back to POOL_BACKOFF_MIN_MS only when the pool fails after having
+** been READY for POOL_HEALTHY_RESET_MS: judged when the failure comes
+** (ready_ms), so a healthy pool costs no timer.
+**
 ** Idle close: in READY, a connection the server closed while it was idle
 ** (conn_idle_closed) is replaced in its slot by a new one, connected in
 ** the background (ConnConfig.background), and the pool stays READY. Until
@@ -60,8 +68,10 @@ struct Pool {
     uv_timer_t retry_timer;
     int open_handles;
     int in_callback;
-    bool dirty; /* some connection may hold unwritten commands */
-    uint64_t backoff_ms;
+    bool dirty;          /* some connection may hold unwritten commands */
+    uint64_t backoff_ms; /* nominal gap before the next attempt */
+    uint64_t ready_ms;   /* loop time the pool last became READY */
+    uint64_t rng;        /* splitmix64 state, for the jitter */
     uint64_t writes;
     uint64_t replaced;
     char errstr[CONN_ERRSTR_SIZE];
@@ -126,13 +136,37 @@ static void go_down(Pool *p, int status, const char *message)
 
 static void on_retry(uv_timer_t *t);
 
+/* splitmix64 (Steele, Lea, Flood 2014): one add and three xor-shift-
+** multiplies per draw; plenty for jitter, and no shared state (rand()). */
+static uint64_t next_random(Pool *p)
+{
+    uint64_t z = (p->rng += 0x9E3779B97F4A7C15u);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
 static void schedule_retry(Pool *p)
 {
-    uv_timer_start(&p->retry_timer, on_retry, p->backoff_ms, 0);
+    uint64_t gap = p->backoff_ms - next_random(p) % (p->backoff_ms / 5 + 1);
+    uv_timer_start(&p->retry_timer, on_retry, gap, 0);
     uv_unref((uv_handle_t *)&p->retry_timer); /* retries run in background */
     p->backoff_ms *= 2;
     if (p->backoff_ms > POOL_BACKOFF_MAX_MS)
         p->backoff_ms = POOL_BACKOFF_MAX_MS;
+}
+
+/* The pool failed (a connection, an attempt, or pool_fail): down, and the
+** next attempt after the backoff, which starts over only when the pool had
+** been READY long enough to call the server healthy. */
+static void fail_pool(Pool *p, int status, const char *message)
+{
+    if (p->state == POOL_READY &&
+        uv_now(p->loop) - p->ready_ms >= POOL_HEALTHY_RESET_MS)
+        p->backoff_ms = POOL_BACKOFF_MIN_MS;
+    go_down(p, status, message);
+    if (p->state == POOL_DOWN) /* not closed from a callback */
+        schedule_retry(p);
 }
 
 static void on_conn_state(void *ud, Conn *c, int status, const char *message);
@@ -178,7 +212,7 @@ static void on_conn_state(void *ud, Conn *c, int status, const char *message)
         if (p->nready < p->size)
             return;
         p->state = POOL_READY;
-        p->backoff_ms = POOL_BACKOFF_MIN_MS;
+        p->ready_ms = uv_now(p->loop);
         snprintf(p->errstr, sizeof(p->errstr), "connected to %s:%d", p->host,
                  p->conn_cfg.port);
         p->in_callback++;
@@ -191,9 +225,7 @@ static void on_conn_state(void *ud, Conn *c, int status, const char *message)
         uv_now(p->loop) - s->ready_ms >= POOL_BACKOFF_MIN_MS &&
         replace_conn(p, s))
         return;
-    go_down(p, status, message);
-    if (p->state == POOL_DOWN)
-        schedule_retry(p);
+    fail_pool(p, status, message);
     maybe_free(p);
 }
 
@@ -204,9 +236,7 @@ static void start_attempt(Pool *p)
     for (size_t i = 0; i < p->size; i++) {
         p->slots[i].conn = conn_new(p->loop, &p->conn_cfg, on_conn_state, p);
         if (p->slots[i].conn == NULL) {
-            go_down(p, CR_ENOMEM, cr_strerror(CR_ENOMEM));
-            if (p->state == POOL_DOWN)
-                schedule_retry(p);
+            fail_pool(p, CR_ENOMEM, cr_strerror(CR_ENOMEM));
             return;
         }
     }
@@ -272,6 +302,7 @@ Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
     p->ud = ud;
     p->state = POOL_IDLE;
     p->backoff_ms = POOL_BACKOFF_MIN_MS;
+    p->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)p;
 
     uv_prepare_init(loop, &p->flush_hook);
     p->flush_hook.data = p;
@@ -357,9 +388,7 @@ void pool_fail(Pool *p, int status, const char *message)
     if (p->state != POOL_READY && p->state != POOL_CONNECTING)
         return;
     p->in_callback++;
-    go_down(p, status, message);
-    if (p->state == POOL_DOWN)
-        schedule_retry(p);
+    fail_pool(p, status, message);
     p->in_callback--;
     maybe_free(p);
 }

@@ -12,29 +12,49 @@
 ** So commands issued by many tasks in the same turn leave together.
 ** Replies are matched to commands in order, per connection.
 **
-** Deadlines: a command's runs from pool_command() (command_timeout_ms); a
-** connection's from its start to the end of its handshake
-** (connect_timeout_ms). They are judged after the loop has polled the
-** sockets: a reply that arrived while the process was busy past the
-** deadline (a task that kept the CPU, the loop not running) is delivered
-** as CR_OK; only a server that has not answered by the deadline counts
-** (CR_ETIMEDOUT, reported within about a millisecond of the deadline, or
-** as soon as the loop runs again). The check costs nothing per command:
-** one timer per connection, armed for its oldest command.
+** Deadlines: connect_timeout_ms bounds a connection's start (resolve,
+** connect, handshake). command_timeout_ms bounds the server's silence,
+** not a command's age: a connection with commands outstanding (written,
+** awaiting a reply) fails when nothing was read from it for
+** command_timeout_ms since the last read or since the oldest outstanding
+** command was written, whichever is later (conn.h). So the time a command
+** waits in cachert's own queue (the output buffer until the loop turn
+** ends, the process busy) never counts, and a server that is busy but
+** answering (a deep pipeline, a clear's many SCAN round trips, each
+** queued behind the other tasks' commands) is never declared lost: such a
+** long exchange is bounded only by the server answering, not by the
+** timeout. Deadlines are judged after the loop has polled the sockets: a
+** reply that arrived while the process was busy past the deadline (a task
+** that kept the CPU, the loop not running) is delivered as CR_OK; only a
+** server that has said nothing by the deadline counts (CR_ETIMEDOUT,
+** reported within about a millisecond of the deadline, or as soon as the
+** loop runs again). The check costs nothing per command: a timestamp per
+** read, one timer per connection, re-armed about once per timeout while
+** the connection is busy.
 **
 ** Failure: a connection that fails (refused, reset, protocol error, or a
-** command past its deadline; but see "Idle close" below) fails every
+** server silent past the deadline; but see "Idle close" below) fails every
 ** command pending on it, is closed and never reused. The pool then reports
-** itself down and reconnects every connection after a delay that doubles
-** from POOL_BACKOFF_MIN_MS up to POOL_BACKOFF_MAX_MS; it reports itself
-** ready again once all of them have connected, authenticated and selected
-** the database.
+** itself down and reconnects every connection after a backoff; it reports
+** itself ready again once all of them have connected, authenticated and
+** selected the database.
 ** When the pool goes down, every connection is closed at once: commands
 ** pending on the failed one fail with its error (e.g. CR_ETIMEDOUT,
 ** CR_ECONNRESET), those pending on the others with CR_ECONNRESET. Such a
 ** command may or may not have been executed by the server. pool_command()
-** already returns CR_ECONNRESET while those callbacks run. The backoff
-** restarts from POOL_BACKOFF_MIN_MS once the pool is ready again.
+** already returns CR_ECONNRESET while those callbacks run.
+**
+** Backoff: the gaps between attempts double from POOL_BACKOFF_MIN_MS up
+** to POOL_BACKOFF_MAX_MS, each one jittered: a uniformly random gap in
+** [4/5 of it, all of it] (so never above POOL_BACKOFF_MAX_MS; the 20%
+** spread keeps a fleet of processes from reconnecting in step). The
+** sequence starts over from POOL_BACKOFF_MIN_MS only when the pool fails
+** after it had stayed ready for at least POOL_HEALTHY_RESET_MS; becoming
+** ready is not enough. So a server that accepts connections and drops them
+** right after the handshake (a proxy with no backend, a crash loop) sees
+** gaps of at most 0.1, 0.2, 0.4, 0.8, 1.6 and 3.2 s, then of 4 to 5 s,
+** instead of ten attempts a second with the whole pool each time.
+** pool_fail() goes through the same backoff.
 **
 ** Idle close: a server with an idle timeout (`timeout N` in redis.conf,
 ** common on managed Redis), CLIENT KILL or a proxy closes connections that
@@ -45,7 +65,8 @@
 ** nothing. Meanwhile pool_command() uses the other ready connections, or,
 ** when none is ready (a pool of one, or all of them closed at once), queues
 ** the command on a replacement, which writes it right after its handshake
-** succeeds (its deadline runs from pool_command() as always). If a
+** succeeds (connect_timeout_ms bounds that wait; then the server's silence
+** is bounded as always). If a
 ** replacement fails (refused, rejected AUTH or SELECT, connect timeout),
 ** the pool goes down as described above, with that error (commands queued
 ** on it fail with it), and reconnects with backoff; so a server killed
@@ -78,9 +99,10 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-#define POOL_BACKOFF_MIN_MS 100
-#define POOL_BACKOFF_MAX_MS 5000
-#define POOL_PIPELINE_DEPTH 128 /* pending commands before spreading */
+#define POOL_BACKOFF_MIN_MS   100
+#define POOL_BACKOFF_MAX_MS   5000
+#define POOL_HEALTHY_RESET_MS 3000 /* ready this long: the backoff restarts */
+#define POOL_PIPELINE_DEPTH   128  /* pending commands before spreading */
 
 typedef struct Pool Pool;
 
@@ -92,7 +114,7 @@ typedef struct PoolConfig {
     const char *password;        /* AUTH when not NULL; copied */
     size_t size;                 /* connections; 0 is taken as 1 */
     uint64_t connect_timeout_ms; /* resolve + connect + handshake; 0: none */
-    uint64_t command_timeout_ms; /* from pool_command to its reply; 0: none */
+    uint64_t command_timeout_ms; /* server silence (see the top); 0: none */
 } PoolConfig;
 
 /* A command's outcome. status is CR_OK with `reply` set (which may be a
@@ -105,9 +127,11 @@ typedef void (*pool_reply_cb)(void *ud, int status, const redisReply *reply);
 
 /* The pool's state changed: CR_OK when every connection is ready, or a
 ** negative CR_E* code when it went down or could not come up (CR_EAUTH for
-** a rejected AUTH or SELECT, CR_ECONNREFUSED, CR_ETIMEDOUT, ...), with a
-** human-readable message (valid during the callback only). Called from loop
-** callbacks only. */
+** a rejected password, user or database, CR_EREJECTED for another refusal
+** of the handshake such as "max number of clients reached",
+** CR_ECONNREFUSED, CR_ETIMEDOUT, ...), with a human-readable message that
+** keeps the server's own text (valid during the callback only). Called
+** from loop callbacks only. */
 typedef void (*pool_state_cb)(void *ud, int status, const char *message);
 
 /* Creates a pool (not yet connecting). Returns NULL when out of memory. */
@@ -147,7 +171,9 @@ uint64_t pool_replaced(const Pool *p);
 ** with `status`: pending commands fail with CR_ECONNRESET, on_state reports
 ** `status` and `message`, and reconnection starts with backoff. For a
 ** server that answers but must not be used (e.g. a demoted primary
-** replying READONLY): new connections may reach the right one. */
+** replying READONLY): new connections may reach the right one. The retry
+** follows the backoff above: repeated calls while the pool never stays
+** ready for POOL_HEALTHY_RESET_MS space the attempts out. */
 void pool_fail(Pool *p, int status, const char *message);
 
 /* Fails every pending command with CR_ECONNRESET (callbacks run before

@@ -21,7 +21,8 @@
     X(EREPLY, "redis replied with an error")                                   \
     X(EVALUETOOBIG, "value is larger than the value size limit")               \
     X(ENOPERM, "the redis user lacks a permission cachert needs")              \
-    X(EREADONLY, "redis is a read-only replica")
+    X(EREADONLY, "redis is a read-only replica")                               \
+    X(EREJECTED, "redis refused the connection")
 
 enum {
     CR_OK = 0,

@@ -9,7 +9,9 @@
 ** test that exits on a failed assertion does not leave a server behind.
 ** The server is stopped by its PID only (SIGTERM, then SIGKILL), and always
 ** reaped with waitpid. redis_fixture_query() is a blocking side channel
-** (inline command, first reply line) for set-up steps such as CLIENT PAUSE.
+** (inline command, first reply line) for set-up steps such as CLIENT PAUSE;
+** redis_fixture_hold() keeps a client connection open (e.g. to fill
+** maxclients).
 */
 #ifndef CACHERT_REDIS_FIXTURE_H
 #define CACHERT_REDIS_FIXTURE_H
@@ -111,6 +113,35 @@ static inline bool redis_fixture_query(const RedisFixture *fx,
                                        size_t outlen)
 {
     return redis_fixture_query_port(fx->port, inline_cmd, out, outlen, 2000);
+}
+
+/* Opens a connection to the server and keeps it: returns its descriptor
+** once the server answered a PING on it (so it counts as a client), or -1
+** after `timeout_ms`. Retries while the server turns it away (a client
+** that just closed may still count). The caller closes it. */
+static inline int redis_fixture_hold(const RedisFixture *fx, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            return -1;
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)fx->port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        char reply[64];
+        ssize_t got = 0;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+            write(fd, "PING\r\n", 6) == 6 && poll(&pfd, 1, 1000) == 1)
+            got = read(fd, reply, sizeof(reply) - 1);
+        if (got >= 7 && memcmp(reply, "+PONG\r\n", 7) == 0)
+            return fd;
+        close(fd);
+        redis_fixture_sleep_ms(10);
+    }
+    return -1;
 }
 
 /* Stops the server with `sig` (SIGKILL for a crash) and reaps it; after

@@ -1,9 +1,12 @@
 /*
 ** test_pool.c -- the Redis pool against private redis-server processes:
-** commands and binary values, pipelining, AUTH/ACL/SELECT, an absent,
-** killed, slow or mute server, replies that arrive while the process is
-** busy past their deadline, idle connections closed by the server, and
-** closing with commands pending.
+** commands and binary values, pipelining, AUTH/ACL/SELECT, maxclients, an
+** absent, killed, slow or mute server, replies that arrive while the
+** process is busy past their deadline, a busy server that keeps answering
+** (the timeout is its silence), the reconnect backoff (growth, cap, jitter,
+** reset after a healthy period, a server dropping every connection once
+** ready), idle connections closed by the server, and closing with commands
+** pending.
 **
 ** Every wait is bounded by a uv timer; every test ends with every handle
 ** closed (uv_loop_close == 0) and its server stopped.
@@ -471,9 +474,62 @@ static void test_pool_select_isolates_databases(void)
     finish(&h);
 }
 
+/* The server turns the connection away before the handshake ("-ERR max
+** number of clients reached", then closes): a refusal of its own, not a
+** bad password, with the server's words in the message. */
+static void test_pool_reports_max_clients_as_a_refusal_not_a_login_error(void)
+{
+    Harness h;
+    start(&h, (const char *const[]){"--maxclients", "1", NULL});
+    int held = redis_fixture_hold(&h.fx, 3000); /* the only client allowed */
+    ASSERT_TRUE(held >= 0);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_EREJECTED, h.states[0]);
+    ASSERT_TRUE(strstr(h.message, "max number of clients reached") != NULL);
+    ASSERT_EQ_STR("redis refused the connection", cr_strerror(CR_EREJECTED));
+    ASSERT_EQ_STR("EREJECTED", cr_errname(CR_EREJECTED));
+    ASSERT_FALSE(pool_ready(h.pool));
+
+    /* Once the client leaves, the retries get in. */
+    close(held);
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 1, 3000));
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    finish(&h);
+}
+
 /* -- Failures ----------------------------------------------------------- */
 
-static void test_pool_retries_an_absent_server_with_backoff(void)
+/* Slack around a measured gap between two attempts' reports: the timer
+** fires on time, but each report comes after a resolve and a connect. */
+#define GAP_SLACK_LOW_MS  30
+#define GAP_SLACK_HIGH_MS 100
+
+/* The nominal backoff before attempt i + 1 (i >= 1): doubling, capped. */
+static uint64_t nominal_gap(int i)
+{
+    uint64_t gap = POOL_BACKOFF_MIN_MS;
+    for (int k = 1; k < i; k++)
+        gap *= 2;
+    return gap < POOL_BACKOFF_MAX_MS ? gap : POOL_BACKOFF_MAX_MS;
+}
+
+/* A gap is the nominal one, jittered into [4/5 of it, all of it]. */
+static void assert_backoff_gap(uint64_t gap, uint64_t nominal)
+{
+    uint64_t low = nominal * 4 / 5 - GAP_SLACK_LOW_MS;
+    uint64_t high = nominal + GAP_SLACK_HIGH_MS;
+    if (gap < low || gap > high)
+        TEST_FAIL_("gap of %llu ms outside [%llu, %llu] (nominal %llu ms)",
+                   (unsigned long long)gap, (unsigned long long)low,
+                   (unsigned long long)high, (unsigned long long)nominal);
+}
+
+/* Against a port nobody listens on (refused at once), the gaps between
+** attempts double from the minimum and level off at the maximum: seven
+** gaps, the last capped (uncapped it would be 6.4 s, jittered >= 5.12 s),
+** each jittered. About 11 s. */
+static void test_pool_backoff_grows_to_the_maximum_and_stays_there(void)
 {
     Harness h;
     memset(&h, 0, sizeof(h));
@@ -483,22 +539,251 @@ static void test_pool_retries_an_absent_server_with_backoff(void)
     PoolConfig cfg = config(&h, 3);
     h.pool = pool_new(&h.loop, &cfg, on_state, &h);
     pool_connect(h.pool);
-    /* Attempts at about 0, 100, 300 and 700 ms; the next is at 1500. */
-    run_for(&h.loop, 1100);
-    ASSERT_TRUE(h.nstates >= 3 && h.nstates <= 5);
-    for (int i = 0; i < h.nstates; i++)
+    enum { GAPS = 7 };
+    ASSERT_EQ_INT(POOL_BACKOFF_MAX_MS, nominal_gap(GAPS)); /* one capped */
+    uint64_t bound = 0;
+    for (int i = 1; i <= GAPS; i++)
+        bound += nominal_gap(i) + GAP_SLACK_HIGH_MS;
+    wait_count(&h.loop, &h.nstates, GAPS + 1, bound);
+    int jittered = 0;
+    for (int i = 1; i < h.nstates && i <= GAPS; i++) {
+        uint64_t gap = h.state_ms[i] - h.state_ms[i - 1];
+        assert_backoff_gap(gap, nominal_gap(i));
+        if (gap * 100 < nominal_gap(i) * 95)
+            jittered++;
+    }
+    ASSERT_EQ_INT(GAPS + 1, h.nstates);
+    /* Each gap is drawn from [80%, 100%]: all seven in the top quarter
+    ** would happen about once in 16,000 runs. */
+    ASSERT_TRUE(jittered > 0);
+    for (int i = 0; i <= GAPS; i++)
         ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[i]);
     ASSERT_TRUE(strstr(h.message, "refused") != NULL);
-    for (int i = 1; i + 1 < h.nstates; i++) { /* the delay doubles */
-        uint64_t gap = h.state_ms[i] - h.state_ms[i - 1];
-        uint64_t next = h.state_ms[i + 1] - h.state_ms[i];
-        ASSERT_TRUE(gap >= POOL_BACKOFF_MIN_MS);
-        ASSERT_TRUE(next * 10 >= gap * 15 && next * 10 <= gap * 25);
-    }
     Result r;
     ASSERT_EQ_INT(
         CR_ECONNRESET,
         pool_command(h.pool, 1, (const char *[]){"PING"}, NULL, on_reply, &r));
+    finish(&h);
+}
+
+/* The backoff grows while the server is away (four attempts refused), the
+** server comes back, the pool stays ready for longer than
+** POOL_HEALTHY_RESET_MS, the server goes away again: the first retry comes
+** after the minimum gap again, not after the grown one. */
+static void test_pool_backoff_starts_over_after_a_healthy_period(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    run_for(&h.loop, 2 * POOL_BACKOFF_MIN_MS); /* not a fresh connection */
+
+    /* Refused four times: gaps of about 100, 200 and 400 ms. */
+    redis_fixture_kill(&h.fx, SIGKILL);
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 4, 3000));
+    ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[4]);
+    for (int i = 2; i <= 4; i++)
+        assert_backoff_gap(h.state_ms[i] - h.state_ms[i - 1],
+                           nominal_gap(i - 1));
+    /* Back, and healthy for longer than the reset period. */
+    ASSERT_TRUE(redis_fixture_restart(&h.fx));
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 3000));
+    int n = h.nstates;
+    run_for(&h.loop, POOL_HEALTHY_RESET_MS + 500);
+    ASSERT_EQ_INT(n, h.nstates);
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    run_for(&h.loop, 2 * POOL_BACKOFF_MIN_MS);
+
+    /* Away again: the retry comes after the minimum (the grown backoff
+    ** would be 1.6 s). */
+    redis_fixture_kill(&h.fx, SIGKILL);
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 6, 3000));
+    ASSERT_EQ_INT(n + 2, h.nstates);
+    ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[n]);
+    ASSERT_EQ_INT(CR_ECONNREFUSED, h.states[n + 1]);
+    assert_backoff_gap(h.state_ms[n + 1] - h.state_ms[n], POOL_BACKOFF_MIN_MS);
+    finish(&h);
+}
+
+/* A fake server that answers the handshake's PING and drops the
+** connection DROP_AFTER_MS later (a proxy with no backend, a server in a
+** crash loop), counting the connections it accepted. */
+#define DROP_AFTER_MS    10
+#define DROP_MAX_CLIENTS 256
+
+typedef struct Dropper Dropper;
+
+typedef struct DropClient {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t req;
+    Dropper *d;
+    int index; /* in d->clients */
+    int open_handles;
+    bool answered;
+    bool closing;
+} DropClient;
+
+struct Dropper {
+    uv_tcp_t server;
+    int accepts;
+    DropClient *clients[DROP_MAX_CLIENTS]; /* NULL once freed */
+};
+
+static void on_drop_client_closed(uv_handle_t *handle)
+{
+    DropClient *dc = handle->data;
+    if (--dc->open_handles == 0) {
+        dc->d->clients[dc->index] = NULL;
+        free(dc);
+    }
+}
+
+static void drop_client(DropClient *dc)
+{
+    if (dc->closing)
+        return;
+    dc->closing = true;
+    uv_close((uv_handle_t *)&dc->tcp, on_drop_client_closed);
+    uv_close((uv_handle_t *)&dc->timer, on_drop_client_closed);
+}
+
+static void on_drop_timer(uv_timer_t *t)
+{
+    drop_client(t->data);
+}
+
+static void on_drop_written(uv_write_t *req, int status)
+{
+    DropClient *dc = req->data;
+    (void)status;
+    if (!dc->closing)
+        uv_timer_start(&dc->timer, on_drop_timer, DROP_AFTER_MS, 0);
+}
+
+static void on_drop_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    static char scratch[4096];
+    (void)h;
+    (void)hint;
+    *buf = uv_buf_init(scratch, sizeof(scratch));
+}
+
+static void on_drop_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    DropClient *dc = s->data;
+    static char pong[] = "+PONG\r\n";
+    (void)buf;
+    if (nread < 0) {
+        drop_client(dc);
+    } else if (nread > 0 && !dc->answered) {
+        dc->answered = true; /* one PING: no AUTH, no SELECT configured */
+        uv_buf_t out = uv_buf_init(pong, sizeof(pong) - 1);
+        dc->req.data = dc;
+        ASSERT_EQ_INT(0, uv_write(&dc->req, s, &out, 1, on_drop_written));
+    }
+}
+
+static void on_drop_connection(uv_stream_t *server, int status)
+{
+    Dropper *d = server->data;
+    ASSERT_EQ_INT(0, status);
+    ASSERT_TRUE(d->accepts < DROP_MAX_CLIENTS);
+    DropClient *dc = calloc(1, sizeof(*dc));
+    ASSERT_NOT_NULL(dc);
+    uv_tcp_init(server->loop, &dc->tcp);
+    uv_timer_init(server->loop, &dc->timer);
+    dc->tcp.data = dc;
+    dc->timer.data = dc;
+    dc->open_handles = 2;
+    dc->d = d;
+    dc->index = d->accepts;
+    d->clients[d->accepts++] = dc;
+    ASSERT_EQ_INT(0, uv_accept(server, (uv_stream_t *)&dc->tcp));
+    ASSERT_EQ_INT(
+        0, uv_read_start((uv_stream_t *)&dc->tcp, on_drop_alloc, on_drop_read));
+}
+
+/* Listens on a loopback port of the kernel's choice; returns it. */
+static int dropper_start(Dropper *d, uv_loop_t *loop)
+{
+    memset(d, 0, sizeof(*d));
+    struct sockaddr_in sa;
+    int len = sizeof(sa);
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(loop, &d->server);
+    d->server.data = d;
+    ASSERT_EQ_INT(0, uv_tcp_bind(&d->server, (struct sockaddr *)&sa, 0));
+    ASSERT_EQ_INT(0,
+                  uv_listen((uv_stream_t *)&d->server, 64, on_drop_connection));
+    uv_tcp_getsockname(&d->server, (struct sockaddr *)&sa, &len);
+    return ntohs(sa.sin_port);
+}
+
+static void dropper_stop(Dropper *d)
+{
+    for (int i = 0; i < d->accepts; i++)
+        if (d->clients[i] != NULL)
+            drop_client(d->clients[i]);
+    uv_close((uv_handle_t *)&d->server, NULL);
+}
+
+/* Every attempt gets the whole pool ready and loses it at once: the
+** backoff must not start over on each of them. Gaps of at least 80, 160,
+** 320, 640, 1280, 2560 ms: at most 6 attempts in 5 s (about 45 when each
+** ready pool reset the backoff). */
+static void test_pool_backs_off_a_server_that_drops_connections_when_ready(void)
+{
+    Harness h;
+    memset(&h, 0, sizeof(h));
+    ASSERT_EQ_INT(0, uv_loop_init(&h.loop));
+    h.clock = &h.loop;
+    Dropper d;
+    h.fx.port = dropper_start(&d, &h.loop);
+    enum { SIZE = 2 };
+    PoolConfig cfg = config(&h, SIZE);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]); /* each attempt gets ready... */
+    run_for(&h.loop, 5000);
+    int attempts = d.accepts / SIZE;
+    ASSERT_EQ_INT(SIZE * attempts, d.accepts);
+    if (attempts < 4 || attempts > 7)
+        TEST_FAIL_("%d attempts in 5 s, expected 4 to 7", attempts);
+    ASSERT_TRUE(h.ready >= attempts - 1);
+    ASSERT_TRUE(h.down >= attempts - 1); /* ...and is lost right after */
+    for (int i = 1; i < h.nstates && i < MAX_STATES; i += 2)
+        ASSERT_EQ_INT(CR_ECONNRESET, h.states[i]);
+    pool_close(h.pool);
+    h.pool = NULL;
+    dropper_stop(&d);
+    finish(&h);
+}
+
+/* pool_fail (the engine's answer to READONLY) goes through the same
+** backoff: a server that keeps being failed right after each reconnect is
+** retried after gaps of about 100, 200, 400 ms, not 100 ms every time. */
+static void test_pool_fail_reconnects_with_the_growing_backoff(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 2);
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    uint64_t failed_ms[3];
+    for (int i = 0; i < 3; i++) {
+        uv_update_time(&h.loop);
+        failed_ms[i] = uv_now(&h.loop);
+        pool_fail(h.pool, CR_EREADONLY, "READONLY from a test");
+        ASSERT_FALSE(pool_ready(h.pool));
+        ASSERT_EQ_INT(CR_EREADONLY, h.states[2 * i + 1]);
+        ASSERT_EQ_STR("READONLY from a test", h.message);
+        ASSERT_TRUE(wait_count(&h.loop, &h.ready, i + 2, 3000));
+        /* from the failure to ready: the gap and a connect */
+        assert_backoff_gap(h.state_ms[2 * i + 2] - failed_ms[i],
+                           nominal_gap(i + 1));
+    }
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
     finish(&h);
 }
 
@@ -720,6 +1005,291 @@ static void test_pool_times_out_a_silent_server_right_after_a_busy_stretch(void)
     /* The reconnect's PING waits out the pause; then all is well. */
     ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 3000));
     expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    finish(&h);
+}
+
+/* -- A busy server: its silence, not a command's wait, times out ------- */
+
+#define BUSY_TIMEOUT_MS 50
+#define BUSY_KEYS       "20000" /* DEBUG POPULATE: about 20 SCAN calls */
+#define BUSY_FIRST      100000  /* INCRs written in the first turn */
+#define BUSY_PER_SCAN   10000   /* INCRs queued ahead of each next SCAN */
+#define BUSY_SLOW_EVERY 200     /* a slower command (a SCAN) per INCRs */
+#define BUSY_BATCHES    64
+
+static const char *const debug_command[] = {"--enable-debug-command", "yes",
+                                            NULL};
+
+typedef struct Batch {
+    struct Busy *b;
+    uint64_t issued_ms; /* loop time (updated) when it was queued */
+} Batch;
+
+typedef struct Busy {
+    Harness *h;
+    Batch batches[BUSY_BATCHES];
+    int nbatches;
+    long long incrs;   /* INCRs queued */
+    long long replies; /* INCR replies, each the next integer */
+    long long slow;    /* slow commands queued */
+    long long slow_replies;
+    int wrong;
+    int scans;
+    long long keys;        /* keys the SCANs returned */
+    bool scanned;          /* the cursor came back to 0 */
+    uint64_t max_wait_ms;  /* from pool_command to its reply, the longest */
+    uint64_t scan_sent_ms; /* the SCAN in flight, queued at */
+    char cursor[32];
+} Busy;
+
+static void note_wait(Busy *b, uint64_t issued_ms)
+{
+    uint64_t wait = uv_now(b->h->clock) - issued_ms;
+    if (wait > b->max_wait_ms)
+        b->max_wait_ms = wait;
+}
+
+static void on_busy_incr(void *ud, int status, const redisReply *r)
+{
+    Batch *batch = ud;
+    Busy *b = batch->b;
+    b->replies++;
+    if (status != CR_OK || r->type != REDIS_REPLY_INTEGER ||
+        r->integer != b->replies)
+        b->wrong++;
+    note_wait(b, batch->issued_ms);
+}
+
+/* A SCAN that examines 5000 keys and matches none: about a millisecond
+** of the server's time, an empty page for us. */
+static void on_busy_slow(void *ud, int status, const redisReply *r)
+{
+    Batch *batch = ud;
+    Busy *b = batch->b;
+    b->slow_replies++;
+    if (status != CR_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        b->wrong++;
+    note_wait(b, batch->issued_ms);
+}
+
+/* n INCRs, and a slow command after every BUSY_SLOW_EVERY of them: few
+** enough in each of the server's reads (16 KiB) that it answers every
+** few milliseconds, but the whole batch takes it a good while. */
+static void queue_incrs(Busy *b, int n)
+{
+    static const char *slow[] = {"SCAN",      "0",     "MATCH",
+                                 "nomatch:*", "COUNT", "5000"};
+    ASSERT_TRUE(b->nbatches < BUSY_BATCHES);
+    Batch *batch = &b->batches[b->nbatches++];
+    batch->b = b;
+    uv_update_time(b->h->clock);
+    batch->issued_ms = uv_now(b->h->clock);
+    for (int i = 1; i <= n; i++) {
+        ASSERT_EQ_INT(CR_OK, pool_command(b->h->pool, 2,
+                                          (const char *[]){"INCR", "counter"},
+                                          NULL, on_busy_incr, batch));
+        if (i % BUSY_SLOW_EVERY == 0) {
+            ASSERT_EQ_INT(CR_OK, pool_command(b->h->pool, 6, slow, NULL,
+                                              on_busy_slow, batch));
+            b->slow++;
+        }
+    }
+    b->incrs += n;
+}
+
+static void on_busy_scan(void *ud, int status, const redisReply *r);
+
+static void queue_scan(Busy *b)
+{
+    uv_update_time(b->h->clock);
+    b->scan_sent_ms = uv_now(b->h->clock);
+    const char *argv[] = {"SCAN", b->cursor, "COUNT", "1000"};
+    ASSERT_EQ_INT(CR_OK,
+                  pool_command(b->h->pool, 4, argv, NULL, on_busy_scan, b));
+}
+
+/* A clear's SCAN loop, each next SCAN queued behind a batch of INCRs. */
+static void on_busy_scan(void *ud, int status, const redisReply *r)
+{
+    Busy *b = ud;
+    ASSERT_EQ_INT(CR_OK, status);
+    ASSERT_EQ_INT(REDIS_REPLY_ARRAY, r->type);
+    ASSERT_EQ_INT(2, r->elements);
+    note_wait(b, b->scan_sent_ms);
+    b->scans++;
+    b->keys += (long long)r->element[1]->elements;
+    snprintf(b->cursor, sizeof(b->cursor), "%s", r->element[0]->str);
+    if (strcmp(b->cursor, "0") == 0) {
+        b->scanned = true;
+        return;
+    }
+    queue_incrs(b, BUSY_PER_SCAN);
+    queue_scan(b);
+}
+
+/* Runs the loop until the SCAN loop ended and every INCR was answered. */
+static bool wait_busy(Busy *b, uint64_t ms)
+{
+    uv_loop_t *loop = b->h->clock;
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, on_guard, ms, 0);
+    while (
+        !(b->scanned && b->replies == b->incrs && b->slow_replies == b->slow) &&
+        b->h->down == 0 && !expired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return b->scanned && b->replies == b->incrs && b->slow_replies == b->slow;
+}
+
+/* A deep pipeline and a SCAN loop queued behind it: the server takes far
+** longer than the command timeout to answer it all, but it keeps
+** answering, so nothing times out and the pool stays ready. */
+static void test_pool_does_not_time_out_a_busy_server_that_keeps_answering(void)
+{
+    Harness h;
+    start(&h, debug_command);
+    char line[64];
+    ASSERT_TRUE(redis_fixture_query(&h.fx, "DEBUG POPULATE " BUSY_KEYS, line,
+                                    sizeof(line)));
+    ASSERT_EQ_STR("+OK", line);
+    PoolConfig cfg = config(&h, 1);
+    cfg.command_timeout_ms = BUSY_TIMEOUT_MS;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+
+    Busy *b = calloc(1, sizeof(*b));
+    ASSERT_NOT_NULL(b);
+    b->h = &h;
+    snprintf(b->cursor, sizeof(b->cursor), "0");
+    queue_incrs(b, BUSY_FIRST);
+    queue_scan(b);
+    ASSERT_TRUE(wait_busy(b, 30000));
+    ASSERT_EQ_INT(0, h.down);
+    ASSERT_EQ_INT(1, h.nstates);
+    ASSERT_TRUE(pool_ready(h.pool));
+    ASSERT_EQ_INT(0, b->wrong);
+    ASSERT_TRUE(b->keys >= atoi(BUSY_KEYS));
+    ASSERT_TRUE(b->scans >= 10);
+    /* The premise: replies came much later than the timeout after their
+    ** command was queued (the old per-command deadline failed here). */
+    if (b->max_wait_ms < 3 * BUSY_TIMEOUT_MS)
+        TEST_FAIL_("the longest wait was %llu ms: not a busy server",
+                   (unsigned long long)b->max_wait_ms);
+    free(b);
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    finish(&h);
+}
+
+typedef struct Stream {
+    Harness *h;
+    int replies;
+    int failed;
+    int status;         /* the first failure's */
+    uint64_t failed_ms; /* loop time of the first failure */
+    bool stop;          /* issue no more */
+} Stream;
+
+static void on_stream_reply(void *ud, int status, const redisReply *r);
+
+static void queue_stream_batch(Stream *st)
+{
+    for (int i = 0; i < 100; i++)
+        ASSERT_EQ_INT(CR_OK, pool_command(st->h->pool, 2,
+                                          (const char *[]){"INCR", "n"}, NULL,
+                                          on_stream_reply, st));
+}
+
+/* Keeps about 100 commands in flight: each 100th reply queues 100 more. */
+static void on_stream_reply(void *ud, int status, const redisReply *r)
+{
+    Stream *st = ud;
+    (void)r;
+    if (status != CR_OK) {
+        if (st->failed++ == 0) {
+            st->status = status;
+            uv_update_time(st->h->clock);
+            st->failed_ms = uv_now(st->h->clock);
+        }
+        return;
+    }
+    if (++st->replies % 100 == 0 && !st->stop)
+        queue_stream_batch(st);
+}
+
+/* A server that answers a steady stream for several timeouts, then stops
+** (SIGSTOP): the silence is noticed about one timeout after it began. */
+static void test_pool_times_out_a_busy_server_that_goes_silent(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    cfg.command_timeout_ms = 100;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    Stream st;
+    memset(&st, 0, sizeof(st));
+    st.h = &h;
+    queue_stream_batch(&st);
+    run_for(&h.loop, 4 * cfg.command_timeout_ms);
+    ASSERT_EQ_INT(0, h.down);
+    ASSERT_EQ_INT(0, st.failed);
+    ASSERT_TRUE(st.replies >= 1000); /* streaming, for 4 timeouts */
+
+    ASSERT_EQ_INT(0, kill(h.fx.pid, SIGSTOP));
+    uv_update_time(&h.loop);
+    uint64_t stopped_ms = uv_now(&h.loop);
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 1, 2000));
+    st.stop = true;
+    ASSERT_EQ_INT(0, kill(h.fx.pid, SIGCONT));
+    ASSERT_TRUE(st.failed >= 1);
+    ASSERT_EQ_INT(CR_ETIMEDOUT, st.status);
+    ASSERT_EQ_INT(CR_ETIMEDOUT, h.states[1]);
+    ASSERT_TRUE(strstr(h.message, "no reply within 100 ms") != NULL);
+    uint64_t silent_ms = st.failed_ms - stopped_ms;
+    if (silent_ms + 20 < cfg.command_timeout_ms ||
+        silent_ms > cfg.command_timeout_ms + 150)
+        TEST_FAIL_("timed out %llu ms after the server stopped",
+                   (unsigned long long)silent_ms);
+    ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 3000));
+    expect_status(&h, "PONG", 1, (const char *[]){"PING"});
+    finish(&h);
+}
+
+/* A command queued, then the process busy past the timeout before the
+** loop writes it: its wait in cachert's own queue does not count. The
+** server answers 50 ms after the write (CLIENT PAUSE 50), within the
+** timeout of silence. */
+static void test_pool_does_not_count_the_wait_before_a_command_is_written(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    cfg.command_timeout_ms = 100;
+    open_pool(&h, &cfg);
+    ASSERT_EQ_INT(CR_OK, h.states[0]);
+    expect_status(&h, "OK", 3, (const char *[]){"SET", "k", "v"});
+    Result r;
+    memset(&r, 0, sizeof(r));
+    uint64_t writes = pool_writes(h.pool);
+    ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 2, (const char *[]){"GET", "k"},
+                                      NULL, on_reply, &r));
+    redis_fixture_sleep_ms(300); /* busy: the loop does not run */
+    char line[64];
+    ASSERT_TRUE(
+        redis_fixture_query(&h.fx, "CLIENT PAUSE 50", line, sizeof(line)));
+    ASSERT_EQ_STR("+OK", line);
+    ASSERT_EQ_INT(writes, pool_writes(h.pool)); /* not written yet */
+
+    ASSERT_TRUE(wait_count(&h.loop, &r.calls, 1, 1000));
+    ASSERT_EQ_INT(CR_OK, r.status);
+    ASSERT_EQ_STR("v", r.str);
+    result_free(&r);
+    ASSERT_EQ_INT(0, h.down);
+    ASSERT_EQ_INT(1, h.nstates);
     finish(&h);
 }
 
@@ -1063,12 +1633,19 @@ static const TestCase cases[] = {
     TEST_CASE(test_pool_reports_a_wrong_password_as_eauth),
     TEST_CASE(test_pool_authenticates_an_acl_user),
     TEST_CASE(test_pool_select_isolates_databases),
-    TEST_CASE(test_pool_retries_an_absent_server_with_backoff),
+    TEST_CASE(test_pool_reports_max_clients_as_a_refusal_not_a_login_error),
+    TEST_CASE(test_pool_backoff_grows_to_the_maximum_and_stays_there),
+    TEST_CASE(test_pool_backoff_starts_over_after_a_healthy_period),
+    TEST_CASE(test_pool_backs_off_a_server_that_drops_connections_when_ready),
+    TEST_CASE(test_pool_fail_reconnects_with_the_growing_backoff),
     TEST_CASE(test_pool_survives_a_server_killed_and_restarted),
     TEST_CASE(test_pool_times_out_a_slow_server_and_recovers),
     TEST_CASE(test_pool_times_out_a_server_that_never_answers),
     TEST_CASE(test_pool_delivers_a_reply_that_came_while_the_loop_was_busy),
     TEST_CASE(test_pool_times_out_a_silent_server_right_after_a_busy_stretch),
+    TEST_CASE(test_pool_does_not_time_out_a_busy_server_that_keeps_answering),
+    TEST_CASE(test_pool_times_out_a_busy_server_that_goes_silent),
+    TEST_CASE(test_pool_does_not_count_the_wait_before_a_command_is_written),
     TEST_CASE(test_conn_becomes_ready_when_its_handshake_reply_waited),
     TEST_CASE(test_pool_fails_a_server_speaking_another_protocol),
     TEST_CASE(test_pool_stays_ready_across_idle_closes),
