@@ -29,8 +29,8 @@
 #define RUNTIME_MT      "cachert.Runtime"
 #define RUNTIME_KEY     "cachert.runtime"
 #define LOG_HANDLER_KEY "cachert.log_handler"
-#define LOG_QUEUE_MAX   256 /* messages held for the handler; more are counted \
-                             */
+/* Log messages held for the handler; more are counted, not kept. */
+#define LOG_QUEUE_MAX 256
 
 typedef struct Req Req;
 
