@@ -195,3 +195,30 @@ describe("a .env warning", function()
         assert.is_nil(out:find("cachert: ", 1, true), out)
     end)
 end)
+
+describe("a reply of the wrong type", function()
+    local pid, dir
+    setup(function()
+        dir = helpers.sh("mktemp -d /tmp/cachert-fake-XXXXXX"):gsub("%s+$", "")
+        -- a server that answers GET with an integer: no real Redis does
+        pid = helpers.start_process(("exec python3 spec/fake_redis.py %s/port ':1'")
+            :format(dir), dir .. "/log")
+        assert(helpers.wait_for(function()
+            return tonumber(helpers.slurp(dir .. "/port")) ~= nil
+        end, 10), "the fake server started: " .. helpers.slurp(dir .. "/log"))
+    end)
+    teardown(function()
+        helpers.stop_process(pid)
+        if dir and dir:match("^/tmp/cachert%-fake%-") then helpers.sh("rm -rf " .. dir) end
+    end)
+    after_each(disconnect_all)
+
+    it("is a protocol error in last_error, not an error reply", function()
+        local c = manager({ port = tonumber(helpers.slurp(dir .. "/port")) })
+        assert.is_true(in_task(function() return c:connect() end))
+        assert.are.same({ nil, false }, { in_task(function() return c:get("k") end) })
+        local s = c:stats()
+        assert.are.equal(1, s.errors)
+        assert.are.equal("redis protocol error", s.last_error)
+    end)
+end)

@@ -493,7 +493,7 @@ static void on_get(void *ud, int status, const redisReply *reply)
     } else {
         e->stats.misses++;
         if (reply->type != REDIS_REPLY_NIL)
-            count_error(e, CR_EREPLY, reply_text(reply));
+            count_error(e, reply_status(reply), reply_text(reply));
     }
     complete(op, &r);
 }
