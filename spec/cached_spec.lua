@@ -234,14 +234,14 @@ describe("cache.cached", function()
         it("does not cache a call that raised", function()
             local counter = { n = 0 }
             local f = counted("errc", counter, function() error("boom", 0) end)
-            pcall(f, 1)
-            pcall(f, 1)
+            assert.are.equal("boom", error_of(f, 1))
+            assert.are.equal("boom", error_of(f, 1))
             assert.are.equal(2, counter.n)
         end)
 
         it("stores nothing under the key of a call that raised", function()
             local f = cache.cached(60, "errk")(function() error("boom", 0) end)
-            pcall(f, 1)
+            assert.are.equal("boom", error_of(f, 1))
             assert.is_false(cache.exists("errk:1"))
         end)
 
@@ -253,8 +253,8 @@ describe("cache.cached", function()
         it("runs fn again after it returned a value that cannot be cached", function()
             local counter = { n = 0 }
             local f = counted("unstorable2", counter, function() return print end)
-            pcall(f, 1)
-            pcall(f, 1)
+            assert.are.equal("cannot cache a function at result[1]", error_of(f, 1))
+            assert.are.equal("cannot cache a function at result[1]", error_of(f, 1))
             assert.are.equal(2, counter.n)
         end)
 
@@ -437,7 +437,8 @@ describe("cache.cached", function()
         it("does not call fn when an argument cannot be keyed", function()
             local counter = { n = 0 }
             local f = counted("badarg", counter)
-            pcall(f, print)
+            assert.matches("cannot build a cache key from a function at args[1]",
+                           error_of(f, print), 1, true)
             assert.are.equal(0, counter.n)
         end)
     end)

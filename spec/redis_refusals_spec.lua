@@ -62,6 +62,19 @@ describe("a value over the size limit #redis", function()
         assert.are.equal("kept", (c:get("other")))
     end)
 
+    it("in mset, is refused alone: the other pairs are stored (CACHE_MAX_VALUE_BYTES)", function()
+        local c = manager(server, { max_value_bytes = 100 })
+        assert.is_true(c:connect())
+        local ok, err = c:mset { a = 1, big = string.rep("x", 200), c = 3 }
+        assert.is_false(ok)
+        assert.matches("value is larger than the value size limit", err, 1, true)
+        assert.matches("(key big)", err, 1, true)
+        assert.are.same({ 1, 3 }, { c:get("a"), (c:get("c")) })
+        assert.is_true(exists(server, "a") and exists(server, "c"))
+        assert.is_false(exists(server, "big"))
+        assert.is_true(c:stats().using_redis)
+    end)
+
     it("is refused the same way on the memory store", function()
         local c = cache.new { max_memory = 0 }
         assert.is_true(c:set("big", "old"))

@@ -810,3 +810,17 @@ describe("cachert scheduler", function()
         assert.are.equal("spawn: fn must be callable", err)
     end)
 end)
+
+describe("cachert.sleep(0)", function()
+    it("yields once to the other tasks and returns", function()
+        local order = {}
+        helpers.in_task(function()
+            local other = sched.spawn(function() order[#order + 1] = "other" end)
+            order[#order + 1] = "before"
+            sched.sleep(0)
+            order[#order + 1] = "after"
+            other:join()
+        end)
+        assert.are.same({ "before", "other", "after" }, order)
+    end)
+end)

@@ -60,7 +60,8 @@ describe("cache.with", function()
 
     it("disconnects when fn raises", function()
         local c, log = spied_manager()
-        pcall(cache.with, function() error("boom") end, c)
+        local ok, err = pcall(cache.with, function() error("boom", 0) end, c)
+        assert.are.same({ false, "boom" }, { ok, err })
         assert.are.same({ "connect", "disconnect" }, log)
     end)
 
@@ -116,7 +117,9 @@ describe("cache.with", function()
 
     it("does not run fn when the options are malformed", function()
         local ran = false
-        pcall(cache.with, function() ran = true end, { port = "abc" })
+        local ok, err = pcall(cache.with, function() ran = true end, { port = "abc" })
+        assert.is_false(ok)
+        assert.matches("option port must be an integer between 1 and 65535", err, 1, true)
         assert.is_false(ran)
     end)
 end)
