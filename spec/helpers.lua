@@ -105,13 +105,24 @@ local function alive(pid)
     return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
+--- Seconds after which a server stopped with SIGSTOP is continued anyway.
+H.STOP_WATCHDOG_SECONDS = 20
+
 --- Sends `signal` (default KILL) to the server. For KILL, TERM and INT it
 -- waits (bounded) until the process is gone; the server keeps its port and
--- directory for H.restart_redis. STOP and CONT just send the signal.
+-- directory for H.restart_redis. CONT just sends the signal; STOP also
+-- arms a watchdog that continues it after STOP_WATCHDOG_SECONDS.
 function H.kill_redis(server, signal)
     signal = signal or "KILL"
     assert(server.pid, "kill_redis: the server is not running")
     sh(("kill -%s %d"):format(signal, server.pid))
+    if signal == "STOP" then
+        -- A watchdog: a scenario whose own bounds failed (a command timeout
+        -- that never fires) gets its server back, and fails on what it
+        -- observed instead of hanging the suite.
+        sh(("(sleep %d; kill -CONT %d) >/dev/null 2>&1 &"):format(
+            H.STOP_WATCHDOG_SECONDS, server.pid))
+    end
     if signal == "KILL" or signal == "TERM" or signal == "INT" then
         for _ = 1, 200 do
             if not alive(server.pid) then break end
