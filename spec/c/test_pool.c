@@ -187,6 +187,17 @@ static void expect_status(Harness *h, const char *want, int argc,
     result_free(&r);
 }
 
+/* Makes the server hold every client's commands for `ms` (CLIENT PAUSE),
+** through the fixture's side channel. */
+static void pause_clients(Harness *h, int ms)
+{
+    char cmd[32];
+    char line[64];
+    snprintf(cmd, sizeof(cmd), "CLIENT PAUSE %d", ms);
+    ASSERT_TRUE(redis_fixture_query(&h->fx, cmd, line, sizeof(line)));
+    ASSERT_EQ_STR("+OK", line);
+}
+
 /* -- Commands ----------------------------------------------------------- */
 
 static void on_reply_then_set(void *ud, int status, const redisReply *r)
@@ -875,10 +886,7 @@ static void test_pool_times_out_a_slow_server_and_recovers(void)
     cfg.command_timeout_ms = 100;
     open_pool(&h, &cfg);
     ASSERT_EQ_INT(CR_OK, h.states[0]);
-    char line[64];
-    ASSERT_TRUE(
-        redis_fixture_query(&h.fx, "CLIENT PAUSE 500", line, sizeof(line)));
-    ASSERT_EQ_STR("+OK", line);
+    pause_clients(&h, 500);
 
     uv_update_time(&h.loop);
     uint64_t t0 = uv_now(&h.loop);
@@ -945,10 +953,7 @@ static void test_pool_delivers_a_reply_that_came_while_the_loop_was_busy(void)
 
     /* The server holds the GET back for 50 ms, so its reply cannot be read
     ** before the busy stretch begins... */
-    char line[64];
-    ASSERT_TRUE(
-        redis_fixture_query(&h.fx, "CLIENT PAUSE 50", line, sizeof(line)));
-    ASSERT_EQ_STR("+OK", line);
+    pause_clients(&h, 50);
     Result r;
     memset(&r, 0, sizeof(r));
     ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 2, (const char *[]){"GET", "k"},
@@ -981,10 +986,7 @@ static void test_pool_times_out_a_silent_server_right_after_a_busy_stretch(void)
     cfg.command_timeout_ms = 100;
     open_pool(&h, &cfg);
     ASSERT_EQ_INT(CR_OK, h.states[0]);
-    char line[64];
-    ASSERT_TRUE(
-        redis_fixture_query(&h.fx, "CLIENT PAUSE 600", line, sizeof(line)));
-    ASSERT_EQ_STR("+OK", line);
+    pause_clients(&h, 600);
     Result r;
     memset(&r, 0, sizeof(r));
     ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 2, (const char *[]){"GET", "k"},
@@ -1278,10 +1280,7 @@ static void test_pool_does_not_count_the_wait_before_a_command_is_written(void)
     ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 2, (const char *[]){"GET", "k"},
                                       NULL, on_reply, &r));
     redis_fixture_sleep_ms(300); /* busy: the loop does not run */
-    char line[64];
-    ASSERT_TRUE(
-        redis_fixture_query(&h.fx, "CLIENT PAUSE 50", line, sizeof(line)));
-    ASSERT_EQ_STR("+OK", line);
+    pause_clients(&h, 50);
     ASSERT_EQ_INT(writes, pool_writes(h.pool)); /* not written yet */
 
     ASSERT_TRUE(wait_count(&h.loop, &r.calls, 1, 1000));
@@ -1314,10 +1313,7 @@ static void test_conn_becomes_ready_when_its_handshake_reply_waited(void)
 {
     Harness h;
     start(&h, NULL);
-    char line[64];
-    ASSERT_TRUE(
-        redis_fixture_query(&h.fx, "CLIENT PAUSE 500", line, sizeof(line)));
-    ASSERT_EQ_STR("+OK", line);
+    pause_clients(&h, 500);
     ConnConfig cfg = {"127.0.0.1", h.fx.port, 0, NULL, NULL, 300, 300, false};
     ConnState st = {0, 0};
     Conn *c = conn_new(&h.loop, &cfg, on_conn_state, &st);
@@ -1556,9 +1552,7 @@ static void test_pool_close_fails_pending_commands_synchronously(void)
     Result res[2 * N];
     memset(res, 0, sizeof(res));
     /* Written and awaiting replies (the server holds them back)... */
-    char line[64];
-    ASSERT_TRUE(
-        redis_fixture_query(&h.fx, "CLIENT PAUSE 300", line, sizeof(line)));
+    pause_clients(&h, 300);
     for (int i = 0; i < N; i++)
         ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
                                           NULL, on_reply, &res[i]));
