@@ -82,7 +82,6 @@ struct Engine {
     size_t next_key;
     size_t in_flight;    /* probe or UNLINK commands out */
     int replay_status;   /* the first failure of this round */
-    bool probing;        /* the probe's replies are awaited */
     size_t unlink_batch; /* keys per UNLINK: 1 after a key was refused */
     bool key_refused;    /* a batch held a key the ACL user may not touch */
     size_t keys_dropped; /* keys refused one by one: not invalidated */
@@ -116,9 +115,12 @@ typedef struct OpArgs {
 typedef struct Op {
     OpArgs a;
     int kind;
-    bool too_big; /* a set refused for its size: see issue() */
     char data[];
 } Op;
+
+/* The ttl_ms of a set refused for its size: only its UNLINK is sent (see
+** issue()). Real TTLs stay below 9e15 ms. */
+#define TTL_TOO_BIG UINT64_MAX
 
 /* Answers an operation from the memory store. */
 typedef void (*memory_fn)(const OpArgs *a);
@@ -289,7 +291,6 @@ static Op *op_new(const OpArgs *a, int kind)
         return NULL;
     op->a = *a;
     op->kind = kind;
-    op->too_big = false;
     memcpy(op->data, a->key, a->klen);
     op->a.key = op->data;
     if (a->vlen > 0)
@@ -317,14 +318,14 @@ static void memory_set(const OpArgs *a)
     a->done(a->ud, &r);
 }
 
-/* A set refused (by Redis, or for its size: ttl_ms UINT64_MAX), finished
+/* A set refused (by Redis, or for its size: ttl_ms TTL_TOO_BIG), finished
 ** on the memory store: the key is forgotten there (and journaled, so
 ** Redis forgets it too), and the set fails. */
 static void memory_refused_set(const OpArgs *a)
 {
     EngineResult r = {0};
     engine_delete(a->e, a->key, a->klen);
-    r.status = a->ttl_ms == UINT64_MAX ? CR_EVALUETOOBIG : CR_EREPLY;
+    r.status = a->ttl_ms == TTL_TOO_BIG ? CR_EVALUETOOBIG : CR_EREPLY;
     r.err = a->e->last_error;
     a->done(a->ud, &r);
 }
@@ -353,9 +354,14 @@ static void memory_clear(const OpArgs *a)
 static const memory_fn memory_of[] = {memory_get, memory_set, memory_delete,
                                       memory_exists, memory_clear};
 
+static bool too_big(const Op *op)
+{
+    return op->kind == OP_SET && op->a.ttl_ms == TTL_TOO_BIG;
+}
+
 static void memory_op(const Op *op)
 {
-    if (op->too_big)
+    if (too_big(op))
         memory_refused_set(&op->a);
     else
         memory_of[op->kind](&op->a);
@@ -393,7 +399,7 @@ static void mirror_to_memory(Engine *e, const Op *op)
 {
     const OpArgs *a = &op->a;
     uint64_t now = engine_now_ms();
-    if (op->kind == OP_SET && !op->too_big)
+    if (op->kind == OP_SET && !too_big(op))
         store_set(e->store, a->key, a->klen, a->val, a->vlen,
                   a->ttl_ms == 0 ? 0 : now + a->ttl_ms, now);
     else if (op->kind == OP_CLEAR)
@@ -420,20 +426,17 @@ static int run_op(const OpArgs *a, int kind)
         return 0;
     }
     OpArgs args = *a;
-    bool too_big = kind == OP_SET && a->klen + a->vlen > e->max_value;
-    if (too_big) { /* not copied: only the old value is unlinked */
-        args.vlen = 0;
-        args.ttl_ms = UINT64_MAX;
+    if (kind == OP_SET && a->klen + a->vlen > e->max_value) {
+        args.vlen = 0; /* not copied: only the old value is unlinked */
+        args.ttl_ms = TTL_TOO_BIG;
     }
     Op *op = op_new(&args, kind);
     if (op == NULL) {
         fail_op(a, CR_ENOMEM);
         return 0;
     }
-    if (too_big) {
+    if (too_big(op))
         count_too_big(e, a->klen + a->vlen);
-        op->too_big = true;
-    }
     if (e->mode == MODE_RECOVERING)
         mirror_to_memory(e, op);
     return issue(op);
@@ -513,7 +516,7 @@ static void on_refused_set_unlinked(void *ud, int status,
         return;
     }
     EngineResult r = {0};
-    r.status = op->a.ttl_ms == UINT64_MAX ? CR_EVALUETOOBIG : CR_EREPLY;
+    r.status = too_big(op) ? CR_EVALUETOOBIG : CR_EREPLY;
     r.err = op->a.e->last_error;
     complete(op, &r);
 }
@@ -663,7 +666,7 @@ static int issue(Op *op)
     static const pool_reply_cb callbacks[] = {on_get, on_set, on_delete,
                                               on_exists};
     int rc;
-    if (op->too_big) {
+    if (too_big(op)) {
         unlink_refused_set(op);
         return 1;
     }
@@ -709,7 +712,6 @@ static void finish_connect(Engine *e, bool using_redis)
 static void replay_failed(Engine *e, int status)
 {
     journal_restore(e->journal, &e->batch);
-    e->probing = false;
     set_mode(e, MODE_MEMORY);
     if (!e->quiet) {
         const char *what = e->replay_err[0] ? e->replay_err : NULL;
@@ -775,12 +777,20 @@ static void round_done(Engine *e)
     switch_to_redis(e);
 }
 
+/* NOPERM comes in two kinds: "no permissions to run the 'x' command"
+** (the ACL user lacks a command) and one about the keys (an ACL key
+** pattern). True for the first. */
+static bool command_refused(const char *text)
+{
+    return error_status(text) == CR_ENOPERM && strstr(text, "to run") != NULL;
+}
+
 /* A reply refusing a key, not the command: an ACL key pattern. */
 static bool key_refusal(const redisReply *reply)
 {
     return reply->type == REDIS_REPLY_ERROR &&
            error_status(reply->str) == CR_ENOPERM &&
-           strstr(reply->str, "to run") == NULL;
+           !command_refused(reply->str);
 }
 
 static void on_keys_unlinked(void *ud, int status, const redisReply *reply)
@@ -921,13 +931,11 @@ static void on_probed(void *ud, int status, const redisReply *reply)
         ** recovery: the probe key itself is not ours to judge (a key
         ** pattern in the ACL, an OOM refusal of SET are fine). */
         int code = error_status(reply->str);
-        if (code == CR_EREADONLY ||
-            (code == CR_ENOPERM && strstr(reply->str, "to run") != NULL))
+        if (code == CR_EREADONLY || command_refused(reply->str))
             note_failure(e, code, reply->str);
     }
     if (e->in_flight > 0)
         return;
-    e->probing = false;
     if (e->quiet && e->mode == MODE_RECOVERING) {
         replay_failed(e, CR_ECONNRESET);
         return;
@@ -948,7 +956,6 @@ static void start_recovery(Engine *e)
     e->in_flight = 0;
     e->replay_status = CR_OK;
     e->replay_err[0] = '\0';
-    e->probing = true;
     e->round_started_ms = engine_now_ms();
     e->unlink_batch = ENGINE_UNLINK_BATCH;
     e->key_refused = false;
@@ -970,10 +977,8 @@ static void start_recovery(Engine *e)
         }
         e->in_flight++;
     }
-    if (e->in_flight == 0) {
-        e->probing = false;
+    if (e->in_flight == 0)
         replay_failed(e, e->replay_status);
-    }
 }
 
 static void on_pool_state(void *ud, int status, const char *message)
