@@ -175,9 +175,7 @@ static int core_on_log(lua_State *L)
 
 static int check_log_level(lua_State *L, int idx)
 {
-    static const char *const names[] = {"off",  "error", "warn",
-                                        "info", "debug", NULL};
-    return luaL_checkoption(L, idx, "warn", names); /* in LOG_* order */
+    return luaL_checkoption(L, idx, "warn", log_level_names);
 }
 
 /* -- Manager ------------------------------------------------------------ */

@@ -21,9 +21,11 @@ void log_msg(const Logger *lg, int level, const char *fmt, ...)
         fprintf(stderr, "cachert: %s\n", msg);
 }
 
+const char *const log_level_names[] = {"off",  "error", "warn",
+                                       "info", "debug", NULL};
+
 const char *log_level_name(int level)
 {
-    static const char *const names[] = {"off", "error", "warn", "info",
-                                        "debug"};
-    return level >= LOG_OFF && level <= LOG_DEBUG ? names[level] : "off";
+    return level >= LOG_OFF && level <= LOG_DEBUG ? log_level_names[level]
+                                                  : "off";
 }

@@ -36,6 +36,9 @@ static inline int log_enabled(const Logger *lg, int level)
 void log_msg(const Logger *lg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The level names indexed by level, "off" first, then NULL. */
+extern const char *const log_level_names[];
+
 /* "error", "warn", "info", "debug" ("off" for LOG_OFF). */
 const char *log_level_name(int level);
 

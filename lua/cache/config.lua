@@ -405,7 +405,10 @@ local function codec(name, src, v)
     return v
 end
 
-local LOG_LEVELS = { error = true, warn = true, info = true, debug = true, off = true }
+-- The log levels, by severity as in src/log.h: a manager keeps the
+-- messages whose level is at most its own.
+local LOG_LEVELS = { off = 0, error = 1, warn = 2, info = 3, debug = 4 }
+_M.LOG_LEVELS = LOG_LEVELS
 
 -- One of LOG_LEVELS, case-insensitive; returned in lower case.
 local function log_level(name, src, v)

@@ -402,12 +402,11 @@ function _M.on_log(fn)
     core.on_log(fn and function(level, msg) return fn(level, msg) end or nil)
 end
 
-local LEVELS = { off = 0, error = 1, warn = 2, info = 3, debug = 4 }
-
 -- A message from the Lua side, as the C side logs: through the handler,
 -- else one line on stderr; dropped below the manager's level.
 local function log(self, level, msg)
-    if self and LEVELS[level] > LEVELS[self.cfg.log_level or "warn"] then return end
+    local levels = config.LOG_LEVELS
+    if self and levels[level] > levels[self.cfg.log_level] then return end
     if log_handler then
         local ok, err = pcall(log_handler, level, msg)
         if ok then return end
@@ -433,7 +432,7 @@ local function flush_one(self, seconds)
     log(self, "warn", ("exiting with %s changed during a Redis outage and not "
         .. "invalidated there (no answer within CACHE_EXIT_FLUSH_TIMEOUT = %g s): "
         .. "other processes may read their old values")
-        :format(what, self.cfg.exit_flush_timeout or 2))
+        :format(what, self.cfg.exit_flush_timeout))
 end
 
 --- Gives every manager's outage journal its last chance: waits for Redis
@@ -445,7 +444,7 @@ function _M._flush_all()
     for m in pairs(live) do managers[#managers + 1] = m end
     local started = now()
     for _, m in ipairs(managers) do
-        local budget = m.cfg.exit_flush_timeout or 2
+        local budget = m.cfg.exit_flush_timeout
         local ok, err = pcall(flush_one, m, math.max(0, budget - (now() - started)))
         if not ok then log(m, "error", "at exit: " .. tostring(err)) end
     end
