@@ -1,6 +1,7 @@
 /*
 ** clearscan.c -- the SCAN + UNLINK loop, one command in flight at a time
-** so the server never sees more than one batch of this clear at once.
+** so the server never sees more than one batch of this clear at once;
+** node after node when the backend has several (a Cluster).
 */
 #include "clearscan.h"
 
@@ -13,7 +14,8 @@
 #include "status.h"
 
 typedef struct ClearScan {
-    Pool *pool;
+    Backend *backend;
+    size_t node;     /* the node being scanned */
     char **patterns; /* matched here when n > 1 */
     size_t *plens;
     size_t n;
@@ -63,13 +65,16 @@ static int send_scan(ClearScan *cs)
                           CLEARSCAN_COUNT, "MATCH",    cs->match};
     size_t lens[] = {4,       strlen(cs->cursor), 5, strlen(CLEARSCAN_COUNT), 5,
                      cs->mlen};
-    return pool_command(cs->pool, cs->match != NULL ? 6 : 4, argv, lens,
-                        on_scan, cs);
+    return backend_node_command(cs->backend, cs->node,
+                                cs->match != NULL ? 6 : 4, argv, lens, on_scan,
+                                cs);
 }
 
+/* After a reply: the next batch, the next node, or the end. */
 static void next_or_finish(ClearScan *cs)
 {
-    if (strcmp(cs->cursor, "0") == 0) {
+    if (strcmp(cs->cursor, "0") == 0 &&
+        ++cs->node >= backend_nodes(cs->backend)) {
         finish(cs, CR_OK);
         return;
     }
@@ -150,8 +155,9 @@ static void on_scan(void *ud, int status, const redisReply *r)
             next_or_finish(cs);
             return;
         }
-        if (rc == CR_OK) /* pool_command copies the arguments */
-            rc = pool_command(cs->pool, (int)n, argv, lens, on_unlink, cs);
+        if (rc == CR_OK) /* the backend copies the arguments */
+            rc = backend_node_command(cs->backend, cs->node, (int)n, argv, lens,
+                                      on_unlink, cs);
     }
     free(argv);
     free(lens);
@@ -204,8 +210,9 @@ static int common_match(ClearScan *cs)
 
 /* -- Public API --------------------------------------------------------- */
 
-int clearscan_start(Pool *p, const char *const *patterns, const size_t *plens,
-                    size_t n, clearscan_done_cb done, void *ud)
+int clearscan_start(Backend *b, const char *const *patterns,
+                    const size_t *plens, size_t n, clearscan_done_cb done,
+                    void *ud)
 {
     if (n == 0)
         return CR_EINVAL;
@@ -241,7 +248,7 @@ int clearscan_start(Pool *p, const char *const *patterns, const size_t *plens,
     } else {
         rc = common_match(cs);
     }
-    cs->pool = p;
+    cs->backend = b;
     cs->done = done;
     cs->ud = ud;
     strcpy(cs->cursor, "0");

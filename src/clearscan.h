@@ -5,7 +5,8 @@
 ** With one pattern the server filters (MATCH pattern); with several, MATCH
 ** narrows the scan to their common literal head (when they have one) and
 ** each scanned key is matched here against every pattern with the
-** Redis-exact matcher, so N patterns cost one scan, not N. Never KEYS
+** Redis-exact matcher, so N patterns cost one scan, not N. A backend of
+** several nodes (a Cluster) is scanned node after node. Never KEYS
 ** (which blocks the server for the whole keyspace) and never FLUSHDB.
 ** UNLINK frees values off the server's main thread. A key written while
 ** the scan runs may survive, as with any SCAN-based clear.
@@ -16,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pool.h"
+#include "backend.h"
 
 #define CLEARSCAN_COUNT "1000" /* SCAN's COUNT hint: keys examined per call */
 
@@ -29,9 +30,10 @@ typedef void (*clearscan_done_cb)(void *ud, int status, uint64_t removed,
 
 /* Starts clearing every key matching one of the `n` >= 1 patterns (binary
 ** safe, copied). Returns CR_OK, and `done` is called later from the loop;
-** or an error code (the pool is not ready, out of memory), and `done` is
+** or an error code (the backend is not ready, out of memory), and `done` is
 ** never called. */
-int clearscan_start(Pool *p, const char *const *patterns, const size_t *plens,
-                    size_t n, clearscan_done_cb done, void *ud);
+int clearscan_start(Backend *b, const char *const *patterns,
+                    const size_t *plens, size_t n, clearscan_done_cb done,
+                    void *ud);
 
 #endif

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
 #include "clearscan.h"
 #include "globmatch.h"
 #include "journal.h"
@@ -53,10 +54,10 @@ struct Engine {
     uint64_t coarse_slack_ms; /* how far the coarse clock may lag */
     size_t max_value;         /* key + value bytes a set accepts */
     Mode mode;
-    Pool *pool;          /* NULL until connect, and after disconnect */
+    Backend *backend;    /* NULL until connect, and after disconnect */
     Journal *journal;    /* what changed while not on Redis */
     bool ever_connected; /* reached MODE_REDIS once: later ones reconnect */
-    bool attempting;     /* the pool's first attempt has no outcome yet */
+    bool attempting;     /* the backend's first attempt has no outcome yet */
     bool quiet;          /* disconnecting or closing: not an error */
     Logger log;
     bool outage_logged;  /* this outage was warned about (or held back) */
@@ -232,7 +233,7 @@ static void warn_outage(Engine *e, bool *logged, const char *what,
 }
 
 /* Redis could not be reached or broke: serve from memory until it is back
-** and the journal replayed (the pool keeps reconnecting by itself). */
+** and the journal replayed (the backend keeps reconnecting by itself). */
 static void lose_redis(Engine *e, int code, const char *msg)
 {
     if (e->quiet)
@@ -251,10 +252,11 @@ static void lose_redis(Engine *e, int code, const char *msg)
 static void on_retry(uv_timer_t *t)
 {
     Engine *e = t->data;
-    if (e->mode != MODE_MEMORY || e->pool == NULL || !pool_ready(e->pool))
+    if (e->mode != MODE_MEMORY || e->backend == NULL ||
+        !backend_ready(e->backend))
         return;
     if (e->retry_readonly)
-        pool_fail(e->pool, CR_EREADONLY, e->last_error);
+        backend_fail(e->backend, CR_EREADONLY, e->last_error);
     else
         start_recovery(e);
 }
@@ -268,7 +270,7 @@ static void schedule_retry(Engine *e, int code)
 /* Redis answers but refused something this manager needs (a demoted
 ** primary, a missing permission): stop using it so nothing it still holds
 ** is served, and try again later. A read-only server gets new connections
-** (a DNS name or proxy may lead to the new primary); otherwise the pool
+** (a DNS name or proxy may lead to the new primary); otherwise the backend
 ** stays up, so a timer brings the next attempt. */
 static void distrust_redis(Engine *e, int code, const char *msg)
 {
@@ -278,8 +280,8 @@ static void distrust_redis(Engine *e, int code, const char *msg)
     if (e->mode == MODE_RECOVERING)
         return; /* the replay ends and retries by itself */
     if (code == CR_EREADONLY)
-        pool_fail(e->pool, code, e->last_error);
-    else if (e->pool != NULL && pool_ready(e->pool) &&
+        backend_fail(e->backend, code, e->last_error);
+    else if (e->backend != NULL && backend_ready(e->backend) &&
              !uv_is_active((uv_handle_t *)&e->retry_timer))
         schedule_retry(e, code);
 }
@@ -526,7 +528,8 @@ static void unlink_refused_set(Op *op)
     Engine *e = op->a.e;
     const char *argv[] = {"UNLINK", op->a.key};
     size_t lens[] = {6, op->a.klen};
-    int rc = pool_command(e->pool, 2, argv, lens, on_refused_set_unlinked, op);
+    int rc =
+        backend_command(e->backend, 2, argv, lens, on_refused_set_unlinked, op);
     if (rc == CR_ECONNRESET) {
         transport_failed(op, rc, memory_refused_set);
     } else if (rc != CR_OK) { /* out of memory: the old value may stay */
@@ -646,16 +649,18 @@ static int issue_clear(Op *op)
     if (whole) {
         const char *argv[] = {"UNLINK", key};
         size_t lens[] = {6, klen};
-        rc = pool_command(a->e->pool, 2, argv, lens, on_clear_literal, op);
+        rc =
+            backend_command(a->e->backend, 2, argv, lens, on_clear_literal, op);
     } else {
-        rc = clearscan_start(a->e->pool, &a->key, &a->klen, 1, on_cleared, op);
+        rc = clearscan_start(a->e->backend, &a->key, &a->klen, 1, on_cleared,
+                             op);
     }
     free(key);
     return rc;
 }
 
 /* Sends `op` to Redis. Returns 1, or 0 after completing it: on the memory
-** store when the pool is down (the engine switches), as a failure when
+** store when the backend is down (the engine switches), as a failure when
 ** the command could not be queued. A set refused for its size sends only
 ** the UNLINK of the old value, then fails. */
 static int issue(Op *op)
@@ -679,11 +684,12 @@ static int issue(Op *op)
         size_t lens[] = {strlen(names[op->kind]), a->klen, a->vlen, 2,
                          strlen(px)};
         int argc = op->kind != OP_SET ? 2 : a->ttl_ms > 0 ? 5 : 3;
-        rc = pool_command(e->pool, argc, argv, lens, callbacks[op->kind], op);
+        rc = backend_command(e->backend, argc, argv, lens, callbacks[op->kind],
+                             op);
     }
     if (rc == CR_OK)
         return 1;
-    if (rc == CR_ECONNRESET) { /* the pool is down: its state says so */
+    if (rc == CR_ECONNRESET) { /* the backend is down: its state says so */
         e->stats.errors++;
         lose_redis(e, rc, NULL);
         memory_op(op);
@@ -719,8 +725,8 @@ static void replay_failed(Engine *e, int status)
         warn_outage(e, &e->refusal_logged, "redis cannot be used yet",
                     "serving from the memory store, retrying in the "
                     "background");
-        if (e->pool != NULL && pool_ready(e->pool))
-            /* The server said no, or memory ran out: the pool stays up,
+        if (e->backend != NULL && backend_ready(e->backend))
+            /* The server said no, or memory ran out: the backend stays up,
             ** so nothing else would trigger another attempt. */
             schedule_retry(e, status);
     }
@@ -839,7 +845,8 @@ static void replay_keys(Engine *e)
             argv[argc] = e->batch.keys[e->next_key];
             lens[argc++] = e->batch.klens[e->next_key++];
         }
-        int rc = pool_command(e->pool, argc, argv, lens, on_keys_unlinked, e);
+        int rc =
+            backend_command(e->backend, argc, argv, lens, on_keys_unlinked, e);
         if (rc != CR_OK) {
             e->replay_status = rc;
             break;
@@ -893,10 +900,10 @@ static void replay_journal(Engine *e)
     if (e->batch.overflow) {
         e->stats.journal_overflows++;
         const char *all = e->clear_all;
-        rc = clearscan_start(e->pool, &all, &e->clear_all_len, 1,
+        rc = clearscan_start(e->backend, &all, &e->clear_all_len, 1,
                              on_patterns_cleared, e);
     } else if (e->batch.npatterns > 0) {
-        rc = clearscan_start(e->pool, (const char *const *)e->batch.patterns,
+        rc = clearscan_start(e->backend, (const char *const *)e->batch.patterns,
                              e->batch.plens, e->batch.npatterns,
                              on_patterns_cleared, e);
     } else {
@@ -970,7 +977,8 @@ static void start_recovery(Engine *e)
             lens[j] =
                 probe_cmds[i][j] != NULL ? strlen(argv[j]) : e->probe_klen;
         }
-        int rc = pool_command(e->pool, probe_argc[i], argv, lens, on_probed, e);
+        int rc = backend_command(e->backend, probe_argc[i], argv, lens,
+                                 on_probed, e);
         if (rc != CR_OK) {
             e->replay_status = rc;
             break;
@@ -981,7 +989,7 @@ static void start_recovery(Engine *e)
         replay_failed(e, e->replay_status);
 }
 
-static void on_pool_state(void *ud, int status, const char *message)
+static void on_backend_state(void *ud, int status, const char *message)
 {
     Engine *e = ud;
     if (status == CR_OK) {
@@ -1036,7 +1044,7 @@ void engine_journal_counts(Engine *e, EngineJournalCounts *out)
     }
 }
 
-int engine_flush(Engine *e, const PoolConfig *cfg, uint64_t timeout_ms,
+int engine_flush(Engine *e, const RedisConfig *cfg, uint64_t timeout_ms,
                  engine_flush_cb done, void *ud)
 {
     EngineJournalCounts left;
@@ -1047,23 +1055,23 @@ int engine_flush(Engine *e, const PoolConfig *cfg, uint64_t timeout_ms,
         return 0;
     }
     if (e->flush_done != NULL || timeout_ms == 0 ||
-        (e->pool == NULL && cfg == NULL)) {
+        (e->backend == NULL && cfg == NULL)) {
         done(ud, false, &left);
         return 0;
     }
     e->flush_done = done;
     e->flush_ud = ud;
     uv_timer_start(&e->flush_timer, on_flush_timeout, timeout_ms, 0);
-    if (e->pool == NULL) {
-        e->pool = pool_new(e->loop, cfg, on_pool_state, e);
-        if (e->pool == NULL) {
+    if (e->backend == NULL) {
+        e->backend = backend_new(e->loop, cfg, on_backend_state, e);
+        if (e->backend == NULL) {
             finish_flush(e, false);
             return 0;
         }
         e->attempting = true;
-        pool_connect(e->pool);
-    } else if (e->mode == MODE_MEMORY && pool_ready(e->pool)) {
-        start_recovery(e); /* else: the pool's next attempt starts it */
+        backend_connect(e->backend);
+    } else if (e->mode == MODE_MEMORY && backend_ready(e->backend)) {
+        start_recovery(e); /* else: the backend's next attempt starts it */
     }
     return e->flush_done != NULL;
 }
@@ -1157,15 +1165,15 @@ void engine_close(Engine *e)
     uv_close((uv_handle_t *)&e->retry_timer, on_handle_closed);
 }
 
-int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
+int engine_connect(Engine *e, const RedisConfig *cfg, engine_connect_cb done,
                    void *ud)
 {
     if (e->mode == MODE_REDIS) {
         done(ud, true);
         return 0;
     }
-    if (e->pool != NULL && e->mode == MODE_MEMORY && !e->attempting &&
-        !pool_ready(e->pool)) {
+    if (e->backend != NULL && e->mode == MODE_MEMORY && !e->attempting &&
+        !backend_ready(e->backend)) {
         done(ud, false); /* down, retrying in the background: say so now */
         return 0;
     }
@@ -1179,16 +1187,16 @@ int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
     e->waiters[e->nwaiters].done = done;
     e->waiters[e->nwaiters].ud = ud;
     e->nwaiters++;
-    if (e->pool == NULL) {
-        e->pool = pool_new(e->loop, cfg, on_pool_state, e);
-        if (e->pool == NULL) {
+    if (e->backend == NULL) {
+        e->backend = backend_new(e->loop, cfg, on_backend_state, e);
+        if (e->backend == NULL) {
             count_error(e, CR_ENOMEM, NULL);
             finish_connect(e, false);
             return 0;
         }
         e->attempting = true;
-        pool_connect(e->pool);
-    } else if (e->mode == MODE_MEMORY && pool_ready(e->pool)) {
+        backend_connect(e->backend);
+    } else if (e->mode == MODE_MEMORY && backend_ready(e->backend)) {
         start_recovery(e);    /* ready, a recovery to retry */
         if (e->nwaiters == 0) /* finished at once */
             return 0;
@@ -1198,13 +1206,13 @@ int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
 
 void engine_disconnect(Engine *e)
 {
-    if (e->pool == NULL)
+    if (e->backend == NULL)
         return;
     bool was_quiet = e->quiet;
-    e->quiet = true; /* the failures pool_close causes are not errors */
-    Pool *p = e->pool;
-    pool_close(p);
-    e->pool = NULL;
+    e->quiet = true; /* the failures backend_close causes are not errors */
+    Backend *b = e->backend;
+    backend_close(b);
+    e->backend = NULL;
     if (e->mode == MODE_RECOVERING && e->in_flight == 0)
         replay_failed(e, CR_ECONNRESET);
     set_mode(e, MODE_MEMORY);

@@ -10,7 +10,7 @@
 ** ...). While Redis is in use (engine_using_redis()), calls go through the
 ** *_async functions, whose callbacks run later from the loop. A transport
 ** failure switches the engine to the memory store at once (the failed call
-** completes there), and the pool reconnects in the background with backoff.
+** completes there), and the backend reconnects in the background with backoff.
 ** A READONLY reply (a demoted primary) counts as a lost connection; any
 ** other refusal of a delete or clear also moves the engine to the memory
 ** store (the old value may still be in Redis), retried later.
@@ -44,7 +44,7 @@
 #include <uv.h>
 
 #include "log.h"
-#include "pool.h"
+#include "backend.h"
 #include "store.h"
 
 #define ENGINE_SWEEP_INTERVAL_MS 100
@@ -111,22 +111,22 @@ typedef void (*engine_connect_cb)(void *ud, bool using_redis);
 ** with engine_close(). */
 Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg);
 
-/* Closes the pool (pending calls complete on the memory store first),
+/* Closes the backend (pending calls complete on the memory store first),
 ** frees the store at once and the engine itself once libuv has closed its
 ** handles (on the next loop turn). Must not be called twice. */
 void engine_close(Engine *e);
 
-/* Starts using Redis with `cfg` (copied; ignored when a pool exists):
-** connects the pool, replays the journal, switches. Returns 1 when `done`
+/* Starts using Redis with `cfg` (copied; ignored when a backend exists):
+** connects the backend, replays the journal, switches. Returns 1 when `done`
 ** will be called later from the loop (once the first attempt succeeded or
 ** failed: failed attempts keep being retried in the background), or 0
-** after calling `done` already (Redis in use: true; the pool down and
+** after calling `done` already (Redis in use: true; the backend down and
 ** retrying: false; out of memory: false). Several connects may wait at
 ** once; each gets the outcome. */
-int engine_connect(Engine *e, const PoolConfig *cfg, engine_connect_cb done,
+int engine_connect(Engine *e, const RedisConfig *cfg, engine_connect_cb done,
                    void *ud);
 
-/* Stops using Redis: closes the pool (pending Redis calls complete on the
+/* Stops using Redis: closes the backend (pending Redis calls complete on the
 ** memory store) and keeps journaling for a later engine_connect(). */
 void engine_disconnect(Engine *e);
 
@@ -169,12 +169,12 @@ typedef void (*engine_flush_cb)(void *ud, bool flushed,
 
 /* At exit: gives a non-empty outage journal one last, bounded chance.
 ** Waits up to `timeout_ms` for Redis to be in use again (connecting with
-** `cfg` when the engine has no pool, e.g. after engine_disconnect(); a
+** `cfg` when the engine has no backend, e.g. after engine_disconnect(); a
 ** NULL cfg then means no chance), i.e. for the journal to be replayed.
 ** Returns 1 when `done` will be called later from the loop, or 0 after
-** calling it (nothing to flush, Redis in use, no pool and no cfg, a
+** calling it (nothing to flush, Redis in use, no backend and no cfg, a
 ** flush already waiting, timeout 0). The timer keeps the loop alive. */
-int engine_flush(Engine *e, const PoolConfig *cfg, uint64_t timeout_ms,
+int engine_flush(Engine *e, const RedisConfig *cfg, uint64_t timeout_ms,
                  engine_flush_cb done, void *ud);
 
 /* Milliseconds on the engine's monotonic clock (CLOCK_MONOTONIC). */

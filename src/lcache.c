@@ -615,24 +615,45 @@ static uint64_t ms_field(lua_State *L, int t, const char *name, lua_Number dflt)
     return seconds_to_ms(num_field(L, t, name, dflt));
 }
 
-/* The PoolConfig of a settings table (config.redis()) at `t`; its
-** strings stay in the table. */
-static void read_pool_config(lua_State *L, int t, PoolConfig *cfg)
+/* The RedisConfig of a settings table (config.redis()) at `t`; its
+** strings stay in the table, the sentinel addresses in a userdata left on
+** the stack (both live until the call returns: backend_new copies). */
+static void read_redis_config(lua_State *L, int t, RedisConfig *cfg)
 {
-    cfg->host = opt_field(L, t, "host");
-    cfg->port = (int)num_field(L, t, "port", 6379);
-    cfg->db = (int)num_field(L, t, "db", 0);
-    cfg->username = opt_field(L, t, "username");
-    cfg->password = opt_field(L, t, "password");
-    cfg->size = (size_t)num_field(L, t, "pool_size", 1);
-    cfg->connect_timeout_ms = ms_field(L, t, "connect_timeout", 2);
-    cfg->command_timeout_ms = ms_field(L, t, "command_timeout", 1);
+    PoolConfig *pc = &cfg->pool;
+    memset(cfg, 0, sizeof(*cfg));
+    pc->host = opt_field(L, t, "host");
+    pc->port = (int)num_field(L, t, "port", 6379);
+    pc->db = (int)num_field(L, t, "db", 0);
+    pc->username = opt_field(L, t, "username");
+    pc->password = opt_field(L, t, "password");
+    pc->size = (size_t)num_field(L, t, "pool_size", 1);
+    pc->connect_timeout_ms = ms_field(L, t, "connect_timeout", 2);
+    pc->command_timeout_ms = ms_field(L, t, "command_timeout", 1);
+    cfg->sentinel_master = opt_field(L, t, "sentinel_master");
+    cfg->sentinel_username = opt_field(L, t, "sentinel_username");
+    cfg->sentinel_password = opt_field(L, t, "sentinel_password");
+    lua_getfield(L, t, "sentinels");
+    size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+    if (n > 0) {
+        int list = lua_gettop(L);
+        RedisAddr *addrs = lua_newuserdata(L, n * sizeof(*addrs));
+        for (size_t i = 0; i < n; i++) {
+            lua_rawgeti(L, list, (int)i + 1);
+            int one = lua_gettop(L);
+            addrs[i].host = opt_field(L, one, "host");
+            addrs[i].port = (int)num_field(L, one, "port", 26379);
+            lua_pop(L, 1);
+        }
+        cfg->sentinels = addrs;
+        cfg->nsentinels = n;
+    }
 }
 
 static int start_connect(Engine *e, Req *r, lua_State *L)
 {
-    PoolConfig cfg;
-    read_pool_config(L, 2, &cfg);
+    RedisConfig cfg;
+    read_redis_config(L, 2, &cfg);
     int rc = engine_connect(e, &cfg, on_req_connected, r);
     if (rc < 0) { /* a connect is already pending */
         EngineResult res = {0};
@@ -662,10 +683,10 @@ static void on_req_flushed(void *ud, bool flushed,
 
 static int start_flush(Engine *e, Req *r, lua_State *L)
 {
-    PoolConfig cfg;
+    RedisConfig cfg;
     bool have_cfg = lua_istable(L, 2);
     if (have_cfg)
-        read_pool_config(L, 2, &cfg);
+        read_redis_config(L, 2, &cfg);
     uint64_t ms = seconds_to_ms(lua_tonumber(L, 3));
     return engine_flush(e, have_cfg ? &cfg : NULL, ms, on_req_flushed, r);
 }

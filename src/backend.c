@@ -1,0 +1,84 @@
+/*
+** backend.c -- backend_new() and the standalone backend: one pool.
+*/
+#include "backend.h"
+
+#include <stdlib.h>
+
+#include "status.h"
+
+typedef struct Standalone {
+    Backend base;
+    Pool *pool;
+} Standalone;
+
+static Pool *pool_of(const Backend *b)
+{
+    return ((const Standalone *)b)->pool;
+}
+
+static void standalone_connect(Backend *b)
+{
+    pool_connect(pool_of(b));
+}
+
+static int standalone_command(Backend *b, int argc, const char **argv,
+                              const size_t *argvlen, pool_reply_cb cb, void *ud)
+{
+    return pool_command(pool_of(b), argc, argv, argvlen, cb, ud);
+}
+
+static size_t standalone_nodes(const Backend *b)
+{
+    (void)b;
+    return 1;
+}
+
+static int standalone_node_command(Backend *b, size_t node, int argc,
+                                   const char **argv, const size_t *argvlen,
+                                   pool_reply_cb cb, void *ud)
+{
+    if (node != 0)
+        return CR_EINVAL;
+    return pool_command(pool_of(b), argc, argv, argvlen, cb, ud);
+}
+
+static bool standalone_ready(const Backend *b)
+{
+    return pool_ready(pool_of(b));
+}
+
+static void standalone_fail(Backend *b, int status, const char *message)
+{
+    pool_fail(pool_of(b), status, message);
+}
+
+/* The pool frees itself once its handles are closed; the wrapper holds
+** no handle, so it goes once the pool's last callback has run (those
+** callbacks may still call the backend). */
+static void standalone_close(Backend *b)
+{
+    pool_close(pool_of(b));
+    free(b);
+}
+
+static const BackendVtbl standalone_vtbl = {
+    standalone_connect,      standalone_command, standalone_nodes,
+    standalone_node_command, standalone_ready,   standalone_fail,
+    standalone_close,
+};
+
+Backend *backend_new(uv_loop_t *loop, const RedisConfig *cfg,
+                     pool_state_cb on_state, void *ud)
+{
+    Standalone *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->base.vt = &standalone_vtbl;
+    s->pool = pool_new(loop, &cfg->pool, on_state, ud);
+    if (s->pool == NULL) {
+        free(s);
+        return NULL;
+    }
+    return &s->base;
+}

@@ -1,0 +1,122 @@
+/*
+** backend.h -- the one interface the engine talks to Redis through.
+**
+** A backend carries commands to "Redis" whatever its shape: one standalone
+** server (a pool, pool.h), a primary found through Sentinel (sentinel.h),
+** or a Cluster (a router over one pool per primary). The engine sees the
+** same contract from each:
+**
+**   - backend_command() queues a command and calls back exactly once with
+**     a reply or a transport failure, exactly as pool_command() (pool.h);
+**   - on_state reports CR_OK when commands can be sent, a negative CR_E*
+**     code with a message when they cannot (down, or could not come up);
+**     the backend retries by itself, with backoff, until closed;
+**   - backend_fail() is the engine telling the backend that what answers
+**     must not be used (a READONLY reply: a demoted primary): reconnect,
+**     rediscovering the primary where the backend knows how;
+**   - keyspace-wide work (a clear's SCAN) runs once per node:
+**     backend_nodes() says how many, backend_node_command() addresses
+**     one; a command naming keys goes to the node that owns them.
+**
+** Callbacks may call any backend function; backend_close() from inside a
+** callback frees the backend once the outermost callback returns.
+*/
+#ifndef CACHERT_BACKEND_H
+#define CACHERT_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "pool.h"
+
+typedef struct Backend Backend;
+
+/* host:port of a Sentinel. */
+typedef struct RedisAddr {
+    const char *host;
+    int port;
+} RedisAddr;
+
+typedef struct RedisConfig {
+    /* The data nodes: connection settings, credentials, db, TLS. host and
+    ** port are not used when sentinels are given (they are discovered). */
+    PoolConfig pool;
+    /* Sentinel when nsentinels > 0: the primary named sentinel_master is
+    ** discovered through them (copied by backend_new). */
+    const RedisAddr *sentinels;
+    size_t nsentinels;
+    const char *sentinel_master;
+    const char *sentinel_username; /* AUTH to the sentinels, or NULL */
+    const char *sentinel_password;
+} RedisConfig;
+
+typedef struct BackendVtbl {
+    void (*connect)(Backend *b);
+    int (*command)(Backend *b, int argc, const char **argv,
+                   const size_t *argvlen, pool_reply_cb cb, void *ud);
+    size_t (*nodes)(const Backend *b);
+    int (*node_command)(Backend *b, size_t node, int argc, const char **argv,
+                        const size_t *argvlen, pool_reply_cb cb, void *ud);
+    bool (*ready)(const Backend *b);
+    void (*fail)(Backend *b, int status, const char *message);
+    void (*close)(Backend *b);
+} BackendVtbl;
+
+struct Backend {
+    const BackendVtbl *vt;
+};
+
+/* Creates the backend `cfg` describes (not yet connecting); on_state as
+** pool_state_cb. Returns NULL when out of memory. */
+Backend *backend_new(uv_loop_t *loop, const RedisConfig *cfg,
+                     pool_state_cb on_state, void *ud);
+
+/* Starts connecting; on_state reports the outcome. */
+static inline void backend_connect(Backend *b)
+{
+    b->vt->connect(b);
+}
+
+/* As pool_command(): CR_OK and `cb` later, or an error code and no call. */
+static inline int backend_command(Backend *b, int argc, const char **argv,
+                                  const size_t *argvlen, pool_reply_cb cb,
+                                  void *ud)
+{
+    return b->vt->command(b, argc, argv, argvlen, cb, ud);
+}
+
+/* Nodes a keyspace-wide command must visit (1 but for a Cluster). */
+static inline size_t backend_nodes(const Backend *b)
+{
+    return b->vt->nodes(b);
+}
+
+/* A keyless command (SCAN) for node `node` < backend_nodes(). */
+static inline int backend_node_command(Backend *b, size_t node, int argc,
+                                       const char **argv, const size_t *argvlen,
+                                       pool_reply_cb cb, void *ud)
+{
+    return b->vt->node_command(b, node, argc, argv, argvlen, cb, ud);
+}
+
+/* True when commands can be sent. */
+static inline bool backend_ready(const Backend *b)
+{
+    return b->vt->ready(b);
+}
+
+/* As pool_fail(): drop what answers, reconnect with backoff. */
+static inline void backend_fail(Backend *b, int status, const char *message)
+{
+    b->vt->fail(b, status, message);
+}
+
+/* As pool_close(): pending commands fail with CR_ECONNRESET first. */
+static inline void backend_close(Backend *b)
+{
+    b->vt->close(b);
+}
+
+#endif
