@@ -1,6 +1,8 @@
 /*
-** engine.c -- backend choice, statistics, the outage journal's replay and
-** the expiry sweep.
+** engine.c -- the mode machine (which of Redis and the memory store
+** answers), the memory store's answers, statistics, outage logging, the
+** expiry sweep and the public API. Redis calls are in redis_ops.c, the
+** way back to Redis in recovery.c (engine_impl.h).
 **
 ** Invariants: every public call leaves the counters consistent with what
 ** the caller was told (a get that returned bytes is a hit until the caller
@@ -9,13 +11,9 @@
 ** from nothing stale; a key written, deleted or cleared in MODE_MEMORY is
 ** in the journal until Redis has been told to forget it.
 **
-** Recovery (MODE_RECOVERING) never writes a remembered value into Redis:
-** other processes may have written newer ones meanwhile. It checks the
-** server first (a probe: not a read-only replica, the ACL user may run
-** every command cachert sends), then replays the journal as invalidation:
-** all journaled patterns in one SCAN pass, then UNLINK of every journaled
-** key, then the switch, which drops what the memory store held. Reads
-** come from memory meanwhile; writes go to Redis at once (and to memory,
+** While recovering (MODE_RECOVERING: the probe and the journal's replay,
+** recovery.c), reads come from memory; writes go to Redis at once (and to
+*memory,
 ** see mirror_to_memory), so nobody waits for a replay and nothing new is
 ** journaled while it runs: one round ends it, however busy the writers
 ** (a write that fails is journaled and the replay fails with it).
@@ -27,107 +25,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend.h"
-#include "clearscan.h"
+#include "engine_impl.h"
 #include "globmatch.h"
-#include "journal.h"
-#include "log.h"
 #include "status.h"
-
-typedef enum Mode {
-    MODE_MEMORY,     /* the memory store answers (journaling) */
-    MODE_REDIS,      /* Redis answers; the memory store is empty */
-    MODE_RECOVERING, /* Redis is back; probing it, then the replay */
-} Mode;
-
-#define ENGINE_UNLINK_BATCH     256 /* journal keys per UNLINK */
-#define ENGINE_PROBE_KEY_SUFFIX "cachert:probe"
-#define ENGINE_LOG_INTERVAL_MS  10000 /* at most one outage warning per */
-
-struct Engine {
-    uv_loop_t *loop;
-    Store *store;
-    uv_timer_t sweep_timer;
-    uv_timer_t retry_timer; /* retries a recovery the server refused */
-    int open_handles;       /* the engine is freed when this reaches 0 */
-    EngineStats stats;
-    uint64_t coarse_slack_ms; /* how far the coarse clock may lag */
-    size_t max_value;         /* key + value bytes a set accepts */
-    Mode mode;
-    Backend *backend;    /* NULL until connect, and after disconnect */
-    Journal *journal;    /* what changed while not on Redis */
-    bool ever_connected; /* reached MODE_REDIS once: later ones reconnect */
-    bool attempting;     /* the backend's first attempt has no outcome yet */
-    bool quiet;          /* disconnecting or closing: not an error */
-    Logger log;
-    bool outage_logged;  /* this outage was warned about (or held back) */
-    bool refusal_logged; /* a failed probe or replay was warned about */
-    bool warned;         /* some warning was logged: last_warn_ms is set */
-    bool back_due;       /* a warning went out: say when Redis is back */
-    unsigned held_back;  /* warnings not logged since the last one */
-    uint64_t last_warn_ms;
-    uint64_t round_started_ms; /* the replay's start, for its log line */
-    /* at-exit flush (engine_flush) */
-    uv_timer_t flush_timer;
-    engine_flush_cb flush_done;
-    void *flush_ud;
-    bool retry_readonly; /* the retry timer reconnects: a replica answered */
-    char *clear_all;     /* escaped namespace + "*" */
-    size_t clear_all_len;
-    char *probe_key; /* namespace + ENGINE_PROBE_KEY_SUFFIX */
-    size_t probe_klen;
-    struct Waiter *waiters; /* connect() calls waiting for an outcome */
-    size_t nwaiters;
-    /* recovery state (MODE_RECOVERING) */
-    JournalBatch batch;
-    size_t next_key;
-    size_t in_flight;    /* probe or UNLINK commands out */
-    int replay_status;   /* the first failure of this round */
-    size_t unlink_batch; /* keys per UNLINK: 1 after a key was refused */
-    bool key_refused;    /* a batch held a key the ACL user may not touch */
-    size_t keys_dropped; /* keys refused one by one: not invalidated */
-    char dropped_err[160];
-    char replay_err[160]; /* the server's text for replay_status */
-    char last_error[256];
-};
-
-typedef struct Waiter {
-    engine_connect_cb done;
-    void *ud;
-} Waiter;
-
-enum { OP_GET, OP_SET, OP_DELETE, OP_EXISTS, OP_CLEAR };
-
-/* The arguments of one get/set/delete/exists/clear (key = the pattern). */
-typedef struct OpArgs {
-    Engine *e;
-    const char *key;
-    size_t klen;
-    const char *val; /* set only */
-    size_t vlen;
-    uint64_t ttl_ms;
-    engine_done_cb done;
-    void *ud;
-} OpArgs;
-
-/* A call in flight on Redis: its arguments, with key and
-** value copied into data so the memory store can still answer if Redis
-** fails. */
-typedef struct Op {
-    OpArgs a;
-    int kind;
-    char data[];
-} Op;
-
-/* The ttl_ms of a set refused for its size: only its UNLINK is sent (see
-** issue()). Real TTLs stay below 9e15 ms. */
-#define TTL_TOO_BIG UINT64_MAX
-
-/* Answers an operation from the memory store. */
-typedef void (*memory_fn)(const OpArgs *a);
-
-static void start_recovery(Engine *e);
-static int issue(Op *op);
 
 /* -- Helpers ------------------------------------------------------------ */
 
@@ -148,7 +48,7 @@ static void on_sweep(uv_timer_t *t)
 }
 
 /* The store is empty in MODE_REDIS: nothing to sweep there. */
-static void set_mode(Engine *e, Mode mode)
+void set_mode(Engine *e, Mode mode)
 {
     if (mode == MODE_REDIS && e->mode != MODE_REDIS)
         uv_timer_stop(&e->sweep_timer);
@@ -169,14 +69,14 @@ static void on_handle_closed(uv_handle_t *h)
     }
 }
 
-static void set_last_error(Engine *e, int code, const char *msg)
+void set_last_error(Engine *e, int code, const char *msg)
 {
     snprintf(e->last_error, sizeof(e->last_error), "%s%s%s", cr_strerror(code),
              msg != NULL ? ": " : "", msg != NULL ? msg : "");
     e->stats.last_error = e->last_error;
 }
 
-static void count_error(Engine *e, int code, const char *msg)
+void count_error(Engine *e, int code, const char *msg)
 {
     e->stats.errors++;
     set_last_error(e, code, msg);
@@ -184,7 +84,7 @@ static void count_error(Engine *e, int code, const char *msg)
 
 /* What a server's error text means: a demoted primary (READONLY), a
 ** missing ACL permission (NOPERM), or any other refusal. */
-static int error_status(const char *text)
+int error_status(const char *text)
 {
     if (strncmp(text, "READONLY", 8) == 0)
         return CR_EREADONLY;
@@ -193,13 +93,13 @@ static int error_status(const char *text)
     return CR_EREPLY;
 }
 
-static int reply_status(const redisReply *reply)
+int reply_status(const redisReply *reply)
 {
     return reply->type == REDIS_REPLY_ERROR ? error_status(reply->str)
                                             : CR_EPROTO;
 }
 
-static const char *reply_text(const redisReply *reply)
+const char *reply_text(const redisReply *reply)
 {
     return reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
 }
@@ -208,8 +108,7 @@ static const char *reply_text(const redisReply *reply)
 ** most once per ENGINE_LOG_INTERVAL_MS: a flapping server must not flood
 ** the log. The next warning counts those held back; "back" is said only
 ** after a warning that went out. */
-static void warn_outage(Engine *e, bool *logged, const char *what,
-                        const char *then)
+void warn_outage(Engine *e, bool *logged, const char *what, const char *then)
 {
     if (e->quiet || *logged)
         return;
@@ -234,7 +133,7 @@ static void warn_outage(Engine *e, bool *logged, const char *what,
 
 /* Redis could not be reached or broke: serve from memory until it is back
 ** and the journal replayed (the backend keeps reconnecting by itself). */
-static void lose_redis(Engine *e, int code, const char *msg)
+void lose_redis(Engine *e, int code, const char *msg)
 {
     if (e->quiet)
         return;
@@ -261,7 +160,7 @@ static void on_retry(uv_timer_t *t)
         start_recovery(e);
 }
 
-static void schedule_retry(Engine *e, int code)
+void schedule_retry(Engine *e, int code)
 {
     e->retry_readonly = code == CR_EREADONLY;
     uv_timer_start(&e->retry_timer, on_retry, POOL_BACKOFF_MAX_MS, 0);
@@ -272,7 +171,7 @@ static void schedule_retry(Engine *e, int code)
 ** is served, and try again later. A read-only server gets new connections
 ** (a DNS name or proxy may lead to the new primary); otherwise the backend
 ** stays up, so a timer brings the next attempt. */
-static void distrust_redis(Engine *e, int code, const char *msg)
+void distrust_redis(Engine *e, int code, const char *msg)
 {
     if (e->quiet)
         return;
@@ -286,24 +185,9 @@ static void distrust_redis(Engine *e, int code, const char *msg)
         schedule_retry(e, code);
 }
 
-static Op *op_new(const OpArgs *a, int kind)
-{
-    Op *op = malloc(sizeof(*op) + a->klen + a->vlen);
-    if (op == NULL)
-        return NULL;
-    op->a = *a;
-    op->kind = kind;
-    memcpy(op->data, a->key, a->klen);
-    op->a.key = op->data;
-    if (a->vlen > 0)
-        memcpy(op->data + a->klen, a->val, a->vlen);
-    op->a.val = op->data + a->klen;
-    return op;
-}
-
 /* -- Memory versions with a callback -------------------------------------- */
 
-static void memory_get(const OpArgs *a)
+void memory_get(const OpArgs *a)
 {
     EngineResult r = {0};
     r.val = engine_get(a->e, a->key, a->klen, &r.vlen);
@@ -311,7 +195,7 @@ static void memory_get(const OpArgs *a)
     a->done(a->ud, &r);
 }
 
-static void memory_set(const OpArgs *a)
+void memory_set(const OpArgs *a)
 {
     EngineResult r = {0};
     r.status = engine_set(a->e, a->key, a->klen, a->val, a->vlen, a->ttl_ms);
@@ -323,7 +207,7 @@ static void memory_set(const OpArgs *a)
 /* A set refused (by Redis, or for its size: ttl_ms TTL_TOO_BIG), finished
 ** on the memory store: the key is forgotten there (and journaled, so
 ** Redis forgets it too), and the set fails. */
-static void memory_refused_set(const OpArgs *a)
+void memory_refused_set(const OpArgs *a)
 {
     EngineResult r = {0};
     engine_delete(a->e, a->key, a->klen);
@@ -332,21 +216,21 @@ static void memory_refused_set(const OpArgs *a)
     a->done(a->ud, &r);
 }
 
-static void memory_delete(const OpArgs *a)
+void memory_delete(const OpArgs *a)
 {
     EngineResult r = {0};
     r.found = engine_delete(a->e, a->key, a->klen);
     a->done(a->ud, &r);
 }
 
-static void memory_exists(const OpArgs *a)
+void memory_exists(const OpArgs *a)
 {
     EngineResult r = {0};
     r.found = engine_exists(a->e, a->key, a->klen);
     a->done(a->ud, &r);
 }
 
-static void memory_clear(const OpArgs *a)
+void memory_clear(const OpArgs *a)
 {
     EngineResult r = {0};
     r.count = engine_clear(a->e, a->key, a->klen);
@@ -356,12 +240,12 @@ static void memory_clear(const OpArgs *a)
 static const memory_fn memory_of[] = {memory_get, memory_set, memory_delete,
                                       memory_exists, memory_clear};
 
-static bool too_big(const Op *op)
+bool too_big(const Op *op)
 {
     return op->kind == OP_SET && op->a.ttl_ms == TTL_TOO_BIG;
 }
 
-static void memory_op(const Op *op)
+void memory_op(const Op *op)
 {
     if (too_big(op))
         memory_refused_set(&op->a);
@@ -371,7 +255,7 @@ static void memory_op(const Op *op)
 
 /* The operation could not even be queued (out of memory, too large): it
 ** fails, and nothing is switched, since Redis itself is fine. */
-static void fail_op(const OpArgs *a, int code)
+void fail_op(const OpArgs *a, int code)
 {
     EngineResult r = {0};
     count_error(a->e, code, NULL);
@@ -390,7 +274,8 @@ static void count_too_big(Engine *e, size_t bytes)
     count_error(e, CR_EVALUETOOBIG, msg);
 }
 
-/* -- Redis calls ---------------------------------------------------------- */
+/* -- Running a call: the memory store or Redis ------------------------------
+ */
 
 /* While the journal is replayed the memory store answers reads, so a write
 ** sent to Redis then is made there too (not journaled: Redis has it), and
@@ -444,265 +329,9 @@ static int run_op(const OpArgs *a, int kind)
     return issue(op);
 }
 
-/* The transport failed under `op`: count it, switch, answer from memory. */
-static void transport_failed(Op *op, int status, memory_fn memory)
-{
-    Engine *e = op->a.e;
-    if (!e->quiet)
-        e->stats.errors++;
-    lose_redis(e, status, NULL);
-    memory(&op->a);
-    free(op);
-}
+/* -- Switching ------------------------------------------------------------ */
 
-/* Redis refused an invalidating command (UNLINK, SCAN, the UNLINK after a
-** refused SET): the old value may still be there, so the manager stops
-** using Redis; `memory` completes the call on the memory store, which
-** journals it for the next replay. */
-static void invalidation_refused(Op *op, const redisReply *reply,
-                                 memory_fn memory)
-{
-    Engine *e = op->a.e;
-    int code = reply_status(reply);
-    count_error(e, code, reply_text(reply));
-    distrust_redis(e, code, reply_text(reply));
-    if (e->mode == MODE_REDIS) { /* quiet: closing */
-        EngineResult r = {0};
-        op->a.done(op->a.ud, &r);
-    } else {
-        memory(&op->a);
-    }
-    free(op);
-}
-
-static void complete(Op *op, const EngineResult *r)
-{
-    op->a.done(op->a.ud, r);
-    free(op);
-}
-
-static void on_get(void *ud, int status, const redisReply *reply)
-{
-    Op *op = ud;
-    Engine *e = op->a.e;
-    if (status != CR_OK) {
-        transport_failed(op, status, memory_get);
-        return;
-    }
-    EngineResult r = {0};
-    if (reply->type == REDIS_REPLY_STRING) {
-        e->stats.hits++;
-        r.found = true;
-        r.val = reply->str;
-        r.vlen = reply->len;
-    } else {
-        e->stats.misses++;
-        if (reply->type != REDIS_REPLY_NIL)
-            count_error(e, reply_status(reply), reply_text(reply));
-    }
-    complete(op, &r);
-}
-
-/* The UNLINK sent after a refused SET answered: only now is the old value
-** gone, so only now does the set report its failure. */
-static void on_refused_set_unlinked(void *ud, int status,
-                                    const redisReply *reply)
-{
-    Op *op = ud;
-    if (status != CR_OK) { /* lost: the memory store forgets the key */
-        transport_failed(op, status, memory_refused_set);
-        return;
-    }
-    if (reply->type != REDIS_REPLY_INTEGER) {
-        invalidation_refused(op, reply, memory_refused_set);
-        return;
-    }
-    EngineResult r = {0};
-    r.status = too_big(op) ? CR_EVALUETOOBIG : CR_EREPLY;
-    r.err = op->a.e->last_error;
-    complete(op, &r);
-}
-
-static void unlink_refused_set(Op *op)
-{
-    Engine *e = op->a.e;
-    const char *argv[] = {"UNLINK", op->a.key};
-    size_t lens[] = {6, op->a.klen};
-    int rc =
-        backend_command(e->backend, 2, argv, lens, on_refused_set_unlinked, op);
-    if (rc == CR_ECONNRESET) {
-        transport_failed(op, rc, memory_refused_set);
-    } else if (rc != CR_OK) { /* out of memory: the old value may stay */
-        EngineResult r = {0};
-        r.status = rc;
-        r.err = e->last_error;
-        complete(op, &r);
-    }
-}
-
-static void on_set(void *ud, int status, const redisReply *reply)
-{
-    Op *op = ud;
-    Engine *e = op->a.e;
-    if (status != CR_OK) {
-        transport_failed(op, status, memory_set);
-        return;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        int code = reply_status(reply);
-        count_error(e, code, reply->str);
-        if (code == CR_EREADONLY) { /* demoted: the memory store takes it */
-            distrust_redis(e, code, reply->str);
-            if (e->mode != MODE_REDIS) {
-                memory_set(&op->a);
-                free(op);
-                return;
-            }
-        }
-        /* Redis refused the value (maxmemory, ...): drop the old one so it
-        ** is not served as if the set had worked, then report. */
-        unlink_refused_set(op);
-        return;
-    }
-    e->stats.sets++;
-    EngineResult r = {0};
-    complete(op, &r);
-}
-
-/* Replies of UNLINK and EXISTS: an integer. */
-static void on_integer(Op *op, int status, const redisReply *reply,
-                       memory_fn memory, bool is_delete)
-{
-    Engine *e = op->a.e;
-    if (status != CR_OK) {
-        transport_failed(op, status, memory);
-        return;
-    }
-    EngineResult r = {0};
-    if (reply->type == REDIS_REPLY_INTEGER) {
-        r.found = reply->integer > 0;
-        r.count = (uint64_t)reply->integer;
-        if (is_delete)
-            e->stats.deletes += (uint64_t)reply->integer;
-    } else if (is_delete) {
-        invalidation_refused(op, reply, memory);
-        return;
-    } else {
-        count_error(e, reply_status(reply), reply_text(reply));
-    }
-    complete(op, &r);
-}
-
-static void on_delete(void *ud, int status, const redisReply *reply)
-{
-    on_integer(ud, status, reply, memory_delete, true);
-}
-
-static void on_exists(void *ud, int status, const redisReply *reply)
-{
-    on_integer(ud, status, reply, memory_exists, false);
-}
-
-/* A clear of a pattern that matches one key only: its UNLINK. */
-static void on_clear_literal(void *ud, int status, const redisReply *reply)
-{
-    on_integer(ud, status, reply, memory_clear, true);
-}
-
-static void on_cleared(void *ud, int status, uint64_t removed, const char *err)
-{
-    Op *op = ud;
-    Engine *e = op->a.e;
-    EngineResult r = {0};
-    e->stats.deletes += removed;
-    r.count = removed;
-    if (status == CR_EREPLY) {
-        /* Refused midway: what is left may be served no more. */
-        int code = error_status(err != NULL ? err : "");
-        count_error(e, code, err);
-        distrust_redis(e, code, err);
-        if (e->mode != MODE_REDIS)
-            r.count += engine_clear(e, op->a.key, op->a.klen);
-    } else if (status == CR_EPROTO) {
-        count_error(e, status, NULL);
-    } else if (status != CR_OK) {
-        /* Lost midway: finish the clear where the data now lives. */
-        if (!e->quiet)
-            e->stats.errors++;
-        lose_redis(e, status, NULL);
-        r.count += engine_clear(e, op->a.key, op->a.klen);
-    }
-    complete(op, &r);
-}
-
-/* A clear of `op`: one UNLINK when its pattern matches one string only,
-** else the SCAN + UNLINK loop. */
-static int issue_clear(Op *op)
-{
-    const OpArgs *a = &op->a;
-    char *key = malloc(a->klen + 1);
-    if (key == NULL)
-        return CR_ENOMEM;
-    bool whole;
-    size_t klen = globmatch_prefix(a->key, a->klen, key, &whole);
-    int rc;
-    if (whole) {
-        const char *argv[] = {"UNLINK", key};
-        size_t lens[] = {6, klen};
-        rc =
-            backend_command(a->e->backend, 2, argv, lens, on_clear_literal, op);
-    } else {
-        rc = clearscan_start(a->e->backend, &a->key, &a->klen, 1, on_cleared,
-                             op);
-    }
-    free(key);
-    return rc;
-}
-
-/* Sends `op` to Redis. Returns 1, or 0 after completing it: on the memory
-** store when the backend is down (the engine switches), as a failure when
-** the command could not be queued. A set refused for its size sends only
-** the UNLINK of the old value, then fails. */
-static int issue(Op *op)
-{
-    const OpArgs *a = &op->a;
-    Engine *e = a->e;
-    static const char *const names[] = {"GET", "SET", "UNLINK", "EXISTS"};
-    static const pool_reply_cb callbacks[] = {on_get, on_set, on_delete,
-                                              on_exists};
-    int rc;
-    if (too_big(op)) {
-        unlink_refused_set(op);
-        return 1;
-    }
-    if (op->kind == OP_CLEAR) {
-        rc = issue_clear(op);
-    } else {
-        char px[32];
-        snprintf(px, sizeof(px), "%llu", (unsigned long long)a->ttl_ms);
-        const char *argv[] = {names[op->kind], a->key, a->val, "PX", px};
-        size_t lens[] = {strlen(names[op->kind]), a->klen, a->vlen, 2,
-                         strlen(px)};
-        int argc = op->kind != OP_SET ? 2 : a->ttl_ms > 0 ? 5 : 3;
-        rc = backend_command(e->backend, argc, argv, lens, callbacks[op->kind],
-                             op);
-    }
-    if (rc == CR_OK)
-        return 1;
-    if (rc == CR_ECONNRESET) { /* the backend is down: its state says so */
-        e->stats.errors++;
-        lose_redis(e, rc, NULL);
-        memory_op(op);
-    } else {
-        fail_op(a, rc);
-    }
-    free(op);
-    return 0;
-}
-
-/* -- Recovery: probe, then replay the journal as invalidation ------------- */
-
-static void finish_connect(Engine *e, bool using_redis)
+void finish_connect(Engine *e, bool using_redis)
 {
     Waiter *w = e->waiters;
     size_t n = e->nwaiters;
@@ -715,27 +344,9 @@ static void finish_connect(Engine *e, bool using_redis)
     free(w);
 }
 
-static void replay_failed(Engine *e, int status)
-{
-    journal_restore(e->journal, &e->batch);
-    set_mode(e, MODE_MEMORY);
-    if (!e->quiet) {
-        const char *what = e->replay_err[0] ? e->replay_err : NULL;
-        count_error(e, status, what);
-        warn_outage(e, &e->refusal_logged, "redis cannot be used yet",
-                    "serving from the memory store, retrying in the "
-                    "background");
-        if (e->backend != NULL && backend_ready(e->backend))
-            /* The server said no, or memory ran out: the backend stays up,
-            ** so nothing else would trigger another attempt. */
-            schedule_retry(e, status);
-    }
-    finish_connect(e, false);
-}
-
 static void finish_flush(Engine *e, bool flushed);
 
-static void switch_to_redis(Engine *e)
+void switch_to_redis(Engine *e)
 {
     set_mode(e, MODE_REDIS);
     /* What it holds was written during the outage: Redis has newer. */
@@ -750,243 +361,6 @@ static void switch_to_redis(Engine *e)
     e->back_due = false;
     finish_connect(e, true);
     finish_flush(e, true);
-}
-
-/* Records the first failure of a round, with the server's text. */
-static void note_failure(Engine *e, int status, const char *text)
-{
-    if (e->replay_status != CR_OK)
-        return;
-    e->replay_status = status;
-    snprintf(e->replay_err, sizeof(e->replay_err), "%s",
-             text != NULL ? text : "");
-}
-
-static void replay_keys(Engine *e);
-
-/* One round is over: another when something was journaled meanwhile (a
-** transport failure the replay did not see), else the switch. */
-static void round_done(Engine *e)
-{
-    if (e->batch.overflow || e->batch.nkeys > 0 || e->batch.npatterns > 0)
-        log_msg(&e->log, LOG_INFO,
-                "outage journal replayed: %s%zu keys and %zu patterns "
-                "invalidated in %llu ms",
-                e->batch.overflow ? "the namespace cleared (overflow), " : "",
-                e->batch.nkeys, e->batch.npatterns,
-                (unsigned long long)(engine_now_ms() - e->round_started_ms));
-    journal_batch_free(&e->batch);
-    if (!journal_empty(e->journal)) {
-        start_recovery(e);
-        return;
-    }
-    switch_to_redis(e);
-}
-
-/* NOPERM comes in two kinds: "no permissions to run the 'x' command"
-** (the ACL user lacks a command) and one about the keys (an ACL key
-** pattern). True for the first. */
-static bool command_refused(const char *text)
-{
-    return error_status(text) == CR_ENOPERM && strstr(text, "to run") != NULL;
-}
-
-/* A reply refusing a key, not the command: an ACL key pattern. */
-static bool key_refusal(const redisReply *reply)
-{
-    return reply->type == REDIS_REPLY_ERROR &&
-           error_status(reply->str) == CR_ENOPERM &&
-           !command_refused(reply->str);
-}
-
-static void on_keys_unlinked(void *ud, int status, const redisReply *reply)
-{
-    Engine *e = ud;
-    e->in_flight--;
-    if (status != CR_OK) {
-        note_failure(e, status, NULL);
-    } else if (key_refusal(reply)) {
-        /* One key may not be ours to delete: find it by unlinking one by
-        ** one, then drop it (counted and logged) rather than stay off
-        ** Redis for good. */
-        if (e->unlink_batch > 1) {
-            e->key_refused = true;
-        } else {
-            e->keys_dropped++;
-            snprintf(e->dropped_err, sizeof(e->dropped_err), "%s", reply->str);
-        }
-    } else if (reply->type != REDIS_REPLY_INTEGER) {
-        note_failure(e, reply_status(reply), reply_text(reply));
-    }
-    if (e->quiet && e->in_flight == 0 && e->mode == MODE_RECOVERING) {
-        replay_failed(e, CR_ECONNRESET);
-        return;
-    }
-    replay_keys(e);
-}
-
-/* UNLINKs every journaled key, ENGINE_UNLINK_BATCH per command, a bounded
-** number of commands at a time. */
-static void replay_keys(Engine *e)
-{
-    if (e->replay_status != CR_OK) {
-        if (e->in_flight == 0)
-            replay_failed(e, e->replay_status);
-        return;
-    }
-    while (e->in_flight < ENGINE_REPLAY_IN_FLIGHT / ENGINE_UNLINK_BATCH &&
-           e->next_key < e->batch.nkeys) {
-        const char *argv[ENGINE_UNLINK_BATCH + 1];
-        size_t lens[ENGINE_UNLINK_BATCH + 1];
-        int argc = 1;
-        argv[0] = "UNLINK";
-        lens[0] = 6;
-        while (argc <= (int)e->unlink_batch && e->next_key < e->batch.nkeys) {
-            argv[argc] = e->batch.keys[e->next_key];
-            lens[argc++] = e->batch.klens[e->next_key++];
-        }
-        int rc =
-            backend_command(e->backend, argc, argv, lens, on_keys_unlinked, e);
-        if (rc != CR_OK) {
-            e->replay_status = rc;
-            break;
-        }
-        e->in_flight++;
-    }
-    if (e->in_flight > 0)
-        return;
-    if (e->replay_status != CR_OK) {
-        replay_failed(e, e->replay_status);
-        return;
-    }
-    if (e->key_refused) { /* again, one key per UNLINK */
-        e->key_refused = false;
-        e->unlink_batch = 1;
-        e->next_key = 0;
-        replay_keys(e);
-        return;
-    }
-    if (e->keys_dropped > 0) {
-        e->stats.errors++;
-        set_last_error(e, CR_ENOPERM, e->dropped_err);
-        log_msg(&e->log, LOG_WARN,
-                "%zu keys of the outage journal could not be invalidated "
-                "(%s): other processes may read their old values",
-                e->keys_dropped, e->dropped_err);
-    }
-    round_done(e);
-}
-
-static void on_patterns_cleared(void *ud, int status, uint64_t removed,
-                                const char *err)
-{
-    Engine *e = ud;
-    (void)removed;
-    if (status != CR_OK) {
-        note_failure(e, err != NULL ? error_status(err) : status, err);
-        replay_failed(e, e->replay_status);
-        return;
-    }
-    replay_keys(e);
-}
-
-/* Takes the journal and replays it: after an overflow, everything in the
-** namespace; else every pattern in one SCAN pass, then the keys. */
-static void replay_journal(Engine *e)
-{
-    journal_take(e->journal, &e->batch);
-    e->next_key = 0;
-    int rc = CR_OK;
-    if (e->batch.overflow) {
-        e->stats.journal_overflows++;
-        const char *all = e->clear_all;
-        rc = clearscan_start(e->backend, &all, &e->clear_all_len, 1,
-                             on_patterns_cleared, e);
-    } else if (e->batch.npatterns > 0) {
-        rc = clearscan_start(e->backend, (const char *const *)e->batch.patterns,
-                             e->batch.plens, e->batch.npatterns,
-                             on_patterns_cleared, e);
-    } else {
-        replay_keys(e);
-        return;
-    }
-    if (rc != CR_OK) {
-        e->replay_status = rc;
-        replay_failed(e, rc);
-    }
-}
-
-/* The probe's commands, each harmless on the probe key: SET ... XX writes
-** nothing where the key is absent, but a replica still refuses it. */
-static const char *const probe_cmds[][7] = {
-    {"GET", NULL},
-    {"EXISTS", NULL},
-    {"SET", NULL, "", "XX", "PX", "1"},
-    {"UNLINK", NULL},
-    {"SCAN", "0", "MATCH", NULL, "COUNT", "1"},
-};
-static const int probe_argc[] = {2, 2, 6, 2, 6};
-
-static void on_probed(void *ud, int status, const redisReply *reply)
-{
-    Engine *e = ud;
-    e->in_flight--;
-    if (status != CR_OK) {
-        note_failure(e, status, NULL);
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        /* Only a replica or a command the ACL user may not run stops the
-        ** recovery: the probe key itself is not ours to judge (a key
-        ** pattern in the ACL, an OOM refusal of SET are fine). */
-        int code = error_status(reply->str);
-        if (code == CR_EREADONLY || command_refused(reply->str))
-            note_failure(e, code, reply->str);
-    }
-    if (e->in_flight > 0)
-        return;
-    if (e->quiet && e->mode == MODE_RECOVERING) {
-        replay_failed(e, CR_ECONNRESET);
-        return;
-    }
-    if (e->replay_status != CR_OK) {
-        replay_failed(e, e->replay_status);
-        return;
-    }
-    replay_journal(e);
-}
-
-static void start_recovery(Engine *e)
-{
-    uv_timer_stop(&e->retry_timer);
-    set_mode(e, MODE_RECOVERING);
-    memset(&e->batch, 0, sizeof(e->batch));
-    e->next_key = 0;
-    e->in_flight = 0;
-    e->replay_status = CR_OK;
-    e->replay_err[0] = '\0';
-    e->round_started_ms = engine_now_ms();
-    e->unlink_batch = ENGINE_UNLINK_BATCH;
-    e->key_refused = false;
-    e->keys_dropped = 0;
-    size_t n = sizeof(probe_argc) / sizeof(probe_argc[0]);
-    for (size_t i = 0; i < n; i++) {
-        const char *argv[7];
-        size_t lens[7];
-        for (int j = 0; j < probe_argc[i]; j++) {
-            argv[j] =
-                probe_cmds[i][j] != NULL ? probe_cmds[i][j] : e->probe_key;
-            lens[j] =
-                probe_cmds[i][j] != NULL ? strlen(argv[j]) : e->probe_klen;
-        }
-        int rc = backend_command(e->backend, probe_argc[i], argv, lens,
-                                 on_probed, e);
-        if (rc != CR_OK) {
-            e->replay_status = rc;
-            break;
-        }
-        e->in_flight++;
-    }
-    if (e->in_flight == 0)
-        replay_failed(e, e->replay_status);
 }
 
 static void on_backend_state(void *ud, int status, const char *message)

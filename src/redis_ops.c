@@ -1,0 +1,291 @@
+/*
+** redis_ops.c -- a manager's get/set/delete/exists/clear on the backend,
+** and their replies.
+**
+** Every reply is one of three things: an answer (counted, returned), a
+** transport failure (the engine switches to the memory store, which
+** completes the call: transport_failed), or a refusal. A refused delete or
+** clear leaves the old value in Redis, so the engine stops trusting it and
+** the memory store completes and journals the call (invalidation_refused);
+** a refused set first UNLINKs the old value, so it is not served as if
+** the set had worked.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clearscan.h"
+#include "engine_impl.h"
+#include "globmatch.h"
+#include "status.h"
+
+Op *op_new(const OpArgs *a, int kind)
+{
+    Op *op = malloc(sizeof(*op) + a->klen + a->vlen);
+    if (op == NULL)
+        return NULL;
+    op->a = *a;
+    op->kind = kind;
+    memcpy(op->data, a->key, a->klen);
+    op->a.key = op->data;
+    if (a->vlen > 0)
+        memcpy(op->data + a->klen, a->val, a->vlen);
+    op->a.val = op->data + a->klen;
+    return op;
+}
+
+/* The transport failed under `op`: count it, switch, answer from memory. */
+static void transport_failed(Op *op, int status, memory_fn memory)
+{
+    Engine *e = op->a.e;
+    if (!e->quiet)
+        e->stats.errors++;
+    lose_redis(e, status, NULL);
+    memory(&op->a);
+    free(op);
+}
+
+/* Redis refused an invalidating command (UNLINK, SCAN, the UNLINK after a
+** refused SET): the old value may still be there, so the manager stops
+** using Redis; `memory` completes the call on the memory store, which
+** journals it for the next replay. */
+static void invalidation_refused(Op *op, const redisReply *reply,
+                                 memory_fn memory)
+{
+    Engine *e = op->a.e;
+    int code = reply_status(reply);
+    count_error(e, code, reply_text(reply));
+    distrust_redis(e, code, reply_text(reply));
+    if (e->mode == MODE_REDIS) { /* quiet: closing */
+        EngineResult r = {0};
+        op->a.done(op->a.ud, &r);
+    } else {
+        memory(&op->a);
+    }
+    free(op);
+}
+
+static void complete(Op *op, const EngineResult *r)
+{
+    op->a.done(op->a.ud, r);
+    free(op);
+}
+
+static void on_get(void *ud, int status, const redisReply *reply)
+{
+    Op *op = ud;
+    Engine *e = op->a.e;
+    if (status != CR_OK) {
+        transport_failed(op, status, memory_get);
+        return;
+    }
+    EngineResult r = {0};
+    if (reply->type == REDIS_REPLY_STRING) {
+        e->stats.hits++;
+        r.found = true;
+        r.val = reply->str;
+        r.vlen = reply->len;
+    } else {
+        e->stats.misses++;
+        if (reply->type != REDIS_REPLY_NIL)
+            count_error(e, reply_status(reply), reply_text(reply));
+    }
+    complete(op, &r);
+}
+
+/* The UNLINK sent after a refused SET answered: only now is the old value
+** gone, so only now does the set report its failure. */
+static void on_refused_set_unlinked(void *ud, int status,
+                                    const redisReply *reply)
+{
+    Op *op = ud;
+    if (status != CR_OK) { /* lost: the memory store forgets the key */
+        transport_failed(op, status, memory_refused_set);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        invalidation_refused(op, reply, memory_refused_set);
+        return;
+    }
+    EngineResult r = {0};
+    r.status = too_big(op) ? CR_EVALUETOOBIG : CR_EREPLY;
+    r.err = op->a.e->last_error;
+    complete(op, &r);
+}
+
+static void unlink_refused_set(Op *op)
+{
+    Engine *e = op->a.e;
+    const char *argv[] = {"UNLINK", op->a.key};
+    size_t lens[] = {6, op->a.klen};
+    int rc =
+        backend_command(e->backend, 2, argv, lens, on_refused_set_unlinked, op);
+    if (rc == CR_ECONNRESET) {
+        transport_failed(op, rc, memory_refused_set);
+    } else if (rc != CR_OK) { /* out of memory: the old value may stay */
+        EngineResult r = {0};
+        r.status = rc;
+        r.err = e->last_error;
+        complete(op, &r);
+    }
+}
+
+static void on_set(void *ud, int status, const redisReply *reply)
+{
+    Op *op = ud;
+    Engine *e = op->a.e;
+    if (status != CR_OK) {
+        transport_failed(op, status, memory_set);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        int code = reply_status(reply);
+        count_error(e, code, reply->str);
+        if (code == CR_EREADONLY) { /* demoted: the memory store takes it */
+            distrust_redis(e, code, reply->str);
+            if (e->mode != MODE_REDIS) {
+                memory_set(&op->a);
+                free(op);
+                return;
+            }
+        }
+        /* Redis refused the value (maxmemory, ...): drop the old one so it
+        ** is not served as if the set had worked, then report. */
+        unlink_refused_set(op);
+        return;
+    }
+    e->stats.sets++;
+    EngineResult r = {0};
+    complete(op, &r);
+}
+
+/* Replies of UNLINK and EXISTS: an integer. */
+static void on_integer(Op *op, int status, const redisReply *reply,
+                       memory_fn memory, bool is_delete)
+{
+    Engine *e = op->a.e;
+    if (status != CR_OK) {
+        transport_failed(op, status, memory);
+        return;
+    }
+    EngineResult r = {0};
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        r.found = reply->integer > 0;
+        r.count = (uint64_t)reply->integer;
+        if (is_delete)
+            e->stats.deletes += (uint64_t)reply->integer;
+    } else if (is_delete) {
+        invalidation_refused(op, reply, memory);
+        return;
+    } else {
+        count_error(e, reply_status(reply), reply_text(reply));
+    }
+    complete(op, &r);
+}
+
+static void on_delete(void *ud, int status, const redisReply *reply)
+{
+    on_integer(ud, status, reply, memory_delete, true);
+}
+
+static void on_exists(void *ud, int status, const redisReply *reply)
+{
+    on_integer(ud, status, reply, memory_exists, false);
+}
+
+/* A clear of a pattern that matches one key only: its UNLINK. */
+static void on_clear_literal(void *ud, int status, const redisReply *reply)
+{
+    on_integer(ud, status, reply, memory_clear, true);
+}
+
+static void on_cleared(void *ud, int status, uint64_t removed, const char *err)
+{
+    Op *op = ud;
+    Engine *e = op->a.e;
+    EngineResult r = {0};
+    e->stats.deletes += removed;
+    r.count = removed;
+    if (status == CR_EREPLY) {
+        /* Refused midway: what is left may be served no more. */
+        int code = error_status(err != NULL ? err : "");
+        count_error(e, code, err);
+        distrust_redis(e, code, err);
+        if (e->mode != MODE_REDIS)
+            r.count += engine_clear(e, op->a.key, op->a.klen);
+    } else if (status == CR_EPROTO) {
+        count_error(e, status, NULL);
+    } else if (status != CR_OK) {
+        /* Lost midway: finish the clear where the data now lives. */
+        if (!e->quiet)
+            e->stats.errors++;
+        lose_redis(e, status, NULL);
+        r.count += engine_clear(e, op->a.key, op->a.klen);
+    }
+    complete(op, &r);
+}
+
+/* A clear of `op`: one UNLINK when its pattern matches one string only,
+** else the SCAN + UNLINK loop. */
+static int issue_clear(Op *op)
+{
+    const OpArgs *a = &op->a;
+    char *key = malloc(a->klen + 1);
+    if (key == NULL)
+        return CR_ENOMEM;
+    bool whole;
+    size_t klen = globmatch_prefix(a->key, a->klen, key, &whole);
+    int rc;
+    if (whole) {
+        const char *argv[] = {"UNLINK", key};
+        size_t lens[] = {6, klen};
+        rc =
+            backend_command(a->e->backend, 2, argv, lens, on_clear_literal, op);
+    } else {
+        rc = clearscan_start(a->e->backend, &a->key, &a->klen, 1, on_cleared,
+                             op);
+    }
+    free(key);
+    return rc;
+}
+
+/* Sends `op` to Redis. Returns 1, or 0 after completing it: on the memory
+** store when the backend is down (the engine switches), as a failure when
+** the command could not be queued. A set refused for its size sends only
+** the UNLINK of the old value, then fails. */
+int issue(Op *op)
+{
+    const OpArgs *a = &op->a;
+    Engine *e = a->e;
+    static const char *const names[] = {"GET", "SET", "UNLINK", "EXISTS"};
+    static const pool_reply_cb callbacks[] = {on_get, on_set, on_delete,
+                                              on_exists};
+    int rc;
+    if (too_big(op)) {
+        unlink_refused_set(op);
+        return 1;
+    }
+    if (op->kind == OP_CLEAR) {
+        rc = issue_clear(op);
+    } else {
+        char px[32];
+        snprintf(px, sizeof(px), "%llu", (unsigned long long)a->ttl_ms);
+        const char *argv[] = {names[op->kind], a->key, a->val, "PX", px};
+        size_t lens[] = {strlen(names[op->kind]), a->klen, a->vlen, 2,
+                         strlen(px)};
+        int argc = op->kind != OP_SET ? 2 : a->ttl_ms > 0 ? 5 : 3;
+        rc = backend_command(e->backend, argc, argv, lens, callbacks[op->kind],
+                             op);
+    }
+    if (rc == CR_OK)
+        return 1;
+    if (rc == CR_ECONNRESET) { /* the backend is down: its state says so */
+        e->stats.errors++;
+        lose_redis(e, rc, NULL);
+        memory_op(op);
+    } else {
+        fail_op(a, rc);
+    }
+    free(op);
+    return 0;
+}
