@@ -14,6 +14,10 @@ end
 local NO_ENV = env {}
 local NO_FILE = "/nonexistent/cachert/.env"
 
+-- What a URL must be, as errors say.
+local URL_FORMS = "a redis[s]://[user:password@]host[:port][/db] or "
+    .. "redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db] URL"
+
 -- Writes `text` to a fresh temp file and returns its path.
 local tmpfiles = {}
 local function dotenv(text)
@@ -562,8 +566,8 @@ describe("config.redis", function()
 
         it("raises for another scheme, naming REDIS_URL and its source", function()
             local cfg = config.resolve(nil, env { REDIS_URL = "http://h" }, NO_FILE)
-            assert.are.equal("REDIS_URL must be a redis://[user:password@]host[:port][/db] URL, "
-                             .. "got 'http://h' (from environment)", error_of(config.redis, cfg))
+            assert.are.equal("REDIS_URL must be " .. URL_FORMS
+                             .. ", got 'http://h' (from environment)", error_of(config.redis, cfg))
         end)
 
         it("raises for a db out of range, naming REDIS_URL and its source", function()
@@ -1145,7 +1149,7 @@ describe("passwords stay out of messages and fields (issue 7 item 9)", function(
     end
 
     local MALFORMED = {
-        "REDIS://:hunter2@host", " redis://:hunter2@host", "rediss://:hunter2@host",
+        "REDIS://:hunter2@host", " redis://:hunter2@host", "rediss://:hunter2@host:x",
         "redis:/:hunter2@host", "redis//user:hunter2@host", "http://user:hunter2@host",
         "user:hunter2@host", ":hunter2@host", "hunter2@host", "redis://user:hunter2@host:x",
         "redis://user:hunter2@host:99999", "redis://user:hunter2@host/99",
@@ -1170,17 +1174,17 @@ describe("passwords stay out of messages and fields (issue 7 item 9)", function(
     end
 
     it("shows a malformed URL with the password replaced", function()
-        local cfg = config.resolve(nil, env { REDIS_URL = "rediss://app:hunter2@host:6380/1" },
+        local cfg = config.resolve(nil, env { REDIS_URL = "http://app:hunter2@host:6380/1" },
                                    NO_FILE)
-        assert.are.equal("REDIS_URL must be a redis://[user:password@]host[:port][/db] URL, "
-                         .. "got 'rediss://app:***@host:6380/1' (from environment)",
+        assert.are.equal("REDIS_URL must be " .. URL_FORMS
+                         .. ", got 'http://app:***@host:6380/1' (from environment)",
                          error_of(config.redis, cfg))
     end)
 
     it("shows a URL without a user with the password replaced", function()
         local cfg = config.resolve({ url = "REDIS://:hunter2@host" }, NO_ENV, NO_FILE)
-        assert.are.equal("option url must be a redis://[user:password@]host[:port][/db] URL, "
-                         .. "got 'REDIS://:***@host'", error_of(config.redis, cfg))
+        assert.are.equal("option url must be " .. URL_FORMS .. ", got 'REDIS://:***@host'",
+                         error_of(config.redis, cfg))
     end)
 
     for _, bad in ipairs { 424242, true, { "hunter2" } } do
