@@ -14,6 +14,10 @@ end
 local NO_ENV = env {}
 local NO_FILE = "/nonexistent/cachert/.env"
 
+-- What a URL must be, as errors say.
+local URL_FORMS = "a redis[s]://[user:password@]host[:port][/db] or "
+    .. "redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db] URL"
+
 -- Writes `text` to a fresh temp file and returns its path.
 local tmpfiles = {}
 local function dotenv(text)
@@ -562,8 +566,8 @@ describe("config.redis", function()
 
         it("raises for another scheme, naming REDIS_URL and its source", function()
             local cfg = config.resolve(nil, env { REDIS_URL = "http://h" }, NO_FILE)
-            assert.are.equal("REDIS_URL must be a redis://[user:password@]host[:port][/db] URL, "
-                             .. "got 'http://h' (from environment)", error_of(config.redis, cfg))
+            assert.are.equal("REDIS_URL must be " .. URL_FORMS
+                             .. ", got 'http://h' (from environment)", error_of(config.redis, cfg))
         end)
 
         it("raises for a db out of range, naming REDIS_URL and its source", function()
@@ -1145,7 +1149,7 @@ describe("passwords stay out of messages and fields (issue 7 item 9)", function(
     end
 
     local MALFORMED = {
-        "REDIS://:hunter2@host", " redis://:hunter2@host", "rediss://:hunter2@host",
+        "REDIS://:hunter2@host", " redis://:hunter2@host", "rediss://:hunter2@host:x",
         "redis:/:hunter2@host", "redis//user:hunter2@host", "http://user:hunter2@host",
         "user:hunter2@host", ":hunter2@host", "hunter2@host", "redis://user:hunter2@host:x",
         "redis://user:hunter2@host:99999", "redis://user:hunter2@host/99",
@@ -1170,17 +1174,17 @@ describe("passwords stay out of messages and fields (issue 7 item 9)", function(
     end
 
     it("shows a malformed URL with the password replaced", function()
-        local cfg = config.resolve(nil, env { REDIS_URL = "rediss://app:hunter2@host:6380/1" },
+        local cfg = config.resolve(nil, env { REDIS_URL = "http://app:hunter2@host:6380/1" },
                                    NO_FILE)
-        assert.are.equal("REDIS_URL must be a redis://[user:password@]host[:port][/db] URL, "
-                         .. "got 'rediss://app:***@host:6380/1' (from environment)",
+        assert.are.equal("REDIS_URL must be " .. URL_FORMS
+                         .. ", got 'http://app:***@host:6380/1' (from environment)",
                          error_of(config.redis, cfg))
     end)
 
     it("shows a URL without a user with the password replaced", function()
         local cfg = config.resolve({ url = "REDIS://:hunter2@host" }, NO_ENV, NO_FILE)
-        assert.are.equal("option url must be a redis://[user:password@]host[:port][/db] URL, "
-                         .. "got 'REDIS://:***@host'", error_of(config.redis, cfg))
+        assert.are.equal("option url must be " .. URL_FORMS .. ", got 'REDIS://:***@host'",
+                         error_of(config.redis, cfg))
     end)
 
     for _, bad in ipairs { 424242, true, { "hunter2" } } do
@@ -1493,5 +1497,600 @@ describe("a .env shared with other tools (issue 7 item 10)", function()
             local r = config.redis(config.resolve(nil, NO_ENV, path))
             assert.are.same({ "s3cret", "h" }, { r.password, r.host })
         end)
+    end)
+end)
+
+describe("TLS settings", function()
+    after_each(remove_tmpfiles)
+
+    local function redis_of(opts, vars, path)
+        return config.redis(config.resolve(opts, env(vars or {}), path or NO_FILE), true)
+    end
+
+    local function redis_error(opts, vars, path)
+        return error_of(config.redis, config.resolve(opts, env(vars or {}), path or NO_FILE),
+                        true)
+    end
+
+    -- The warnings config.redis(cfg) gives (config.warn), and its result.
+    local function warnings_of(cfg, quiet)
+        local seen, real = {}, config.warn
+        config.warn = function(msg) seen[#seen + 1] = msg end
+        local ok, r = pcall(config.redis, cfg, quiet)
+        config.warn = real
+        assert(ok, r)
+        return seen, r
+    end
+
+    describe("turning TLS on", function()
+        it("is off by default: no tls field", function()
+            assert.is_nil(redis_of().tls)
+        end)
+
+        it("is on with tls = true, verifying by default", function()
+            assert.are.same({ verify = true }, redis_of { tls = true }.tls)
+        end)
+
+        it("is on with a tls table, even an empty one", function()
+            assert.are.same({ verify = true }, redis_of { tls = {} }.tls)
+        end)
+
+        it("hands every field of the tls table to cache.core", function()
+            local ca, cert, key = dotenv "ca", dotenv "cert", dotenv "key"
+            local r = redis_of { tls = { ca_file = ca, cert_file = cert, key_file = key,
+                                         server_name = "cache.internal", verify = false } }
+            assert.are.same({ ca_file = ca, cert_file = cert, key_file = key,
+                              server_name = "cache.internal", verify = false }, r.tls)
+        end)
+
+        for _, case in ipairs {
+            { "yes", true }, { "no", false }, { "true", true }, { "false", false },
+            { "1", true }, { "0", false }, { "on", true }, { "off", false },
+            { "YES", true }, { "Off", false }, { "True", true },
+        } do
+            it(("reads REDIS_TLS=%s as %s"):format(case[1], case[2]), function()
+                local r = redis_of(nil, { REDIS_TLS = case[1] })
+                assert.are.equal(case[2], r.tls ~= nil)
+            end)
+        end
+
+        it("reads REDIS_TLS from .env", function()
+            assert.is_table(redis_of(nil, nil, dotenv "REDIS_TLS=yes\n").tls)
+        end)
+
+        it("takes the tls option over REDIS_TLS, and REDIS_TLS over .env", function()
+            assert.is_nil(redis_of({ tls = false }, { REDIS_TLS = "yes" }).tls)
+            assert.is_table(redis_of({ tls = {} }, { REDIS_TLS = "no" }).tls)
+            assert.is_nil(redis_of(nil, { REDIS_TLS = "no" }, dotenv "REDIS_TLS=yes\n").tls)
+        end)
+
+        it("is on for a rediss:// URL, read as a redis:// URL", function()
+            local r = redis_of { url = "rediss://app:s3cret@cache.example.com:6380/2" }
+            assert.are.same({ "cache.example.com", 6380, 2, "app", "s3cret", { verify = true } },
+                            { r.host, r.port, r.db, r.username, r.password, r.tls })
+        end)
+
+        it("gives way to a tls option above the level of a rediss:// URL", function()
+            assert.is_nil(redis_of({ tls = false }, { REDIS_URL = "rediss://h" }).tls)
+        end)
+
+        it("keeps rediss:// over REDIS_TLS=no at its own or a lower level", function()
+            assert.is_table(redis_of(nil, { REDIS_URL = "rediss://h", REDIS_TLS = "no" }).tls)
+            assert.is_table(redis_of({ url = "rediss://h" }, { REDIS_TLS = "no" }).tls)
+            assert.is_table(redis_of(nil, { REDIS_URL = "rediss://h" },
+                                     dotenv "REDIS_TLS=no\n").tls)
+        end)
+
+        it("leaves TLS to the tls setting for a redis:// URL", function()
+            assert.is_table(redis_of(nil, { REDIS_URL = "redis://h", REDIS_TLS = "yes" }).tls)
+            assert.is_table(redis_of({ url = "redis://h", tls = true }).tls)
+            assert.is_nil(redis_of({ url = "redis://h" }).tls)
+        end)
+
+        it("takes the rediss:// URL's TLS fields from the variables", function()
+            local ca = dotenv "ca"
+            local r = redis_of(nil, { REDIS_URL = "rediss://h", REDIS_TLS_CA_FILE = ca,
+                                      REDIS_TLS_SERVER_NAME = "h.example" })
+            assert.are.same({ ca_file = ca, server_name = "h.example", verify = true }, r.tls)
+        end)
+    end)
+
+    describe("the TLS fields", function()
+        it("each take option > environment > .env > default, field by field", function()
+            local ca_opt, ca_env, ca_file = dotenv "1", dotenv "2", dotenv "3"
+            local path = dotenv(("REDIS_TLS_CA_FILE=%s\nREDIS_TLS_SERVER_NAME=file\n"
+                                 .. "REDIS_TLS_VERIFY=no\n"):format(ca_file))
+            local vars = { REDIS_TLS_CA_FILE = ca_env, REDIS_TLS_SERVER_NAME = "env" }
+            assert.are.same({ ca_file = ca_opt, server_name = "env", verify = false },
+                            redis_of({ tls = { ca_file = ca_opt } }, vars, path).tls)
+            assert.are.same({ ca_file = ca_env, server_name = "env", verify = false },
+                            redis_of({ tls = true }, vars, path).tls)
+            assert.are.same({ ca_file = ca_file, server_name = "file", verify = false },
+                            redis_of({ tls = true }, nil, path).tls)
+            assert.are.same({ ca_file = ca_file, server_name = "opt", verify = true },
+                            redis_of({ tls = { server_name = "opt", verify = true } }, nil,
+                                     path).tls)
+        end)
+
+        it("read REDIS_TLS_VERIFY as a boolean, case-insensitive", function()
+            assert.are.same({ false, true, false },
+                            { redis_of({ tls = true }, { REDIS_TLS_VERIFY = "NO" }).tls.verify,
+                              redis_of({ tls = true }, { REDIS_TLS_VERIFY = "on" }).tls.verify,
+                              redis_of({ tls = true }, { REDIS_TLS_VERIFY = "0" }).tls.verify })
+        end)
+
+        it("take a client certificate and key from the environment", function()
+            local cert, key = dotenv "c", dotenv "k"
+            local r = redis_of(nil, { REDIS_TLS = "yes", REDIS_TLS_CERT_FILE = cert,
+                                      REDIS_TLS_KEY_FILE = key })
+            assert.are.same({ cert_file = cert, key_file = key, verify = true }, r.tls)
+        end)
+
+        it("are ignored while TLS is off, with one warning naming them", function()
+            local ca = dotenv "ca"
+            local cfg = config.resolve(nil, env { REDIS_TLS_CA_FILE = ca,
+                                                  REDIS_TLS_VERIFY = "maybe" }, NO_FILE)
+            local seen, r = warnings_of(cfg)
+            assert.is_nil(r.tls)
+            assert.are.same({ "TLS is off (turn it on with a rediss:// URL, the tls option or "
+                              .. "REDIS_TLS=yes): ignoring REDIS_TLS_CA_FILE (from environment), "
+                              .. "REDIS_TLS_VERIFY (from environment)" }, seen)
+        end)
+
+        it("are ignored without a warning when TLS is turned off explicitly", function()
+            local cfg = config.resolve(nil, env { REDIS_TLS = "no", REDIS_TLS_CA_FILE = "/x" },
+                                       NO_FILE)
+            local seen, r = warnings_of(cfg)
+            assert.are.same({ {}, nil }, { seen, r.tls })
+        end)
+    end)
+
+    describe("for a malformed value", function()
+        for _, case in ipairs {
+            { nil, { REDIS_TLS = "maybe" }, nil,
+              "REDIS_TLS must be one of yes/no, true/false, 1/0, on/off, got 'maybe' "
+              .. "(from environment)" },
+            { nil, { REDIS_TLS = " yes" }, nil,
+              "REDIS_TLS must be one of yes/no, true/false, 1/0, on/off, got ' yes' "
+              .. "(from environment)" },
+            { { tls = "yes" }, nil, nil,
+              "option tls must be true, false or a table { ca_file=, cert_file=, key_file=, "
+              .. "server_name=, verify= }, got 'yes'" },
+            { { tls = 1 }, nil, nil,
+              "option tls must be true, false or a table { ca_file=, cert_file=, key_file=, "
+              .. "server_name=, verify= }, got 1" },
+            { { tls = { verify = "no" } }, nil, nil,
+              "option tls.verify must be true or false, got 'no'" },
+            { { tls = true }, { REDIS_TLS_VERIFY = "2" }, nil,
+              "REDIS_TLS_VERIFY must be one of yes/no, true/false, 1/0, on/off, got '2' "
+              .. "(from environment)" },
+            { { tls = { ca_file = 5 } }, nil, nil,
+              "option tls.ca_file must be a non-empty string, got 5" },
+            { { tls = { server_name = "" } }, nil, nil,
+              "option tls.server_name must be a non-empty string, got ''" },
+            { { tls = { server_name = "a\0b" } }, nil, nil,
+              "option tls.server_name must not contain a NUL byte" },
+            { { tls = { ca_file = "/nonexistent/cachert/ca.pem" } }, nil, nil,
+              "option tls.ca_file must name a readable file, got "
+              .. "'/nonexistent/cachert/ca.pem': No such file or directory" },
+            { nil, { REDIS_TLS = "on", REDIS_TLS_KEY_FILE = "/nonexistent/k.pem",
+                     REDIS_TLS_CERT_FILE = "/nonexistent/c.pem" }, nil,
+              "REDIS_TLS_CERT_FILE must name a readable file, got '/nonexistent/c.pem' "
+              .. "(from environment): No such file or directory" },
+        } do
+            it("raises at connect: " .. case[4], function()
+                assert.are.equal(case[4], redis_error(case[1], case[2], case[3]))
+            end)
+        end
+
+        it("names the .env file a malformed REDIS_TLS_VERIFY came from", function()
+            local path = dotenv "REDIS_TLS=yes\nREDIS_TLS_VERIFY=nope\n"
+            assert.are.equal("REDIS_TLS_VERIFY must be one of yes/no, true/false, 1/0, on/off, "
+                             .. "got 'nope' (from " .. path .. ")", redis_error(nil, nil, path))
+        end)
+
+        it("refuses a certificate without a key, and a key without a certificate", function()
+            local f = dotenv "pem"
+            assert.are.equal("option tls.cert_file is set without a key file (option "
+                             .. "tls.key_file or REDIS_TLS_KEY_FILE): a client certificate "
+                             .. "needs both", redis_error { tls = { cert_file = f } })
+            assert.are.equal("REDIS_TLS_KEY_FILE (from environment) is set without a "
+                             .. "certificate file (option tls.cert_file or REDIS_TLS_CERT_FILE): "
+                             .. "a client certificate needs both",
+                             redis_error({ tls = true }, { REDIS_TLS_KEY_FILE = f }))
+        end)
+
+        it("raises in cache.new for an unknown field of the tls option", function()
+            assert.are.equal("unknown field 'ca' in option tls (known: ca_file, cert_file, "
+                             .. "key_file, server_name, verify)",
+                             error_of(cache.new, { tls = { ca = "/x" } }))
+        end)
+
+        it("does not take the TLS fields as options of their own", function()
+            assert.are.equal("unknown option 'tls_ca_file'",
+                             error_of(cache.new, { tls_ca_file = "/x" }))
+        end)
+
+        it("does not check the TLS settings in cache.new", function()
+            assert.has_no.errors(function() cache.new { tls = "yes" } end)
+        end)
+    end)
+
+    describe("with verification off", function()
+        local WARNING = "TLS certificate verification is off (option tls.verify = false): "
+                        .. "the connection can be intercepted"
+
+        it("warns once each time config.redis is called for a connect", function()
+            local cfg = config.resolve({ tls = { verify = false } }, NO_ENV, NO_FILE)
+            assert.are.same({ WARNING }, (warnings_of(cfg)))
+            assert.are.same({ WARNING }, (warnings_of(cfg)))
+        end)
+
+        it("does not warn for a check that does not connect (quiet)", function()
+            local cfg = config.resolve({ tls = { verify = false } }, NO_ENV, NO_FILE)
+            assert.are.same({}, (warnings_of(cfg, true)))
+        end)
+
+        it("names REDIS_TLS_VERIFY and its source", function()
+            local path = dotenv "REDIS_TLS_VERIFY=off\n"
+            local cfg = config.resolve(nil, env { REDIS_URL = "rediss://h" }, path)
+            assert.are.same({ "TLS certificate verification is off (REDIS_TLS_VERIFY=off, from "
+                              .. path .. "): the connection can be intercepted" },
+                            (warnings_of(cfg)))
+        end)
+
+        it("does not warn when verification is on", function()
+            local cfg = config.resolve({ tls = true }, NO_ENV, NO_FILE)
+            assert.are.same({}, (warnings_of(cfg)))
+        end)
+
+        it("warns once per connect and once per cache.with, through cache.on_log", function()
+            local seen = {}
+            cache.on_log(function(level, msg)
+                if msg:find("verification", 1, true) then seen[#seen + 1] = level .. ": " .. msg end
+            end)
+            local ok, err = pcall(function()
+                local c = cache.new { host = "127.0.0.1", port = 1, tls = { verify = false } }
+                c:connect()
+                c:disconnect()
+                cache.with(function() end, { host = "127.0.0.1", port = 1,
+                                             tls = { verify = false } })
+            end)
+            cache.on_log(nil)
+            assert(ok, err)
+            assert.are.same({ "warn: " .. WARNING, "warn: " .. WARNING }, seen)
+        end)
+    end)
+end)
+
+describe("Sentinel settings", function()
+    after_each(remove_tmpfiles)
+
+    local function redis_of(opts, vars, path)
+        return config.redis(config.resolve(opts, env(vars or {}), path or NO_FILE), true)
+    end
+
+    local function redis_error(opts, vars, path)
+        return error_of(config.redis, config.resolve(opts, env(vars or {}), path or NO_FILE),
+                        true)
+    end
+
+    describe("the addresses and the master", function()
+        it("are absent by default", function()
+            local r = redis_of()
+            assert.are.same({}, { r.sentinels, r.sentinel_master, r.sentinel_username,
+                                  r.sentinel_password })
+        end)
+
+        it("are read from the options, the port defaulting to 26379", function()
+            local r = redis_of { sentinels = { "s1:26380", "s2", "[::1]:26381", "[fe80::1]" },
+                                 sentinel_master = "mymaster" }
+            assert.are.same({ { host = "s1", port = 26380 }, { host = "s2", port = 26379 },
+                              { host = "::1", port = 26381 }, { host = "fe80::1", port = 26379 } },
+                            r.sentinels)
+            assert.are.equal("mymaster", r.sentinel_master)
+        end)
+
+        it("accept a comma-separated string option, blanks around an address ignored", function()
+            local r = redis_of { sentinels = "s1:1, s2:2 ,s3", sentinel_master = "m" }
+            assert.are.same({ { host = "s1", port = 1 }, { host = "s2", port = 2 },
+                              { host = "s3", port = 26379 } }, r.sentinels)
+        end)
+
+        it("are read from the environment, with the sentinels' credentials", function()
+            local r = redis_of(nil, { REDIS_SENTINELS = "s1:1,s2:2", REDIS_SENTINEL_MASTER = "m",
+                                      REDIS_SENTINEL_USERNAME = "sentry",
+                                      REDIS_SENTINEL_PASSWORD = "sp" })
+            assert.are.same({ { { host = "s1", port = 1 }, { host = "s2", port = 2 } }, "m",
+                              "sentry", "sp" },
+                            { r.sentinels, r.sentinel_master, r.sentinel_username,
+                              r.sentinel_password })
+        end)
+
+        it("are read from .env", function()
+            local r = redis_of(nil, nil, dotenv("REDIS_SENTINELS=s1\nREDIS_SENTINEL_MASTER=m\n"
+                                                .. "REDIS_SENTINEL_PASSWORD=sp\n"))
+            assert.are.same({ { { host = "s1", port = 26379 } }, "m", "sp" },
+                            { r.sentinels, r.sentinel_master, r.sentinel_password })
+        end)
+
+        it("take option > environment > .env, each on its own", function()
+            local path = dotenv("REDIS_SENTINELS=file\nREDIS_SENTINEL_MASTER=file\n"
+                                .. "REDIS_SENTINEL_USERNAME=file\nREDIS_SENTINEL_PASSWORD=file\n")
+            local r = redis_of({ sentinel_master = "opt" },
+                               { REDIS_SENTINELS = "env", REDIS_SENTINEL_PASSWORD = "env" }, path)
+            assert.are.same({ "env", "opt", "file", "env" },
+                            { r.sentinels[1].host, r.sentinel_master, r.sentinel_username,
+                              r.sentinel_password })
+        end)
+
+        it("leave the sentinels' credentials out when Sentinel is not used", function()
+            local r = redis_of(nil, { REDIS_SENTINEL_USERNAME = "u",
+                                      REDIS_SENTINEL_PASSWORD = "p" })
+            assert.are.same({}, { r.sentinel_username, r.sentinel_password })
+        end)
+
+        it("keep the other fields as they are (host and port unused)", function()
+            local r = redis_of({ sentinels = "s", sentinel_master = "m", password = "data" },
+                               { REDIS_HOST = "h", REDIS_DB = "2" })
+            assert.are.same({ "h", 6379, 2, "data", 10 },
+                            { r.host, r.port, r.db, r.password, r.pool_size })
+        end)
+    end)
+
+    describe("a redis+sentinel:// URL", function()
+        it("gives the sentinels, the master, the db and the data nodes' credentials", function()
+            local r = redis_of { url = "redis+sentinel://app:s3cret@s1:26380,[::1],s3/mymaster/3" }
+            assert.are.same({ { host = "s1", port = 26380 }, { host = "::1", port = 26379 },
+                              { host = "s3", port = 26379 } }, r.sentinels)
+            assert.are.same({ "mymaster", 3, "app", "s3cret" },
+                            { r.sentinel_master, r.db, r.username, r.password })
+            assert.are.same({}, { r.sentinel_username, r.sentinel_password })
+        end)
+
+        it("takes the sentinels' credentials from their own settings", function()
+            local r = redis_of(nil, { REDIS_URL = "redis+sentinel://s1/m",
+                                      REDIS_SENTINEL_USERNAME = "su",
+                                      REDIS_SENTINEL_PASSWORD = "sp" })
+            assert.are.same({ "su", "sp", nil, 0 },
+                            { r.sentinel_username, r.sentinel_password, r.password, r.db })
+        end)
+
+        it("gives way to options above its level", function()
+            local r = redis_of({ sentinels = { "o1" }, sentinel_master = "opt" },
+                               { REDIS_URL = "redis+sentinel://s1,s2/m/2" })
+            assert.are.same({ { { host = "o1", port = 26379 } }, "opt", 2 },
+                            { r.sentinels, r.sentinel_master, r.db })
+        end)
+
+        it("overrides REDIS_SENTINELS and REDIS_SENTINEL_MASTER at its level or below", function()
+            local r = redis_of(nil, { REDIS_URL = "redis+sentinel://s1/m",
+                                      REDIS_SENTINELS = "e1", REDIS_SENTINEL_MASTER = "em" })
+            assert.are.same({ "s1", "m" }, { r.sentinels[1].host, r.sentinel_master })
+        end)
+
+        it("works with TLS from the tls setting", function()
+            local r = redis_of({ tls = true }, { REDIS_URL = "redis+sentinel://s1/m" })
+            assert.are.same({ { verify = true }, "m" }, { r.tls, r.sentinel_master })
+        end)
+
+        it("must name the master", function()
+            assert.are.equal("REDIS_URL must name the master (redis+sentinel://...host[:port]/"
+                             .. "master[/db]), got 'redis+sentinel://u:***@s1,s2' (from "
+                             .. "environment)",
+                             redis_error(nil, { REDIS_URL = "redis+sentinel://u:pw@s1,s2" }))
+            assert.are.equal("option url must name the master (redis+sentinel://...host[:port]/"
+                             .. "master[/db]), got 'redis+sentinel://s1/'",
+                             redis_error { url = "redis+sentinel://s1/" })
+        end)
+
+        it("raises for a bad address, naming the URL", function()
+            assert.are.equal("sentinels in REDIS_URL must be a list of host[:port] (an IPv6 host "
+                             .. "in brackets, the port 1-65535, default 26379) addresses, got "
+                             .. "'s2:x' as address 2 (from environment)",
+                             redis_error(nil, { REDIS_URL = "redis+sentinel://s1,s2:x/m" }))
+        end)
+
+        it("raises for a db out of range, naming the URL", function()
+            assert.are.equal("db in option url must be an integer between 0 and 15, got '16'",
+                             redis_error { url = "redis+sentinel://s1/m/16" })
+        end)
+    end)
+
+    describe("a redis:// URL", function()
+        it("names one server: it overrides the Sentinel variables at its level or below",
+           function()
+            local r = redis_of(nil, { REDIS_URL = "redis://h", REDIS_SENTINELS = "s1",
+                                      REDIS_SENTINEL_MASTER = "m" },
+                               dotenv "REDIS_SENTINELS=s2\n")
+            assert.are.same({ "h" }, { r.host, r.sentinels, r.sentinel_master })
+        end)
+
+        it("gives way to Sentinel options", function()
+            local r = redis_of({ sentinels = "s1", sentinel_master = "m" },
+                               { REDIS_URL = "redis://:pw@h/3" })
+            assert.are.same({ "s1", "m", "pw", 3 },
+                            { r.sentinels[1].host, r.sentinel_master, r.password, r.db })
+        end)
+    end)
+
+    describe("for a malformed value", function()
+        local ADDRESSES = "a list of host[:port] (an IPv6 host in brackets, the port 1-65535, "
+                          .. "default 26379) addresses"
+        for _, case in ipairs {
+            { { sentinels = { "s1" } }, nil,
+              "option sentinels lists sentinels but no master name is set (option "
+              .. "sentinel_master or REDIS_SENTINEL_MASTER)" },
+            { nil, { REDIS_SENTINELS = "s1" },
+              "REDIS_SENTINELS (from environment) lists sentinels but no master name is set "
+              .. "(option sentinel_master or REDIS_SENTINEL_MASTER)" },
+            { { sentinel_master = "m" }, nil,
+              "option sentinel_master is set but no sentinels are (option sentinels or "
+              .. "REDIS_SENTINELS, or a redis+sentinel:// URL)" },
+            { nil, { REDIS_SENTINEL_MASTER = "m" },
+              "REDIS_SENTINEL_MASTER (from environment) is set but no sentinels are (option "
+              .. "sentinels or REDIS_SENTINELS, or a redis+sentinel:// URL)" },
+            { { sentinels = {}, sentinel_master = "m" }, nil,
+              "option sentinels must be a non-empty list of host[:port] (an IPv6 host in "
+              .. "brackets, the port 1-65535, default 26379) addresses, or a string of them "
+              .. "separated by commas, got table" },
+            { { sentinels = 26379, sentinel_master = "m" }, nil,
+              "option sentinels must be a non-empty list of host[:port] (an IPv6 host in "
+              .. "brackets, the port 1-65535, default 26379) addresses, or a string of them "
+              .. "separated by commas, got 26379" },
+            { { sentinels = { "s1", 2 }, sentinel_master = "m" }, nil,
+              "option sentinels must be " .. ADDRESSES .. ", got number as address 2" },
+            { { sentinels = { "s1", x = "s2" }, sentinel_master = "m" }, nil,
+              "option sentinels must be a list of host[:port] (an IPv6 host in brackets, the "
+              .. "port 1-65535, default 26379) strings, got table" },
+            { nil, { REDIS_SENTINELS = "s1,,s2", REDIS_SENTINEL_MASTER = "m" },
+              "REDIS_SENTINELS must be " .. ADDRESSES .. ", got '' as address 2 "
+              .. "(from environment)" },
+            { nil, { REDIS_SENTINELS = "::1", REDIS_SENTINEL_MASTER = "m" },
+              "REDIS_SENTINELS must be " .. ADDRESSES .. ", got '::1' as address 1 "
+              .. "(from environment)" },
+            { nil, { REDIS_SENTINELS = "s1:0", REDIS_SENTINEL_MASTER = "m" },
+              "REDIS_SENTINELS must be " .. ADDRESSES .. ", got 's1:0' as address 1 "
+              .. "(from environment)" },
+            { nil, { REDIS_SENTINELS = "s1:65536", REDIS_SENTINEL_MASTER = "m" },
+              "REDIS_SENTINELS must be " .. ADDRESSES .. ", got 's1:65536' as address 1 "
+              .. "(from environment)" },
+            { nil, { REDIS_SENTINELS = "s1:", REDIS_SENTINEL_MASTER = "m" },
+              "REDIS_SENTINELS must be " .. ADDRESSES .. ", got 's1:' as address 1 "
+              .. "(from environment)" },
+            { nil, { REDIS_SENTINELS = "s1 s2", REDIS_SENTINEL_MASTER = "m" },
+              "REDIS_SENTINELS must be " .. ADDRESSES .. ", got 's1 s2' as address 1 "
+              .. "(from environment)" },
+            { { sentinels = "s1", sentinel_master = "" }, nil,
+              "option sentinel_master must be a non-empty string, got ''" },
+            { { sentinels = "s1", sentinel_master = "m", sentinel_username = 7 }, nil,
+              "option sentinel_username must be a string, got 7" },
+        } do
+            it("raises at connect: " .. case[3], function()
+                assert.are.equal(case[3], redis_error(case[1], case[2]))
+            end)
+        end
+
+        it("names the .env file a malformed REDIS_SENTINELS came from", function()
+            local path = dotenv "REDIS_SENTINELS=s1:abc\nREDIS_SENTINEL_MASTER=m\n"
+            assert.are.equal("REDIS_SENTINELS must be " .. ADDRESSES .. ", got 's1:abc' as "
+                             .. "address 1 (from " .. path .. ")", redis_error(nil, nil, path))
+        end)
+
+        it("does not check the Sentinel settings in cache.new", function()
+            assert.has_no.errors(function() cache.new { sentinels = 5 } end)
+        end)
+    end)
+end)
+
+describe("TLS and Sentinel passwords stay out of messages and fields", function()
+    after_each(remove_tmpfiles)
+
+    local SECRET = "hunter2"
+
+    -- Raises when a string reachable from `t` (keys, values, metatables)
+    -- contains `secret`.
+    local function assert_no_secret(t, secret, path, seen)
+        seen = seen or {}
+        if type(t) == "string" then
+            assert(not t:find(secret, 1, true), (path or "value") .. " shows the password: " .. t)
+        elseif type(t) == "table" and not seen[t] then
+            seen[t] = true
+            for k, v in pairs(t) do
+                assert_no_secret(k, secret, (path or "") .. "[key]", seen)
+                assert_no_secret(v, secret, (path or "") .. "." .. tostring(k), seen)
+            end
+            assert_no_secret(getmetatable(t), secret, (path or "") .. "<mt>", seen)
+        end
+    end
+
+    for _, case in ipairs {
+        { "rediss://app:hunter2@h:1/2", "rediss://app:***@h:1/2" },
+        { "rediss://:hunter2@h", "rediss://:***@h" },
+        { "redis+sentinel://app:hunter2@s1:1,[::1]:2/m/3",
+          "redis+sentinel://app:***@s1:1,[::1]:2/m/3" },
+        { "redis+sentinel://:hunter2@s1/m", "redis+sentinel://:***@s1/m" },
+        { "redis+sentinel://hunter2@s1/m", "redis+sentinel://***@s1/m" },
+        { "redis+sentinel://s1,s2/m", "redis+sentinel://s1,s2/m" },
+    } do
+        it(("redacts %q as %q"):format(case[1], case[2]), function()
+            assert.are.equal(case[2], config.redact_url(case[1]))
+        end)
+    end
+
+    for _, url in ipairs {
+        "rediss://u:hunter2@host:x", "rediss://u:hunter2@host/99", "redis+sentinel://u:hunter2@s1",
+        "redis+sentinel://u:hunter2@s1:x/m", "redis+sentinel://u:hunter2@/m",
+        "redis+sentinel://u:hunter2@s1/m/x", "redis+sentinel://u:hunter2%00@s1/m",
+        "REDIS+SENTINEL://u:hunter2@s1/m", "rediss+sentinel://u:hunter2@s1/m",
+    } do
+        it(("keeps the password out of the error for REDIS_URL=%q"):format(url), function()
+            local errs = {
+                error_of(config.redis, config.resolve(nil, env { REDIS_URL = url }, NO_FILE)),
+                error_of(config.redis, config.resolve({ url = url }, NO_ENV, NO_FILE)),
+                error_of(config.redis, config.resolve(nil, NO_ENV,
+                                                      dotenv("REDIS_URL='" .. url .. "'\n"))),
+            }
+            for i = 1, 3 do
+                assert(errs[i], "no error")
+                assert(not errs[i]:find(SECRET, 1, true), errs[i])
+            end
+        end)
+    end
+
+    for _, bad in ipairs { 424242, true, { "hunter2" } } do
+        it(("does not show a sentinel_password option of type %s"):format(type(bad)), function()
+            local err = error_of(config.redis, config.resolve(
+                { sentinels = "s1", sentinel_master = "m", sentinel_password = bad },
+                NO_ENV, NO_FILE))
+            assert.are.equal("option sentinel_password must be a string, got " .. type(bad), err)
+        end)
+    end
+
+    it("does not show a sentinel password with a NUL byte", function()
+        local err = error_of(config.redis, config.resolve(nil, env {
+            REDIS_SENTINELS = "s1", REDIS_SENTINEL_MASTER = "m",
+            REDIS_SENTINEL_PASSWORD = "hunter2\0" }, NO_FILE))
+        assert.are.equal("REDIS_SENTINEL_PASSWORD must not contain a NUL byte "
+                         .. "(from environment)", err)
+    end)
+
+    it("keeps the sentinel password out of cfg.raw, from an option", function()
+        local c = cache.new { sentinels = { "s1" }, sentinel_master = "m",
+                              sentinel_password = SECRET }
+        assert_no_secret(c, SECRET)
+        assert.are.equal("***", c.cfg.raw.sentinel_password)
+        assert.are.equal(SECRET, config.redis(c.cfg).sentinel_password)
+    end)
+
+    it("keeps the sentinel password out of cfg.raw, from the environment and .env", function()
+        local path = dotenv "REDIS_SENTINEL_PASSWORD=hunter2\nREDIS_SENTINEL_MASTER=m\n"
+        local c
+        with_env({ REDIS_SENTINELS = "s1" }, function()
+            c = cache.new()
+        end)
+        assert_no_secret(c, SECRET)
+        local cfg = config.resolve(nil, env { REDIS_SENTINELS = "s1" }, path)
+        assert_no_secret(cfg, SECRET)
+        assert.are.equal(SECRET, config.redis(cfg).sentinel_password)
+    end)
+
+    it("keeps a rediss:// or redis+sentinel:// URL's password out of cfg.raw", function()
+        for _, url in ipairs { "rediss://app:hunter2@h:1/3",
+                               "redis+sentinel://app:hunter2@s1/m" } do
+            local c = cache.new { url = url }
+            assert_no_secret(c, SECRET)
+            assert.are.equal(SECRET, config.redis(c.cfg).password)
+        end
+    end)
+
+    it("copies table options into cfg.raw: changing them later changes nothing", function()
+        local sentinels, tls = { "s1" }, { server_name = "a" }
+        local cfg = config.resolve({ sentinels = sentinels, sentinel_master = "m", tls = tls },
+                                   NO_ENV, NO_FILE)
+        sentinels[1], tls.server_name = "changed", "changed"
+        local r = config.redis(cfg)
+        assert.are.same({ "s1", "a", "s1" },
+                        { r.sentinels[1].host, r.tls.server_name, cfg.raw.sentinels[1] })
     end)
 end)

@@ -26,8 +26,28 @@ local ENV = {
     max_items = "CACHE_MAX_ITEMS", max_memory = "CACHE_MAX_MEMORY",
     max_value_bytes = "CACHE_MAX_VALUE_BYTES", codec = "CACHE_CODEC",
     log_level = "CACHE_LOG_LEVEL", exit_flush_timeout = "CACHE_EXIT_FLUSH_TIMEOUT",
+    tls = "REDIS_TLS", tls_ca_file = "REDIS_TLS_CA_FILE", tls_cert_file = "REDIS_TLS_CERT_FILE",
+    tls_key_file = "REDIS_TLS_KEY_FILE", tls_server_name = "REDIS_TLS_SERVER_NAME",
+    tls_verify = "REDIS_TLS_VERIFY",
+    sentinels = "REDIS_SENTINELS", sentinel_master = "REDIS_SENTINEL_MASTER",
+    sentinel_username = "REDIS_SENTINEL_USERNAME", sentinel_password = "REDIS_SENTINEL_PASSWORD",
 }
 _M.ENV = ENV
+
+-- The fields of a `tls = { ... }` option, each a setting of its own
+-- (tls_<field>) with its own variable: option > environment > .env >
+-- default, field by field.
+local TLS_FIELDS = { "ca_file", "cert_file", "key_file", "server_name", "verify" }
+local TLS_FIELD = {}
+for _, f in ipairs(TLS_FIELDS) do TLS_FIELD[f] = "tls_" .. f end
+
+-- Settings that are not options of cache.new themselves: their option
+-- form is a field of the tls table.
+local NOT_OPTION = {}
+for _, name in pairs(TLS_FIELD) do NOT_OPTION[name] = true end
+
+-- Settings whose values are secrets: never shown, redacted in cfg.raw.
+local SECRET = { password = true, sentinel_password = true }
 
 _M.DEFAULTS = {
     host = "localhost", port = 6379, db = 0, pool_size = 10, timeout = 20,
@@ -35,7 +55,11 @@ _M.DEFAULTS = {
     default_ttl = 300, namespace = "", max_items = 100000,
     max_memory = 64 * 1024 * 1024, max_value_bytes = 512 * 1024 * 1024,
     codec = "msgpack", log_level = "warn", exit_flush_timeout = 2,
+    tls = false, tls_verify = true,
 }
+
+-- The port of a Sentinel address that gives none.
+local SENTINEL_PORT = 26379
 
 -- Upper bounds of the settings cache.core casts to size_t (and of the
 -- Redis timeouts, which it casts to uint64_t milliseconds): a cast of an
@@ -263,7 +287,10 @@ local function describe(name, src)
     if src.in_url then
         return name .. " in " .. (src.kind == "option" and "option url" or ENV.url)
     end
-    return src.kind == "option" and ("option " .. name) or ENV[name] or name
+    if src.kind == "option" then
+        return "option " .. (NOT_OPTION[name] and name:gsub("^tls_", "tls.") or name)
+    end
+    return ENV[name] or name
 end
 
 local function from(src)
@@ -271,10 +298,10 @@ local function from(src)
 end
 
 -- Raises "<setting> must be <msg>, got <value> (from <source>)". A
--- password's value is never shown, only its type.
+-- password's value is never shown, only its type (a table's too).
 local function fail(name, src, msg, value)
     local got
-    if name == "password" then
+    if SECRET[name] or type(value) == "table" then
         got = type(value)
     elseif name == "url" and type(value) == "string" then
         got = "'" .. redact_url(value) .. "'"
@@ -419,8 +446,112 @@ local function log_level(name, src, v)
     return level
 end
 
+-- TLS and Sentinel ----------------------------------------------------------
+
+local BOOLEAN_WORDS = { yes = true, ["true"] = true, ["1"] = true, on = true,
+                        no = false, ["false"] = false, ["0"] = false, off = false }
+local BOOLEAN_MSG = "one of yes/no, true/false, 1/0, on/off"
+
+-- A boolean: a Lua boolean from an option; from the environment or .env
+-- one of BOOLEAN_WORDS, case-insensitive.
+local function boolean(name, src, v)
+    if type(v) == "boolean" then return v end       -- an option, a default
+    if src.kind == "option" then fail(name, src, "true or false", v) end
+    local b = type(v) == "string" and BOOLEAN_WORDS[v:lower()]
+    if b == nil then fail(name, src, BOOLEAN_MSG, v) end
+    return b
+end
+
+-- `tls`: true/false or a table (which means on) as an option; a boolean
+-- word from the environment or .env.
+local function tls(name, src, v)
+    if src.kind == "option" and type(v) == "table" then return true end
+    if src.kind == "option" and type(v) ~= "boolean" then
+        fail(name, src, "true, false or a table { ca_file=, cert_file=, key_file=, "
+             .. "server_name=, verify= }", v)
+    end
+    return boolean(name, src, v)
+end
+
+-- A non-empty string handed to C (a file name, a server name, a master
+-- name): no NUL byte.
+local function name_string(name, src, v)
+    if type(v) ~= "string" or v == "" then fail(name, src, "a non-empty string", v) end
+    return cstring(name, src, v)
+end
+
+-- A file cache.core will read (a CA bundle, a certificate, a key): it
+-- must open here, so the error names the setting rather than OpenSSL's.
+local function readable_file(name, src, v)
+    name_string(name, src, v)
+    local f, err = io.open(v, "rb")
+    if not f then
+        if err:sub(1, #v + 2) == v .. ": " then err = err:sub(#v + 3) end
+        error(("%s must name a readable file, got '%s'%s: %s")
+              :format(describe(name, src), v, from(src), err), 0)
+    end
+    f:close()
+    return v
+end
+
+local ADDRESS_MSG = "host[:port] (an IPv6 host in brackets, the port 1-65535, "
+                    .. "default " .. SENTINEL_PORT .. ")"
+
+-- "host", "host:port", "[v6]", "[v6]:port" -> host, port; nil when
+-- malformed.
+local function parse_address(s)
+    local host, port = s:match("^%[([^%]]+)%]:?(%d*)$")
+    if not host then
+        host, port = s:match("^([^:%[%]]+):?(%d*)$")
+    end
+    if not host or host:find("[%s,/@%z]") or s:sub(-1) == ":" then return nil end
+    if port == "" then return host, SENTINEL_PORT end
+    local n = decimal(port, false)
+    if not n or n < 1 or n > 65535 then return nil end
+    return host, n
+end
+
+-- `sentinels`: a list of "host[:port]" strings (an option), or those
+-- separated by commas (an option, a variable, a redis+sentinel:// URL);
+-- blanks around an address are ignored. Returns { {host=, port=}, ... }.
+local function sentinels(name, src, v)
+    local list = {}
+    if type(v) == "string" then
+        for part in (v .. ","):gmatch("([^,]*),") do
+            list[#list + 1] = part:match("^%s*(.-)%s*$")
+        end
+    elseif type(v) == "table" and src.kind == "option" then
+        for i = 1, #v do list[i] = v[i] end
+        for k in pairs(v) do
+            if type(k) ~= "number" or not list[k] then
+                fail(name, src, "a list of " .. ADDRESS_MSG .. " strings", v)
+            end
+        end
+    end
+    if #list == 0 then
+        fail(name, src, "a non-empty list of " .. ADDRESS_MSG .. " addresses, "
+             .. "or a string of them separated by commas", v)
+    end
+    local out = {}
+    for i, a in ipairs(list) do
+        local host, port
+        if type(a) == "string" then host, port = parse_address(a) end
+        if not host then
+            local got = type(a) == "string" and ("'" .. a .. "'") or type(a)
+            error(("%s must be a list of %s addresses, got %s as address %d%s")
+                  :format(describe(name, src), ADDRESS_MSG, got, i, from(src)), 0)
+        end
+        out[i] = { host = host, port = port }
+    end
+    return out
+end
+
 local CHECK = {
     host = cstring, username = cstring, password = cstring, url = str, namespace = str,
+    tls = tls, tls_ca_file = readable_file, tls_cert_file = readable_file,
+    tls_key_file = readable_file, tls_server_name = name_string, tls_verify = boolean,
+    sentinels = sentinels, sentinel_master = name_string,
+    sentinel_username = cstring, sentinel_password = cstring,
     port = integer(1, 65535), db = integer(0, 15),
     pool_size = integer(1, 10000), timeout = seconds(true, MAX_TIMEOUT, true),
     default_ttl = seconds(false), max_items = integer(0, MAX_COUNT),
@@ -477,14 +608,21 @@ end
 -- them from here. Weak keys: an entry goes with its cfg.
 local secret_values = setmetatable({}, { __mode = "k" })
 
+local function copy(t)
+    local c = {}
+    for k, v in pairs(t) do c[k] = v end
+    return c
+end
+
 --- Resolves every setting for a manager. `opts` are cache.new's options.
 -- Returns the manager's cfg: the checked memory-store and process
 -- settings (default_ttl, namespace, max_items, max_memory,
 -- max_value_bytes, codec, journal_max_keys, log_level in lower case,
 -- exit_flush_timeout in seconds), `sources` (where each value came from)
--- and `raw` (the values before checking, a password shown as "***" and
--- the URL as redact_url writes it). Raises on an unknown option or a
--- malformed memory-store setting. `getenv` and `dotenv_path`
+-- and `raw` (the values before checking, the passwords shown as "***" and
+-- the URL as redact_url writes it; the fields of a tls table as
+-- tls_ca_file, ...). Raises on an unknown option (or field of the tls
+-- option) or a malformed memory-store setting. `getenv` and `dotenv_path`
 -- can be replaced for tests.
 function _M.resolve(opts, getenv, dotenv_path)
     opts = opts or {}
@@ -492,8 +630,15 @@ function _M.resolve(opts, getenv, dotenv_path)
         error("options must be a table", 0)
     end
     for k in pairs(opts) do
-        if not ENV[k] then
+        if not ENV[k] or NOT_OPTION[k] then
             error("unknown option '" .. tostring(k) .. "'", 0)
+        end
+    end
+    local tls_opt = type(opts.tls) == "table" and opts.tls or {}
+    for k in pairs(tls_opt) do
+        if not TLS_FIELD[k] then
+            error(("unknown field '%s' in option tls (known: %s)")
+                  :format(tostring(k), table.concat(TLS_FIELDS, ", ")), 0)
         end
     end
     getenv = getenv or os.getenv
@@ -502,7 +647,12 @@ function _M.resolve(opts, getenv, dotenv_path)
     local values, sources = {}, {}
     for name, var in pairs(ENV) do
         -- an empty environment or .env value counts as unset
-        local v, src = opts[name], { kind = "option" }
+        local v, src
+        if NOT_OPTION[name] then
+            v, src = tls_opt[name:sub(5)], { kind = "option" }
+        else
+            v, src = opts[name], { kind = "option" }
+        end
         if v == nil then
             v, src = getenv(var), { kind = "environment" }
             if v == nil or v == "" then
@@ -515,11 +665,17 @@ function _M.resolve(opts, getenv, dotenv_path)
         if v == nil and not src.broken then
             v, src = _M.DEFAULTS[name], { kind = "default" }
         end
+        -- a table option is copied: changing it later changes nothing
+        if type(v) == "table" then v = copy(v) end
         values[name], sources[name] = v, src
     end
     local raw = {}
-    for name, v in pairs(values) do raw[name] = v end
-    if raw.password ~= nil then raw.password = "***" end
+    for name, v in pairs(values) do
+        raw[name] = type(v) == "table" and copy(v) or v
+    end
+    for name in pairs(SECRET) do
+        if raw[name] ~= nil then raw[name] = "***" end
+    end
     if type(raw.url) == "string" then raw.url = redact_url(raw.url) end
     local cfg = { sources = sources, raw = raw }
     secret_values[cfg] = values
@@ -534,12 +690,19 @@ local function unescape(s)
     return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
+local URL_FORMS = "a redis[s]://[user:password@]host[:port][/db] or "
+    .. "redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db] URL"
+
+-- The parts of a URL, as strings: host, port, db, username, password;
+-- tls = true for rediss://; sentinels (the addresses, as written) and
+-- sentinel_master for redis+sentinel://, whose user and password are the
+-- data nodes' (as in redis://).
 local function parse_url(url, src)
-    local rest = url:match("^redis://(.*)$")
-    if not rest then
-        fail("url", src, "a redis://[user:password@]host[:port][/db] URL", url)
+    local scheme, rest = url:match("^([%l+]+)://(.*)$")
+    if scheme ~= "redis" and scheme ~= "rediss" and scheme ~= "redis+sentinel" then
+        fail("url", src, URL_FORMS, url)
     end
-    local out = {}
+    local out = { tls = scheme == "rediss" or nil }
     local auth, hostpart = rest:match("^(.*)@([^@]*)$")
     if auth then
         local user, pass = auth:match("^([^:]*):(.*)$")
@@ -553,6 +716,18 @@ local function parse_url(url, src)
         hostpart = rest
     end
     local hostport, db = hostpart:match("^([^/]*)/?(.*)$")
+    if scheme == "redis+sentinel" then
+        local master
+        master, db = db:match("^([^/]*)/?(.*)$")
+        if master == "" then
+            error(("%s must name the master (redis+sentinel://...host[:port]/master[/db]), "
+                   .. "got '%s'%s"):format(describe("url", src), redact_url(url), from(src)), 0)
+        end
+        out.sentinels = hostport
+        out.sentinel_master = unescape(master)
+        out.db = db ~= "" and db or nil
+        return out
+    end
     local host, port = hostport:match("^%[(.+)%]:?(%d*)$")
     if not host then
         host, port = hostport:match("^([^:]*):?(.*)$")
@@ -569,45 +744,130 @@ local function rank(src)
         or src.kind == "default" and 1 or 2
 end
 
+-- Settings a URL carries: a part it leaves out takes the default. (TLS is
+-- not among them: rediss:// turns it on, redis:// leaves it to `tls`.)
+local URL_PARTS = { "host", "port", "db", "username", "password",
+                    "sentinels", "sentinel_master" }
+
+local REDIS_SETTINGS = { "host", "port", "db", "username", "password", "pool_size",
+                         "timeout", "connect_timeout", "command_timeout" }
+
+-- The TLS table for cache.core, or nil when TLS is off. `srcs` maps each
+-- setting to its source; `quiet` keeps warnings back.
+local function tls_settings(values, srcs, quiet)
+    local on = srcs.tls.in_url        -- rediss://
+    if not on and (values.tls ~= nil or srcs.tls.broken) then
+        on = check("tls", srcs.tls, values.tls)
+    end
+    if not on then
+        -- the TLS fields apply to a TLS connection only; one given while
+        -- nothing turned TLS on is likely a mistake worth a word
+        if srcs.tls.kind == "default" and not quiet then
+            local given = {}
+            for _, f in ipairs(TLS_FIELDS) do
+                local src = srcs[TLS_FIELD[f]]
+                if src.kind ~= "default" then
+                    given[#given + 1] = describe(TLS_FIELD[f], src) .. from(src)
+                end
+            end
+            if #given > 0 then
+                warn(("TLS is off (turn it on with a rediss:// URL, the tls option or "
+                      .. "REDIS_TLS=yes): ignoring %s"):format(table.concat(given, ", ")))
+            end
+        end
+        return nil
+    end
+    local t = {}
+    for _, f in ipairs(TLS_FIELDS) do
+        local name = TLS_FIELD[f]
+        if values[name] ~= nil or srcs[name].broken then
+            t[f] = check(name, srcs[name], values[name])
+        end
+    end
+    for _, pair in ipairs { { "cert_file", "key_file", "a key file" },
+                            { "key_file", "cert_file", "a certificate file" } } do
+        local has, lacks = TLS_FIELD[pair[1]], TLS_FIELD[pair[2]]
+        if t[pair[1]] and not t[pair[2]] then
+            error(("%s%s is set without %s (option tls.%s or %s): a client "
+                   .. "certificate needs both"):format(describe(has, srcs[has]),
+                  from(srcs[has]), pair[3], pair[2], ENV[lacks]), 0)
+        end
+    end
+    if not t.verify and not quiet then
+        local src = srcs.tls_verify
+        local setting = src.kind == "option" and "option tls.verify = false"
+            or ("%s=%s, from %s"):format(ENV.tls_verify, values.tls_verify, src.kind)
+        warn(("TLS certificate verification is off (%s): the connection can be "
+              .. "intercepted"):format(setting))
+    end
+    return t
+end
+
 --- Checks and returns the Redis settings (called by connect()): the table
 -- handed to cache.core.connect, with host, port, db, username, password,
 -- pool_size, connect_timeout (seconds for one connection attempt, the
 -- handshake included), command_timeout (seconds) and timeout
 -- (REDIS_POOL_TIMEOUT, the seed's wait for a free pool connection: kept
 -- and checked for compatibility; cachert's pool never makes a caller wait
--- for a connection, so it bounds nothing). Raises a clear error naming the
--- variable and its source for a malformed value.
-local REDIS_SETTINGS = { "host", "port", "db", "username", "password", "pool_size",
-                         "timeout", "connect_timeout", "command_timeout" }
-
-function _M.redis(cfg)
+-- for a connection, so it bounds nothing); tls (nil when plain, else
+-- { ca_file=, cert_file=, key_file=, server_name= (strings or nil),
+-- verify = boolean }); sentinels (nil, or an array of { host=, port= }),
+-- sentinel_master, sentinel_username, sentinel_password (strings; nil
+-- without Sentinel). Raises a clear error naming the variable and its
+-- source for a malformed value. Warns (config.warn) when TLS verification
+-- is off, unless `quiet` (a check that does not connect).
+function _M.redis(cfg, quiet)
     local values, sources = secret_values[cfg] or cfg.raw, cfg.sources
-    local r = {}
-    for _, name in ipairs(REDIS_SETTINGS) do
-        r[name] = values[name]
-    end
+    local r, v = {}, {}
+    for name, x in pairs(values) do v[name] = x end
     local srcs = setmetatable({}, { __index = sources })
     if values.url ~= nil or sources.url.broken then
-        -- The URL overrides the five settings it can carry (a part it
-        -- leaves out takes the default), except one given at a higher
-        -- level than the URL itself: an explicit port option beats a
-        -- REDIS_URL from the environment, as options beat variables.
+        -- The URL overrides the settings it can carry (a part it leaves out
+        -- takes the default), except one given at a higher level than the
+        -- URL itself: an explicit port option beats a REDIS_URL from the
+        -- environment, as options beat variables. rediss:// turns TLS on
+        -- the same way; redis:// leaves TLS to the tls setting.
         local src = sources.url
         check("url", src, values.url)
         local parts = parse_url(values.url, src)
         local in_url = { kind = src.kind, in_url = true }
-        for _, name in ipairs { "host", "port", "db", "username", "password" } do
+        for _, name in ipairs(URL_PARTS) do
             if rank(sources[name]) <= rank(src) then
-                r[name], srcs[name] = parts[name], in_url
-                if r[name] == nil then
-                    r[name], srcs[name] = _M.DEFAULTS[name], { kind = "default" }
+                v[name], srcs[name] = parts[name], in_url
+                if parts[name] == nil then
+                    v[name], srcs[name] = _M.DEFAULTS[name], { kind = "default" }
                 end
             end
         end
+        if parts.tls and rank(sources.tls) <= rank(src) then
+            v.tls, srcs.tls = true, in_url
+        end
     end
     for _, name in ipairs(REDIS_SETTINGS) do
-        if r[name] ~= nil or srcs[name].broken then
-            r[name] = check(name, srcs[name], r[name])
+        if v[name] ~= nil or srcs[name].broken then
+            r[name] = check(name, srcs[name], v[name])
+        end
+    end
+    r.tls = tls_settings(v, srcs, quiet)
+    -- Sentinel: the addresses and the master's name go together
+    local has_sentinels = v.sentinels ~= nil or srcs.sentinels.broken
+    local has_master = v.sentinel_master ~= nil or srcs.sentinel_master.broken
+    if has_sentinels and not has_master then
+        local src = srcs.sentinels
+        error(("%s%s lists sentinels but no master name is set (option sentinel_master "
+               .. "or %s)"):format(describe("sentinels", src), from(src),
+              ENV.sentinel_master), 0)
+    elseif has_master and not has_sentinels then
+        local src = srcs.sentinel_master
+        error(("%s%s is set but no sentinels are (option sentinels or %s, or a "
+               .. "redis+sentinel:// URL)"):format(describe("sentinel_master", src),
+              from(src), ENV.sentinels), 0)
+    elseif has_sentinels then
+        for _, name in ipairs { "sentinels", "sentinel_master", "sentinel_username",
+                                "sentinel_password" } do
+            if v[name] ~= nil or srcs[name].broken then
+                r[name] = check(name, srcs[name], v[name])
+            end
         end
     end
     return r

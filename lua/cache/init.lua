@@ -127,7 +127,8 @@ end
 -- Options (all optional): host, port, db, username, password, url,
 -- pool_size, timeout, connect_timeout, command_timeout, default_ttl,
 -- namespace, max_items, max_memory, max_value_bytes, journal_max_keys,
--- codec, log_level, exit_flush_timeout (README: Configuration).
+-- codec, log_level, exit_flush_timeout, tls, sentinels, sentinel_master,
+-- sentinel_username, sentinel_password (README: Configuration).
 function _M.new(opts)
     local self = new_manager(opts, 3)
     return self
@@ -371,7 +372,7 @@ function _M.with(fn, opts)
     else
         error("options must be a table or a manager", 2)
     end
-    local valid, err = pcall(config.redis, c.cfg)
+    local valid, err = pcall(config.redis, c.cfg, true)   -- quiet: connect warns
     if not valid then
         error(err, 2)      -- a malformed setting: blame the caller's line
     end
