@@ -332,6 +332,7 @@ static int append_command(OutBuf *b, int argc, const char **argv,
 
 static void on_timer(uv_timer_t *t);
 static void on_write(uv_write_t *req, int status);
+static void peer_closed(Conn *c, ssize_t nread);
 
 /* Writes `src` in one uv_write (it becomes `inflight`; src gets the old
 ** inflight's memory, emptied). A synchronous failure is reported from the
@@ -390,6 +391,11 @@ static void on_write(uv_write_t *req, int status)
     c->writing = false;
     c->inflight.len = 0;
     outbuf_trim(&c->inflight);
+    if ((status == UV_EPIPE || status == UV_ECONNRESET) &&
+        (c->state == CONN_TLS || c->state == CONN_HANDSHAKE)) {
+        peer_closed(c, UV_ECONNRESET); /* it said why, or gets a hint */
+        return;
+    }
     if (status < 0 && status != UV_ECANCELED) {
         failf(c, CR_ECONNRESET, "write to %s:%d: %s", uv_strerror(status));
         return;
@@ -497,7 +503,8 @@ static void on_check(uv_check_t *h)
                  (unsigned long long)c->cfg.connect_timeout_ms);
         failf(c, CR_ETIMEDOUT,
               c->state == CONN_TLS
-                  ? "TLS handshake with %s:%d: no answer within %s ms"
+                  ? "TLS handshake with %s:%d: no answer within %s ms "
+                    "(a server that does not speak TLS stays silent)"
                   : "connect to %s:%d: no answer within %s ms",
               ms);
         return;
