@@ -63,6 +63,11 @@ add_c_test(globmatch LIBS cachert_core)
 add_c_test(store LIBS cachert_core)
 add_c_test(engine LIBS cachert_engine)
 add_c_test(pool LIBS cachert_engine LABELS c redis)
+# TLS redis-servers with certificates the test makes with the openssl CLI.
+cachert_require_tool(OPENSSL_BIN openssl openssl)
+add_c_test(tls LIBS cachert_engine LABELS c redis)
+target_compile_definitions(test_tls PRIVATE
+    CACHERT_TLS_CERTS_SH="${PROJECT_SOURCE_DIR}/spec/tls_certs.sh")
 add_c_test(journal LIBS cachert_engine)
 add_c_test(codec src/codec.c LIBS cachert_core PkgConfig::LUAJIT PkgConfig::MSGPACK)
 target_include_directories(test_codec SYSTEM PRIVATE ${LUAJIT_INCLUDE_DIRS})

@@ -1,9 +1,9 @@
 /*
 ** conn.c -- one Redis connection: libuv socket, output buffer, redisReader.
 **
-** States run one way: RESOLVING -> CONNECTING -> HANDSHAKE -> READY, and
-** from any of them to FAILED (sticky error, reported once) and CLOSING
-** (conn_close). Pending commands sit in a ring buffer in the order they
+** States run one way: RESOLVING -> CONNECTING -> [TLS ->] HANDSHAKE ->
+** READY, and from any of them to FAILED (sticky error, reported once) and
+** CLOSING (conn_close). Pending commands sit in a ring buffer in the order they
 ** were written, so the n-th reply belongs to the n-th entry: O(1) per
 ** command. The handshake (AUTH, SELECT, PING) is queued by conn_new, so its
 ** entries come first; commands accepted before READY wait in `held` and
@@ -33,6 +33,16 @@
 ** deadline. It stops itself once nothing is due. So the cost is one check
 ** per loop turn per connection, and only while a deadline is due.
 **
+** Transport: plain TCP writes `out` itself. With TLS (cfg.tls) the socket
+** carries ciphertext: the TLS state runs the TLS handshake; conn_flush
+** encrypts `out` into `cout`, and the ciphertext any SSL call produces
+** (handshake, alerts, post-handshake messages) is appended to `cout` right
+** after the call and written unless a write is in flight (on_write then
+** sends what accumulated). Bytes read are fed to the session and the
+** plaintext it yields goes to the redisReader. So there is still at most
+** one write in flight, and everything else (the FIFO, deadlines, the idle
+** close) works on plaintext and sees no difference.
+**
 ** Lifetime: the struct holds three handles (socket, timer, check) and may
 ** have a getaddrinfo request in flight. It is freed only when every close
 ** callback and the getaddrinfo callback have run, and no callback of ours
@@ -49,6 +59,7 @@
 enum {
     CONN_RESOLVING,
     CONN_CONNECTING,
+    CONN_TLS, /* TCP connected, TLS handshake running */
     CONN_HANDSHAKE,
     CONN_READY,
     CONN_FAILED,
@@ -97,6 +108,11 @@ struct Conn {
     OutBuf held;     /* commands accepted before READY */
     uint64_t writes;
 
+    TlsSession *tls;      /* NULL: plain TCP; created once TCP connected */
+    OutBuf cout;          /* TLS: ciphertext not yet written */
+    bool tls_write_error; /* encrypting in conn_flush failed, likewise */
+    bool heard_redis;     /* the reader got bytes: for the hints on close */
+
     redisReader *reader;
     Pending *fifo; /* ring buffer of cap entries */
     size_t head;
@@ -128,6 +144,8 @@ static void free_conn(Conn *c)
     free(c->out.data);
     free(c->inflight.data);
     free(c->held.data);
+    free(c->cout.data);
+    tls_session_free(c->tls);
     free(c);
 }
 
@@ -264,7 +282,8 @@ static Pending pop_pending(Conn *c)
 
 /* -- Output ------------------------------------------------------------- */
 
-static bool outbuf_append(OutBuf *b, const char *data, size_t len)
+/* Room for `len` more bytes. */
+static bool outbuf_reserve(OutBuf *b, size_t len)
 {
     if (b->cap - b->len < len) {
         size_t cap = b->cap ? b->cap : 4096;
@@ -276,9 +295,27 @@ static bool outbuf_append(OutBuf *b, const char *data, size_t len)
         b->data = d;
         b->cap = cap;
     }
+    return true;
+}
+
+static bool outbuf_append(OutBuf *b, const char *data, size_t len)
+{
+    if (!outbuf_reserve(b, len))
+        return false;
     memcpy(b->data + b->len, data, len);
     b->len += len;
     return true;
+}
+
+/* Frees a buffer grown past CONN_OUTBUF_KEEP once it is empty, so one
+** burst does not pin memory. */
+static void outbuf_trim(OutBuf *b)
+{
+    if (b->len == 0 && b->cap > CONN_OUTBUF_KEEP) {
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+    }
 }
 
 static int append_command(OutBuf *b, int argc, const char **argv,
@@ -293,23 +330,86 @@ static int append_command(OutBuf *b, int argc, const char **argv,
     return ok ? CR_OK : CR_ENOMEM;
 }
 
+static void on_timer(uv_timer_t *t);
+static void on_write(uv_write_t *req, int status);
+static void peer_closed(Conn *c, ssize_t nread);
+
+/* Writes `src` in one uv_write (it becomes `inflight`; src gets the old
+** inflight's memory, emptied). A synchronous failure is reported from the
+** timer: this runs inside the owner's loops, which must not see the
+** connection fail under them. */
+static bool start_write(Conn *c, OutBuf *src)
+{
+    OutBuf spare = c->inflight;
+    c->inflight = *src;
+    *src = spare;
+    src->len = 0;
+    uv_buf_t buf;
+    buf.base = c->inflight.data;
+    buf.len = c->inflight.len;
+    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    if (rc < 0) {
+        c->inflight.len = 0;
+        c->write_error = rc;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+        uv_ref((uv_handle_t *)&c->timer);
+        return false;
+    }
+    c->writing = true;
+    c->writes++;
+    return true;
+}
+
+/* Appends the session's pending ciphertext to cout. */
+static bool drain_tls(Conn *c)
+{
+    size_t n = tls_out_len(c->tls);
+    if (n == 0)
+        return true;
+    if (!outbuf_reserve(&c->cout, n))
+        return false;
+    c->cout.len += tls_out_read(c->tls, c->cout.data + c->cout.len, n);
+    return true;
+}
+
+/* After an SSL call from a loop callback: drains its ciphertext and writes
+** it unless a write is in flight (on_write sends it then). */
+static void send_tls(Conn *c)
+{
+    if (!drain_tls(c)) {
+        fail(c, CR_ENOMEM, cr_strerror(CR_ENOMEM));
+        return;
+    }
+    if (!c->writing && c->cout.len > 0 && c->state != CONN_FAILED &&
+        c->state != CONN_CLOSING)
+        start_write(c, &c->cout);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     Conn *c = req->data;
     c->writing = false;
     c->inflight.len = 0;
-    if (c->inflight.cap > CONN_OUTBUF_KEEP) {
-        free(c->inflight.data);
-        c->inflight.data = NULL;
-        c->inflight.cap = 0;
+    outbuf_trim(&c->inflight);
+    if ((status == UV_EPIPE || status == UV_ECONNRESET) &&
+        (c->state == CONN_TLS || c->state == CONN_HANDSHAKE)) {
+        peer_closed(c, UV_ECONNRESET); /* it said why, or gets a hint */
+        return;
     }
-    if (status < 0 && status != UV_ECANCELED)
+    if (status < 0 && status != UV_ECANCELED) {
         failf(c, CR_ECONNRESET, "write to %s:%d: %s", uv_strerror(status));
+        return;
+    }
+    if (c->tls == NULL)
+        return;
+    send_tls(c); /* records produced while this write was in flight */
+    /* The TLS handshake's last write delayed the Redis handshake's. */
+    if (!c->writing && c->state == CONN_HANDSHAKE)
+        conn_flush(c);
 }
 
 /* -- Deadlines ---------------------------------------------------------- */
 
-static void on_timer(uv_timer_t *t);
 static void on_check(uv_check_t *h);
 
 /* The deadline in force: the connect deadline until READY; then, while
@@ -335,7 +435,7 @@ static void start_timer(Conn *c, uint64_t deadline_ms)
 ** due now (resolve_error, write_error). */
 static void arm_timer(Conn *c)
 {
-    if (c->resolve_error != 0 || c->write_error != 0)
+    if (c->resolve_error != 0 || c->write_error != 0 || c->tls_write_error)
         return;
     uint64_t dl = next_deadline(c);
     if (dl == UINT64_MAX)
@@ -355,6 +455,10 @@ static void on_timer(uv_timer_t *t)
     if (c->write_error != 0) {
         failf(c, CR_ECONNRESET, "write to %s:%d: %s",
               uv_strerror(c->write_error));
+        return;
+    }
+    if (c->tls_write_error) {
+        failf(c, CR_ETLS, "%s:%d: TLS error: %s", tls_error(c->tls));
         return;
     }
     uint64_t now = uv_now(c->loop);
@@ -397,7 +501,12 @@ static void on_check(uv_check_t *h)
     if (c->state != CONN_READY && c->connect_deadline_ms <= before) {
         snprintf(ms, sizeof(ms), "%llu",
                  (unsigned long long)c->cfg.connect_timeout_ms);
-        failf(c, CR_ETIMEDOUT, "connect to %s:%d: no answer within %s ms", ms);
+        failf(c, CR_ETIMEDOUT,
+              c->state == CONN_TLS
+                  ? "TLS handshake with %s:%d: no answer within %s ms "
+                    "(a server that does not speak TLS stays silent)"
+                  : "connect to %s:%d: no answer within %s ms",
+              ms);
         return;
     }
     snprintf(ms, sizeof(ms), "%llu",
@@ -417,32 +526,55 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = sizeof(c->rbuf);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* The server closed the socket (`nread`: UV_EOF, a read error), or sent
+** TLS close_notify (UV_EOF). */
+static void peer_closed(Conn *c, ssize_t nread)
 {
-    Conn *c = s->data;
-    if (nread == 0)
-        return; /* EAGAIN */
-    if (nread < 0) {
-        /* Closed by the server (its idle timeout, CLIENT KILL, a restart)
-        ** while nothing was queued or awaited: nothing is lost. */
-        c->idle_closed = c->state == CONN_READY && c->count == 0 &&
-                         (nread == UV_EOF || nread == UV_ECONNRESET);
-        if (nread == UV_EOF)
+    bool closed = nread == UV_EOF || nread == UV_ECONNRESET;
+    /* Closed by the server (its idle timeout, CLIENT KILL, a restart)
+    ** while nothing was queued or awaited: nothing is lost. */
+    c->idle_closed = c->state == CONN_READY && c->count == 0 && closed;
+    if (closed && c->state == CONN_HANDSHAKE && !c->heard_redis) {
+        /* Before any Redis reply: a TLS port closes on a plaintext
+        ** client; under TLS 1.3 a server rejects a client certificate
+        ** (or its absence) only after the handshake. */
+        if (c->tls == NULL)
             failf(c, CR_ECONNRESET, "%s:%d: %s",
-                  "server closed the connection");
+                  "server closed the connection during the handshake; "
+                  "if it requires TLS, use rediss:// or tls = true");
         else
-            failf(c, CR_ECONNRESET, "read from %s:%d: %s",
-                  uv_strerror((int)nread));
-        return;
+            failf(c, CR_ETLS, "%s:%d: %s",
+                  c->cfg.tls != NULL && tls_context_anonymous(c->cfg.tls)
+                      ? "server closed the connection after the TLS "
+                        "handshake; it may require a client certificate "
+                        "(set cert_file and key_file)"
+                      : "server closed the connection after the TLS "
+                        "handshake; it may have rejected the client "
+                        "certificate");
+    } else if (c->state == CONN_TLS && closed) {
+        failf(c, CR_ETLS, "%s:%d: TLS handshake failed: %s",
+              "the server closed the connection");
+    } else if (nread == UV_EOF) {
+        failf(c, CR_ECONNRESET, "%s:%d: %s", "server closed the connection");
+    } else {
+        failf(c, CR_ECONNRESET, "read from %s:%d: %s", uv_strerror((int)nread));
     }
-    /* The server spoke: the silence starts again (loop time, taken right
-    ** after the poll that found these bytes). */
-    c->heard_ms = uv_now(c->loop);
-    if (redisReaderFeed(c->reader, buf->base, (size_t)nread) != REDIS_OK) {
+}
+
+/* Plaintext for the redisReader. False when the connection failed. */
+static bool feed_reader(Conn *c, const char *data, size_t len)
+{
+    c->heard_redis = true;
+    if (redisReaderFeed(c->reader, data, len) != REDIS_OK) {
         fail(c, CR_EPROTO, c->reader->errstr);
-        return;
+        return false;
     }
-    c->in_callback++;
+    return true;
+}
+
+/* Hands every complete reply to its command. */
+static void dispatch_replies(Conn *c)
+{
     while (c->state == CONN_READY || c->state == CONN_HANDSHAKE) {
         void *reply = NULL;
         if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
@@ -460,6 +592,68 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         p.cb(p.ud, CR_OK, reply);
         freeReplyObject(reply);
     }
+}
+
+/* A TLS failure: during either handshake it is the handshake's. */
+static void fail_tls(Conn *c)
+{
+    failf(c, CR_ETLS,
+          c->state == CONN_READY ? "%s:%d: TLS error: %s"
+                                 : "%s:%d: TLS handshake failed: %s",
+          tls_error(c->tls));
+}
+
+/* TLS: `buf` holds ciphertext; once fed to the session, rbuf is free to
+** take the plaintext. Replies complete before a close or an error are
+** still delivered. */
+static void read_tls(Conn *c, const char *buf, size_t len)
+{
+    if (!tls_feed(c->tls, buf, len)) {
+        fail(c, CR_ENOMEM, cr_strerror(CR_ENOMEM));
+        return;
+    }
+    if (c->state == CONN_TLS) {
+        int rc = tls_handshake(c->tls);
+        send_tls(c);
+        if (rc == TLS_ERROR)
+            fail_tls(c);
+        if (rc != TLS_OK || c->state != CONN_TLS)
+            return;
+        c->state = CONN_HANDSHAKE;
+        conn_flush(c); /* the Redis handshake, queued by conn_new */
+    }
+    int rc;
+    size_t n;
+    while ((rc = tls_read(c->tls, c->rbuf, sizeof(c->rbuf), &n)) == TLS_OK)
+        if (!feed_reader(c, c->rbuf, n))
+            return;
+    send_tls(c); /* e.g. the answer to a key update */
+    dispatch_replies(c);
+    if (c->state != CONN_READY && c->state != CONN_HANDSHAKE)
+        return; /* failed, or closed by a callback */
+    if (rc == TLS_CLOSED)
+        peer_closed(c, UV_EOF);
+    else if (rc == TLS_ERROR)
+        fail_tls(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    Conn *c = s->data;
+    if (nread == 0)
+        return; /* EAGAIN */
+    if (nread < 0) {
+        peer_closed(c, nread);
+        return;
+    }
+    /* The server spoke: the silence starts again (loop time, taken right
+    ** after the poll that found these bytes). */
+    c->heard_ms = uv_now(c->loop);
+    c->in_callback++;
+    if (c->tls != NULL)
+        read_tls(c, buf->base, (size_t)nread);
+    else if (feed_reader(c, buf->base, (size_t)nread))
+        dispatch_replies(c);
     c->in_callback--;
     maybe_free(c);
 }
@@ -617,8 +811,24 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     c->reading = true;
-    c->state = CONN_HANDSHAKE;
-    conn_flush(c); /* the handshake, queued by conn_new */
+    if (c->cfg.tls == NULL) {
+        c->state = CONN_HANDSHAKE;
+        conn_flush(c); /* the handshake, queued by conn_new */
+        return;
+    }
+    char err[TLS_ERRSTR_SIZE];
+    c->tls = tls_session_new(c->cfg.tls, c->cfg.host, c->cfg.tls_server_name,
+                             err, sizeof(err));
+    if (c->tls == NULL) {
+        failf(c, CR_ETLS, "%s:%d: TLS: %s", err);
+        return;
+    }
+    c->state = CONN_TLS;
+    if (tls_handshake(c->tls) == TLS_ERROR) { /* sends the ClientHello */
+        fail_tls(c);
+        return;
+    }
+    send_tls(c);
 }
 
 static void connect_next(Conn *c)
@@ -732,30 +942,40 @@ int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
     return CR_OK;
 }
 
+/* TLS: encrypts `out` into cout, in slices so the session's buffer stays
+** small. False when it failed (the error is reported from the timer). */
+static bool encrypt_out(Conn *c)
+{
+    enum { SLICE = 64 * 1024 };
+    bool ok = true;
+    for (size_t at = 0; ok && at < c->out.len; at += SLICE) {
+        size_t n = c->out.len - at < SLICE ? c->out.len - at : SLICE;
+        ok = tls_write(c->tls, c->out.data + at, n) == TLS_OK;
+        if (ok && !drain_tls(c)) {
+            c->write_error = UV_ENOMEM;
+            uv_timer_start(&c->timer, on_timer, 0, 0);
+            uv_ref((uv_handle_t *)&c->timer);
+            return false;
+        }
+    }
+    c->out.len = 0;
+    outbuf_trim(&c->out);
+    if (!ok) {
+        c->tls_write_error = true;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+        uv_ref((uv_handle_t *)&c->timer);
+    }
+    return ok;
+}
+
 bool conn_flush(Conn *c)
 {
     if (c->writing || c->out.len == 0 ||
         (c->state != CONN_READY && c->state != CONN_HANDSHAKE))
         return false;
-    OutBuf spare = c->inflight;
-    c->inflight = c->out;
-    c->out = spare;
-    c->out.len = 0;
-    uv_buf_t buf;
-    buf.base = c->inflight.data;
-    buf.len = c->inflight.len;
-    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
-    if (rc < 0) {
-        /* Reported from the timer: flush runs inside the owner's loops,
-        ** which must not see the connection fail under them. */
-        c->inflight.len = 0;
-        c->write_error = rc;
-        uv_timer_start(&c->timer, on_timer, 0, 0);
-        uv_ref((uv_handle_t *)&c->timer);
+    if (c->tls != NULL ? !encrypt_out(c) || !start_write(c, &c->cout)
+                       : !start_write(c, &c->out))
         return false;
-    }
-    c->writing = true;
-    c->writes++;
     if (outstanding(c) == 0) {
         /* Commands are outstanding again from now: the silence is measured
         ** from this write. The loop's clock stands still while Lua runs

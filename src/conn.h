@@ -1,8 +1,9 @@
 /*
 ** conn.h -- one Redis connection on a libuv loop.
 **
-** A connection resolves its host, connects, runs its handshake (AUTH, SELECT,
-** PING, pipelined in one write) and then carries commands: conn_command()
+** A connection resolves its host, connects, with TLS runs the TLS handshake
+** (tls.h), runs its Redis handshake (AUTH, SELECT, PING, pipelined in one
+** write) and then carries commands: conn_command()
 ** appends a formatted command to an output buffer and conn_flush() writes
 ** that buffer in one uv_write. Replies are matched in order with a FIFO of
 ** pending commands. The connection is used once: the first failure
@@ -21,7 +22,8 @@
 ** Deadlines are judged after the loop has polled the socket, never
 ** before: a reply (or a connect, or a handshake reply) that arrived while
 ** the process kept the CPU past the deadline is delivered, not counted as
-** a timeout. connect_timeout_ms bounds resolve + connect + handshake.
+** a timeout. connect_timeout_ms bounds resolve + connect + the TLS
+** handshake + the Redis handshake.
 ** command_timeout_ms bounds the server's silence: once ready, with commands
 ** outstanding (handed to uv_write, awaiting a reply), the connection fails when
 ** nothing was read from the socket for command_timeout_ms since the last
@@ -33,6 +35,14 @@
 ** the server answering. A server that stays silent past the deadline
 ** fails the connection with CR_ETIMEDOUT within about a millisecond of
 ** the deadline, or right after the busy stretch.
+**
+** TLS changes nothing above: the connection writes and reads plaintext
+** through a session over memory BIOs (tls.h); the ciphertext it produces
+** goes out in the same single write in flight, and any bytes read from the
+** server (records included) count as the server speaking. A failed TLS
+** handshake, or the server closing right after it (TLS 1.3 rejects a
+** missing client certificate only then), is CR_ETLS with OpenSSL's reason
+** ("certificate verify failed: hostname mismatch ...").
 */
 #ifndef CACHERT_CONN_H
 #define CACHERT_CONN_H
@@ -43,6 +53,8 @@
 
 #include <hiredis/hiredis.h>
 #include <uv.h>
+
+#include "tls.h"
 
 /* Bytes of unused input the redisReader keeps between replies before it
 ** frees its buffer (hiredis's maxbuf; its default is 16 KiB). This is not
@@ -59,7 +71,7 @@
 #define CONN_OUTBUF_KEEP (1024 * 1024)
 
 /* Size of the sticky error message, NUL included; longer text is cut. */
-#define CONN_ERRSTR_SIZE 160
+#define CONN_ERRSTR_SIZE 320
 
 typedef struct Conn Conn;
 
@@ -74,6 +86,8 @@ typedef struct ConnConfig {
     bool background; /* the handshake does not keep the loop alive, only
                         commands do (the resolve and connect requests
                         still do: libuv requests cannot be unreferenced) */
+    TlsContext *tls; /* TLS when not NULL; borrowed: valid until conn_close() */
+    const char *tls_server_name; /* SNI, name verified; NULL: host. Borrowed */
 } ConnConfig;
 
 /* A command's outcome, exactly as pool_reply_cb (pool.h): CR_OK with a
@@ -82,8 +96,8 @@ typedef void (*conn_reply_cb)(void *ud, int status, const redisReply *reply);
 
 /* The connection became ready (CR_OK), or failed (a negative CR_E* code:
 ** CR_ECONNREFUSED, CR_ECONNRESET, CR_ETIMEDOUT, CR_EAUTH, CR_EREJECTED,
-** CR_EPROTO, CR_ENOMEM) with a message valid during the call. A handshake
-** refused by the server is CR_EAUTH for a rejected password, user or
+** CR_EPROTO, CR_ETLS, CR_ENOMEM) with a message valid during the call. A
+** handshake refused by the server is CR_EAUTH for a rejected password, user or
 ** database, CR_ECONNREFUSED when it cannot serve yet (LOADING, BUSY,
 ** MASTERDOWN), CR_EREJECTED otherwise ("ERR max number of clients
 ** reached", ...); the message is the server's error text. Called at most once

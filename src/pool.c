@@ -57,6 +57,8 @@ struct Pool {
     char *host;
     char *username;
     char *password;
+    TlsConfig tls;       /* its strings are copies, freed with the pool */
+    TlsContext *tls_ctx; /* NULL: plain, or not loaded yet (see pool.h) */
     size_t size;
     Slot *slots;
     size_t nready; /* connections ready */
@@ -79,14 +81,24 @@ struct Pool {
 
 /* -- Lifetime ----------------------------------------------------------- */
 
-static void maybe_free(Pool *p)
+static void free_members(Pool *p)
 {
-    if (p->state != POOL_CLOSED || p->open_handles > 0 || p->in_callback > 0)
-        return;
     free(p->slots);
     free(p->host);
     free(p->username);
     free(p->password);
+    free((char *)p->tls.ca_file);
+    free((char *)p->tls.cert_file);
+    free((char *)p->tls.key_file);
+    free((char *)p->tls.server_name);
+    tls_context_free(p->tls_ctx);
+}
+
+static void maybe_free(Pool *p)
+{
+    if (p->state != POOL_CLOSED || p->open_handles > 0 || p->in_callback > 0)
+        return;
+    free_members(p);
     free(p);
 }
 
@@ -229,10 +241,30 @@ static void on_conn_state(void *ud, Conn *c, int status, const char *message)
     maybe_free(p);
 }
 
+/* Loads the TLS context if it is not yet (its files may have been fixed
+** since the last attempt). False, with the message in errstr, on failure. */
+static bool load_tls(Pool *p)
+{
+    if (!p->tls.enabled || p->tls_ctx != NULL)
+        return true;
+    char err[CONN_ERRSTR_SIZE - 8];
+    p->tls_ctx = tls_context_new(&p->tls, err, sizeof(err));
+    p->conn_cfg.tls = p->tls_ctx;
+    if (p->tls_ctx == NULL)
+        snprintf(p->errstr, sizeof(p->errstr), "TLS: %s", err);
+    return p->tls_ctx != NULL;
+}
+
 static void start_attempt(Pool *p)
 {
     p->state = POOL_CONNECTING;
     p->nready = 0;
+    if (!load_tls(p)) {
+        char msg[CONN_ERRSTR_SIZE];
+        snprintf(msg, sizeof(msg), "%s", p->errstr);
+        fail_pool(p, CR_ETLS, msg);
+        return;
+    }
     for (size_t i = 0; i < p->size; i++) {
         p->slots[i].conn = conn_new(p->loop, &p->conn_cfg, on_conn_state, p);
         if (p->slots[i].conn == NULL) {
@@ -282,11 +314,13 @@ Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
     p->host = copy_string(cfg->host != NULL ? cfg->host : "localhost", &oom);
     p->username = copy_string(cfg->username, &oom);
     p->password = copy_string(cfg->password, &oom);
+    p->tls = cfg->tls;
+    p->tls.ca_file = copy_string(cfg->tls.ca_file, &oom);
+    p->tls.cert_file = copy_string(cfg->tls.cert_file, &oom);
+    p->tls.key_file = copy_string(cfg->tls.key_file, &oom);
+    p->tls.server_name = copy_string(cfg->tls.server_name, &oom);
     if (oom || p->slots == NULL) {
-        free(p->slots);
-        free(p->host);
-        free(p->username);
-        free(p->password);
+        free_members(p);
         free(p);
         return NULL;
     }
@@ -297,6 +331,9 @@ Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
     p->conn_cfg.password = p->password;
     p->conn_cfg.connect_timeout_ms = cfg->connect_timeout_ms;
     p->conn_cfg.command_timeout_ms = cfg->command_timeout_ms;
+    p->conn_cfg.tls_server_name = p->tls.server_name;
+    /* Loaded once here; a failure is reported by the first attempt. */
+    load_tls(p);
     p->loop = loop;
     p->on_state = on_state;
     p->ud = ud;

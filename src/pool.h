@@ -75,6 +75,16 @@
 ** than POOL_BACKOFF_MIN_MS after it became ready, is a failure as above.
 ** pool_replaced() counts the quiet replacements.
 **
+** TLS: with cfg.tls.enabled, pool_new loads the CA bundle and the client
+** certificate once into a context its connections share. When that fails
+** (a missing or unreadable file, a key that does not match), the pool does
+** not crash nor refuse: every attempt fails with CR_ETLS and the message
+** ("TLS: cannot load CA file F: No such file or directory"), retried with
+** the backoff (loading again, so a fixed file is picked up). A TLS
+** handshake failure (certificate not trusted, host name mismatch, client
+** certificate required) is CR_ETLS too; like a wrong password, it is not
+** transient, but the pool keeps retrying with backoff all the same.
+**
 ** Loop liveness: the pool keeps the loop alive only while a reply is
 ** awaited or a connection attempt is in flight (so uv_run() returns after
 ** pool_connect() once on_state has reported the first outcome); idle
@@ -99,6 +109,8 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "tls.h"
+
 #define POOL_BACKOFF_MIN_MS   100
 #define POOL_BACKOFF_MAX_MS   5000
 #define POOL_HEALTHY_RESET_MS 3000 /* ready this long: the backoff restarts */
@@ -115,6 +127,7 @@ typedef struct PoolConfig {
     size_t size;                 /* connections; 0 is taken as 1 */
     uint64_t connect_timeout_ms; /* resolve + connect + handshake; 0: none */
     uint64_t command_timeout_ms; /* server silence (see the top); 0: none */
+    TlsConfig tls; /* tls.enabled: TLS on every connection; strings copied */
 } PoolConfig;
 
 /* A command's outcome. status is CR_OK with `reply` set (which may be a
@@ -129,7 +142,8 @@ typedef void (*pool_reply_cb)(void *ud, int status, const redisReply *reply);
 ** negative CR_E* code when it went down or could not come up (CR_EAUTH for
 ** a rejected password, user or database, CR_EREJECTED for another refusal
 ** of the handshake such as "max number of clients reached",
-** CR_ECONNREFUSED, CR_ETIMEDOUT, ...), with a human-readable message that
+** CR_ECONNREFUSED, CR_ETIMEDOUT, CR_ETLS, ...), with a human-readable message
+*that
 ** keeps the server's own text (valid during the callback only). Called
 ** from loop callbacks only. */
 typedef void (*pool_state_cb)(void *ud, int status, const char *message);

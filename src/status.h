@@ -22,7 +22,8 @@
     X(EVALUETOOBIG, "value is larger than the value size limit")               \
     X(ENOPERM, "the redis user lacks a permission cachert needs")              \
     X(EREADONLY, "redis is a read-only replica")                               \
-    X(EREJECTED, "redis refused the connection")
+    X(EREJECTED, "redis refused the connection")                               \
+    X(ETLS, "TLS error")
 
 enum {
     CR_OK = 0,

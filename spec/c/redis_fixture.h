@@ -12,6 +12,12 @@
 ** (inline command, first reply line) for set-up steps such as CLIENT PAUSE;
 ** redis_fixture_hold() keeps a client connection open (e.g. to fill
 ** maxclients).
+**
+** redis_fixture_start_tls() starts a server that speaks TLS only
+** (`--port 0 --tls-port P` with the given certificate files, absolute
+** paths); the same side channel then runs over TLS (blocking OpenSSL,
+** no verification, the client certificate when one is given), so
+** readiness is judged by a PONG either way.
 */
 #ifndef CACHERT_REDIS_FIXTURE_H
 #define CACHERT_REDIS_FIXTURE_H
@@ -26,21 +32,35 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <openssl/ssl.h>
 
 #define REDIS_FIXTURE_MAX_ARGS 24
 #define REDIS_FIXTURE_START_MS 5000
 #define REDIS_FIXTURE_TRIES    5
 
+/* A TLS server's files (absolute paths, borrowed for the fixture's life). */
+typedef struct RedisFixtureTls {
+    const char *cert;        /* --tls-cert-file */
+    const char *key;         /* --tls-key-file */
+    const char *ca;          /* --tls-ca-cert-file: checks client certs */
+    bool auth_clients;       /* --tls-auth-clients yes|no */
+    const char *client_cert; /* for the side channel when auth_clients */
+    const char *client_key;
+} RedisFixtureTls;
+
 typedef struct RedisFixture {
     pid_t pid; /* 0 when not running */
     int port;
     const char *extra[REDIS_FIXTURE_MAX_ARGS]; /* NULL-terminated, borrowed */
+    bool tls;                                  /* port speaks TLS only */
+    RedisFixtureTls tls_files;
 } RedisFixture;
 
 static inline void redis_fixture_sleep_ms(long ms)
@@ -108,11 +128,79 @@ static inline bool redis_fixture_query_port(int port, const char *inline_cmd,
     return ok;
 }
 
+/* redis_fixture_query_port over TLS: a blocking handshake on a socket
+** with send/receive timeouts of timeout_ms. */
+static inline bool redis_fixture_query_tls(const RedisFixture *fx,
+                                           const char *inline_cmd, char *out,
+                                           size_t outlen, int timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)fx->port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = NULL;
+    bool ok = false;
+    char cmd[256];
+    int n = snprintf(cmd, sizeof(cmd), "%s\r\n", inline_cmd);
+    const RedisFixtureTls *t = &fx->tls_files;
+    if (ctx != NULL && t->client_cert != NULL &&
+        (SSL_CTX_use_certificate_chain_file(ctx, t->client_cert) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ctx, t->client_key, SSL_FILETYPE_PEM) !=
+             1)) {
+        SSL_CTX_free(ctx);
+        ctx = NULL;
+    }
+    if (ctx != NULL && n > 0 && (size_t)n < sizeof(cmd) &&
+        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        (ssl = SSL_new(ctx)) != NULL && SSL_set_fd(ssl, fd) == 1 &&
+        SSL_connect(ssl) == 1 && SSL_write(ssl, cmd, n) == n) {
+        size_t got = 0;
+        while (got + 1 < outlen) {
+            int r = SSL_read(ssl, out + got, (int)(outlen - 1 - got));
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+            out[got] = '\0';
+            char *eol = strstr(out, "\r\n");
+            if (eol != NULL) {
+                *eol = '\0';
+                ok = true;
+                break;
+            }
+        }
+    }
+    if (ssl != NULL)
+        SSL_shutdown(ssl);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    return ok;
+}
+
+/* The side channel to the fixture's server, plain or TLS. */
+static inline bool redis_fixture_query_ms(const RedisFixture *fx,
+                                          const char *inline_cmd, char *out,
+                                          size_t outlen, int timeout_ms)
+{
+    if (fx->tls)
+        return redis_fixture_query_tls(fx, inline_cmd, out, outlen, timeout_ms);
+    return redis_fixture_query_port(fx->port, inline_cmd, out, outlen,
+                                    timeout_ms);
+}
+
 static inline bool redis_fixture_query(const RedisFixture *fx,
                                        const char *inline_cmd, char *out,
                                        size_t outlen)
 {
-    return redis_fixture_query_port(fx->port, inline_cmd, out, outlen, 2000);
+    return redis_fixture_query_ms(fx, inline_cmd, out, outlen, 2000);
 }
 
 /* Opens a connection to the server and keeps it: returns its descriptor
@@ -173,13 +261,28 @@ static inline bool redis_fixture_spawn(RedisFixture *fx)
 {
     char port[16];
     snprintf(port, sizeof(port), "%d", fx->port);
-    const char *argv[REDIS_FIXTURE_MAX_ARGS + 16];
+    const char *argv[REDIS_FIXTURE_MAX_ARGS + 32];
     int argc = 0;
     argv[argc++] = "redis-server";
     argv[argc++] = "--bind";
     argv[argc++] = "127.0.0.1";
     argv[argc++] = "--port";
-    argv[argc++] = port;
+    if (fx->tls) {
+        const RedisFixtureTls *t = &fx->tls_files;
+        argv[argc++] = "0";
+        argv[argc++] = "--tls-port";
+        argv[argc++] = port;
+        argv[argc++] = "--tls-cert-file";
+        argv[argc++] = t->cert;
+        argv[argc++] = "--tls-key-file";
+        argv[argc++] = t->key;
+        argv[argc++] = "--tls-ca-cert-file";
+        argv[argc++] = t->ca;
+        argv[argc++] = "--tls-auth-clients";
+        argv[argc++] = t->auth_clients ? "yes" : "no";
+    } else {
+        argv[argc++] = port;
+    }
     argv[argc++] = "--save";
     argv[argc++] = "";
     argv[argc++] = "--appendonly";
@@ -217,8 +320,7 @@ static inline bool redis_fixture_spawn(RedisFixture *fx)
             return false;
         }
         /* Any reply will do: -NOAUTH also says the server is up. */
-        if (redis_fixture_query_port(fx->port, "PING", line, sizeof(line),
-                                     500) &&
+        if (redis_fixture_query_ms(fx, "PING", line, sizeof(line), 500) &&
             (line[0] == '+' || line[0] == '-'))
             return true;
         redis_fixture_sleep_ms(10);
@@ -233,6 +335,28 @@ static inline bool redis_fixture_start(RedisFixture *fx,
                                        const char *const *extra)
 {
     memset(fx, 0, sizeof(*fx));
+    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
+        if (i + 1 >= REDIS_FIXTURE_MAX_ARGS)
+            return false;
+        fx->extra[i] = extra[i];
+    }
+    for (int tries = 0; tries < REDIS_FIXTURE_TRIES; tries++) {
+        fx->port = redis_fixture_free_port();
+        if (fx->port > 0 && redis_fixture_spawn(fx))
+            return true;
+    }
+    return false;
+}
+
+/* Starts a TLS-only server (see the top) with `tls`'s files and the extra
+** arguments on a free loopback port. */
+static inline bool redis_fixture_start_tls(RedisFixture *fx,
+                                           const RedisFixtureTls *tls,
+                                           const char *const *extra)
+{
+    memset(fx, 0, sizeof(*fx));
+    fx->tls = true;
+    fx->tls_files = *tls;
     for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
         if (i + 1 >= REDIS_FIXTURE_MAX_ARGS)
             return false;

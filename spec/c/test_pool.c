@@ -130,7 +130,11 @@ static void run_for(uv_loop_t *loop, uint64_t ms)
 
 static PoolConfig config(const Harness *h, size_t size)
 {
-    PoolConfig cfg = {"127.0.0.1", h->fx.port, 0, NULL, NULL, size, 2000, 2000};
+    PoolConfig cfg = {.host = "127.0.0.1",
+                      .port = h->fx.port,
+                      .size = size,
+                      .connect_timeout_ms = 2000,
+                      .command_timeout_ms = 2000};
     return cfg;
 }
 
@@ -1314,7 +1318,10 @@ static void test_conn_becomes_ready_when_its_handshake_reply_waited(void)
     Harness h;
     start(&h, NULL);
     pause_clients(&h, 500);
-    ConnConfig cfg = {"127.0.0.1", h.fx.port, 0, NULL, NULL, 300, 300, false};
+    ConnConfig cfg = {.host = "127.0.0.1",
+                      .port = h.fx.port,
+                      .connect_timeout_ms = 300,
+                      .command_timeout_ms = 300};
     ConnState st = {0, 0};
     Conn *c = conn_new(&h.loop, &cfg, on_conn_state, &st);
     ASSERT_NOT_NULL(c);
