@@ -110,6 +110,15 @@ add_test(NAME lua.cachert
 set_tests_properties(lua.cachert PROPERTIES LABELS lua TIMEOUT 1200
                      ENVIRONMENT "${spec_env};${cachert_env}")
 
+# The Redis API and failover specs again, every server TLS-only and every
+# manager on TLS (spec/helpers.lua, CACHERT_SPEC_TLS).
+add_test(NAME lua.tls
+         COMMAND ${BUSTED} --lua=$<TARGET_FILE:cachert> --output=utfTerminal
+                 spec/redis_spec.lua spec/redis_failover_spec.lua
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(lua.tls PROPERTIES LABELS "lua;redis" TIMEOUT 600
+                     ENVIRONMENT "${spec_env};${cachert_env};CACHERT_SPEC_TLS=1")
+
 # `require "cache"` after `cmake --install`, from another directory.
 add_test(NAME install.luajit
          COMMAND sh ${PROJECT_SOURCE_DIR}/spec/install_check.sh

@@ -50,13 +50,21 @@ end
 -- answers PING (not LOADING). Returns true, or false when the port was
 -- taken, or raises when the server does not come up.
 local function launch(server)
-    local cmd = (NO_PRELOAD .. "redis-server --bind 127.0.0.1 --port %d --save '' --appendonly no "
+    local listen = ("--port %d"):format(server.port)
+    if server.tls then
+        local c = server.tls
+        listen = ("--port 0 --tls-port %d --tls-cert-file %s/server.pem --tls-key-file %s/server.key "
+            .. "--tls-ca-cert-file %s/ca.pem --tls-auth-clients %s")
+            :format(server.port, c, c, c, server.auth_clients and "yes" or "no")
+    end
+    local cmd = (NO_PRELOAD .. "redis-server --bind 127.0.0.1 %s --save '' --appendonly no "
         .. "--daemonize yes --dir %s --pidfile %s/redis.pid --logfile %s/redis.log %s")
-        :format(server.port, server.dir, server.dir, server.dir, server.args)
+        :format(listen, server.dir, server.dir, server.dir, server.args)
     os.remove(server.dir .. "/redis.pid")
     sh(cmd)
     for _ = 1, 200 do
-        local out = sh((NO_PRELOAD .. "redis-cli -p %d %s ping"):format(server.port, server.auth))
+        local out = sh((NO_PRELOAD .. "redis-cli %s -p %d %s ping"):format(server.cli_tls, server.port,
+                                                                          server.auth))
         if out:match("PONG") then
             local f = io.open(server.dir .. "/redis.pid")
             server.pid = f and f:read("*n")
@@ -71,24 +79,69 @@ local function launch(server)
     error("could not start redis-server (see " .. server.dir .. "/redis.log)")
 end
 
+--- TLS mode (CACHERT_SPEC_TLS=1, the lua.tls ctest entry): every server
+-- H.start_redis starts speaks TLS only, with certificates spec/tls_certs.sh
+-- made for this run, server.cli talks TLS, and H.manager_maker's managers
+-- connect with tls = { ca_file = <the test CA> }: the same specs, over TLS.
+H.TLS = os.getenv("CACHERT_SPEC_TLS") == "1"
+
+local certs_dir
+--- The directory of this run's test certificates (made on first use,
+-- removed at exit): ca.pem, server.pem/key, client.pem/key, ...
+function H.tls_certs()
+    if not certs_dir then
+        local dir = sh("mktemp -d /tmp/cachert-certs-XXXXXX"):gsub("%s+$", "")
+        local out, status = sh("sh spec/tls_certs.sh " .. dir)
+        assert(status == 0, "spec/tls_certs.sh failed: " .. out)
+        certs_dir = dir
+        -- removed when the state closes (Lua 5.1 runs __gc of userdata only)
+        local guard = newproxy(true)
+        getmetatable(guard).__gc = function() sh("rm -rf " .. dir) end
+        H._certs_guard = guard
+    end
+    return certs_dir
+end
+
+--- The `tls` option for a manager of `server` (nil for a plain server).
+function H.tls_option(server)
+    return server.tls and { ca_file = server.tls .. "/ca.pem" } or nil
+end
+
+--- The same as environment variable assignments for a shell command line
+-- ("" for a plain server).
+function H.tls_env(server)
+    return server.tls and ("REDIS_TLS=yes REDIS_TLS_CA_FILE=%s/ca.pem "):format(server.tls) or ""
+end
+
 --- Starts a private redis-server on 127.0.0.1 and a free port, persistence
 -- off (unless `extra_args` turn it on: later arguments win), files in a
 -- fresh temp directory. Returns { port=, pid=, dir=, cli=function(args) ->
 -- output }. Stop it with H.stop_redis(server). `opts.password` is passed
 -- to redis-cli (server.cli and the start-up PING); the server needs its
--- own --requirepass in extra_args.
+-- own --requirepass in extra_args. `opts.tls` true or false overrides TLS
+-- mode (H.TLS) for this server; `opts.tls_auth_clients` makes a TLS server
+-- require client certificates (server.cli then presents client.pem).
 function H.start_redis(extra_args, opts)
     opts = opts or {}
     local dir = sh("mktemp -d /tmp/cachert-redis-XXXXXX"):gsub("%s+$", "")
     math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
     local auth = opts.password
         and ("-a '" .. opts.password .. "' --no-auth-warning") or ""
+    local use_tls = opts.tls
+    if use_tls == nil then use_tls = H.TLS end
+    local certs = use_tls and H.tls_certs()
+    local cli_tls = certs and ("--tls --cacert %s/ca.pem"):format(certs) or ""
+    if certs and opts.tls_auth_clients then
+        cli_tls = cli_tls .. (" --cert %s/client.pem --key %s/client.key"):format(certs, certs)
+    end
     for _ = 1, 20 do
         local server = { port = math.random(20000, 60000), dir = dir,
-                         args = extra_args or "", auth = auth }
+                         args = extra_args or "", auth = auth, tls = certs,
+                         cli_tls = cli_tls, auth_clients = opts.tls_auth_clients }
         if launch(server) then
             function server.cli(args)
-                return (sh((NO_PRELOAD .. "redis-cli -p %d %s %s"):format(server.port, auth, args)))
+                return (sh((NO_PRELOAD .. "redis-cli %s -p %d %s %s"):format(cli_tls, server.port,
+                                                                             auth, args)))
             end
             return server
         end
@@ -303,6 +356,7 @@ function H.manager_maker(defaults)
     local made = {}
     local function manager(server, opts)
         local o = { host = "127.0.0.1", port = server.port }
+        o.tls = H.tls_option(server)
         for k, v in pairs(defaults) do o[k] = v end
         for k, v in pairs(opts or {}) do o[k] = v end
         local c = require("cache").new(o)

@@ -17,7 +17,7 @@ local RECOVERY_DEADLINE = 10   -- seconds; the backoff is capped at 5 s
 
 local function manager(server, opts)
     local o = { host = "127.0.0.1", port = server.port, timeout = 0.5,
-                command_timeout = 0.2, pool_size = 4 }
+                command_timeout = 0.2, pool_size = 4, tls = helpers.tls_option(server) }
     for k, v in pairs(opts or {}) do o[k] = v end
     return cache.new(o)
 end
@@ -577,14 +577,14 @@ describe("the outage log line #redis", function()
     local dir, server
 
     -- Runs `code` in a cachert subprocess; returns stdout and stderr.
-    local function run(code, ...)
+    local function run(code, env, ...)
         local script = dir .. "/script.lua"
         local f = assert(io.open(script, "w"))
         f:write(code)
         f:close()
         local args = {}
         for i = 1, select("#", ...) do args[i] = "'" .. tostring((select(i, ...))) .. "'" end
-        local out, status = sh(("%s %s %s 2>%s/stderr"):format(helpers.cachert_bin(),
+        local out, status = sh(("%s%s %s %s 2>%s/stderr"):format(env, helpers.cachert_bin(),
             script, table.concat(args, " "), dir))
         local e = io.open(dir .. "/stderr")
         local err = e:read("*a")
@@ -630,7 +630,7 @@ describe("the outage log line #redis", function()
         server = helpers.start_redis()
         local port = server.port
         helpers.stop_redis(server)
-        local out, err, status = run(SCRIPT, port)
+        local out, err, status = run(SCRIPT, helpers.tls_env(server), port)
         assert.are.equal(0, status, err)
         assert.are.equal("false\nfalse\n", out)
         assert.are.equal(1, count(err, "cachert: redis unavailable"), err)
@@ -641,7 +641,7 @@ describe("the outage log line #redis", function()
 
     it("is written once for a server lost mid-run", function()
         server = helpers.start_redis()
-        local out, err, status = run(SCRIPT, server.port, server.pid)
+        local out, err, status = run(SCRIPT, helpers.tls_env(server), server.port, server.pid)
         server.pid = nil
         assert.are.equal(0, status, err)
         assert.are.equal("true\nfalse\n", out)

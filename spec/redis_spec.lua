@@ -690,8 +690,8 @@ describe("cache over Redis #redis", function()
 
     describe("bytes cachert did not write", function()
         local function put_raw(key, octal_printf)
-            sh(("printf '%s' | %sredis-cli -p %d -x SET '%s'")
-               :format(octal_printf, helpers.NO_PRELOAD, server.port, key))
+            sh(("printf '%s' | %sredis-cli %s -p %d -x SET '%s'")
+               :format(octal_printf, helpers.NO_PRELOAD, server.cli_tls, server.port, key))
         end
 
         for name, bytes in pairs {
@@ -796,11 +796,11 @@ describe("cache over Redis #redis", function()
             c:connect()
             c:set("py", { name = "Ada", tags = { "x", "y" }, n = 42, pi = 1.5,
                           ok = true, blob = "\255\0" })
-            local out, code = sh((helpers.NO_PRELOAD .. "redis-cli -p %d --raw GET py | "
+            local out, code = sh((helpers.NO_PRELOAD .. "redis-cli %s -p %d --raw GET py | "
                 .. "head -c -1 | " .. helpers.NO_PRELOAD
                 .. "/usr/bin/python3 -c 'import msgpack, sys; "
                 .. "d = msgpack.unpackb(sys.stdin.buffer.read(), raw=False); "
-                .. "print(sorted(d.items()))'"):format(server.port))
+                .. "print(sorted(d.items()))'"):format(server.cli_tls, server.port))
             assert.are.equal(0, code, out)
             assert.are.equal("[('blob', b'\\xff\\x00'), ('n', 42), ('name', 'Ada'), "
                 .. "('ok', True), ('pi', 1.5), ('tags', ['x', 'y'])]\n", out)
@@ -886,9 +886,11 @@ describe("AUTH #redis", function()
     end)
 
     it("connects as an ACL user given in REDIS_URL", function()
-        local out, code = sh(("REDIS_URL='redis://alice:pw@127.0.0.1:%d/0' %s -e "
+        local scheme = server.tls and "rediss" or "redis"
+        local out, code = sh(("REDIS_URL='%s://alice:pw@127.0.0.1:%d/0' REDIS_TLS_CA_FILE=%s %s -e "
             .. "'local c = require \"cache\"; print(c.connect(), c.stats().backend)'")
-            :format(server.port, helpers.cachert_bin()))
+            :format(scheme, server.port, server.tls and server.tls .. "/ca.pem" or "''",
+                    helpers.cachert_bin()))
         assert.are.equal(0, code, out)
         assert.are.equal("true\tredis\n", out)
     end)

@@ -260,6 +260,19 @@ static void read_redis_config(lua_State *L, int t, RedisConfig *cfg)
     pc->size = (size_t)num_field(L, t, "pool_size", 1);
     pc->connect_timeout_ms = ms_field(L, t, "connect_timeout", 2);
     pc->command_timeout_ms = ms_field(L, t, "command_timeout", 1);
+    lua_getfield(L, t, "tls");
+    if (lua_istable(L, -1)) {
+        int tls = lua_gettop(L);
+        pc->tls.enabled = true;
+        pc->tls.ca_file = opt_field(L, tls, "ca_file");
+        pc->tls.cert_file = opt_field(L, tls, "cert_file");
+        pc->tls.key_file = opt_field(L, tls, "key_file");
+        pc->tls.server_name = opt_field(L, tls, "server_name");
+        lua_getfield(L, tls, "verify");
+        pc->tls.verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* its strings stay alive in the settings table */
     cfg->sentinel_master = opt_field(L, t, "sentinel_master");
     cfg->sentinel_username = opt_field(L, t, "sentinel_username");
     cfg->sentinel_password = opt_field(L, t, "sentinel_password");
