@@ -53,8 +53,8 @@ local function launch(server)
     local listen = ("--port %d"):format(server.port)
     if server.tls then
         local c = server.tls
-        listen = ("--port 0 --tls-port %d --tls-cert-file %s/server.pem --tls-key-file %s/server.key "
-            .. "--tls-ca-cert-file %s/ca.pem --tls-auth-clients %s")
+        listen = ("--port 0 --tls-port %d --tls-cert-file %s/server.pem "
+            .. "--tls-key-file %s/server.key --tls-ca-cert-file %s/ca.pem --tls-auth-clients %s")
             :format(server.port, c, c, c, server.auth_clients and "yes" or "no")
     end
     local cmd = (NO_PRELOAD .. "redis-server --bind 127.0.0.1 %s --save '' --appendonly no "
@@ -63,8 +63,8 @@ local function launch(server)
     os.remove(server.dir .. "/redis.pid")
     sh(cmd)
     for _ = 1, 200 do
-        local out = sh((NO_PRELOAD .. "redis-cli %s -p %d %s ping"):format(server.cli_tls, server.port,
-                                                                          server.auth))
+        local out = sh((NO_PRELOAD .. "redis-cli %s -p %d %s ping")
+            :format(server.cli_tls, server.port, server.auth))
         if out:match("PONG") then
             local f = io.open(server.dir .. "/redis.pid")
             server.pid = f and f:read("*n")
