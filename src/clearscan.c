@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "globmatch.h"
 #include "status.h"
 
@@ -61,13 +62,10 @@ static void on_scan(void *ud, int status, const redisReply *r);
 
 static int send_scan(ClearScan *cs)
 {
-    const char *argv[] = {"SCAN",          cs->cursor, "COUNT",
-                          CLEARSCAN_COUNT, "MATCH",    cs->match};
-    size_t lens[] = {4,       strlen(cs->cursor), 5, strlen(CLEARSCAN_COUNT), 5,
-                     cs->mlen};
-    return backend_node_command(cs->backend, cs->node,
-                                cs->match != NULL ? 6 : 4, argv, lens, on_scan,
-                                cs);
+    RedisCmd cmd;
+    cmd_scan(&cmd, cs->cursor, CLEARSCAN_COUNT, cs->match, cs->mlen);
+    return backend_node_command(cs->backend, cs->node, cmd.argc, cmd.argv,
+                                cmd.lens, on_scan, cs);
 }
 
 /* After a reply: the next batch, the next node, or the end. */
@@ -134,8 +132,7 @@ static void on_scan(void *ud, int status, const redisReply *r)
     size_t *lens = malloc(n * sizeof(*lens));
     int rc = CR_ENOMEM;
     if (argv != NULL && lens != NULL) {
-        argv[0] = "UNLINK";
-        lens[0] = 6;
+        cmd_unlink_head(argv, lens);
         rc = CR_OK;
         n = 1;
         for (size_t i = 0; i < keys->elements; i++) {

@@ -54,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "status.h"
 
 enum {
@@ -722,11 +723,11 @@ static void on_handshake_reply(void *ud, int status, const redisReply *r)
     c->in_callback--;
 }
 
-static int queue_internal(Conn *c, int argc, const char **argv)
+static int queue_internal(Conn *c, RedisCmd *cmd)
 {
     if (!reserve_pending(c))
         return CR_ENOMEM;
-    int rc = append_command(&c->out, argc, argv, NULL);
+    int rc = append_command(&c->out, cmd->argc, cmd->argv, cmd->lens);
     if (rc == CR_OK)
         push_pending(c, on_handshake_reply, c, false);
     return rc;
@@ -737,26 +738,19 @@ static int queue_internal(Conn *c, int argc, const char **argv)
 ** reported at connect rather than as an error reply to every command. */
 static int queue_handshake(Conn *c)
 {
-    const char *argv[3];
+    RedisCmd cmd;
     int rc = CR_OK;
     if (c->cfg.password != NULL) {
-        int argc = 0;
-        argv[argc++] = "AUTH";
-        if (c->cfg.username != NULL)
-            argv[argc++] = c->cfg.username;
-        argv[argc++] = c->cfg.password;
-        rc = queue_internal(c, argc, argv);
+        cmd_auth(&cmd, c->cfg.username, c->cfg.password);
+        rc = queue_internal(c, &cmd);
     }
     if (rc == CR_OK && c->cfg.db != 0) {
-        char db[16];
-        snprintf(db, sizeof(db), "%d", c->cfg.db);
-        argv[0] = "SELECT";
-        argv[1] = db;
-        rc = queue_internal(c, 2, argv);
+        cmd_select(&cmd, c->cfg.db);
+        rc = queue_internal(c, &cmd);
     }
     if (rc == CR_OK) {
-        argv[0] = "PING";
-        rc = queue_internal(c, 1, argv);
+        cmd_ping(&cmd);
+        rc = queue_internal(c, &cmd);
     }
     return rc;
 }

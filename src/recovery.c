@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "clearscan.h"
+#include "commands.h"
 #include "engine_impl.h"
 #include "status.h"
 
@@ -124,8 +125,7 @@ static void replay_keys(Engine *e)
         const char *argv[ENGINE_UNLINK_BATCH + 1];
         size_t lens[ENGINE_UNLINK_BATCH + 1];
         int argc = 1;
-        argv[0] = "UNLINK";
-        lens[0] = 6;
+        cmd_unlink_head(argv, lens);
         while (argc <= (int)e->unlink_batch && e->next_key < e->batch.nkeys) {
             argv[argc] = e->batch.keys[e->next_key];
             lens[argc++] = e->batch.klens[e->next_key++];
@@ -201,18 +201,6 @@ static void replay_journal(Engine *e)
     }
 }
 
-/* The probe's commands, each harmless on the probe key: SET ... XX writes
-** nothing where the key is absent, but a replica still refuses it. */
-static const char *const probe_cmds[][7] = {
-    {"GET", NULL},
-    {"EXISTS", NULL},
-    {"SET", NULL, "", "XX", "PX", "1"},
-    {"UNLINK", NULL},
-    {"SCAN", "0", "MATCH", NULL, "COUNT", "1"},
-};
-
-static const int probe_argc[] = {2, 2, 6, 2, 6};
-
 static void on_probed(void *ud, int status, const redisReply *reply)
 {
     Engine *e = ud;
@@ -253,18 +241,22 @@ void start_recovery(Engine *e)
     e->unlink_batch = ENGINE_UNLINK_BATCH;
     e->key_refused = false;
     e->keys_dropped = 0;
-    size_t n = sizeof(probe_argc) / sizeof(probe_argc[0]);
-    for (size_t i = 0; i < n; i++) {
-        const char *argv[7];
-        size_t lens[7];
-        for (int j = 0; j < probe_argc[i]; j++) {
-            argv[j] =
-                probe_cmds[i][j] != NULL ? probe_cmds[i][j] : e->probe_key;
-            lens[j] =
-                probe_cmds[i][j] != NULL ? strlen(argv[j]) : e->probe_klen;
-        }
-        int rc = backend_command(e->backend, probe_argc[i], argv, lens,
-                                 on_probed, e);
+    /* Every command cachert sends, each harmless on the probe key: SET ...
+    ** XX writes nothing where the key is absent, but a replica still
+    ** refuses it. */
+    RedisCmd probe[5];
+    const char *key = e->probe_key;
+    cmd_get(&probe[0], key, e->probe_klen);
+    cmd_exists(&probe[1], key, e->probe_klen);
+    cmd_set_probe(&probe[2], key, e->probe_klen);
+    cmd_unlink(&probe[3], key, e->probe_klen);
+    cmd_scan(&probe[4], "0", "1", key, e->probe_klen);
+    for (size_t i = 0; i < 5; i++) {
+        RedisCmd *c = &probe[i];
+        int rc = i < 4 ? backend_command(e->backend, c->argc, c->argv, c->lens,
+                                         on_probed, e)
+                       : backend_node_command(e->backend, 0, c->argc, c->argv,
+                                              c->lens, on_probed, e);
         if (rc != CR_OK) {
             e->replay_status = rc;
             break;

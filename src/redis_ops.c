@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "clearscan.h"
+#include "commands.h"
 #include "engine_impl.h"
 #include "globmatch.h"
 #include "status.h"
@@ -116,10 +117,10 @@ static void on_refused_set_unlinked(void *ud, int status,
 static void unlink_refused_set(Op *op)
 {
     Engine *e = op->a.e;
-    const char *argv[] = {"UNLINK", op->a.key};
-    size_t lens[] = {6, op->a.klen};
-    int rc =
-        backend_command(e->backend, 2, argv, lens, on_refused_set_unlinked, op);
+    RedisCmd cmd;
+    cmd_unlink(&cmd, op->a.key, op->a.klen);
+    int rc = backend_command(e->backend, cmd.argc, cmd.argv, cmd.lens,
+                             on_refused_set_unlinked, op);
     if (rc == CR_ECONNRESET) {
         transport_failed(op, rc, memory_refused_set);
     } else if (rc != CR_OK) { /* out of memory: the old value may stay */
@@ -237,10 +238,10 @@ static int issue_clear(Op *op)
     size_t klen = globmatch_prefix(a->key, a->klen, key, &whole);
     int rc;
     if (whole) {
-        const char *argv[] = {"UNLINK", key};
-        size_t lens[] = {6, klen};
-        rc =
-            backend_command(a->e->backend, 2, argv, lens, on_clear_literal, op);
+        RedisCmd cmd;
+        cmd_unlink(&cmd, key, klen);
+        rc = backend_command(a->e->backend, cmd.argc, cmd.argv, cmd.lens,
+                             on_clear_literal, op);
     } else {
         rc = clearscan_start(a->e->backend, &a->key, &a->klen, 1, on_cleared,
                              op);
@@ -257,7 +258,6 @@ int issue(Op *op)
 {
     const OpArgs *a = &op->a;
     Engine *e = a->e;
-    static const char *const names[] = {"GET", "SET", "UNLINK", "EXISTS"};
     static const pool_reply_cb callbacks[] = {on_get, on_set, on_delete,
                                               on_exists};
     int rc;
@@ -268,14 +268,17 @@ int issue(Op *op)
     if (op->kind == OP_CLEAR) {
         rc = issue_clear(op);
     } else {
-        char px[32];
-        snprintf(px, sizeof(px), "%llu", (unsigned long long)a->ttl_ms);
-        const char *argv[] = {names[op->kind], a->key, a->val, "PX", px};
-        size_t lens[] = {strlen(names[op->kind]), a->klen, a->vlen, 2,
-                         strlen(px)};
-        int argc = op->kind != OP_SET ? 2 : a->ttl_ms > 0 ? 5 : 3;
-        rc = backend_command(e->backend, argc, argv, lens, callbacks[op->kind],
-                             op);
+        RedisCmd cmd;
+        if (op->kind == OP_GET)
+            cmd_get(&cmd, a->key, a->klen);
+        else if (op->kind == OP_SET)
+            cmd_set(&cmd, a->key, a->klen, a->val, a->vlen, a->ttl_ms);
+        else if (op->kind == OP_DELETE)
+            cmd_unlink(&cmd, a->key, a->klen);
+        else
+            cmd_exists(&cmd, a->key, a->klen);
+        rc = backend_command(e->backend, cmd.argc, cmd.argv, cmd.lens,
+                             callbacks[op->kind], op);
     }
     if (rc == CR_OK)
         return 1;
