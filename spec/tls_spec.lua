@@ -160,6 +160,15 @@ describe("TLS #redis", function()
         assert.matches("does not speak TLS", c:stats().last_error, 1, true)
     end)
 
+    it("runs examples/tls.lua on the TLS server", function()
+        local out, code = sh(("REDIS_URL='rediss://127.0.0.1:%d/0' REDIS_TLS_CA_FILE=%s "
+            .. "%s examples/tls.lua"):format(server.port, ca(), helpers.cachert_bin()))
+        assert.are.equal(0, code, out)
+        assert.matches("connected to redis:\ttrue", out)
+        assert.matches("hits: 2, misses: 1, hit rate: 66.67%, backend: redis", out, 1, true)
+        assert.are.equal("1\n", server.cli("EXISTS 'example:tls:quote:ACME'"))
+    end)
+
     it("hints at TLS when a plain connection reaches a TLS server", function()
         local c = manager { host = "127.0.0.1", port = server.port }
         assert.is_false(c:connect())
