@@ -12,21 +12,15 @@ local sched = require "cachert"
 
 local sh, in_task = helpers.sh, helpers.in_task
 
-local made = {}
-local function manager(opts)
-    local o = { timeout = 1, connect_timeout = 1, command_timeout = 1, pool_size = 2,
-                exit_flush_timeout = 0.1 }
-    for k, v in pairs(opts) do o[k] = v end
-    local c = cache.new(o)
-    made[#made + 1] = c
-    return c
-end
+local new_manager, disconnect_all = helpers.manager_maker {
+    timeout = 1, connect_timeout = 1, command_timeout = 1, pool_size = 2,
+    exit_flush_timeout = 0.1 }
 
-local function disconnect_all()
-    for i = #made, 1, -1 do
-        pcall(made[i].disconnect, made[i])
-        made[i] = nil
-    end
+-- A manager with exactly `opts` for TLS: none unless they say so.
+local function manager(opts)
+    local o = { tls = false }
+    for k, v in pairs(opts) do o[k] = v end
+    return new_manager({ port = 0 }, o)
 end
 
 -- Collects what cache.on_log receives while fn runs (in a task).
