@@ -28,18 +28,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* clang-format off: the comments stay beside their fields */
 typedef struct TlsConfig {
     bool enabled;        /* false: plain TCP */
     const char *ca_file; /* PEM bundle; NULL: the system store */
-    const char
-        *cert_file;       /* client certificate chain for mutual TLS, or NULL */
-    const char *key_file; /* its private key, or NULL */
-    const char *
-        server_name; /* SNI and the name checked; NULL: the host connected to */
-    bool verify;     /* check the server's certificate and host name */
+    /* Client certificate chain for mutual TLS and its key, or NULL. */
+    const char *cert_file;
+    const char *key_file;
+    /* SNI and the name checked; NULL: the host connected to. */
+    const char *server_name;
+    bool verify; /* check the server's certificate and host name */
 } TlsConfig;
-/* clang-format on */
 
 typedef struct TlsContext TlsContext;
 typedef struct TlsSession TlsSession;
