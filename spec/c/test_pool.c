@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "pool.h"
 #include "redis_fixture.h"
+#include "reply_capture.h"
 #include "status.h"
 #include "test.h"
 
@@ -38,16 +39,6 @@ typedef struct Harness {
     int down;
 } Harness;
 
-typedef struct Result {
-    int calls;
-    int status;
-    int type;
-    long long integer;
-    char *str; /* a copy of the reply's string, NUL added */
-    size_t len;
-    Harness *h; /* for callbacks that act on the pool */
-} Result;
-
 /* -- Helpers ------------------------------------------------------------ */
 
 static void on_state(void *ud, int status, const char *message)
@@ -65,46 +56,6 @@ static void on_state(void *ud, int status, const char *message)
         h->down++;
 }
 
-static void on_reply(void *ud, int status, const redisReply *r)
-{
-    Result *res = ud;
-    res->calls++;
-    res->status = status;
-    if (r == NULL)
-        return;
-    res->type = r->type;
-    res->integer = r->integer;
-    if (r->str != NULL) {
-        free(res->str);
-        res->str = malloc(r->len + 1);
-        ASSERT_NOT_NULL(res->str);
-        memcpy(res->str, r->str, r->len);
-        res->str[r->len] = '\0';
-        res->len = r->len;
-    }
-}
-
-static void on_guard(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
-/* Runs the loop until *counter >= target or `ms` pass; true on the first. */
-static bool wait_count(uv_loop_t *loop, const int *counter, int target,
-                       uint64_t ms)
-{
-    bool expired = false;
-    uv_timer_t guard;
-    uv_timer_init(loop, &guard);
-    guard.data = &expired;
-    uv_timer_start(&guard, on_guard, ms, 0);
-    while (*counter < target && !expired)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(loop, UV_RUN_NOWAIT); /* completes the close */
-    return *counter >= target;
-}
-
 /* Runs the loop until the pool has replaced `n` connections after idle
 ** closes, or `ms` pass; true on the first. Returns as soon as the n-th
 ** replacement started, before it can be ready. */
@@ -120,12 +71,6 @@ static bool wait_replaced(Harness *h, uint64_t n, uint64_t ms)
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(&h->loop, UV_RUN_NOWAIT);
     return pool_replaced(h->pool) >= n;
-}
-
-static void run_for(uv_loop_t *loop, uint64_t ms)
-{
-    static const int never = 0;
-    wait_count(loop, &never, 1, ms);
 }
 
 static PoolConfig config(const Harness *h, size_t size)
@@ -163,12 +108,6 @@ static void finish(Harness *h)
     uv_run(&h->loop, UV_RUN_DEFAULT);
     ASSERT_EQ_INT(0, uv_loop_close(&h->loop));
     redis_fixture_stop(&h->fx);
-}
-
-static void result_free(Result *r)
-{
-    free(r->str);
-    r->str = NULL;
 }
 
 /* Runs one command to its reply (bounded wait); the caller frees it. */
@@ -209,8 +148,8 @@ static void on_reply_then_set(void *ud, int status, const redisReply *r)
     Result *res = ud;
     on_reply(ud, status, r);
     static const char *argv[] = {"SET", "chained", "yes"};
-    ASSERT_EQ_INT(CR_OK,
-                  pool_command(res->h->pool, 3, argv, NULL, on_reply, res + 1));
+    ASSERT_EQ_INT(CR_OK, pool_command(((Harness *)res->owner)->pool, 3, argv,
+                                      NULL, on_reply, res + 1));
 }
 
 static void test_pool_runs_get_and_set_with_binary_values(void)
@@ -263,7 +202,7 @@ static void test_pool_runs_get_and_set_with_binary_values(void)
     /* A reply callback may queue the next command. */
     Result chain[2];
     memset(chain, 0, sizeof(chain));
-    chain[0].h = &h;
+    chain[0].owner = &h;
     ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"}, NULL,
                                       on_reply_then_set, &chain[0]));
     ASSERT_TRUE(wait_count(&h.loop, &chain[1].calls, 1, 3000));
@@ -1583,11 +1522,11 @@ static void test_pool_close_fails_pending_commands_synchronously(void)
 
 static void on_reply_then_close(void *ud, int status, const redisReply *r)
 {
-    Result *res = ud;
+    Harness *h = ((Result *)ud)->owner;
     on_reply(ud, status, r);
-    if (res->h->pool != NULL) {
-        pool_close(res->h->pool);
-        res->h->pool = NULL;
+    if (h->pool != NULL) {
+        pool_close(h->pool);
+        h->pool = NULL;
     }
 }
 
@@ -1601,7 +1540,7 @@ static void test_pool_close_from_inside_a_reply_callback_is_safe(void)
     Result res[N];
     memset(res, 0, sizeof(res));
     for (int i = 0; i < N; i++) {
-        res[i].h = &h;
+        res[i].owner = &h;
         ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
                                           NULL, on_reply_then_close, &res[i]));
     }

@@ -21,6 +21,7 @@
 
 #include "pool.h"
 #include "redis_fixture.h"
+#include "reply_capture.h"
 #include "status.h"
 #include "test.h"
 
@@ -37,15 +38,6 @@ typedef struct Harness {
     int ready;
     int down;
 } Harness;
-
-typedef struct Result {
-    int calls;
-    int status;
-    int type;
-    long long integer;
-    char *str; /* a copy of the reply's string, NUL added */
-    size_t len;
-} Result;
 
 /* -- Certificates ------------------------------------------------------- */
 
@@ -122,52 +114,6 @@ static void on_state(void *ud, int status, const char *message)
         h->down++;
 }
 
-static void on_reply(void *ud, int status, const redisReply *r)
-{
-    Result *res = ud;
-    res->calls++;
-    res->status = status;
-    if (r == NULL)
-        return;
-    res->type = r->type;
-    res->integer = r->integer;
-    if (r->str != NULL) {
-        free(res->str);
-        res->str = malloc(r->len + 1);
-        ASSERT_NOT_NULL(res->str);
-        memcpy(res->str, r->str, r->len);
-        res->str[r->len] = '\0';
-        res->len = r->len;
-    }
-}
-
-static void on_guard(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
-/* Runs the loop until *counter >= target or `ms` pass; true on the first. */
-static bool wait_count(uv_loop_t *loop, const int *counter, int target,
-                       uint64_t ms)
-{
-    bool expired = false;
-    uv_timer_t guard;
-    uv_timer_init(loop, &guard);
-    guard.data = &expired;
-    uv_timer_start(&guard, on_guard, ms, 0);
-    while (*counter < target && !expired)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(loop, UV_RUN_NOWAIT); /* completes the close */
-    return *counter >= target;
-}
-
-static void run_for(uv_loop_t *loop, uint64_t ms)
-{
-    static const int never = 0;
-    wait_count(loop, &never, 1, ms);
-}
-
 /* A pool of `size` to the fixture over TLS, trusting the test CA. */
 static PoolConfig config(const Harness *h, const char *host, size_t size)
 {
@@ -217,12 +163,6 @@ static void finish(Harness *h)
     uv_run(&h->loop, UV_RUN_DEFAULT);
     ASSERT_EQ_INT(0, uv_loop_close(&h->loop));
     redis_fixture_stop(&h->fx);
-}
-
-static void result_free(Result *r)
-{
-    free(r->str);
-    r->str = NULL;
 }
 
 /* Runs one command to its reply (bounded wait); the caller frees it. */

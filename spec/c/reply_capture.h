@@ -1,0 +1,83 @@
+/*
+** reply_capture.h -- what the pool tests share: a Result that captures one
+** command's outcome (a copy of its reply), and bounded waits on a libuv
+** loop. Header-only, for the test programs (each includes it once).
+*/
+#ifndef CACHERT_REPLY_CAPTURE_H
+#define CACHERT_REPLY_CAPTURE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "test.h"
+
+typedef struct Result {
+    int calls;
+    int status;
+    int type;
+    long long integer;
+    char *str; /* a copy of the reply's string, NUL added */
+    size_t len;
+    void *owner; /* for callbacks that act on their test's state */
+} Result;
+
+/* A pool_reply_cb / conn_reply_cb recording into the Result `ud`. */
+static void on_reply(void *ud, int status, const redisReply *r)
+{
+    Result *res = ud;
+    res->calls++;
+    res->status = status;
+    if (r == NULL)
+        return;
+    res->type = r->type;
+    res->integer = r->integer;
+    if (r->str != NULL) {
+        free(res->str);
+        res->str = malloc(r->len + 1);
+        ASSERT_NOT_NULL(res->str);
+        memcpy(res->str, r->str, r->len);
+        res->str[r->len] = '\0';
+        res->len = r->len;
+    }
+}
+
+static void result_free(Result *r)
+{
+    free(r->str);
+    r->str = NULL;
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* Runs the loop until *counter >= target or `ms` pass; true on the first. */
+static bool wait_count(uv_loop_t *loop, const int *counter, int target,
+                       uint64_t ms)
+{
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, on_guard, ms, 0);
+    while (*counter < target && !expired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(loop, UV_RUN_NOWAIT); /* completes the close */
+    return *counter >= target;
+}
+
+/* Runs the loop for `ms`. */
+static void run_for(uv_loop_t *loop, uint64_t ms)
+{
+    static const int never = 0;
+    wait_count(loop, &never, 1, ms);
+}
+
+#endif
