@@ -29,6 +29,7 @@
 
 #include <uv.h>
 
+#include "log.h"
 #include "pool.h"
 
 typedef struct Backend Backend;
@@ -50,6 +51,7 @@ typedef struct RedisConfig {
     const char *sentinel_master;
     const char *sentinel_username; /* AUTH to the sentinels, or NULL */
     const char *sentinel_password;
+    Logger log; /* where topology changes are told (the engine's) */
 } RedisConfig;
 
 typedef struct BackendVtbl {

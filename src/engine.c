@@ -386,6 +386,14 @@ static void on_backend_state(void *ud, int status, const char *message)
     finish_connect(e, false);
 }
 
+/* The backend `cfg` describes, logging through the engine's logger. */
+static Backend *new_backend(Engine *e, const RedisConfig *cfg)
+{
+    RedisConfig with_log = *cfg;
+    with_log.log = e->log;
+    return backend_new(e->loop, &with_log, on_backend_state, e);
+}
+
 /* -- At exit: one last chance for the journal ----------------------------- */
 
 static void finish_flush(Engine *e, bool flushed)
@@ -437,7 +445,7 @@ int engine_flush(Engine *e, const RedisConfig *cfg, uint64_t timeout_ms,
     e->flush_ud = ud;
     uv_timer_start(&e->flush_timer, on_flush_timeout, timeout_ms, 0);
     if (e->backend == NULL) {
-        e->backend = backend_new(e->loop, cfg, on_backend_state, e);
+        e->backend = new_backend(e, cfg);
         if (e->backend == NULL) {
             finish_flush(e, false);
             return 0;
@@ -562,7 +570,7 @@ int engine_connect(Engine *e, const RedisConfig *cfg, engine_connect_cb done,
     e->waiters[e->nwaiters].ud = ud;
     e->nwaiters++;
     if (e->backend == NULL) {
-        e->backend = backend_new(e->loop, cfg, on_backend_state, e);
+        e->backend = new_backend(e, cfg);
         if (e->backend == NULL) {
             count_error(e, CR_ENOMEM, NULL);
             finish_connect(e, false);
