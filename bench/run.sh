@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# cachert benchmarks next to the anchors (W1, W2, W3, W6). See bench/README.md.
+# cachert benchmarks next to the anchors (W1, W2, W3, W6; W3 over TLS). See bench/README.md.
 #
 #   make bench               # installs the Debian packages, builds, runs this script
-#   bench/run.sh             # after `make`: builds nothing itself; every workload
-#   bench/run.sh w3          # selected workloads (w1 w2 w3 w6)
+#   bench/run.sh             # after `make`: builds nothing itself; w1 w2 w3 w6
+#   bench/run.sh w3          # selected workloads (w1 w2 w3 w6, and w3tls: W3 over TLS,
+#                            # only when named)
 #   RUNS=5 bench/run.sh      # runs per anchor and per cachert workload (default 3)
 #   PIN=same bench/run.sh    # CPU placement, as in the anchors: split (default) | same | none
 #
 # env: RUNS (3), PIN (split), SHARED_BENCH (../shared/bench from the repo root),
 #      BUILD or CACHERT_BUILD_DIR (build), PY (/usr/bin/python3), LUAJIT (/usr/bin/luajit),
-#      NODE (node), OUT (bench/results/<stamp>), W3_PORT (a free loopback port),
+#      NODE (node), OUT (bench/results/<stamp>), W3_PORT and W3TLS_PORT (free loopback ports),
 #      ANCHORS (1: run them | 0: skip them | path of an earlier anchors raw.tsv to reuse).
 # Output: $OUT/anchors/ (the anchors' raw.tsv, summary.md, redis.log), $OUT/cachert.tsv,
 #         $OUT/raw.tsv (both), $OUT/summary.md (one table), $OUT/ratios.txt,
-#         $OUT/redis-cachert.log (the redis-server of cachert's W3).
+#         $OUT/redis-cachert.log (the redis-server of cachert's W3),
+#         $OUT/redis-cachert-tls.log (the TLS redis-server of w3tls).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -31,13 +33,17 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export RUNS PIN
 
-ALL=(w1 w2 w3 w6)
+ALL=(w1 w2 w3 w6)      # the default set
+KNOWN=("${ALL[@]}" w3tls)
 SEL=("$@")
 [ ${#SEL[@]} -eq 0 ] && SEL=("${ALL[@]}")
 for w in "${SEL[@]}"; do
-    case " ${ALL[*]} " in *" $w "*) ;; *) echo "unknown workload: $w (have: ${ALL[*]})" >&2; exit 2 ;; esac
+    case " ${KNOWN[*]} " in *" $w "*) ;; *) echo "unknown workload: $w (have: ${KNOWN[*]})" >&2; exit 2 ;; esac
 done
 selected() { case " ${SEL[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# The anchors' run.sh knows w1..w6; w3tls's anchor (redis-benchmark --tls) runs below.
+ASEL=()
+for w in "${SEL[@]}"; do [ "$w" = w3tls ] || ASEL+=("$w"); done
 
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || {
     echo "no build directory '$BUILD': run 'make' (or 'make bench') first" >&2
@@ -79,7 +85,10 @@ trap 'exit 130' INT TERM
 # workloads with neither, so they measure the defaults the workload definitions assume.
 unset CACHE_DEFAULT_TTL CACHE_NAMESPACE CACHE_MAX_ITEMS CACHE_MAX_MEMORY CACHE_CODEC \
       CACHE_JOURNAL_MAX_KEYS REDIS_URL REDIS_HOST REDIS_PORT REDIS_DB REDIS_USERNAME \
-      REDIS_PASSWORD REDIS_POOL_MAX_CONNECTIONS REDIS_POOL_TIMEOUT REDIS_COMMAND_TIMEOUT
+      REDIS_PASSWORD REDIS_POOL_MAX_CONNECTIONS REDIS_POOL_TIMEOUT REDIS_COMMAND_TIMEOUT \
+      REDIS_TLS REDIS_TLS_CA_FILE REDIS_TLS_CERT_FILE REDIS_TLS_KEY_FILE REDIS_TLS_SERVER_NAME \
+      REDIS_TLS_VERIFY REDIS_SENTINELS REDIS_SENTINEL_MASTER REDIS_SENTINEL_USERNAME \
+      REDIS_SENTINEL_PASSWORD
 WORK="$TMP/work"
 mkdir -p "$WORK"
 
@@ -95,6 +104,8 @@ if [ -f "$ANCHORS" ]; then
     echo "## anchors: reusing $ANCHORS" >&2
     mkdir -p "$OUT/anchors"
     cp "$ANCHORS" "$ANCHOR_RAW"
+elif [ "$ANCHORS" = 1 ] && [ ${#ASEL[@]} -eq 0 ]; then
+    echo "## anchors: none selected (w3tls runs its own redis-benchmark anchor)" >&2
 elif [ "$ANCHORS" = 1 ]; then
     cp -r "$SHARED_BENCH" "$TMP/anchors"
     chmod -R u+w "$TMP/anchors"
@@ -111,10 +122,10 @@ elif [ "$ANCHORS" = 1 ]; then
             ANODE="$TMP/no-node.sh"
         fi
     fi
-    echo "## anchors: ./run.sh ${SEL[*]} (copy of $SHARED_BENCH)" >&2
+    echo "## anchors: ./run.sh ${ASEL[*]} (copy of $SHARED_BENCH)" >&2
     mkdir -p "$OUT/anchors"
     OUT="$OUT/anchors" PY="$PY" LUAJIT="$LJ" NODE="$ANODE" \
-        timeout 1800 "$TMP/anchors/run.sh" "${SEL[@]}" >/dev/null || {
+        timeout 1800 "$TMP/anchors/run.sh" "${ASEL[@]}" >/dev/null || {
         echo "!! anchor run failed or timed out (partial results kept)" >&2
     }
 elif [ "$ANCHORS" != 0 ]; then
@@ -165,14 +176,23 @@ w6() { bench 120 "$CACHERT" "$ROOT/bench/w6_mem.lua"; }
 free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+# redis_start <port> [<ca_file> <cert_file> <key_file>]: plain, or TLS only (no plain
+# port, clients need not show a certificate).
 redis_start() {
-    local port=$1 rcli=(redis-cli -h 127.0.0.1 -p "$1")
-    if "${rcli[@]}" ping >/dev/null 2>&1; then
+    local port=$1 rcli=(redis-cli -h 127.0.0.1 -p "$1") args=(--port "$1") log=redis-cachert.log
+    if [ $# -gt 1 ]; then
+        rcli+=(--tls --cacert "$2")
+        args=(--port 0 --tls-port "$port" --tls-ca-cert-file "$2" --tls-cert-file "$3"
+              --tls-key-file "$4" --tls-auth-clients no)
+        log=redis-cachert-tls.log
+    fi
+    if "${rcli[@]}" ping >/dev/null 2>&1 || redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1
+    then
         echo "something already listens on 127.0.0.1:$port; refusing to reuse it" >&2
         exit 1
     fi
-    "${SRV[@]}" redis-server --bind 127.0.0.1 --port "$port" --daemonize no \
-        --save '' --appendonly no --dir "$OUT" --logfile redis-cachert.log \
+    "${SRV[@]}" redis-server --bind 127.0.0.1 "${args[@]}" --daemonize no \
+        --save '' --appendonly no --dir "$OUT" --logfile "$log" \
         --protected-mode yes &
     REDIS_PID=$!
     for _ in $(seq 50); do
@@ -193,6 +213,29 @@ w3() {
         # shellcheck disable=SC2086
         bench 60 "$CACHERT" "$ROOT/bench/w3_get.lua" $cp "$port"
     done
+    redis_stop
+}
+# W3 over TLS: a TLS-only redis-server (certificates made for this run by
+# spec/tls_certs.sh in the temporary folder), both keyspaces loaded (cachert's
+# key:<n>, and the anchors' key:%012d that redis-benchmark reads), cachert's
+# w3_get.lua with REDIS_TLS=yes, and redis-benchmark --tls as the anchor.
+w3tls() {
+    local port=${W3TLS_PORT:-$(free_port)} tls="$TMP/tls" rcli
+    sh "$ROOT/spec/tls_certs.sh" "$tls" || { echo "!! spec/tls_certs.sh failed" >&2; FAILED=1; return; }
+    rcli=(redis-cli -h 127.0.0.1 -p "$port" --tls --cacert "$tls/ca.pem")
+    redis_start "$port" "$tls/ca.pem" "$tls/server.pem" "$tls/server.key"
+    "${rcli[@]}" flushall >/dev/null
+    timeout 60 "$CACHERT" "$ROOT/bench/w3_load.lua" 100000 | timeout 60 "${rcli[@]}" --pipe >/dev/null
+    timeout 60 "$PY" "$SHARED_BENCH/lib/load_keys.py" 100000 0 12 \
+        | timeout 60 "${rcli[@]}" --pipe >/dev/null
+    echo "# preloaded $("${rcli[@]}" dbsize) keys (cachert's and redis-benchmark's) on TLS" \
+         "port $port" >&2
+    for cp in "50 1" "50 10" "50 50"; do
+        # shellcheck disable=SC2086
+        REDIS_TLS=yes REDIS_TLS_CA_FILE="$tls/ca.pem" \
+            bench 60 "$CACHERT" "$ROOT/bench/w3_get.lua" $cp "$port"
+    done
+    bench 60 "$ROOT/bench/w3tls_redis_benchmark.sh" "$port" "$tls/ca.pem" 50 1
     redis_stop
 }
 
@@ -258,6 +301,22 @@ CHECK_FAILED=0
     ratio "W3 cachert-get-c1-pool1 / redis-benchmark -c 1 -P 1 GET" \
         "$(median W3 cachert-get-c1-pool1 ops_per_s)" \
         "$(median W3 redis-benchmark-get-c1-P1 ops_per_s)" "" ""
+  fi
+  if selected w3tls; then
+    t50=$(median W3-TLS redis-benchmark-tls-get-c50-P1 ops_per_s)
+    ratio "W3-TLS cachert-get-c50-pool10 / redis-benchmark --tls -c 50 -P 1 GET" \
+        "$(median W3-TLS cachert-get-c50-pool10 ops_per_s)" "$t50" ">=" 1
+    ratio "W3-TLS cachert-get-c50-pool1 / redis-benchmark --tls -c 50 -P 1 GET" \
+        "$(median W3-TLS cachert-get-c50-pool1 ops_per_s)" "$t50" ">=" 1
+    ratio "W3-TLS cachert-get-c50-pool50 / redis-benchmark --tls -c 50 -P 1 GET" \
+        "$(median W3-TLS cachert-get-c50-pool50 ops_per_s)" "$t50" ">=" 1
+    if selected w3; then
+        ratio "cachert-get-c50-pool10, W3-TLS / W3 (plain)" \
+            "$(median W3-TLS cachert-get-c50-pool10 ops_per_s)" \
+            "$(median W3 cachert-get-c50-pool10 ops_per_s)" "" ""
+        ratio "redis-benchmark -c 50 -P 1 GET, W3-TLS / W3 (plain)" "$t50" \
+            "$(median W3 redis-benchmark-get-c50-P1 ops_per_s)" "" ""
+    fi
   fi
   if selected w6; then
     b6=$(median W6 cachert-manager bytes_per_entry)

@@ -12,6 +12,9 @@
 -- The manager has an explicit pool of <pool_size> connections; the anchor is
 -- named cachert-get-c<C>-pool<pool_size>. The run fails (exit 1) unless every
 -- GET, warm-up included, was a hit with a 64-byte value served by Redis.
+-- Over TLS: the manager reads REDIS_TLS / REDIS_TLS_CA_FILE (and the other
+-- REDIS_TLS_* variables) itself, e.g. REDIS_TLS=yes REDIS_TLS_CA_FILE=ca.pem;
+-- with REDIS_TLS on, the workload is named W3-TLS instead of W3.
 local here = (arg and arg[0] or ""):match("^(.*[/\\])") or "./"
 package.path = here .. "lib/?.lua;" .. package.path
 
@@ -25,6 +28,9 @@ local PORT = tonumber(arg[3] or os.getenv("W3_PORT") or os.getenv("ANCHOR_PORT")
 local N = C == 1 and 20000 or 100000
 local DEADLINE_S, WARMUP, KEYSPACE = 15.0, 1000, 100000
 local name = ("cachert-get-c%d-pool%d"):format(C, POOL)
+local TLS = ({ yes = true, ["true"] = true, ["1"] = true, on = true })
+    [(os.getenv("REDIS_TLS") or ""):lower()] or false
+local WORKLOAD = TLS and "W3-TLS" or "W3"
 
 -- Request i (0-based) reads keys[i + 1].
 local keys, rand = {}, B.xorshift32()
@@ -35,8 +41,8 @@ end
 local c = cache.new{ host = "127.0.0.1", port = PORT, db = 0, pool_size = POOL,
                      namespace = "" }
 if not c:connect() then
-    io.stderr:write(("w3_get: cannot use redis on 127.0.0.1:%d: %s\n")
-        :format(PORT, tostring(c:stats().last_error)))
+    io.stderr:write(("w3_get: cannot use redis on 127.0.0.1:%d%s: %s\n")
+        :format(PORT, TLS and " (TLS)" or "", tostring(c:stats().last_error)))
     os.exit(1)
 end
 
@@ -103,7 +109,7 @@ table.sort(lat)
 local function percentile(p)
     return lat[math.min(done - 1, math.floor(p / 100 * (done - 1) + 0.5)) + 1]
 end
-B.result("W3", name, "ops_per_s", done / elapsed, "ops/s")
-B.result("W3", name, "p50_us", percentile(50) * 1e6, "us")
-B.result("W3", name, "p99_us", percentile(99) * 1e6, "us")
-B.result("W3", name, "requests", done, "count")
+B.result(WORKLOAD, name, "ops_per_s", done / elapsed, "ops/s")
+B.result(WORKLOAD, name, "p50_us", percentile(50) * 1e6, "us")
+B.result(WORKLOAD, name, "p99_us", percentile(99) * 1e6, "us")
+B.result(WORKLOAD, name, "requests", done, "count")
