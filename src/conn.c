@@ -126,6 +126,9 @@ struct Conn {
     size_t n_held;
     uint64_t heard_ms; /* loop time silence is measured from (see top) */
 
+    conn_push_cb push_cb; /* pub/sub messages, or NULL (conn.h) */
+    void *push_ud;
+
     int in_callback;
     bool closing;
     bool idle_closed; /* the server closed it while READY and idle */
@@ -572,7 +575,20 @@ static bool feed_reader(Conn *c, const char *data, size_t len)
     return true;
 }
 
-/* Hands every complete reply to its command. */
+/* True for a pub/sub message: ["message", channel, payload] or
+** ["pmessage", pattern, channel, payload]. */
+static bool is_message(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return false;
+    const redisReply *kind = r->element[0];
+    return (kind->len == 7 && memcmp(kind->str, "message", 7) == 0) ||
+           (kind->len == 8 && memcmp(kind->str, "pmessage", 8) == 0);
+}
+
+/* Hands every complete reply to its command, or a pub/sub message to the
+** push handler. */
 static void dispatch_replies(Conn *c)
 {
     while (c->state == CONN_READY || c->state == CONN_HANDSHAKE) {
@@ -583,6 +599,12 @@ static void dispatch_replies(Conn *c)
         }
         if (reply == NULL)
             break; /* need more bytes */
+        if (c->push_cb != NULL &&
+            (outstanding(c) == 0 || is_message(reply))) {
+            c->push_cb(c->push_ud, reply);
+            freeReplyObject(reply);
+            continue;
+        }
         if (outstanding(c) == 0) {
             freeReplyObject(reply);
             fail(c, CR_EPROTO, "reply without a command");
@@ -1014,6 +1036,12 @@ bool conn_idle_closed(const Conn *c)
 uint64_t conn_writes(const Conn *c)
 {
     return c->writes;
+}
+
+void conn_set_push_handler(Conn *c, conn_push_cb cb, void *ud)
+{
+    c->push_cb = cb;
+    c->push_ud = ud;
 }
 
 int conn_error(const Conn *c, const char **message)
