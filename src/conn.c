@@ -599,8 +599,7 @@ static void dispatch_replies(Conn *c)
         }
         if (reply == NULL)
             break; /* need more bytes */
-        if (c->push_cb != NULL &&
-            (outstanding(c) == 0 || is_message(reply))) {
+        if (c->push_cb != NULL && (outstanding(c) == 0 || is_message(reply))) {
             c->push_cb(c->push_ud, reply);
             freeReplyObject(reply);
             continue;
