@@ -194,9 +194,14 @@ static void fail(Conn *c, int code, const char *msg)
     c->in_callback--;
 }
 
-/* `fmt` takes the host (%s), the port (%d) and `detail` (%s), in order. */
+/* `fmt` takes the host (%s), the port (%d) and `detail` (%s), in order.
+** Nothing to format once failed or closing: the first failure wins, and
+** after conn_close() the borrowed host may be gone (a write callback
+** with an error can run after the owner freed it). */
 static void failf(Conn *c, int code, const char *fmt, const char *detail)
 {
+    if (c->err != CR_OK || c->closing)
+        return;
     char msg[CONN_ERRSTR_SIZE];
     snprintf(msg, sizeof(msg), fmt, c->cfg.host, c->cfg.port, detail);
     fail(c, code, msg);

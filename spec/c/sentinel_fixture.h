@@ -281,7 +281,9 @@ static inline bool sentinel_fixture_start(SentinelFixture *sf,
             sp->dir[0] = '\0';
             break;
         }
-        snprintf(sp->conf, sizeof(sp->conf), "%s/sentinel.conf", sp->dir);
+        char conf[sizeof(sp->conf)]; /* not from sp->dir into sp itself */
+        snprintf(conf, sizeof(conf), "%s/sentinel.conf", sp->dir);
+        memcpy(sp->conf, conf, sizeof(conf));
         ok = sentinel_fixture_spawn(sf, i);
     }
     while (ok && !sentinel_fixture_settled(sf)) {
