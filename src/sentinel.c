@@ -67,6 +67,11 @@ typedef struct Sentinel {
     uint64_t backoff_ms;
     uint64_t rng;
     uv_timer_t retry_timer;
+    /* A failover of the primary at hold_host:hold_port started (see
+    ** sentinel.h): not used again until hold_until_ms (loop time). */
+    char hold_host[128];
+    int hold_port;
+    uint64_t hold_until_ms;
     bool report_pending; /* the retry timer reports a failed round first */
 
     /* The round in progress (ASKING). */
@@ -288,6 +293,16 @@ static void on_pool_state(void *ud, int status, const char *message)
 /* The sentinels named host:port: open a pool there; ROLE follows. */
 static void use_address(Sentinel *s, const char *host, size_t hlen, int port)
 {
+    if (uv_now(s->loop) < s->hold_until_ms && port == s->hold_port &&
+        strlen(s->hold_host) == hlen && memcmp(s->hold_host, host, hlen) == 0) {
+        char text[SENTINEL_MSG_SIZE];
+        snprintf(text, sizeof(text),
+                 "master '%s' at %s:%d is being failed over; waiting for the "
+                 "sentinels to name the new primary",
+                 s->master, s->hold_host, s->hold_port);
+        fail_round(s, CR_ECONNRESET, text);
+        return;
+    }
     char *h = malloc(hlen + 1);
     if (h == NULL) {
         fail_round(s, CR_ENOMEM, cr_strerror(CR_ENOMEM));
@@ -524,23 +539,55 @@ static bool moved_from(const Sentinel *s, const char *host, size_t hlen,
            strlen(s->addr_host) != hlen || memcmp(s->addr_host, host, hlen);
 }
 
+/* "+try-failover master <name> <ip> <port>": the sentinel starts failing
+** our primary over. Writes it takes from now on may be lost (the replica
+** stops replicating when promoted): leave it, and do not take it again
+** until +switch-master or SENTINEL_FAILOVER_HOLD_MS. */
+static void on_try_failover(Sentinel *s, const char *line)
+{
+    char type[16], name[256], ip[128];
+    int port;
+    if (sscanf(line, "%15s %255s %127s %d", type, name, ip, &port) != 4 ||
+        strcmp(type, "master") != 0 || strcmp(name, s->master) != 0)
+        return;
+    snprintf(s->hold_host, sizeof(s->hold_host), "%s", ip);
+    s->hold_port = port;
+    s->hold_until_ms = uv_now(s->loop) + SENTINEL_FAILOVER_HOLD_MS;
+    if ((s->state != ST_READY && s->state != ST_CONNECTING &&
+         s->state != ST_CONFIRMING) ||
+        moved_from(s, ip, strlen(ip), port))
+        return;
+    char text[SENTINEL_MSG_SIZE];
+    snprintf(text, sizeof(text),
+             "master '%s' at %s:%d is being failed over (sentinel %s:%d)",
+             s->master, ip, port, s->sentinels[s->sub_index].host,
+             s->sentinels[s->sub_index].port);
+    lose_master(s, CR_ECONNRESET, text, false);
+}
+
 static void on_push(void *ud, const redisReply *r)
 {
     Sentinel *s = ud;
-    if (r->elements != 3 || r->element[2]->type != REDIS_REPLY_STRING)
+    if (r->elements != 3 || r->element[1]->type != REDIS_REPLY_STRING ||
+        r->element[2]->type != REDIS_REPLY_STRING)
         return;
-    /* "<name> <old ip> <old port> <new ip> <new port>" */
-    char name[256], old_ip[128], new_ip[128];
-    int old_port, new_port;
     char line[600];
     if (r->element[2]->len >= sizeof(line))
         return;
     memcpy(line, r->element[2]->str, r->element[2]->len);
     line[r->element[2]->len] = '\0';
+    if (strcmp(r->element[1]->str, "+try-failover") == 0) {
+        on_try_failover(s, line);
+        return;
+    }
+    /* "+switch-master": "<name> <old ip> <old port> <new ip> <new port>" */
+    char name[256], old_ip[128], new_ip[128];
+    int old_port, new_port;
     if (sscanf(line, "%255s %127s %d %127s %d", name, old_ip, &old_port, new_ip,
                &new_port) != 5 ||
         strcmp(name, s->master) != 0)
         return;
+    s->hold_until_ms = 0; /* the failover is over */
     if (s->state == ST_READY &&
         !moved_from(s, new_ip, strlen(new_ip), new_port))
         return; /* already there */
@@ -622,14 +669,14 @@ static void start_sub(Sentinel *s)
     ConnConfig cfg = sentinel_conn_config(s, s->sub_index);
     cfg.background = true;
     const char *check[] = {"SENTINEL", "get-master-addr-by-name", s->master};
-    const char *subscribe[] = {"SUBSCRIBE", "+switch-master"};
+    const char *subscribe[] = {"SUBSCRIBE", "+switch-master", "+try-failover"};
     Conn *c = conn_new(s->loop, &cfg, on_sub_state, s);
     s->sub = c;
     s->subscribed = false;
     if (c != NULL) {
         conn_set_push_handler(c, on_push, s);
         if (conn_command(c, 3, check, NULL, on_sub_check, s) == CR_OK &&
-            conn_command(c, 2, subscribe, NULL, on_subscribed, s) == CR_OK)
+            conn_command(c, 3, subscribe, NULL, on_subscribed, s) == CR_OK)
             return;
     }
     lose_sub(s); /* out of memory: try again later */

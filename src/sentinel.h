@@ -26,7 +26,17 @@
 ** the pool's code, its message prefixed by the master's name and address.
 **
 ** Following failovers: one connection, to one sentinel at a time, is
-** subscribed to `+switch-master` (conn_set_push_handler). On a switch of
+** subscribed to `+switch-master` and `+try-failover`
+** (conn_set_push_handler). A failover of our primary announced by that
+** sentinel (+try-failover) takes the backend down at once (CR_ECONNRESET):
+** the old primary keeps accepting writes until it is demoted, and those it
+** takes after the replica's promotion are lost; its address is then not
+** used for SENTINEL_FAILOVER_HOLD_MS, or until +switch-master. Only the
+** sentinel that leads a failover announces it: one forced with SENTINEL
+** FAILOVER on another sentinel is seen at +switch-master only, about a
+** second after the promotion (writes in that window are lost, as Redis's
+** replication allows; `min-replicas-to-write` on the servers narrows it).
+** On a switch of
 ** our master the pool is closed at once (pending commands fail with
 ** CR_ECONNRESET), on_state reports CR_ECONNRESET with the old and new
 ** addresses, and a round starts right away with the sentinel that
@@ -57,6 +67,10 @@
 #include <uv.h>
 
 #include "backend.h"
+
+/* How long a primary whose failover started (+try-failover) is not used,
+** unless +switch-master comes first. */
+#define SENTINEL_FAILOVER_HOLD_MS 5000
 
 /* Gap between the keep-alive PINGs on the subscription. */
 #define SENTINEL_PING_MS 1000
