@@ -68,6 +68,9 @@ cachert_require_tool(OPENSSL_BIN openssl openssl)
 add_c_test(tls LIBS cachert_engine LABELS c redis)
 target_compile_definitions(test_tls PRIVATE
     CACHERT_TLS_CERTS_SH="${PROJECT_SOURCE_DIR}/spec/tls_certs.sh")
+# A primary, a replica and three redis-sentinel processes per case.
+cachert_require_tool(REDIS_SENTINEL_BIN redis-sentinel redis-sentinel)
+add_c_test(sentinel LIBS cachert_engine LABELS c redis)
 add_c_test(journal LIBS cachert_engine)
 add_c_test(codec src/codec.c LIBS cachert_core PkgConfig::LUAJIT PkgConfig::MSGPACK)
 target_include_directories(test_codec SYSTEM PRIVATE ${LUAJIT_INCLUDE_DIRS})

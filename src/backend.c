@@ -1,10 +1,12 @@
 /*
-** backend.c -- backend_new() and the standalone backend: one pool.
+** backend.c -- backend_new() (Sentinel when sentinels are given:
+** sentinel.h) and the standalone backend: one pool.
 */
 #include "backend.h"
 
 #include <stdlib.h>
 
+#include "sentinel.h"
 #include "status.h"
 
 typedef struct Standalone {
@@ -71,6 +73,8 @@ static const BackendVtbl standalone_vtbl = {
 Backend *backend_new(uv_loop_t *loop, const RedisConfig *cfg,
                      pool_state_cb on_state, void *ud)
 {
+    if (cfg->nsentinels > 0)
+        return sentinel_new(loop, cfg, on_state, ud);
     Standalone *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;

@@ -127,6 +127,9 @@ struct Conn {
     size_t n_held;
     uint64_t heard_ms; /* loop time silence is measured from (see top) */
 
+    conn_push_cb push_cb; /* pub/sub messages, or NULL (conn.h) */
+    void *push_ud;
+
     int in_callback;
     bool closing;
     bool idle_closed; /* the server closed it while READY and idle */
@@ -192,9 +195,14 @@ static void fail(Conn *c, int code, const char *msg)
     c->in_callback--;
 }
 
-/* `fmt` takes the host (%s), the port (%d) and `detail` (%s), in order. */
+/* `fmt` takes the host (%s), the port (%d) and `detail` (%s), in order.
+** Nothing to format once failed or closing: the first failure wins, and
+** after conn_close() the borrowed host may be gone (a write callback
+** with an error can run after the owner freed it). */
 static void failf(Conn *c, int code, const char *fmt, const char *detail)
 {
+    if (c->err != CR_OK || c->closing)
+        return;
     char msg[CONN_ERRSTR_SIZE];
     snprintf(msg, sizeof(msg), fmt, c->cfg.host, c->cfg.port, detail);
     fail(c, code, msg);
@@ -573,7 +581,20 @@ static bool feed_reader(Conn *c, const char *data, size_t len)
     return true;
 }
 
-/* Hands every complete reply to its command. */
+/* True for a pub/sub message: ["message", channel, payload] or
+** ["pmessage", pattern, channel, payload]. */
+static bool is_message(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return false;
+    const redisReply *kind = r->element[0];
+    return (kind->len == 7 && memcmp(kind->str, "message", 7) == 0) ||
+           (kind->len == 8 && memcmp(kind->str, "pmessage", 8) == 0);
+}
+
+/* Hands every complete reply to its command, or a pub/sub message to the
+** push handler. */
 static void dispatch_replies(Conn *c)
 {
     while (c->state == CONN_READY || c->state == CONN_HANDSHAKE) {
@@ -584,6 +605,11 @@ static void dispatch_replies(Conn *c)
         }
         if (reply == NULL)
             break; /* need more bytes */
+        if (c->push_cb != NULL && (outstanding(c) == 0 || is_message(reply))) {
+            c->push_cb(c->push_ud, reply);
+            freeReplyObject(reply);
+            continue;
+        }
         if (outstanding(c) == 0) {
             freeReplyObject(reply);
             fail(c, CR_EPROTO, "reply without a command");
@@ -1008,6 +1034,12 @@ bool conn_idle_closed(const Conn *c)
 uint64_t conn_writes(const Conn *c)
 {
     return c->writes;
+}
+
+void conn_set_push_handler(Conn *c, conn_push_cb cb, void *ud)
+{
+    c->push_cb = cb;
+    c->push_ud = ud;
 }
 
 int conn_error(const Conn *c, const char **message)

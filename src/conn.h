@@ -94,6 +94,10 @@ typedef struct ConnConfig {
 ** reply valid only during the call, or a negative CR_E* code with NULL. */
 typedef void (*conn_reply_cb)(void *ud, int status, const redisReply *reply);
 
+/* A reply that answers no command: a pub/sub message (see
+** conn_set_push_handler). The reply is valid only during the call. */
+typedef void (*conn_push_cb)(void *ud, const redisReply *reply);
+
 /* The connection became ready (CR_OK), or failed (a negative CR_E* code:
 ** CR_ECONNREFUSED, CR_ECONNRESET, CR_ETIMEDOUT, CR_EAUTH, CR_EREJECTED,
 ** CR_EPROTO, CR_ETLS, CR_ENOMEM) with a message valid during the call. A
@@ -146,6 +150,15 @@ bool conn_idle_closed(const Conn *c);
 
 /* uv_write calls issued so far, the handshake's included. */
 uint64_t conn_writes(const Conn *c);
+
+/* Makes `c` a pub/sub connection: from now on a reply that arrives with
+** no command awaiting it, or an array whose first element is "message" or
+** "pmessage" (one that may come between a command and its reply), goes to
+** `cb` instead of failing the connection with a protocol error. Every
+** other reply still answers its command in order: SUBSCRIBE's own
+** confirmation, a PING's ["pong", ""]. Set it before sending SUBSCRIBE;
+** `cb` may call conn_close(). */
+void conn_set_push_handler(Conn *c, conn_push_cb cb, void *ud);
 
 /* The sticky error: CR_OK while healthy, else the first failure's code;
 ** *message (when not NULL) gets its text, valid while `c` is. */
