@@ -115,8 +115,9 @@ void cmd_sentinel_master_addr(RedisCmd *c, const char *name)
     word(c, name);
 }
 
-void cmd_subscribe(RedisCmd *c, const char *channel)
+void cmd_subscribe(RedisCmd *c, const char *const *channels, int n)
 {
     start(c, "SUBSCRIBE");
-    word(c, channel);
+    for (int i = 0; i < n && c->argc < CMD_MAX_ARGS; i++)
+        word(c, channels[i]);
 }

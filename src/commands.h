@@ -50,6 +50,7 @@ void cmd_ping(RedisCmd *c);
 void cmd_role(RedisCmd *c);
 /* SENTINEL get-master-addr-by-name name -> [ip, port] or nil. */
 void cmd_sentinel_master_addr(RedisCmd *c, const char *name);
-void cmd_subscribe(RedisCmd *c, const char *channel);
+/* SUBSCRIBE to `n` (< CMD_MAX_ARGS) channels. */
+void cmd_subscribe(RedisCmd *c, const char *const *channels, int n);
 
 #endif

@@ -22,8 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "conn.h"
 #include "status.h"
+#include "tls.h"
 
 enum {
     ST_IDLE,
@@ -57,6 +59,10 @@ typedef struct Sentinel {
     char *master;
     char *sentinel_username;
     char *sentinel_password;
+    /* TLS to the sentinels too (the data nodes' pools make their own):
+    ** loaded at the first round, again after a failure to load it. */
+    TlsContext *tls_ctx;
+    Logger log;
 
     int state;
     Pool *pool;
@@ -116,6 +122,7 @@ static void free_sentinel(Sentinel *s)
     free(s->sentinel_username);
     free(s->sentinel_password);
     free(s->addr_host);
+    tls_context_free(s->tls_ctx);
     free(s);
 }
 
@@ -278,8 +285,10 @@ static void on_pool_state(void *ud, int status, const char *message)
         if (s->state != ST_CONNECTING)
             return;
         s->state = ST_CONFIRMING;
-        int rc = pool_command(s->pool, 1, (const char *[]){"ROLE"}, NULL,
-                              on_role, s);
+        RedisCmd cmd;
+        cmd_role(&cmd);
+        int rc =
+            pool_command(s->pool, cmd.argc, cmd.argv, cmd.lens, on_role, s);
         if (rc != CR_OK)
             lose_master(s, rc, cr_strerror(rc), false);
         return;
@@ -444,6 +453,7 @@ static ConnConfig sentinel_conn_config(const Sentinel *s, size_t i)
     cfg.password = s->sentinel_password;
     cfg.connect_timeout_ms = s->pool_cfg.connect_timeout_ms;
     cfg.command_timeout_ms = s->pool_cfg.command_timeout_ms;
+    cfg.tls = s->tls_ctx; /* the name checked: the sentinel's host */
     return cfg;
 }
 
@@ -452,10 +462,11 @@ static void ask(Sentinel *s)
 {
     s->asked++;
     ConnConfig cfg = sentinel_conn_config(s, s->query_index);
-    const char *argv[] = {"SENTINEL", "get-master-addr-by-name", s->master};
+    RedisCmd cmd;
+    cmd_sentinel_master_addr(&cmd, s->master);
     Conn *c = conn_new(s->loop, &cfg, on_query_state, s);
-    if (c != NULL &&
-        conn_command(c, 3, argv, NULL, on_query_reply, s) != CR_OK) {
+    if (c != NULL && conn_command(c, cmd.argc, cmd.argv, cmd.lens,
+                                  on_query_reply, s) != CR_OK) {
         conn_close(c);
         c = NULL;
     }
@@ -472,12 +483,29 @@ static void ask(Sentinel *s)
     s->query = c; /* held until the handshake is done, then written */
 }
 
+/* Loads the TLS context for the sentinels when TLS is on and it is not
+** loaded yet. False, the reason in round_msg, on failure. */
+static bool load_tls(Sentinel *s)
+{
+    if (!s->pool_cfg.tls.enabled || s->tls_ctx != NULL)
+        return true;
+    char err[SENTINEL_MSG_SIZE - 16];
+    s->tls_ctx = tls_context_new(&s->pool_cfg.tls, err, sizeof(err));
+    if (s->tls_ctx == NULL)
+        snprintf(s->round_msg, sizeof(s->round_msg), "TLS: %s", err);
+    return s->tls_ctx != NULL;
+}
+
 /* Starts asking the sentinels, `first` first. */
 static void start_round(Sentinel *s, size_t first)
 {
     uv_timer_stop(&s->retry_timer);
     s->report_pending = false;
     close_query(s);
+    if (!load_tls(s)) {
+        fail_round(s, CR_ETLS, s->round_msg);
+        return;
+    }
     s->state = ST_ASKING;
     s->asked = 0;
     s->unknown = 0;
@@ -562,6 +590,7 @@ static void on_try_failover(Sentinel *s, const char *line)
              "master '%s' at %s:%d is being failed over (sentinel %s:%d)",
              s->master, ip, port, s->sentinels[s->sub_index].host,
              s->sentinels[s->sub_index].port);
+    log_msg(&s->log, LOG_INFO, "%s", text);
     lose_master(s, CR_ECONNRESET, text, false);
 }
 
@@ -596,6 +625,7 @@ static void on_push(void *ud, const redisReply *r)
              "master '%s' switched from %s:%d to %s:%d (sentinel %s:%d)",
              s->master, old_ip, old_port, new_ip, new_port,
              s->sentinels[s->sub_index].host, s->sentinels[s->sub_index].port);
+    log_msg(&s->log, LOG_INFO, "%s", text);
     master_moved(s, text, s->sub_index); /* it announced: it knows */
 }
 
@@ -658,7 +688,9 @@ static void on_sub_timer(uv_timer_t *t)
         start_sub(s);
         return;
     }
-    if (s->subscribed && conn_command(s->sub, 1, (const char *[]){"PING"}, NULL,
+    RedisCmd ping;
+    cmd_ping(&ping);
+    if (s->subscribed && conn_command(s->sub, ping.argc, ping.argv, ping.lens,
                                       on_pong, s) == CR_OK)
         conn_flush(s->sub);
 }
@@ -666,17 +698,25 @@ static void on_sub_timer(uv_timer_t *t)
 /* Connects to sentinel sub_index: checks the address, then subscribes. */
 static void start_sub(Sentinel *s)
 {
+    static const char *const channels[] = {"+switch-master", "+try-failover"};
+    if (!load_tls(s)) { /* the round reports why */
+        lose_sub(s);
+        return;
+    }
     ConnConfig cfg = sentinel_conn_config(s, s->sub_index);
     cfg.background = true;
-    const char *check[] = {"SENTINEL", "get-master-addr-by-name", s->master};
-    const char *subscribe[] = {"SUBSCRIBE", "+switch-master", "+try-failover"};
+    RedisCmd check, subscribe;
+    cmd_sentinel_master_addr(&check, s->master);
+    cmd_subscribe(&subscribe, channels, 2);
     Conn *c = conn_new(s->loop, &cfg, on_sub_state, s);
     s->sub = c;
     s->subscribed = false;
     if (c != NULL) {
         conn_set_push_handler(c, on_push, s);
-        if (conn_command(c, 3, check, NULL, on_sub_check, s) == CR_OK &&
-            conn_command(c, 3, subscribe, NULL, on_subscribed, s) == CR_OK)
+        if (conn_command(c, check.argc, check.argv, check.lens, on_sub_check,
+                         s) == CR_OK &&
+            conn_command(c, subscribe.argc, subscribe.argv, subscribe.lens,
+                         on_subscribed, s) == CR_OK)
             return;
     }
     lose_sub(s); /* out of memory: try again later */
@@ -795,6 +835,7 @@ Backend *sentinel_new(uv_loop_t *loop, const RedisConfig *cfg,
         return NULL;
     }
     s->base.vt = &sentinel_vtbl;
+    s->log = cfg->log;
     s->loop = loop;
     s->on_state = on_state;
     s->ud = ud;
