@@ -122,6 +122,15 @@ add_test(NAME lua.tls
 set_tests_properties(lua.tls PROPERTIES LABELS "lua;redis" TIMEOUT 600
                      ENVIRONMENT "${spec_env};${cachert_env};CACHERT_SPEC_TLS=1")
 
+# The Redis API spec again, every manager finding its primary through
+# three sentinels (spec/helpers.lua, CACHERT_SPEC_SENTINEL).
+add_test(NAME lua.sentinel
+         COMMAND ${BUSTED} --lua=$<TARGET_FILE:cachert> --output=utfTerminal
+                 spec/redis_spec.lua
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(lua.sentinel PROPERTIES LABELS "lua;redis" TIMEOUT 600
+                     ENVIRONMENT "${spec_env};${cachert_env};CACHERT_SPEC_SENTINEL=1")
+
 # `require "cache"` after `cmake --install`, from another directory.
 add_test(NAME install.luajit
          COMMAND sh ${PROJECT_SOURCE_DIR}/spec/install_check.sh

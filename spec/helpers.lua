@@ -121,7 +121,7 @@ end
 -- own --requirepass in extra_args. `opts.tls` true or false overrides TLS
 -- mode (H.TLS) for this server; `opts.tls_auth_clients` makes a TLS server
 -- require client certificates (server.cli then presents client.pem).
-function H.start_redis(extra_args, opts)
+local function start_server(extra_args, opts)
     opts = opts or {}
     local dir = sh("mktemp -d /tmp/cachert-redis-XXXXXX"):gsub("%s+$", "")
     math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
@@ -147,6 +147,27 @@ function H.start_redis(extra_args, opts)
         end
     end
     error("could not start redis-server (see " .. dir .. "/redis.log)")
+end
+
+--- Sentinel mode (CACHERT_SPEC_SENTINEL=1, the lua.sentinel ctest
+-- entry): H.start_redis starts a whole Sentinel topology (a primary, a
+-- replica, three sentinels: spec/sentinel_helpers.lua) and returns its
+-- primary, and H.manager_maker's managers find it through the sentinels.
+-- Servers with their own logins (--requirepass, --user: the sentinels
+-- would need them too) and those started with opts.standalone stay plain;
+-- a manager given its own host, port or url connects as told.
+H.SENTINEL = os.getenv("CACHERT_SPEC_SENTINEL") == "1"
+
+function H.start_redis(extra_args, opts)
+    local args = extra_args or ""
+    if H.SENTINEL and not (opts and opts.standalone)
+        and not args:match("requirepass") and not args:match("%-%-user") then
+        local topo = require("sentinel_helpers").start(args)
+        local primary = topo.primary
+        primary.topology = topo
+        return primary
+    end
+    return start_server(extra_args, opts)
 end
 
 -- True while the process `pid` exists and is not a zombie (a daemonized
@@ -200,6 +221,12 @@ end
 -- removes its directory. Safe to call twice or after kill_redis.
 function H.stop_redis(server)
     if not server then return end
+    if server.topology then
+        local topo = server.topology
+        server.topology = nil
+        require("sentinel_helpers").stop(topo)
+        return
+    end
     if server.pid then
         sh("kill -CONT " .. server.pid .. "; kill " .. server.pid)
         for _ = 1, 100 do
@@ -357,6 +384,11 @@ function H.manager_maker(defaults)
     local function manager(server, opts)
         local o = { host = "127.0.0.1", port = server.port }
         o.tls = H.tls_option(server)
+        local own = opts and (opts.host or opts.port or opts.url)
+        if server.topology and not own then
+            o.sentinels = server.topology.addrs
+            o.sentinel_master = require("sentinel_helpers").MASTER
+        end
         for k, v in pairs(defaults) do o[k] = v end
         for k, v in pairs(opts or {}) do o[k] = v end
         local c = require("cache").new(o)

@@ -901,7 +901,7 @@ describe("a server absent at start #redis", function()
 
     setup(function()
         -- a port nobody listens on: a server's, once it has stopped
-        server = helpers.start_redis()
+        server = helpers.start_redis(nil, { standalone = true })
         port = server.port
         helpers.kill_redis(server, "TERM")
     end)

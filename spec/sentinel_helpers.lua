@@ -65,14 +65,16 @@ local function settled(topo)
     return true
 end
 
---- Starts the topology. Returns { primary=, replica= (helpers.start_redis
+--- Starts the topology (`extra_args` for both data nodes). Returns { primary=, replica= (helpers.start_redis
 -- servers), sentinels = { {port=, pid=, dir=}, ... }, addrs = {"127.0.0.1:p",
 -- ...} }; stop it with S.stop(topo).
-function S.start()
+function S.start(extra_args)
     local topo = { sentinels = {}, addrs = {} }
-    topo.primary = helpers.start_redis("--repl-diskless-sync-delay 0")
-    topo.replica = helpers.start_redis(("--repl-diskless-sync-delay 0 --replicaof 127.0.0.1 %d")
-                                       :format(topo.primary.port))
+    local args = "--repl-diskless-sync-delay 0 " .. (extra_args or "")
+    local plain = { standalone = true }
+    topo.primary = helpers.start_redis(args, plain)
+    topo.replica = helpers.start_redis(("%s --replicaof 127.0.0.1 %d")
+                                       :format(args, topo.primary.port), plain)
     assert(poll(function()
         return topo.replica.cli("INFO replication"):match("master_link_status:up")
     end, S.SETTLE_SECONDS), "the replica did not sync")
