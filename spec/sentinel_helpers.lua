@@ -65,9 +65,10 @@ local function settled(topo)
     return true
 end
 
---- Starts the topology (`extra_args` for both data nodes). Returns { primary=, replica= (helpers.start_redis
--- servers), sentinels = { {port=, pid=, dir=}, ... }, addrs = {"127.0.0.1:p",
--- ...} }; stop it with S.stop(topo).
+--- Starts the topology (`extra_args` for both data nodes). Returns
+-- { primary=, replica= (helpers.start_redis servers), sentinels =
+-- { {port=, pid=, dir=}, ... }, addrs = {"127.0.0.1:p", ...} }; stop it
+-- with S.stop(topo).
 function S.start(extra_args)
     local topo = { sentinels = {}, addrs = {} }
     local args = "--repl-diskless-sync-delay 0 " .. (extra_args or "")
