@@ -131,6 +131,15 @@ add_test(NAME lua.sentinel
 set_tests_properties(lua.sentinel PROPERTIES LABELS "lua;redis" TIMEOUT 600
                      ENVIRONMENT "${spec_env};${cachert_env};CACHERT_SPEC_SENTINEL=1")
 
+# Both at once: TLS to the sentinels, to the data nodes and between them,
+# and the failovers under load of sentinel_spec over it.
+add_test(NAME lua.sentinel_tls
+         COMMAND ${BUSTED} --lua=$<TARGET_FILE:cachert> --output=utfTerminal
+                 spec/redis_spec.lua spec/sentinel_spec.lua
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(lua.sentinel_tls PROPERTIES LABELS "lua;redis" TIMEOUT 900
+    ENVIRONMENT "${spec_env};${cachert_env};CACHERT_SPEC_SENTINEL=1;CACHERT_SPEC_TLS=1")
+
 # `require "cache"` after `cmake --install`, from another directory.
 add_test(NAME install.luajit
          COMMAND sh ${PROJECT_SOURCE_DIR}/spec/install_check.sh

@@ -24,8 +24,14 @@ local function poll(cond, seconds)
     return cond()
 end
 
+-- In TLS mode (helpers.TLS) every process of the topology speaks TLS
+-- only: the data nodes, replication (tls-replication) and the sentinels.
+local function tls_cli()
+    return helpers.TLS and ("--tls --cacert %s/ca.pem"):format(helpers.tls_certs()) or ""
+end
+
 local function cli(port, args)
-    return (sh(("%sredis-cli -p %d %s"):format(NO_PRELOAD, port, args)))
+    return (sh(("%sredis-cli %s -p %d %s"):format(NO_PRELOAD, tls_cli(), port, args)))
 end
 S.cli = cli
 
@@ -35,11 +41,19 @@ local function start_sentinel(primary_port)
         local port = math.random(20000, 60000)
         local conf = dir .. "/sentinel.conf"
         local f = assert(io.open(conf, "w"))
-        f:write(("port %d\nbind 127.0.0.1\ndaemonize no\nlogfile \"\"\ndir %s\n"
+        if helpers.TLS then
+            local c = helpers.tls_certs()
+            f:write(("port 0\ntls-port %d\ntls-cert-file %s/server.pem\n"
+                     .. "tls-key-file %s/server.key\ntls-ca-cert-file %s/ca.pem\n"
+                     .. "tls-auth-clients no\ntls-replication yes\n"):format(port, c, c, c))
+        else
+            f:write(("port %d\n"):format(port))
+        end
+        f:write(("bind 127.0.0.1\ndaemonize no\nlogfile \"\"\ndir %s\n"
                  .. "sentinel monitor %s 127.0.0.1 %d 2\n"
                  .. "sentinel down-after-milliseconds %s 1000\n"
                  .. "sentinel failover-timeout %s 3000\n")
-                :format(port, dir, S.MASTER, primary_port, S.MASTER, S.MASTER))
+                :format(dir, S.MASTER, primary_port, S.MASTER, S.MASTER))
         f:close()
         local pid = helpers.start_process(NO_PRELOAD .. "redis-sentinel " .. conf,
                                           dir .. "/sentinel.log")
@@ -72,6 +86,7 @@ end
 function S.start(extra_args)
     local topo = { sentinels = {}, addrs = {} }
     local args = "--repl-diskless-sync-delay 0 " .. (extra_args or "")
+    if helpers.TLS then args = args .. " --tls-replication yes" end
     local plain = { standalone = true }
     topo.primary = helpers.start_redis(args, plain)
     topo.replica = helpers.start_redis(("%s --replicaof 127.0.0.1 %d")

@@ -24,7 +24,7 @@ local function run_scenario(topo, trigger, name)
     local r = { task_errors = {}, stale_reads = {}, model = {}, ops = 0 }
     local c = cache.new { sentinels = topo.addrs, sentinel_master = topology.MASTER,
                           namespace = "sn:", timeout = 0.5, command_timeout = 0.5,
-                          pool_size = 4 }
+                          pool_size = 4, tls = helpers.tls_option(topo.primary) }
     r.manager = c
     r.connected = c:connect()
     local model = r.model
