@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "conn.h"
+#include "reply_capture.h"
 #include "sentinel_fixture.h"
 #include "status.h"
 #include "test.h"
@@ -52,13 +53,6 @@ typedef struct Harness {
 
 #define FLOW_MS 5
 
-typedef struct Result {
-    int calls;
-    int status;
-    int type;
-    char str[128];
-} Result;
-
 /* -- Helpers ------------------------------------------------------------ */
 
 static void on_state(void *ud, int status, const char *message)
@@ -76,45 +70,6 @@ static void on_state(void *ud, int status, const char *message)
     } else {
         h->down++;
     }
-}
-
-static void on_reply(void *ud, int status, const redisReply *r)
-{
-    Result *res = ud;
-    res->calls++;
-    res->status = status;
-    if (r == NULL)
-        return;
-    res->type = r->type;
-    if (r->str != NULL)
-        snprintf(res->str, sizeof(res->str), "%s", r->str);
-}
-
-static void on_guard(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
-/* Runs the loop until *counter >= target or `ms` pass; true on the first. */
-static bool wait_count(uv_loop_t *loop, const int *counter, int target,
-                       uint64_t ms)
-{
-    bool expired = false;
-    uv_timer_t guard;
-    uv_timer_init(loop, &guard);
-    guard.data = &expired;
-    uv_timer_start(&guard, on_guard, ms, 0);
-    while (*counter < target && !expired)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *counter >= target;
-}
-
-static void run_for(uv_loop_t *loop, uint64_t ms)
-{
-    static const int never = 0;
-    wait_count(loop, &never, 1, ms);
 }
 
 /* Starts the topology (sentinels with `password`, or none) and a loop. */
@@ -186,6 +141,7 @@ static void set_through(Harness *h, const char *key, const char *value)
     Result r = run(h, 3, (const char *[]){"SET", key, value});
     ASSERT_EQ_INT(CR_OK, r.status);
     ASSERT_EQ_STR("OK", r.str);
+    result_free(&r);
 }
 
 /* GET key straight from the data node on `port` ("" when absent). */
