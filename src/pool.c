@@ -11,10 +11,7 @@
 ** each write (one syscall and one server read for the lot); the others
 ** take over when a pipeline is deep, e.g. behind a slow command.
 **
-** Backoff: `backoff_ms` is the nominal gap before the next attempt; each
-** retry waits a jittered gap in [backoff_ms * 4/5, backoff_ms] (a
-** splitmix64 generator per pool, seeded from the clock and the pool's
-** address), then the nominal gap doubles up to POOL_BACKOFF_MAX_MS. It
+** Backoff (backoff.h, seeded from the clock and the pool's address): it
 ** goes back to POOL_BACKOFF_MIN_MS only when the pool fails after having
 ** been READY for POOL_HEALTHY_RESET_MS: judged when the failure comes
 ** (ready_ms), so a healthy pool costs no timer.
@@ -70,10 +67,9 @@ struct Pool {
     uv_timer_t retry_timer;
     int open_handles;
     int in_callback;
-    bool dirty;          /* some connection may hold unwritten commands */
-    uint64_t backoff_ms; /* nominal gap before the next attempt */
-    uint64_t ready_ms;   /* loop time the pool last became READY */
-    uint64_t rng;        /* splitmix64 state, for the jitter */
+    bool dirty; /* some connection may hold unwritten commands */
+    Backoff backoff;
+    uint64_t ready_ms; /* loop time the pool last became READY */
     uint64_t writes;
     uint64_t replaced;
     char errstr[CONN_ERRSTR_SIZE];
@@ -148,24 +144,10 @@ static void go_down(Pool *p, int status, const char *message)
 
 static void on_retry(uv_timer_t *t);
 
-/* splitmix64 (Steele, Lea, Flood 2014): one add and three xor-shift-
-** multiplies per draw; plenty for jitter, and no shared state (rand()). */
-static uint64_t next_random(Pool *p)
-{
-    uint64_t z = (p->rng += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
 static void schedule_retry(Pool *p)
 {
-    uint64_t gap = p->backoff_ms - next_random(p) % (p->backoff_ms / 5 + 1);
-    uv_timer_start(&p->retry_timer, on_retry, gap, 0);
+    uv_timer_start(&p->retry_timer, on_retry, backoff_next(&p->backoff), 0);
     uv_unref((uv_handle_t *)&p->retry_timer); /* retries run in background */
-    p->backoff_ms *= 2;
-    if (p->backoff_ms > POOL_BACKOFF_MAX_MS)
-        p->backoff_ms = POOL_BACKOFF_MAX_MS;
 }
 
 /* The pool failed (a connection, an attempt, or pool_fail): down, and the
@@ -175,7 +157,7 @@ static void fail_pool(Pool *p, int status, const char *message)
 {
     if (p->state == POOL_READY &&
         uv_now(p->loop) - p->ready_ms >= POOL_HEALTHY_RESET_MS)
-        p->backoff_ms = POOL_BACKOFF_MIN_MS;
+        backoff_reset(&p->backoff);
     go_down(p, status, message);
     if (p->state == POOL_DOWN) /* not closed from a callback */
         schedule_retry(p);
@@ -338,8 +320,7 @@ Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
     p->on_state = on_state;
     p->ud = ud;
     p->state = POOL_IDLE;
-    p->backoff_ms = POOL_BACKOFF_MIN_MS;
-    p->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)p;
+    backoff_init(&p->backoff, uv_hrtime() ^ (uint64_t)(uintptr_t)p);
 
     uv_prepare_init(loop, &p->flush_hook);
     p->flush_hook.data = p;

@@ -109,10 +109,12 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "backoff.h"
+
 #include "tls.h"
 
-#define POOL_BACKOFF_MIN_MS   100
-#define POOL_BACKOFF_MAX_MS   5000
+#define POOL_BACKOFF_MIN_MS   BACKOFF_MIN_MS /* backoff.h */
+#define POOL_BACKOFF_MAX_MS   BACKOFF_MAX_MS
 #define POOL_HEALTHY_RESET_MS 3000 /* ready this long: the backoff restarts */
 #define POOL_PIPELINE_DEPTH   128  /* pending commands before spreading */
 

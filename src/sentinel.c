@@ -70,8 +70,7 @@ typedef struct Sentinel {
     int addr_port;
     size_t addr_from;  /* the sentinel that named it */
     uint64_t ready_ms; /* loop time READY began */
-    uint64_t backoff_ms;
-    uint64_t rng;
+    Backoff backoff;   /* between discovery rounds */
     uv_timer_t retry_timer;
     /* A failover of the primary at hold_host:hold_port started (see
     ** sentinel.h): not used again until hold_until_ms (loop time). */
@@ -94,8 +93,8 @@ typedef struct Sentinel {
     Conn *sub;
     size_t sub_index;
     bool subscribed;
-    uint64_t sub_ok_ms; /* loop time the subscription was confirmed */
-    uint64_t sub_backoff_ms;
+    uint64_t sub_ok_ms;   /* loop time the subscription was confirmed */
+    Backoff sub_backoff;  /* between subscription attempts */
     uv_timer_t sub_timer; /* resubscribes, or pings while subscribed */
 
     int open_handles;
@@ -158,28 +157,6 @@ static void append_msg(char *buf, size_t size, const char *text)
     buf[len] = '\0';
 }
 
-/* -- Backoff ------------------------------------------------------------ */
-
-/* A 64-bit mix of an incrementing state (SplitMix64's constants): enough
-** for jitter, with no shared state. */
-static uint64_t next_random(Sentinel *s)
-{
-    uint64_t z = (s->rng += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-/* A gap in [4/5 of *backoff, *backoff]; then *backoff doubles, capped. */
-static uint64_t next_gap(Sentinel *s, uint64_t *backoff)
-{
-    uint64_t gap = *backoff - next_random(s) % (*backoff / 5 + 1);
-    *backoff *= 2;
-    if (*backoff > POOL_BACKOFF_MAX_MS)
-        *backoff = POOL_BACKOFF_MAX_MS;
-    return gap;
-}
-
 static void on_retry(uv_timer_t *t);
 
 /* Reports a failed round (unless closed meanwhile) and schedules the
@@ -190,7 +167,7 @@ static void fail_round(Sentinel *s, int code, const char *message)
     s->on_state(s->ud, code, message);
     if (s->state != ST_WAITING)
         return; /* closed, or a switch started a round, from the callback */
-    uv_timer_start(&s->retry_timer, on_retry, next_gap(s, &s->backoff_ms), 0);
+    uv_timer_start(&s->retry_timer, on_retry, backoff_next(&s->backoff), 0);
     uv_unref((uv_handle_t *)&s->retry_timer);
 }
 
@@ -225,7 +202,7 @@ static void lose_master(Sentinel *s, int code, const char *message, bool now)
 {
     if (s->state == ST_READY &&
         uv_now(s->loop) - s->ready_ms >= POOL_HEALTHY_RESET_MS) {
-        s->backoff_ms = POOL_BACKOFF_MIN_MS;
+        backoff_reset(&s->backoff);
         now = true;
     }
     snprintf(s->msg, sizeof(s->msg), "%s", message);
@@ -528,14 +505,14 @@ static void lose_sub(Sentinel *s)
     s->sub = NULL;
     if (s->subscribed &&
         uv_now(s->loop) - s->sub_ok_ms >= POOL_HEALTHY_RESET_MS)
-        s->sub_backoff_ms = POOL_BACKOFF_MIN_MS;
+        backoff_reset(&s->sub_backoff);
     s->subscribed = false;
     if (c != NULL)
         conn_close(c);
     if (s->state == ST_CLOSED)
         return;
     s->sub_index = (s->sub_index + 1) % s->nsentinels;
-    uv_timer_start(&s->sub_timer, on_sub_timer, next_gap(s, &s->sub_backoff_ms),
+    uv_timer_start(&s->sub_timer, on_sub_timer, backoff_next(&s->sub_backoff),
                    0);
 }
 
@@ -543,7 +520,7 @@ static void lose_sub(Sentinel *s)
 static void master_moved(Sentinel *s, const char *text, size_t ask_first)
 {
     s->preferred = ask_first;
-    s->backoff_ms = POOL_BACKOFF_MIN_MS;
+    backoff_reset(&s->backoff);
     switch (s->state) {
     case ST_CONNECTING:
     case ST_CONFIRMING:
@@ -840,9 +817,9 @@ Backend *sentinel_new(uv_loop_t *loop, const RedisConfig *cfg,
     s->on_state = on_state;
     s->ud = ud;
     s->state = ST_IDLE;
-    s->backoff_ms = POOL_BACKOFF_MIN_MS;
-    s->sub_backoff_ms = POOL_BACKOFF_MIN_MS;
-    s->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)s;
+    uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)s;
+    backoff_init(&s->backoff, seed);
+    backoff_init(&s->sub_backoff, seed + 1);
     uv_timer_init(loop, &s->retry_timer);
     s->retry_timer.data = s;
     uv_unref((uv_handle_t *)&s->retry_timer);
