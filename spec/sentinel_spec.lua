@@ -160,3 +160,36 @@ scenario("SENTINEL FAILOVER", function(topo)
     local out = topology.cli(topo.sentinels[1].port, "SENTINEL FAILOVER " .. topology.MASTER)
     assert(out:match("OK"), out)
 end)
+
+describe("Sentinel settings from the environment #redis", function()
+    local topo
+
+    setup(function() topo = topology.start() end)
+    teardown(function() topology.stop(topo) end)
+
+    local function run(env, script)
+        return helpers.sh(("%s%s %s"):format(helpers.tls_env(topo.primary) .. env,
+                                             helpers.cachert_bin(), script))
+    end
+
+    it("runs examples/sentinel.lua with REDIS_SENTINELS and REDIS_SENTINEL_MASTER", function()
+        local out, code = run(("REDIS_SENTINELS=%s REDIS_SENTINEL_MASTER=%s ")
+                              :format(table.concat(topo.addrs, ","), topology.MASTER),
+                              "examples/sentinel.lua")
+        assert.are.equal(0, code, out)
+        assert.matches("connected to redis:\ttrue", out, 1, true)
+        assert.matches("hits: 8, misses: 4, hit rate: 66.67%, backend: redis", out, 1, true)
+        -- the values are on the primary the sentinels named
+        assert.are.equal("1\n", topo.primary.cli("EXISTS example:sentinel:profile:1"))
+    end)
+
+    it("connects with a redis+sentinel:// URL naming the master and the db", function()
+        local url = ("redis+sentinel://%s/%s/2"):format(table.concat(topo.addrs, ","),
+                                                        topology.MASTER)
+        local out, code = run(("REDIS_URL='%s' "):format(url), "-e '"
+            .. "local c = require \"cache\"; print(c.connect()); c.set(\"u\", 1)'")
+        assert.are.equal(0, code, out)
+        assert.are.equal("true\n", out)
+        assert.are.equal("1\n", topo.primary.cli("-n 2 EXISTS u"))
+    end)
+end)
