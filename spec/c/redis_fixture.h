@@ -232,23 +232,30 @@ static inline int redis_fixture_hold(const RedisFixture *fx, int timeout_ms)
     return -1;
 }
 
-/* Stops the server with `sig` (SIGKILL for a crash) and reaps it; after
-** SIGTERM it waits up to 2 s, then kills. */
-static inline void redis_fixture_kill(RedisFixture *fx, int sig)
+/* Sends `sig` to the child *pid (when running) and reaps it: waits up to
+** 2 s, then kills it. *pid is 0 afterwards. */
+static inline void redis_fixture_reap(pid_t *pid, int sig)
 {
-    if (fx->pid <= 0)
+    if (*pid <= 0)
         return;
-    kill(fx->pid, sig);
+    kill(*pid, sig);
     for (int i = 0; i < 200; i++) {
-        if (waitpid(fx->pid, NULL, WNOHANG) == fx->pid) {
-            fx->pid = 0;
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
             return;
         }
         redis_fixture_sleep_ms(10);
     }
-    kill(fx->pid, SIGKILL);
-    waitpid(fx->pid, NULL, 0);
-    fx->pid = 0;
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+/* Stops the server with `sig` (SIGKILL for a crash) and reaps it; after
+** SIGTERM it waits up to 2 s, then kills. */
+static inline void redis_fixture_kill(RedisFixture *fx, int sig)
+{
+    redis_fixture_reap(&fx->pid, sig);
 }
 
 static inline void redis_fixture_stop(RedisFixture *fx)

@@ -1,19 +1,23 @@
 /*
 ** reply_capture.h -- what the pool tests share: a Result that captures one
-** command's outcome (a copy of its reply), and bounded waits on a libuv
-** loop. Header-only, for the test programs (each includes it once).
+** command's outcome (a copy of its reply), a steady load of SETs, and
+** bounded waits on a libuv loop. Header-only, for the test programs (each
+*includes it once).
 */
 #ifndef CACHERT_REPLY_CAPTURE_H
 #define CACHERT_REPLY_CAPTURE_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "pool.h"
+#include "status.h"
 #include "test.h"
 
 typedef struct Result {
@@ -71,6 +75,41 @@ static bool wait_count(uv_loop_t *loop, const int *counter, int target,
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(loop, UV_RUN_NOWAIT); /* completes the close */
     return *counter >= target;
+}
+
+/* A steady flow of SETs on the pool *pool (20 per tick of `timer`, which
+** the test starts), counting how each one ended. */
+typedef struct Load {
+    Pool **pool;
+    uv_timer_t timer;
+    int issued;
+    int ok;
+    int failed;
+    int rejected; /* pool_command refused it: never sent */
+} Load;
+
+static inline void on_load_reply(void *ud, int status, const redisReply *r)
+{
+    Load *l = ud;
+    if (status == CR_OK && r->type == REDIS_REPLY_STATUS)
+        l->ok++;
+    else
+        l->failed++;
+}
+
+static inline void on_load_tick(uv_timer_t *t)
+{
+    Load *l = t->data;
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", l->issued % 100);
+        int rc = pool_command(*l->pool, 3, (const char *[]){"SET", key, "v"},
+                              NULL, on_load_reply, l);
+        if (rc == CR_OK)
+            l->issued++;
+        else
+            l->rejected++;
+    }
 }
 
 /* Runs the loop for `ms`. */

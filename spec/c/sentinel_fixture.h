@@ -137,20 +137,7 @@ static inline bool sentinel_fixture_link_up(int port)
 /* Stops sentinel `i` with `sig` (SIGKILL for a crash) and reaps it. */
 static inline void sentinel_fixture_kill(SentinelFixture *sf, size_t i, int sig)
 {
-    SentinelProc *sp = &sf->sentinels[i];
-    if (sp->pid <= 0)
-        return;
-    kill(sp->pid, sig);
-    for (int waited = 0; waited < 2000; waited += 10) {
-        if (waitpid(sp->pid, NULL, WNOHANG) == sp->pid) {
-            sp->pid = 0;
-            return;
-        }
-        redis_fixture_sleep_ms(10);
-    }
-    kill(sp->pid, SIGKILL);
-    waitpid(sp->pid, NULL, 0);
-    sp->pid = 0;
+    redis_fixture_reap(&sf->sentinels[i].pid, sig);
 }
 
 /* Writes sentinel i's config file for port sp->port. */

@@ -741,39 +741,6 @@ static void test_pool_fail_reconnects_with_the_growing_backoff(void)
     finish(&h);
 }
 
-typedef struct Load {
-    Harness *h;
-    uv_timer_t timer;
-    int issued;
-    int ok;
-    int failed;
-    int rejected;
-} Load;
-
-static void on_load_reply(void *ud, int status, const redisReply *r)
-{
-    Load *l = ud;
-    if (status == CR_OK && r->type == REDIS_REPLY_STATUS)
-        l->ok++;
-    else
-        l->failed++;
-}
-
-static void on_load_tick(uv_timer_t *t)
-{
-    Load *l = t->data;
-    for (int i = 0; i < 20; i++) {
-        char key[16];
-        snprintf(key, sizeof(key), "k%d", l->issued % 100);
-        int rc = pool_command(l->h->pool, 3, (const char *[]){"SET", key, "v"},
-                              NULL, on_load_reply, l);
-        if (rc == CR_OK)
-            l->issued++;
-        else
-            l->rejected++;
-    }
-}
-
 static void test_pool_survives_a_server_killed_and_restarted(void)
 {
     Harness h;
@@ -783,7 +750,7 @@ static void test_pool_survives_a_server_killed_and_restarted(void)
     ASSERT_EQ_INT(CR_OK, h.states[0]);
     Load load;
     memset(&load, 0, sizeof(load));
-    load.h = &h;
+    load.pool = &h.pool;
     uv_timer_init(&h.loop, &load.timer);
     load.timer.data = &load;
     uv_timer_start(&load.timer, on_load_tick, 1, 1);
