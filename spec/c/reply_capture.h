@@ -1,8 +1,8 @@
 /*
-** reply_capture.h -- what the pool tests share: a Result that captures one
-** command's outcome (a copy of its reply), a steady load of SETs, and
-** bounded waits on a libuv loop. Header-only, for the test programs (each
-*includes it once).
+** reply_capture.h -- what the pool, TLS and Sentinel tests share: a Result
+** that captures one command's outcome (a copy of its reply), bounded waits
+** on a libuv loop, and a steady load of SETs. Header-only, for the test
+** programs.
 */
 #ifndef CACHERT_REPLY_CAPTURE_H
 #define CACHERT_REPLY_CAPTURE_H

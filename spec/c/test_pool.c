@@ -20,41 +20,13 @@
 #include "conn.h"
 #include "pool.h"
 #include "redis_fixture.h"
-#include "reply_capture.h"
+#include "pool_harness.h"
 #include "status.h"
 #include "test.h"
 
-#define MAX_STATES 64
-
-typedef struct Harness {
-    uv_loop_t loop;
-    uv_loop_t *clock; /* the loop whose time on_state records */
-    Pool *pool;
-    RedisFixture fx;
-    int nstates;
-    int states[MAX_STATES];
-    uint64_t state_ms[MAX_STATES];
-    char message[256];
-    int ready;
-    int down;
-} Harness;
+typedef PoolHarness Harness;
 
 /* -- Helpers ------------------------------------------------------------ */
-
-static void on_state(void *ud, int status, const char *message)
-{
-    Harness *h = ud;
-    if (h->nstates < MAX_STATES) {
-        h->states[h->nstates] = status;
-        h->state_ms[h->nstates] = uv_now(h->clock);
-    }
-    h->nstates++;
-    snprintf(h->message, sizeof(h->message), "%s", message);
-    if (status == CR_OK)
-        h->ready++;
-    else
-        h->down++;
-}
 
 /* Runs the loop until the pool has replaced `n` connections after idle
 ** closes, or `ms` pass; true on the first. Returns as soon as the n-th
@@ -90,35 +62,6 @@ static void start(Harness *h, const char *const *extra)
     ASSERT_TRUE(redis_fixture_start(&h->fx, extra));
     ASSERT_EQ_INT(0, uv_loop_init(&h->loop));
     h->clock = &h->loop;
-}
-
-/* Creates the pool, connects, and waits for the first state report. */
-static void open_pool(Harness *h, const PoolConfig *cfg)
-{
-    h->pool = pool_new(&h->loop, cfg, on_state, h);
-    ASSERT_NOT_NULL(h->pool);
-    pool_connect(h->pool);
-    ASSERT_TRUE(wait_count(&h->loop, &h->nstates, 1, 3000));
-}
-
-static void finish(Harness *h)
-{
-    if (h->pool != NULL)
-        pool_close(h->pool);
-    uv_run(&h->loop, UV_RUN_DEFAULT);
-    ASSERT_EQ_INT(0, uv_loop_close(&h->loop));
-    redis_fixture_stop(&h->fx);
-}
-
-/* Runs one command to its reply (bounded wait); the caller frees it. */
-static Result run(Harness *h, int argc, const char **argv, const size_t *lens)
-{
-    Result r;
-    memset(&r, 0, sizeof(r));
-    ASSERT_EQ_INT(CR_OK, pool_command(h->pool, argc, argv, lens, on_reply, &r));
-    ASSERT_TRUE(wait_count(&h->loop, &r.calls, 1, 3000));
-    ASSERT_EQ_INT(1, r.calls);
-    return r;
 }
 
 static void expect_status(Harness *h, const char *want, int argc,

@@ -21,23 +21,11 @@
 
 #include "pool.h"
 #include "redis_fixture.h"
-#include "reply_capture.h"
+#include "pool_harness.h"
 #include "status.h"
 #include "test.h"
 
-#define MAX_STATES 64
-
-typedef struct Harness {
-    uv_loop_t loop;
-    Pool *pool;
-    RedisFixture fx;
-    int nstates;
-    int states[MAX_STATES];
-    uint64_t state_ms[MAX_STATES];
-    char message[512];
-    int ready;
-    int down;
-} Harness;
+typedef PoolHarness Harness;
 
 /* -- Certificates ------------------------------------------------------- */
 
@@ -99,21 +87,6 @@ static RedisFixtureTls server_files(const char *name, bool auth_clients)
 
 /* -- Helpers ------------------------------------------------------------ */
 
-static void on_state(void *ud, int status, const char *message)
-{
-    Harness *h = ud;
-    if (h->nstates < MAX_STATES) {
-        h->states[h->nstates] = status;
-        h->state_ms[h->nstates] = uv_now(&h->loop);
-    }
-    h->nstates++;
-    snprintf(h->message, sizeof(h->message), "%s", message);
-    if (status == CR_OK)
-        h->ready++;
-    else
-        h->down++;
-}
-
 /* A pool of `size` to the fixture over TLS, trusting the test CA. */
 static PoolConfig config(const Harness *h, const char *host, size_t size)
 {
@@ -136,6 +109,7 @@ static void start_loop(Harness *h)
     ** signal (the fixture's side channel writes with OpenSSL). */
     signal(SIGPIPE, SIG_IGN);
     ASSERT_EQ_INT(0, uv_loop_init(&h->loop));
+    h->clock = &h->loop;
 }
 
 /* A loop and a TLS server presenting `name`.pem. */
@@ -145,35 +119,6 @@ static void start(Harness *h, const char *name, bool auth_clients,
     start_loop(h);
     RedisFixtureTls files = server_files(name, auth_clients);
     ASSERT_TRUE(redis_fixture_start_tls(&h->fx, &files, extra));
-}
-
-/* Creates the pool, connects, and waits for the first state report. */
-static void open_pool(Harness *h, const PoolConfig *cfg)
-{
-    h->pool = pool_new(&h->loop, cfg, on_state, h);
-    ASSERT_NOT_NULL(h->pool);
-    pool_connect(h->pool);
-    ASSERT_TRUE(wait_count(&h->loop, &h->nstates, 1, 5000));
-}
-
-static void finish(Harness *h)
-{
-    if (h->pool != NULL)
-        pool_close(h->pool);
-    uv_run(&h->loop, UV_RUN_DEFAULT);
-    ASSERT_EQ_INT(0, uv_loop_close(&h->loop));
-    redis_fixture_stop(&h->fx);
-}
-
-/* Runs one command to its reply (bounded wait); the caller frees it. */
-static Result run(Harness *h, int argc, const char **argv, const size_t *lens)
-{
-    Result r;
-    memset(&r, 0, sizeof(r));
-    ASSERT_EQ_INT(CR_OK, pool_command(h->pool, argc, argv, lens, on_reply, &r));
-    ASSERT_TRUE(wait_count(&h->loop, &r.calls, 1, 5000));
-    ASSERT_EQ_INT(1, r.calls);
-    return r;
 }
 
 static void expect_pong(Harness *h)
