@@ -336,12 +336,18 @@ static inline bool redis_fixture_spawn(RedisFixture *fx)
     return false;
 }
 
-/* Starts a server with the extra arguments (NULL-terminated list, may be
-** NULL) on a free loopback port. */
-static inline bool redis_fixture_start(RedisFixture *fx,
-                                       const char *const *extra)
+/* Starts a server (TLS-only with `tls`'s files when tls is not NULL, see
+** the top) with the extra arguments (NULL-terminated, or NULL) on a free
+** loopback port. */
+static inline bool redis_fixture_start_with(RedisFixture *fx,
+                                            const RedisFixtureTls *tls,
+                                            const char *const *extra)
 {
     memset(fx, 0, sizeof(*fx));
+    if (tls != NULL) {
+        fx->tls = true;
+        fx->tls_files = *tls;
+    }
     for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
         if (i + 1 >= REDIS_FIXTURE_MAX_ARGS)
             return false;
@@ -355,26 +361,19 @@ static inline bool redis_fixture_start(RedisFixture *fx,
     return false;
 }
 
-/* Starts a TLS-only server (see the top) with `tls`'s files and the extra
-** arguments on a free loopback port. */
+/* A plain server with the extra arguments (NULL-terminated, or NULL). */
+static inline bool redis_fixture_start(RedisFixture *fx,
+                                       const char *const *extra)
+{
+    return redis_fixture_start_with(fx, NULL, extra);
+}
+
+/* A TLS-only server with `tls`'s files and the extra arguments. */
 static inline bool redis_fixture_start_tls(RedisFixture *fx,
                                            const RedisFixtureTls *tls,
                                            const char *const *extra)
 {
-    memset(fx, 0, sizeof(*fx));
-    fx->tls = true;
-    fx->tls_files = *tls;
-    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
-        if (i + 1 >= REDIS_FIXTURE_MAX_ARGS)
-            return false;
-        fx->extra[i] = extra[i];
-    }
-    for (int tries = 0; tries < REDIS_FIXTURE_TRIES; tries++) {
-        fx->port = redis_fixture_free_port();
-        if (fx->port > 0 && redis_fixture_spawn(fx))
-            return true;
-    }
-    return false;
+    return redis_fixture_start_with(fx, tls, extra);
 }
 
 /* Starts the same server again on the same port (after a kill). */
