@@ -17,12 +17,16 @@ function(cachert_require_tool var name package)
     endif()
 endfunction()
 
-# add_c_test(<concept> <sources...> LIBS <libs...> [LABELS <labels...>]):
+# add_c_test(<concept> <sources...> LIBS <libs...> [LABELS <labels...>]
+#            [REDIS_CASES <names...>]):
 # spec/c/test_<concept>.c; every TEST_CASE(name) in it becomes the ctest
 # entry c.<concept>.<name>, labelled LABELS (default "c"; the Redis tests
 # add "redis": they start redis-server, so `ctest -LE redis` skips them).
+# REDIS_CASES names the cases of an otherwise unit-level binary that start
+# servers (a whole Redis Cluster): they get the label redis as well and
+# TIMEOUT 120, and the valgrind entry runs only the other cases.
 function(add_c_test concept)
-    cmake_parse_arguments(T "" "" "LIBS;LABELS" ${ARGN})
+    cmake_parse_arguments(T "" "" "LIBS;LABELS;REDIS_CASES" ${ARGN})
     if(NOT T_LABELS)
         set(T_LABELS c)
     endif()
@@ -30,23 +34,35 @@ function(add_c_test concept)
     add_executable(test_${concept} ${src} ${T_UNPARSED_ARGUMENTS})
     target_include_directories(test_${concept} PRIVATE src spec/c)
     target_link_libraries(test_${concept} PRIVATE ${T_LIBS} cachert_options)
+    set(unit_cases "")
     file(STRINGS ${src} lines REGEX "TEST_CASE\\([a-z0-9_]+\\)")
     foreach(line ${lines})
         string(REGEX MATCHALL "TEST_CASE\\(([a-z0-9_]+)\\)" cases "${line}")
         foreach(c ${cases})
             string(REGEX REPLACE "TEST_CASE\\(([a-z0-9_]+)\\)" "\\1" name "${c}")
             add_test(NAME c.${concept}.${name} COMMAND test_${concept} ${name})
-            set_tests_properties(c.${concept}.${name} PROPERTIES
-                                 LABELS "${T_LABELS}" TIMEOUT 60)
+            if(name IN_LIST T_REDIS_CASES)
+                set_tests_properties(c.${concept}.${name} PROPERTIES
+                                     LABELS "${T_LABELS};redis" TIMEOUT 120)
+            else()
+                list(APPEND unit_cases ${name})
+                set_tests_properties(c.${concept}.${name} PROPERTIES
+                                     LABELS "${T_LABELS}" TIMEOUT 60)
+            endif()
         endforeach()
     endforeach()
     # The whole binary once more under valgrind (not with sanitizers: they
-    # cannot share a process with it).
+    # cannot share a process with it); only its unit cases when it has
+    # REDIS_CASES (no argument runs every case).
+    set(valgrind_cases "")
+    if(T_REDIS_CASES)
+        set(valgrind_cases ${unit_cases})
+    endif()
     if(VALGRIND AND NOT CACHERT_SANITIZE)
         add_test(NAME valgrind.${concept}
                  COMMAND ${VALGRIND} --quiet --error-exitcode=99
                          --leak-check=full --errors-for-leak-kinds=definite
-                         $<TARGET_FILE:test_${concept}>)
+                         $<TARGET_FILE:test_${concept}> ${valgrind_cases})
         list(TRANSFORM T_LABELS REPLACE "^c$" valgrind OUTPUT_VARIABLE vlabels)
         set_tests_properties(valgrind.${concept} PROPERTIES
                              LABELS "${vlabels}" TIMEOUT 300)

@@ -2,15 +2,17 @@
 ** test.h -- a tiny assertion and test-case header for the C unit tests.
 **
 ** Each test binary lists its cases with TEST_CASE(name) in a TEST_LIST and
-** calls TEST_MAIN(list): with no argument it runs every case, with one
-** argument it runs the case of that name (ctest registers one entry per
-** case). A failed assertion prints both operands, the expression, the file
-** and the line, and exits 1.
+** calls TEST_MAIN(list): with no argument it runs every case, with
+** arguments the cases of those names, in list order (ctest registers one
+** entry per case; a valgrind entry may name a subset). A failed
+** assertion prints both operands, the expression, the file and the line,
+** and exits 1.
 */
 #ifndef CACHERT_TEST_H
 #define CACHERT_TEST_H
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,18 +80,35 @@ typedef struct TestCase {
 #name, name                                                            \
     }
 
+static inline bool test_named(const char *name, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return true;
+    return argc <= 1;
+}
+
 static inline int test_main(const TestCase *cases, int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) {
+        const TestCase *c = cases;
+        while (c->name != NULL && strcmp(argv[i], c->name) != 0)
+            c++;
+        if (c->name == NULL) {
+            fprintf(stderr, "no test case named %s\n", argv[i]);
+            return 1;
+        }
+    }
     int ran = 0;
     for (const TestCase *c = cases; c->name != NULL; c++) {
-        if (argc > 1 && strcmp(argv[1], c->name) != 0)
+        if (!test_named(c->name, argc, argv))
             continue;
         c->fn();
         printf("ok %s\n", c->name);
         ran++;
     }
     if (ran == 0) {
-        fprintf(stderr, "no test case named %s\n", argc > 1 ? argv[1] : "");
+        fprintf(stderr, "no test cases\n");
         return 1;
     }
     return 0;
