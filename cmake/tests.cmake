@@ -88,6 +88,11 @@ target_compile_definitions(test_tls PRIVATE
 cachert_require_tool(REDIS_SENTINEL_BIN redis-sentinel redis-sentinel)
 add_c_test(sentinel LIBS cachert_engine LABELS c redis)
 add_c_test(journal LIBS cachert_engine)
+# CRC16 and hash tags; two cases check them against a live 6-node Redis
+# Cluster (spec/c/cluster_fixture.h).
+add_c_test(slot LIBS cachert_engine PkgConfig::HIREDIS
+           REDIS_CASES test_slot_agrees_with_cluster_keyslot_on_generated_keys
+                       test_slot_map_of_a_live_cluster_covers_every_slot_once)
 add_c_test(codec src/codec.c LIBS cachert_core PkgConfig::LUAJIT PkgConfig::MSGPACK)
 target_include_directories(test_codec SYSTEM PRIVATE ${LUAJIT_INCLUDE_DIRS})
 
