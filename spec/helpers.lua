@@ -264,6 +264,17 @@ function H.wait_for(cond, seconds)
     return v
 end
 
+--- Polls cond() with plain sleeps (so it works outside tasks too: set-up
+-- of topologies) until it is true or `seconds` pass; returns its last
+-- result.
+function H.poll(cond, seconds)
+    for _ = 1, math.ceil(seconds / 0.05) do
+        if cond() then return true end
+        sh("sleep 0.05")
+    end
+    return cond()
+end
+
 -- -- Background processes and a TCP proxy (spec/redis_fleet_spec.lua) ------
 
 --- True while the process `pid` exists and is not a zombie.

@@ -14,15 +14,7 @@ local S = {}
 S.MASTER = "mymaster"
 S.SETTLE_SECONDS = 20
 
--- Polls cond() (plain sleeps: this runs outside tasks too) until it is
--- true or `seconds` pass; returns its last result.
-local function poll(cond, seconds)
-    for _ = 1, math.ceil(seconds / 0.05) do
-        if cond() then return true end
-        sh("sleep 0.05")
-    end
-    return cond()
-end
+local poll = helpers.poll
 
 -- In TLS mode (helpers.TLS) every process of the topology speaks TLS
 -- only: the data nodes, replication (tls-replication) and the sentinels.
