@@ -1,0 +1,155 @@
+-- spec/cluster_helpers.lua -- a private Redis Cluster for a spec: 6 nodes
+-- on loopback, 3 primaries with one replica each. The same recipe as
+-- spec/c/cluster_fixture.h: each redis-server on a random data port and a
+-- random bus port (--cluster-port: the default, port + 10000, may be taken
+-- or out of range), node timeout 1000 ms, its own temp directory for
+-- nodes.conf; `redis-cli --cluster create ... --cluster-replicas 1
+-- --cluster-yes` joins them; ready when every node says cluster_state:ok
+-- and lists 6 online nodes in CLUSTER SHARDS. Every process is stopped by
+-- its PID (helpers.stop_process). Plain TCP only: TLS mode
+-- (helpers.TLS) does not apply to it yet.
+
+local helpers = require "helpers"
+
+local sh, NO_PRELOAD, poll = helpers.sh, helpers.NO_PRELOAD, helpers.poll
+
+local C = {}
+
+C.NODES = 6
+C.PRIMARIES = 3
+C.SLOT_COUNT = 16384
+C.READY_SECONDS = 30
+
+-- Wall-clock milliseconds (for the start-up times a spec may print).
+local function now_ms()
+    return tonumber((sh("date +%s%3N"):match("%d+")))
+end
+
+-- `s` as one single-quoted shell word.
+local function quote(s)
+    return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- Runs redis-cli on 127.0.0.1:port with `args` (shell words, as typed);
+-- returns its output. Add "-c" to follow MOVED/ASK, "--raw" for bare
+-- values.
+function C.cli(port, args)
+    return (sh(("%sredis-cli -p %d %s"):format(NO_PRELOAD, port, args)))
+end
+local cli = C.cli
+
+local NODE_ARGS = "--cluster-enabled yes --cluster-config-file nodes.conf "
+    .. "--cluster-node-timeout 1000 --repl-diskless-sync-delay 0 "
+    .. "--repl-ping-replica-period 1 --save '' --appendonly no --daemonize no"
+
+-- Starts one node in a fresh directory; returns { port=, bus_port=, pid=,
+-- dir= }.
+local function start_node()
+    local dir = sh("mktemp -d /tmp/cachert-cluster-XXXXXX"):gsub("%s+$", "")
+    for _ = 1, 20 do
+        local port = math.random(20000, 60000)
+        local bus = math.random(20000, 60000)
+        if bus ~= port then
+            local pid = helpers.start_process(
+                ("%sredis-server --bind 127.0.0.1 --port %d --cluster-port %d --dir %s %s")
+                    :format(NO_PRELOAD, port, bus, dir, NODE_ARGS),
+                dir .. "/redis.log")
+            if poll(function()
+                    return not helpers.process_alive(pid) or cli(port, "ping"):match("PONG")
+                end, 5) and helpers.process_alive(pid) then
+                return { port = port, bus_port = bus, pid = pid, dir = dir }
+            end
+            helpers.stop_process(pid) -- a port was taken: try others
+            os.remove(dir .. "/nodes.conf")
+        end
+    end
+    error("could not start a cluster node (see " .. dir .. "/redis.log)")
+end
+
+-- The number of nodes with health "online" in CLUSTER SHARDS on `port`
+-- (--raw prints the nested key, value pairs one per line).
+local function online(port)
+    local n = 0
+    for _ in cli(port, "--raw CLUSTER SHARDS"):gmatch("\nhealth\nonline\n") do
+        n = n + 1
+    end
+    return n
+end
+
+--- True when every node of `topo` says cluster_state:ok and sees all 6
+-- nodes online.
+function C.ready(topo)
+    for _, node in ipairs(topo.nodes) do
+        if not cli(node.port, "CLUSTER INFO"):match("cluster_state:ok")
+            or online(node.port) ~= C.NODES then
+            return false
+        end
+    end
+    return true
+end
+
+--- The ports of the nodes whose ROLE is master right now, ascending.
+function C.primary_ports(topo)
+    local ports = {}
+    for _, node in ipairs(topo.nodes) do
+        if cli(node.port, "--raw ROLE"):match("^master") then
+            ports[#ports + 1] = node.port
+        end
+    end
+    table.sort(ports)
+    return ports
+end
+
+--- Starts the cluster (see the top). Returns { nodes = { {port=,
+-- bus_port=, pid=, dir=}, ... }, addrs = {"127.0.0.1:p", ...},
+-- primaries = { port, ... } (at start, ascending), create_ms=, ready_ms=
+-- (from the first node's start) }; stop it with C.stop(topo), also after a
+-- failed start (C.start stops what it started before raising).
+function C.start()
+    local topo = { nodes = {}, addrs = {} }
+    local t0 = now_ms()
+    local ok, err = pcall(function()
+        for i = 1, C.NODES do
+            topo.nodes[i] = start_node()
+            topo.addrs[i] = "127.0.0.1:" .. topo.nodes[i].port
+        end
+        local out, status = sh(("%stimeout 30 redis-cli --cluster create %s "
+                                .. "--cluster-replicas 1 --cluster-yes")
+                               :format(NO_PRELOAD, table.concat(topo.addrs, " ")))
+        assert(status == 0, "redis-cli --cluster create failed: " .. out)
+        topo.create_ms = now_ms() - t0
+        assert(poll(function() return C.ready(topo) end, C.READY_SECONDS),
+               "the cluster did not become ready")
+        topo.ready_ms = now_ms() - t0
+        topo.primaries = C.primary_ports(topo)
+        assert(#topo.primaries == C.PRIMARIES,
+               ("%d primaries, expected %d"):format(#topo.primaries, C.PRIMARIES))
+    end)
+    if not ok then
+        C.stop(topo)
+        error(err, 0)
+    end
+    return topo
+end
+
+--- The slot of `key` (a text key: it goes through the shell) as the
+-- node on `port` (default the first node) computes it: CLUSTER KEYSLOT.
+function C.slot_of(topo, key, port)
+    local out = cli(port or topo.nodes[1].port, "CLUSTER KEYSLOT " .. quote(key))
+    return (assert(tonumber(out:match("%d+")), "CLUSTER KEYSLOT: " .. out))
+end
+
+--- Stops every node by its PID and removes its directory. Safe to call
+-- twice.
+function C.stop(topo)
+    if not topo then return end
+    for _, node in ipairs(topo.nodes) do
+        helpers.stop_process(node.pid)
+        if node.dir and node.dir:match("^/tmp/cachert%-cluster%-") then
+            sh("rm -rf " .. node.dir)
+        end
+        node.dir = nil
+    end
+end
+
+return C
