@@ -183,6 +183,21 @@ describe("Sentinel settings from the environment #redis", function()
         assert.are.equal("1\n", topo.primary.cli("EXISTS example:sentinel:profile:1"))
     end)
 
+    it("reports TLS settings that cannot be loaded, without hanging connect()", function()
+        -- the files are readable (config checks that) but the key is not
+        -- the certificate's: OpenSSL refuses them when the round starts
+        local certs = helpers.tls_certs()
+        local out, code = helpers.sh(("timeout -s KILL 20 env REDIS_SENTINELS=%s "
+            .. "REDIS_SENTINEL_MASTER=%s "
+            .. "REDIS_TLS=yes REDIS_TLS_CA_FILE=%s/ca.pem REDIS_TLS_CERT_FILE=%s/client.pem "
+            .. "REDIS_TLS_KEY_FILE=%s/server.key CACHE_EXIT_FLUSH_TIMEOUT=0 %s -e "
+            .. "'local c = require \"cache\"; print(c.connect(), c.stats().last_error)'")
+            :format(table.concat(topo.addrs, ","), topology.MASTER, certs, certs, certs,
+                    helpers.cachert_bin()))
+        assert.are.equal(0, code, out)
+        assert.matches("false\tTLS error: TLS: ", out, 1, true)
+    end)
+
     it("connects with a redis+sentinel:// URL naming the master and the db", function()
         local url = ("redis+sentinel://%s/%s/2"):format(table.concat(topo.addrs, ","),
                                                         topology.MASTER)

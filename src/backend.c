@@ -55,9 +55,10 @@ static void standalone_fail(Backend *b, int status, const char *message)
     pool_fail(pool_of(b), status, message);
 }
 
-/* The pool frees itself once its handles are closed; the wrapper holds
-** no handle, so it goes once the pool's last callback has run (those
-** callbacks may still call the backend). */
+/* The pool frees itself once its handles are closed. The wrapper goes
+** right after pool_close() has run the pending callbacks (which may still
+** call the backend); nothing keeps a pointer to it afterwards (the engine
+** forgets its backend when closing it, and the pool never points back). */
 static void standalone_close(Backend *b)
 {
     pool_close(pool_of(b));

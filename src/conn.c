@@ -412,8 +412,11 @@ static void on_write(uv_write_t *req, int status)
     if (c->tls == NULL)
         return;
     send_tls(c); /* records produced while this write was in flight */
-    /* The TLS handshake's last write delayed the Redis handshake's. */
-    if (!c->writing && c->state == CONN_HANDSHAKE)
+    /* Bytes that waited behind it: the Redis handshake after the TLS
+    ** handshake's last write, or commands held until READY whose flush
+    ** found a TLS record going out (a connection without a pool has no
+    ** flush hook to send them later). */
+    if (!c->writing && (c->state == CONN_HANDSHAKE || c->state == CONN_READY))
         conn_flush(c);
 }
 
@@ -990,7 +993,8 @@ static bool encrypt_out(Conn *c)
 
 bool conn_flush(Conn *c)
 {
-    if (c->writing || c->out.len == 0 ||
+    if (c->writing || c->out.len == 0 || c->write_error != 0 ||
+        c->tls_write_error ||
         (c->state != CONN_READY && c->state != CONN_HANDSHAKE))
         return false;
     if (c->tls != NULL ? !encrypt_out(c) || !start_write(c, &c->cout)

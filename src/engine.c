@@ -12,11 +12,11 @@
 ** in the journal until Redis has been told to forget it.
 **
 ** While recovering (MODE_RECOVERING: the probe and the journal's replay,
-** recovery.c), reads come from memory; writes go to Redis at once (and to
-*memory,
-** see mirror_to_memory), so nobody waits for a replay and nothing new is
-** journaled while it runs: one round ends it, however busy the writers
-** (a write that fails is journaled and the replay fails with it).
+** recovery.c), reads come from memory; writes go to Redis at once (and
+** to memory, see mirror_to_memory), so nobody waits for a replay and
+** nothing new is journaled while it runs: one round ends it, however busy
+** the writers (a write that fails is journaled and the replay fails with
+** it).
 */
 #include "engine.h"
 

@@ -25,9 +25,9 @@
 ** While it replays, reads come from the memory store, and writes go to
 ** Redis at once (and to the memory store, so the process reads its own
 ** writes until the switch): nobody waits for the replay. A replayed UNLINK
-** may remove a value written meanwhile: a miss, never an old value. Writes made
-*before
-** the first engine_connect() are journaled like outage writes: Redis may
+** may remove a value written meanwhile: a miss, never an old value. Writes
+** made before the first engine_connect() are journaled like outage writes:
+*Redis may
 ** hold older values from an earlier run.
 **
 ** Size: a set whose key + value exceed max_value_bytes is refused before

@@ -144,9 +144,9 @@ typedef void (*pool_reply_cb)(void *ud, int status, const redisReply *reply);
 ** negative CR_E* code when it went down or could not come up (CR_EAUTH for
 ** a rejected password, user or database, CR_EREJECTED for another refusal
 ** of the handshake such as "max number of clients reached",
-** CR_ECONNREFUSED, CR_ETIMEDOUT, CR_ETLS, ...), with a human-readable message
-*that
-** keeps the server's own text (valid during the callback only). Called
+** CR_ECONNREFUSED, CR_ETIMEDOUT, CR_ETLS, ...), with a human-readable
+** message that keeps the server's own text (valid during the callback only).
+*Called
 ** from loop callbacks only. */
 typedef void (*pool_state_cb)(void *ud, int status, const char *message);
 

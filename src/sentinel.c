@@ -171,6 +171,18 @@ static void fail_round(Sentinel *s, int code, const char *message)
     uv_unref((uv_handle_t *)&s->retry_timer);
 }
 
+/* A round that failed inside backend_connect() (or another caller that
+** is not a loop callback): on_state must not run there, so the retry
+** timer reports `code` and round_msg on the next loop turn. */
+static void report_later(Sentinel *s, int code)
+{
+    s->first_error = code;
+    s->report_pending = true;
+    s->state = ST_WAITING;
+    uv_timer_start(&s->retry_timer, on_retry, 0, 0);
+    uv_ref((uv_handle_t *)&s->retry_timer);
+}
+
 static void on_retry(uv_timer_t *t)
 {
     Sentinel *s = t->data;
@@ -448,13 +460,9 @@ static void ask(Sentinel *s)
         c = NULL;
     }
     if (c == NULL) { /* out of memory: reported from the retry timer */
-        s->first_error = CR_ENOMEM;
         snprintf(s->round_msg, sizeof(s->round_msg), "%s",
                  cr_strerror(CR_ENOMEM));
-        s->report_pending = true;
-        s->state = ST_WAITING;
-        uv_timer_start(&s->retry_timer, on_retry, 0, 0);
-        uv_ref((uv_handle_t *)&s->retry_timer);
+        report_later(s, CR_ENOMEM);
         return;
     }
     s->query = c; /* held until the handshake is done, then written */
@@ -480,7 +488,7 @@ static void start_round(Sentinel *s, size_t first)
     s->report_pending = false;
     close_query(s);
     if (!load_tls(s)) {
-        fail_round(s, CR_ETLS, s->round_msg);
+        report_later(s, CR_ETLS);
         return;
     }
     s->state = ST_ASKING;

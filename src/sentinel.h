@@ -54,12 +54,14 @@
 ** (100 ms at first), so a primary that drops every connection cannot make
 ** the backend spin.
 **
-** nodes() is 1. TLS (cfg->pool.tls) applies to the data nodes only: the
-** sentinel connections are plain TCP.
+** nodes() is 1. TLS (cfg->pool.tls) applies to the sentinel connections
+** too, with the same CA and client certificate; their names are checked
+** against each sentinel's own host (server_name is the data nodes').
 **
 ** Loop liveness: as the pool's. Queries keep the loop alive while they
-** wait for an answer; the retry and subscription timers and the idle
-** subscription do not.
+** wait for an answer, and so does a subscription attempt until its
+** SUBSCRIBE is answered (connect_timeout_ms bounds it); the retry and
+** subscription timers and the idle subscription do not.
 */
 #ifndef CACHERT_SENTINEL_H
 #define CACHERT_SENTINEL_H

@@ -121,6 +121,9 @@ TlsContext *tls_context_new(const TlsConfig *cfg, char *err, size_t errlen)
     t->verify = cfg->verify;
     t->anonymous = cfg->cert_file == NULL;
     SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+    /* A TLS 1.2 renegotiation would turn a write into "want read": refused
+    ** outright, it fails with a clear alert instead. */
+    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION);
     /* Idle connections keep no read/write buffers (~34 KiB each). */
     SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_verify(t->ctx, cfg->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
@@ -193,6 +196,14 @@ TlsSession *tls_session_new(TlsContext *ctx, const char *host,
 {
     ERR_clear_error();
     const char *name = server_name != NULL ? server_name : host;
+    if (ctx->verify && (name == NULL || name[0] == '\0')) {
+        /* SSL_set1_host("") would check the chain only: any certificate
+        ** a trusted CA signed would pass. */
+        snprintf(err, errlen, "no server name to verify");
+        return NULL;
+    }
+    if (name == NULL)
+        name = "";
     TlsSession *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -216,11 +227,15 @@ TlsSession *tls_session_new(TlsContext *ctx, const char *host,
 
     bool ip = is_ip_literal(name);
     int ok = 1;
-    if (!ip) /* SNI carries DNS names only (RFC 6066) */
+    if (!ip && name[0] != '\0') /* SNI carries DNS names only (RFC 6066) */
         ok = SSL_set_tlsext_host_name(s->ssl, name);
-    if (ok == 1 && ctx->verify)
-        ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), name)
-                : SSL_set1_host(s->ssl, name);
+    if (ok == 1 && ctx->verify && !ip) {
+        /* "f*.example.com" is no certificate name we accept */
+        SSL_set_hostflags(s->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = SSL_set1_host(s->ssl, name);
+    } else if (ok == 1 && ctx->verify) {
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), name);
+    }
     if (ok != 1) {
         snprintf(err, errlen, "cannot use server name %s: %s", name,
                  queue_reason("invalid name", NULL));
