@@ -80,10 +80,14 @@ local VERSION_LINE = "cachert " .. sched._VERSION .. " -- " .. jit.version .. "\
 -- wants to interrupt it.
 local PRELUDE = [[
 local DIR = ...
+-- Written under another name, then renamed: a reader polling for the file
+-- sees it whole or not at all, never created and still empty.
 local function put(name, text)
-    local f = assert(io.open(DIR .. "/" .. name, "wb"))
+    local path = DIR .. "/" .. name
+    local f = assert(io.open(path .. ".tmp", "wb"))
     f:write(text)
     f:close()
+    assert(os.rename(path .. ".tmp", path))
 end
 local function get(name)
     local f = io.open(DIR .. "/" .. name, "rb")
