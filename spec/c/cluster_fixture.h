@@ -220,23 +220,9 @@ static inline bool cluster_fixture_create(ClusterFixture *cf)
     argv[argc++] = "--cluster-yes";
     argv[argc] = NULL;
 
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = redis_fixture_exec(argv);
     if (pid < 0)
         return false;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, STDIN_FILENO);
-            dup2(devnull, STDOUT_FILENO);
-            close(devnull);
-        }
-        execvp("redis-cli", (char *const *)argv);
-        _exit(127);
-    }
     int status = 0;
     for (int waited = 0; waited < CLUSTER_FIXTURE_CREATE_MS; waited += 10) {
         if (waitpid(pid, &status, WNOHANG) == pid)

@@ -263,6 +263,28 @@ static inline void redis_fixture_stop(RedisFixture *fx)
     redis_fixture_kill(fx, SIGTERM);
 }
 
+/* Runs argv[0] (looked up on PATH) with argv in a child whose stdin and
+** stdout are /dev/null and that dies with the test (PR_SET_PDEATHSIG).
+** Returns its PID, or -1 when fork failed. */
+static inline pid_t redis_fixture_exec(const char *const *argv)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127); /* the test already died */
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+        dup2(devnull, STDIN_FILENO);
+        dup2(devnull, STDOUT_FILENO);
+        close(devnull);
+    }
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
 /* Starts the server on fx->port; false when it died or stayed silent. */
 static inline bool redis_fixture_spawn(RedisFixture *fx)
 {
@@ -302,23 +324,9 @@ static inline bool redis_fixture_spawn(RedisFixture *fx)
         argv[argc++] = fx->extra[i];
     argv[argc] = NULL;
 
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = redis_fixture_exec(argv);
     if (pid < 0)
         return false;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127); /* the test already died */
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, STDIN_FILENO);
-            dup2(devnull, STDOUT_FILENO);
-            close(devnull);
-        }
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
     fx->pid = pid;
     char line[128];
     for (int waited = 0; waited < REDIS_FIXTURE_START_MS; waited += 10) {

@@ -169,23 +169,10 @@ static inline bool sentinel_fixture_spawn(SentinelFixture *sf, size_t i)
         sp->port = redis_fixture_free_port();
         if (sp->port <= 0 || !sentinel_fixture_write_conf(sf, sp))
             continue;
-        pid_t parent = getpid();
-        pid_t pid = fork();
+        const char *const argv[] = {"redis-sentinel", sp->conf, NULL};
+        pid_t pid = redis_fixture_exec(argv);
         if (pid < 0)
             return false;
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != parent)
-                _exit(127);
-            int devnull = open("/dev/null", O_RDWR);
-            if (devnull >= 0) {
-                dup2(devnull, STDIN_FILENO);
-                dup2(devnull, STDOUT_FILENO);
-                close(devnull);
-            }
-            execlp("redis-sentinel", "redis-sentinel", sp->conf, (char *)NULL);
-            _exit(127);
-        }
         sp->pid = pid;
         char line[128];
         for (int waited = 0; waited < REDIS_FIXTURE_START_MS; waited += 10) {
