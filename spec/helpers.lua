@@ -415,6 +415,62 @@ function H.manager_maker(defaults)
     return manager, disconnect_all
 end
 
+--- A load that checks itself: `count` tasks (call inside a task) set,
+-- delete and read their own keys on manager `c` until H.stop_model_load,
+-- each read checked against a model: r.model[key] is the last value
+-- written (false: deleted). Keys are "t<task>:<r.phase><n % 5>" (the
+-- caller may change r.phase, e.g. after an outage); of every 10 operations
+-- 4 are sets, `deletes` deletes, the rest gets. Counts r.ops and records
+-- r.stale_reads and r.task_errors (anything raised). Returns the load.
+function H.start_model_load(c, r, count, deletes)
+    r.model, r.stale_reads, r.task_errors, r.ops = r.model or {}, {}, {}, 0
+    r.phase = r.phase or "k"
+    local model = r.model
+    local load = { running = true, tasks = {} }
+    local sched = require "cachert"
+    for t = 1, count do
+        load.tasks[t] = sched.spawn(function()
+            local n = 0
+            while load.running do
+                n = n + 1
+                local key = ("t%d:%s%d"):format(t, r.phase, n % 5)
+                local dice = (n * 7 + t) % 10
+                local ok, err = pcall(function()
+                    if dice < 4 then
+                        local v = ("v%d-%d"):format(t, n)
+                        c:set(key, v, 0)
+                        model[key] = v
+                    elseif dice < 4 + deletes then
+                        c:delete(key)
+                        model[key] = false
+                    else
+                        local v, found = c:get(key)
+                        if found and v ~= model[key] then
+                            r.stale_reads[#r.stale_reads + 1] =
+                                ("%s: got %s, model %s"):format(
+                                    key, tostring(v), tostring(model[key]))
+                        end
+                    end
+                end)
+                r.ops = r.ops + 1
+                if not ok then r.task_errors[#r.task_errors + 1] = err end
+                sched.sleep(0.002)
+            end
+        end)
+    end
+    return load
+end
+
+--- Stops the load and joins its tasks; a task that raised is recorded in
+-- r.task_errors.
+function H.stop_model_load(load, r)
+    load.running = false
+    for _, task in ipairs(load.tasks) do
+        local ok, err = pcall(task.join, task)
+        if not ok then r.task_errors[#r.task_errors + 1] = err end
+    end
+end
+
 package.loaded["spec.helpers"] = H
 package.loaded["helpers"] = H
 return H

@@ -39,46 +39,13 @@ describe("when Redis is killed with SIGKILL under load and restarted #redis", fu
         server = helpers.start_redis("--appendonly yes --appendfsync always")
         c = manager(server, { namespace = "fo:" })
         r.connected = c:connect()
-        r.task_errors, r.stale_reads, r.model, r.ops = {}, {}, {}, 0
-        local model = r.model
-        local running, restarted = true, false
         in_task(function()
             -- given: 100 tasks, each owning its keys, writing, deleting and
             -- reading them continuously; the model says what each key
             -- must hold (false: deleted). Once the server is restarted the
             -- tasks move to other keys (r*), so the k* keys keep what the
             -- outage left: the journal's replay must invalidate them.
-            local tasks = {}
-            for t = 1, 100 do
-                tasks[t] = sched.spawn(function()
-                    local n = 0
-                    while running do
-                        n = n + 1
-                        local key = ("t%d:%s%d"):format(t, restarted and "r" or "k", n % 5)
-                        local dice = (n * 7 + t) % 10
-                        local ok, err = pcall(function()
-                            if dice < 4 then
-                                local v = ("v%d-%d"):format(t, n)
-                                c:set(key, v, 0)
-                                model[key] = v
-                            elseif dice < 5 then
-                                c:delete(key)
-                                model[key] = false
-                            else
-                                local v, found = c:get(key)
-                                if found and v ~= model[key] then
-                                    r.stale_reads[#r.stale_reads + 1] =
-                                        ("%s: got %s, model %s"):format(
-                                            key, tostring(v), tostring(model[key]))
-                                end
-                            end
-                        end)
-                        r.ops = r.ops + 1
-                        if not ok then r.task_errors[#r.task_errors + 1] = err end
-                        sched.sleep(0.002)
-                    end
-                end)
-            end
+            local load = helpers.start_model_load(c, r, 100, 1)
             -- when: the server is killed, stays down, and comes back
             sched.sleep(0.5)
             r.ops_before_kill = r.ops
@@ -86,16 +53,12 @@ describe("when Redis is killed with SIGKILL under load and restarted #redis", fu
             sched.sleep(0.5)
             r.ops_in_outage = r.ops - r.ops_before_kill
             r.using_redis_in_outage = c:stats().using_redis
-            restarted = true
+            r.phase = "r"
             helpers.restart_redis(server)
             -- the load goes on until the manager is back on Redis
             r.recovered_under_load = wait_for(recovered(c), RECOVERY_DEADLINE)
             sched.sleep(0.2)
-            running = false
-            for t = 1, 100 do
-                local ok, err = pcall(tasks[t].join, tasks[t])
-                if not ok then r.task_errors[#r.task_errors + 1] = err end
-            end
+            helpers.stop_model_load(load, r)
             r.recovered = wait_for(recovered(c), RECOVERY_DEADLINE)
         end)
     end)

@@ -21,46 +21,14 @@ local RECOVERY_DEADLINE = 15
 -- model says what each must hold; false: deleted) while `trigger(topo)`
 -- fails the primary over. Returns what it observed.
 local function run_scenario(topo, trigger, name)
-    local r = { task_errors = {}, stale_reads = {}, model = {}, ops = 0 }
+    local r = {}
     local c = cache.new { sentinels = topo.addrs, sentinel_master = topology.MASTER,
                           namespace = "sn:", timeout = 0.5, command_timeout = 0.5,
                           pool_size = 4, tls = helpers.tls_option(topo.primary) }
     r.manager = c
     r.connected = c:connect()
-    local model = r.model
     in_task(function()
-        local running, phase = true, "k"
-        local tasks = {}
-        for t = 1, 100 do
-            tasks[t] = sched.spawn(function()
-                local n = 0
-                while running do
-                    n = n + 1
-                    local key = ("t%d:%s%d"):format(t, phase, n % 5)
-                    local dice = (n * 7 + t) % 10
-                    local ok, err = pcall(function()
-                        if dice < 4 then
-                            local v = ("v%d-%d"):format(t, n)
-                            c:set(key, v, 0)
-                            model[key] = v
-                        elseif dice < 6 then
-                            c:delete(key)
-                            model[key] = false
-                        else
-                            local v, found = c:get(key)
-                            if found and v ~= model[key] then
-                                r.stale_reads[#r.stale_reads + 1] =
-                                    ("%s: got %s, model %s"):format(
-                                        key, tostring(v), tostring(model[key]))
-                            end
-                        end
-                    end)
-                    r.ops = r.ops + 1
-                    if not ok then r.task_errors[#r.task_errors + 1] = err end
-                    sched.sleep(0.002)
-                end
-            end)
-        end
+        local load = helpers.start_model_load(c, r, 100, 2)
         sched.sleep(0.5)
         r.ops_before = r.ops
         local reconnects = c:stats().reconnects
@@ -75,13 +43,9 @@ local function run_scenario(topo, trigger, name)
         end, RECOVERY_DEADLINE)
         r.went_down = c:stats().reconnects > reconnects
         r.seconds = sched.now() - t0
-        phase = "r"          -- writes after the switch go to new keys
+        r.phase = "r"        -- writes after the switch go to new keys
         sched.sleep(0.5)
-        running = false
-        for t = 1, 100 do
-            local ok, err = pcall(tasks[t].join, tasks[t])
-            if not ok then r.task_errors[#r.task_errors + 1] = err end
-        end
+        helpers.stop_model_load(load, r)
         r.after_set = c:set("after:switch", "new", 0)
     end)
     print(("%s: back on Redis (the promoted replica) %.2f s after the trigger; "
