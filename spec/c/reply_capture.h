@@ -112,6 +112,23 @@ static inline void on_load_tick(uv_timer_t *t)
     }
 }
 
+/* Starts the load on *pool: 20 SETs every millisecond of `loop`. */
+static inline void load_start(Load *l, uv_loop_t *loop, Pool **pool)
+{
+    memset(l, 0, sizeof(*l));
+    l->pool = pool;
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    uv_timer_start(&l->timer, on_load_tick, 1, 1);
+}
+
+/* Stops it; the timer is closed on the loop's next run. */
+static inline void load_stop(Load *l)
+{
+    uv_timer_stop(&l->timer);
+    uv_close((uv_handle_t *)&l->timer, NULL);
+}
+
 /* Runs the loop for `ms`. */
 static void run_for(uv_loop_t *loop, uint64_t ms)
 {

@@ -368,11 +368,7 @@ static void test_tls_pool_survives_a_server_killed_and_restarted(void)
     open_pool(&h, &cfg);
     ASSERT_EQ_INT(CR_OK, h.states[0]);
     Load load;
-    memset(&load, 0, sizeof(load));
-    load.pool = &h.pool;
-    uv_timer_init(&h.loop, &load.timer);
-    load.timer.data = &load;
-    uv_timer_start(&load.timer, on_load_tick, 1, 1);
+    load_start(&load, &h.loop, &h.pool);
     ASSERT_TRUE(wait_count(&h.loop, &load.ok, 500, 5000));
 
     redis_fixture_kill(&h.fx, SIGKILL);
@@ -387,8 +383,7 @@ static void test_tls_pool_survives_a_server_killed_and_restarted(void)
     ASSERT_TRUE(wait_count(&h.loop, &h.ready, 2, 8000));
     int ok_before = load.ok;
     ASSERT_TRUE(wait_count(&h.loop, &load.ok, ok_before + 200, 5000));
-    uv_timer_stop(&load.timer);
-    uv_close((uv_handle_t *)&load.timer, NULL);
+    load_stop(&load);
     expect_pong(&h);
     finish(&h);
     ASSERT_EQ_INT(load.issued, load.ok + load.failed); /* exactly once each */
