@@ -7,7 +7,6 @@
 #include <stdlib.h>
 
 #include "sentinel.h"
-#include "status.h"
 
 typedef struct Standalone {
     Backend base;
@@ -27,21 +26,6 @@ static void standalone_connect(Backend *b)
 static int standalone_command(Backend *b, int argc, const char **argv,
                               const size_t *argvlen, pool_reply_cb cb, void *ud)
 {
-    return pool_command(pool_of(b), argc, argv, argvlen, cb, ud);
-}
-
-static size_t standalone_nodes(const Backend *b)
-{
-    (void)b;
-    return 1;
-}
-
-static int standalone_node_command(Backend *b, size_t node, int argc,
-                                   const char **argv, const size_t *argvlen,
-                                   pool_reply_cb cb, void *ud)
-{
-    if (node != 0)
-        return CR_EINVAL;
     return pool_command(pool_of(b), argc, argv, argvlen, cb, ud);
 }
 
@@ -66,9 +50,11 @@ static void standalone_close(Backend *b)
 }
 
 static const BackendVtbl standalone_vtbl = {
-    standalone_connect,      standalone_command, standalone_nodes,
-    standalone_node_command, standalone_ready,   standalone_fail,
-    standalone_close,
+    .connect = standalone_connect,
+    .command = standalone_command, /* one node: no nodes / node_command */
+    .ready = standalone_ready,
+    .fail = standalone_fail,
+    .close = standalone_close,
 };
 
 Backend *backend_new(uv_loop_t *loop, const RedisConfig *cfg,

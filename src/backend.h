@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "pool.h"
+#include "status.h"
 
 typedef struct Backend Backend;
 
@@ -58,6 +59,7 @@ typedef struct BackendVtbl {
     void (*connect)(Backend *b);
     int (*command)(Backend *b, int argc, const char **argv,
                    const size_t *argvlen, pool_reply_cb cb, void *ud);
+    /* NULL for a backend of one node: node 0 takes command(). */
     size_t (*nodes)(const Backend *b);
     int (*node_command)(Backend *b, size_t node, int argc, const char **argv,
                         const size_t *argvlen, pool_reply_cb cb, void *ud);
@@ -92,7 +94,7 @@ static inline int backend_command(Backend *b, int argc, const char **argv,
 /* Nodes a keyspace-wide command must visit (1 but for a Cluster). */
 static inline size_t backend_nodes(const Backend *b)
 {
-    return b->vt->nodes(b);
+    return b->vt->nodes != NULL ? b->vt->nodes(b) : 1;
 }
 
 /* A keyless command (SCAN) for node `node` < backend_nodes(). */
@@ -100,7 +102,10 @@ static inline int backend_node_command(Backend *b, size_t node, int argc,
                                        const char **argv, const size_t *argvlen,
                                        pool_reply_cb cb, void *ud)
 {
-    return b->vt->node_command(b, node, argc, argv, argvlen, cb, ud);
+    if (b->vt->node_command != NULL)
+        return b->vt->node_command(b, node, argc, argv, argvlen, cb, ud);
+    return node == 0 ? b->vt->command(b, argc, argv, argvlen, cb, ud)
+                     : CR_EINVAL;
 }
 
 /* True when commands can be sent. */

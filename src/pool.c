@@ -51,10 +51,7 @@ typedef struct Slot {
 struct Pool {
     uv_loop_t *loop;
     ConnConfig conn_cfg; /* points at the copies below */
-    char *host;
-    char *username;
-    char *password;
-    TlsConfig tls;       /* its strings are copies, freed with the pool */
+    PoolConfig cfg;      /* a copy (pool_config_copy), freed with the pool */
     TlsContext *tls_ctx; /* NULL: plain, or not loaded yet (see pool.h) */
     size_t size;
     Slot *slots;
@@ -80,13 +77,7 @@ struct Pool {
 static void free_members(Pool *p)
 {
     free(p->slots);
-    free(p->host);
-    free(p->username);
-    free(p->password);
-    free((char *)p->tls.ca_file);
-    free((char *)p->tls.cert_file);
-    free((char *)p->tls.key_file);
-    free((char *)p->tls.server_name);
+    pool_config_free(&p->cfg);
     tls_context_free(p->tls_ctx);
 }
 
@@ -116,16 +107,6 @@ static void close_conns(Pool *p)
         if (c != NULL)
             conn_close(c);
     }
-}
-
-static char *copy_string(const char *s, bool *oom)
-{
-    if (s == NULL)
-        return NULL;
-    char *d = strdup(s);
-    if (d == NULL)
-        *oom = true;
-    return d;
 }
 
 /* -- State machine ------------------------------------------------------ */
@@ -207,8 +188,8 @@ static void on_conn_state(void *ud, Conn *c, int status, const char *message)
             return;
         p->state = POOL_READY;
         p->ready_ms = uv_now(p->loop);
-        snprintf(p->errstr, sizeof(p->errstr), "connected to %s:%d", p->host,
-                 p->conn_cfg.port);
+        snprintf(p->errstr, sizeof(p->errstr), "connected to %s:%d",
+                 p->cfg.host, p->conn_cfg.port);
         p->in_callback++;
         p->on_state(p->ud, CR_OK, p->errstr);
         p->in_callback--;
@@ -227,10 +208,10 @@ static void on_conn_state(void *ud, Conn *c, int status, const char *message)
 ** since the last attempt). False, with the message in errstr, on failure. */
 static bool load_tls(Pool *p)
 {
-    if (!p->tls.enabled || p->tls_ctx != NULL)
+    if (!p->cfg.tls.enabled || p->tls_ctx != NULL)
         return true;
     char err[CONN_ERRSTR_SIZE - 8];
-    p->tls_ctx = tls_context_new(&p->tls, err, sizeof(err));
+    p->tls_ctx = tls_context_new(&p->cfg.tls, err, sizeof(err));
     p->conn_cfg.tls = p->tls_ctx;
     if (p->tls_ctx == NULL)
         snprintf(p->errstr, sizeof(p->errstr), "TLS: %s", err);
@@ -284,36 +265,70 @@ static void on_flush(uv_prepare_t *h)
 
 /* -- Public API --------------------------------------------------------- */
 
+static char *copy_string(const char *s, bool *oom)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        *oom = true;
+    return d;
+}
+
+bool pool_config_copy(PoolConfig *dst, const PoolConfig *src)
+{
+    bool oom = false;
+    *dst = *src;
+    dst->host = copy_string(src->host, &oom);
+    dst->username = copy_string(src->username, &oom);
+    dst->password = copy_string(src->password, &oom);
+    dst->tls.ca_file = copy_string(src->tls.ca_file, &oom);
+    dst->tls.cert_file = copy_string(src->tls.cert_file, &oom);
+    dst->tls.key_file = copy_string(src->tls.key_file, &oom);
+    dst->tls.server_name = copy_string(src->tls.server_name, &oom);
+    if (oom) {
+        pool_config_free(dst);
+        return false;
+    }
+    return true;
+}
+
+void pool_config_free(PoolConfig *cfg)
+{
+    free((char *)cfg->host);
+    free((char *)cfg->username);
+    free((char *)cfg->password);
+    free((char *)cfg->tls.ca_file);
+    free((char *)cfg->tls.cert_file);
+    free((char *)cfg->tls.key_file);
+    free((char *)cfg->tls.server_name);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
 Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
                void *ud)
 {
     Pool *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return NULL;
-    bool oom = false;
     p->size = cfg->size > 0 ? cfg->size : 1;
     p->slots = calloc(p->size, sizeof(*p->slots));
-    p->host = copy_string(cfg->host != NULL ? cfg->host : "localhost", &oom);
-    p->username = copy_string(cfg->username, &oom);
-    p->password = copy_string(cfg->password, &oom);
-    p->tls = cfg->tls;
-    p->tls.ca_file = copy_string(cfg->tls.ca_file, &oom);
-    p->tls.cert_file = copy_string(cfg->tls.cert_file, &oom);
-    p->tls.key_file = copy_string(cfg->tls.key_file, &oom);
-    p->tls.server_name = copy_string(cfg->tls.server_name, &oom);
-    if (oom || p->slots == NULL) {
-        free_members(p);
+    PoolConfig named = *cfg;
+    if (named.host == NULL)
+        named.host = "localhost";
+    if (p->slots == NULL || !pool_config_copy(&p->cfg, &named)) {
+        free(p->slots);
         free(p);
         return NULL;
     }
-    p->conn_cfg.host = p->host;
+    p->conn_cfg.host = p->cfg.host;
     p->conn_cfg.port = cfg->port;
     p->conn_cfg.db = cfg->db;
-    p->conn_cfg.username = p->username;
-    p->conn_cfg.password = p->password;
+    p->conn_cfg.username = p->cfg.username;
+    p->conn_cfg.password = p->cfg.password;
     p->conn_cfg.connect_timeout_ms = cfg->connect_timeout_ms;
     p->conn_cfg.command_timeout_ms = cfg->command_timeout_ms;
-    p->conn_cfg.tls_server_name = p->tls.server_name;
+    p->conn_cfg.tls_server_name = p->cfg.tls.server_name;
     /* Loaded once here; a failure is reported by the first attempt. */
     load_tls(p);
     p->loop = loop;

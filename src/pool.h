@@ -150,6 +150,12 @@ typedef void (*pool_reply_cb)(void *ud, int status, const redisReply *reply);
 ** from loop callbacks only. */
 typedef void (*pool_state_cb)(void *ud, int status, const char *message);
 
+/* A deep copy of `src` into `dst`: every string duplicated (NULL stays
+** NULL). False when out of memory, with nothing left to free. Release it
+** with pool_config_free(). */
+bool pool_config_copy(PoolConfig *dst, const PoolConfig *src);
+void pool_config_free(PoolConfig *cfg);
+
 /* Creates a pool (not yet connecting). Returns NULL when out of memory. */
 Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
                void *ud);

@@ -47,13 +47,7 @@ typedef struct Sentinel {
     void *ud;
 
     /* Configuration: owned copies. */
-    PoolConfig pool_cfg; /* host and port unused: the address named */
-    char *pool_username;
-    char *pool_password;
-    char *tls_ca;
-    char *tls_cert;
-    char *tls_key;
-    char *tls_name;
+    PoolConfig pool_cfg;  /* a copy; host and port unused: the address named */
     RedisAddr *sentinels; /* hosts owned */
     size_t nsentinels;
     char *master;
@@ -111,12 +105,7 @@ static void free_sentinel(Sentinel *s)
     for (size_t i = 0; i < s->nsentinels; i++)
         free((char *)s->sentinels[i].host);
     free(s->sentinels);
-    free(s->pool_username);
-    free(s->pool_password);
-    free(s->tls_ca);
-    free(s->tls_cert);
-    free(s->tls_key);
-    free(s->tls_name);
+    pool_config_free(&s->pool_cfg);
     free(s->master);
     free(s->sentinel_username);
     free(s->sentinel_password);
@@ -727,21 +716,6 @@ static int sentinel_command(Backend *b, int argc, const char **argv,
     return pool_command(s->pool, argc, argv, argvlen, cb, ud);
 }
 
-static size_t sentinel_nodes(const Backend *b)
-{
-    (void)b;
-    return 1;
-}
-
-static int sentinel_node_command(Backend *b, size_t node, int argc,
-                                 const char **argv, const size_t *argvlen,
-                                 pool_reply_cb cb, void *ud)
-{
-    if (node != 0)
-        return CR_EINVAL;
-    return sentinel_command(b, argc, argv, argvlen, cb, ud);
-}
-
 static bool sentinel_ready(const Backend *b)
 {
     const Sentinel *s = (const Sentinel *)b;
@@ -778,8 +752,11 @@ static void sentinel_close(Backend *b)
 }
 
 static const BackendVtbl sentinel_vtbl = {
-    sentinel_connect, sentinel_command, sentinel_nodes, sentinel_node_command,
-    sentinel_ready,   sentinel_fail,    sentinel_close,
+    .connect = sentinel_connect,
+    .command = sentinel_command, /* one node: no nodes / node_command */
+    .ready = sentinel_ready,
+    .fail = sentinel_fail,
+    .close = sentinel_close,
 };
 
 Backend *sentinel_new(uv_loop_t *loop, const RedisConfig *cfg,
@@ -796,21 +773,11 @@ Backend *sentinel_new(uv_loop_t *loop, const RedisConfig *cfg,
         s->sentinels[i].port = cfg->sentinels[i].port;
         s->nsentinels = i + 1;
     }
-    s->pool_cfg = cfg->pool;
-    s->pool_cfg.host = NULL;
-    s->pool_cfg.port = 0;
-    s->pool_cfg.username = s->pool_username =
-        copy_string(cfg->pool.username, &oom);
-    s->pool_cfg.password = s->pool_password =
-        copy_string(cfg->pool.password, &oom);
-    s->pool_cfg.tls.ca_file = s->tls_ca =
-        copy_string(cfg->pool.tls.ca_file, &oom);
-    s->pool_cfg.tls.cert_file = s->tls_cert =
-        copy_string(cfg->pool.tls.cert_file, &oom);
-    s->pool_cfg.tls.key_file = s->tls_key =
-        copy_string(cfg->pool.tls.key_file, &oom);
-    s->pool_cfg.tls.server_name = s->tls_name =
-        copy_string(cfg->pool.tls.server_name, &oom);
+    PoolConfig data_nodes = cfg->pool;
+    data_nodes.host = NULL;
+    data_nodes.port = 0;
+    if (!oom && !pool_config_copy(&s->pool_cfg, &data_nodes))
+        oom = true;
     s->master = copy_string(
         cfg->sentinel_master != NULL ? cfg->sentinel_master : "mymaster", &oom);
     s->sentinel_username = copy_string(cfg->sentinel_username, &oom);
