@@ -35,7 +35,7 @@
 
 typedef struct Backend Backend;
 
-/* host:port of a Sentinel. */
+/* host:port of a Sentinel or of a Cluster seed node. */
 typedef struct RedisAddr {
     const char *host;
     int port;
@@ -52,6 +52,12 @@ typedef struct RedisConfig {
     const char *sentinel_master;
     const char *sentinel_username; /* AUTH to the sentinels, or NULL */
     const char *sentinel_password;
+    /* Cluster when `cluster` is true: the slot map is read from the seed
+    ** nodes (cluster_nodes, or pool.host:pool.port when ncluster_nodes is
+    ** 0); pool.db must be 0. Copied by backend_new. */
+    bool cluster;
+    const RedisAddr *cluster_nodes;
+    size_t ncluster_nodes;
     Logger log; /* where topology changes are told (the engine's) */
 } RedisConfig;
 
