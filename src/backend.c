@@ -1,11 +1,13 @@
 /*
 ** backend.c -- backend_new() (Sentinel when sentinels are given:
-** sentinel.h) and the standalone backend: one pool.
+** sentinel.h; Cluster when cluster is set: cluster.h) and the standalone
+** backend: one pool.
 */
 #include "backend.h"
 
 #include <stdlib.h>
 
+#include "cluster.h"
 #include "sentinel.h"
 
 typedef struct Standalone {
@@ -62,6 +64,8 @@ Backend *backend_new(uv_loop_t *loop, const RedisConfig *cfg,
 {
     if (cfg->nsentinels > 0)
         return sentinel_new(loop, cfg, on_state, ud);
+    if (cfg->cluster)
+        return cluster_new(loop, cfg, on_state, ud);
     Standalone *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;

@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -72,6 +73,11 @@ typedef struct BackendVtbl {
     bool (*ready)(const Backend *b);
     void (*fail)(Backend *b, int status, const char *message);
     void (*close)(Backend *b);
+    /* A Cluster's slots (NULL for a backend of one node, see below). */
+    bool (*slot_ready)(const Backend *b, unsigned slot);
+    void (*slot_group)(const Backend *b, bool by_node, size_t which,
+                       uint8_t *bits, char *name, size_t nlen);
+    void (*node_counts)(const Backend *b, size_t *known, size_t *up);
 } BackendVtbl;
 
 struct Backend {
@@ -103,7 +109,9 @@ static inline size_t backend_nodes(const Backend *b)
     return b->vt->nodes != NULL ? b->vt->nodes(b) : 1;
 }
 
-/* A keyless command (SCAN) for node `node` < backend_nodes(). */
+/* A keyless command (SCAN) for node `node` < backend_nodes(); CR_EINVAL
+** for a node that holds no slots now (a Cluster replica): skip it. A
+** command naming keys (UNLINK) is routed by its keys as by command(). */
 static inline int backend_node_command(Backend *b, size_t node, int argc,
                                        const char **argv, const size_t *argvlen,
                                        pool_reply_cb cb, void *ud)
@@ -124,6 +132,46 @@ static inline bool backend_ready(const Backend *b)
 static inline void backend_fail(Backend *b, int status, const char *message)
 {
     b->vt->fail(b, status, message);
+}
+
+/* -- A Cluster's slots ------------------------------------------------------
+** A Cluster fails one primary at a time: its slots, not the whole
+** keyspace. The engine asks which slots went with a failed command (or a
+** failed node of a clear) and when they can be used again. */
+
+/* True for a backend of many slots (a Cluster). */
+static inline bool backend_has_slots(const Backend *b)
+{
+    return b->vt->slot_ready != NULL;
+}
+
+/* True when `slot`'s owner in the current map is connected. */
+static inline bool backend_slot_ready(const Backend *b, unsigned slot)
+{
+    return b->vt->slot_ready(b, slot);
+}
+
+/* Sets in `bits` (SLOT_COUNT bits) every slot of the primary that owns
+** slot `which` (by_node false) or of node `which` < backend_nodes() (by_node
+** true): the slots that fail together. With no owner, every slot without
+** one. `name` gets "host:port" (or a description) for the log. */
+static inline void backend_slot_group(const Backend *b, bool by_node,
+                                      size_t which, uint8_t *bits, char *name,
+                                      size_t nlen)
+{
+    b->vt->slot_group(b, by_node, which, bits, name, nlen);
+}
+
+/* Primaries in the current map, and how many of them are connected. */
+static inline void backend_node_counts(const Backend *b, size_t *known,
+                                       size_t *up)
+{
+    if (b->vt->node_counts != NULL) {
+        b->vt->node_counts(b, known, up);
+    } else {
+        *known = 1;
+        *up = b->vt->ready(b) ? 1 : 0;
+    }
 }
 
 /* As pool_close(): pending commands fail with CR_ECONNRESET first. */

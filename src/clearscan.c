@@ -26,6 +26,7 @@ typedef struct ClearScan {
     uint64_t removed;
     clearscan_done_cb done;
     void *ud;
+    ClearScanHooks hooks;
     char err[160];
 } ClearScan;
 
@@ -60,32 +61,60 @@ static void finish_bad_reply(ClearScan *cs, const redisReply *r)
 
 static void on_scan(void *ud, int status, const redisReply *r);
 
-static int send_scan(ClearScan *cs)
+/* The next SCAN on the current node, or on the next ones: a node that
+** holds no slots (CR_EINVAL) is skipped, so is one lost when the hooks
+** say so. CR_OK with nothing sent when every node is done. */
+static int send_scan(ClearScan *cs, bool *sent)
 {
-    RedisCmd cmd;
-    cmd_scan(&cmd, cs->cursor, CLEARSCAN_COUNT, cs->match, cs->mlen);
-    return backend_node_command(cs->backend, cs->node, cmd.argc, cmd.argv,
-                                cmd.lens, on_scan, cs);
+    *sent = false;
+    while (cs->node < backend_nodes(cs->backend)) {
+        RedisCmd cmd;
+        cmd_scan(&cmd, cs->cursor, CLEARSCAN_COUNT, cs->match, cs->mlen);
+        int rc = backend_node_command(cs->backend, cs->node, cmd.argc,
+                                      cmd.argv, cmd.lens, on_scan, cs);
+        if (rc == CR_OK) {
+            *sent = true;
+            return CR_OK;
+        }
+        if (rc == CR_ECONNRESET && cs->hooks.node_lost != NULL)
+            cs->hooks.node_lost(cs->hooks.ud, cs->node, rc);
+        else if (rc != CR_EINVAL)
+            return rc;
+        cs->node++;
+        strcpy(cs->cursor, "0");
+    }
+    return CR_OK;
 }
 
 /* After a reply: the next batch, the next node, or the end. */
 static void next_or_finish(ClearScan *cs)
 {
-    if (strcmp(cs->cursor, "0") == 0 &&
-        ++cs->node >= backend_nodes(cs->backend)) {
-        finish(cs, CR_OK);
+    if (strcmp(cs->cursor, "0") == 0)
+        cs->node++;
+    bool sent;
+    int rc = send_scan(cs, &sent);
+    if (rc != CR_OK || !sent)
+        finish(cs, rc);
+}
+
+/* A transport failure on the current node: the end, or (hooks) the next
+** node. */
+static void transport_failed(ClearScan *cs, int status)
+{
+    if (cs->hooks.node_lost == NULL) {
+        finish(cs, status);
         return;
     }
-    int rc = send_scan(cs);
-    if (rc != CR_OK)
-        finish(cs, rc);
+    cs->hooks.node_lost(cs->hooks.ud, cs->node, status);
+    strcpy(cs->cursor, "0");
+    next_or_finish(cs);
 }
 
 static void on_unlink(void *ud, int status, const redisReply *r)
 {
     ClearScan *cs = ud;
     if (status != CR_OK) {
-        finish(cs, status);
+        transport_failed(cs, status);
         return;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
@@ -98,6 +127,8 @@ static void on_unlink(void *ud, int status, const redisReply *r)
 
 static bool wanted(const ClearScan *cs, const char *key, size_t klen)
 {
+    if (cs->hooks.keep != NULL && !cs->hooks.keep(cs->hooks.ud, key, klen))
+        return false;
     if (cs->n == 1) /* the server matched it */
         return true;
     for (size_t i = 0; i < cs->n; i++)
@@ -110,7 +141,7 @@ static void on_scan(void *ud, int status, const redisReply *r)
 {
     ClearScan *cs = ud;
     if (status != CR_OK) {
-        finish(cs, status);
+        transport_failed(cs, status);
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -158,7 +189,9 @@ static void on_scan(void *ud, int status, const redisReply *r)
     }
     free(argv);
     free(lens);
-    if (rc != CR_OK)
+    if (rc == CR_ECONNRESET)
+        transport_failed(cs, rc);
+    else if (rc != CR_OK)
         finish(cs, rc);
 }
 
@@ -208,8 +241,8 @@ static int common_match(ClearScan *cs)
 /* -- Public API --------------------------------------------------------- */
 
 int clearscan_start(Backend *b, const char *const *patterns,
-                    const size_t *plens, size_t n, clearscan_done_cb done,
-                    void *ud)
+                    const size_t *plens, size_t n, const ClearScanHooks *hooks,
+                    clearscan_done_cb done, void *ud)
 {
     if (n == 0)
         return CR_EINVAL;
@@ -248,9 +281,14 @@ int clearscan_start(Backend *b, const char *const *patterns,
     cs->backend = b;
     cs->done = done;
     cs->ud = ud;
+    if (hooks != NULL)
+        cs->hooks = *hooks;
     strcpy(cs->cursor, "0");
+    bool sent = false;
     if (rc == CR_OK)
-        rc = send_scan(cs);
+        rc = send_scan(cs, &sent);
+    if (rc == CR_OK && !sent)
+        rc = CR_ECONNRESET; /* every node lost: nothing was cleared */
     if (rc != CR_OK)
         cs_free(cs);
     return rc;

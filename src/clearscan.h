@@ -14,6 +14,7 @@
 #ifndef CACHERT_CLEARSCAN_H
 #define CACHERT_CLEARSCAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,12 +29,24 @@
 typedef void (*clearscan_done_cb)(void *ud, int status, uint64_t removed,
                                   const char *err);
 
+/* Optional hooks for a Cluster (NULL fields are not called):
+**   keep: a scanned key matching a pattern is removed only when it
+**         returns true (a replay limited to some slots);
+**   node_lost: node `node`'s SCAN or UNLINK failed in transport: instead
+**         of ending the clear, it goes on with the next node (the caller
+**         answers for that node's keys some other way). */
+typedef struct ClearScanHooks {
+    bool (*keep)(void *ud, const char *key, size_t klen);
+    void (*node_lost)(void *ud, size_t node, int status);
+    void *ud;
+} ClearScanHooks;
+
 /* Starts clearing every key matching one of the `n` >= 1 patterns (binary
-** safe, copied). Returns CR_OK, and `done` is called later from the loop;
-** or an error code (the backend is not ready, out of memory), and `done` is
-** never called. */
+** safe, copied); `hooks` may be NULL (copied). Returns CR_OK, and `done` is
+** called later from the loop; or an error code (the backend is not ready,
+** out of memory), and `done` is never called. */
 int clearscan_start(Backend *b, const char *const *patterns,
-                    const size_t *plens, size_t n, clearscan_done_cb done,
-                    void *ud);
+                    const size_t *plens, size_t n, const ClearScanHooks *hooks,
+                    clearscan_done_cb done, void *ud);
 
 #endif

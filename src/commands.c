@@ -121,3 +121,14 @@ void cmd_subscribe(RedisCmd *c, const char *const *channels, int n)
     for (int i = 0; i < n && c->argc < CMD_MAX_ARGS; i++)
         word(c, channels[i]);
 }
+
+void cmd_cluster_slots(RedisCmd *c)
+{
+    start(c, "CLUSTER");
+    word(c, "SLOTS");
+}
+
+void cmd_asking(RedisCmd *c)
+{
+    start(c, "ASKING");
+}

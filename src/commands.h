@@ -50,6 +50,10 @@ void cmd_ping(RedisCmd *c);
 void cmd_role(RedisCmd *c);
 /* SENTINEL get-master-addr-by-name name -> [ip, port] or nil. */
 void cmd_sentinel_master_addr(RedisCmd *c, const char *name);
+/* CLUSTER SLOTS -> [[start, end, [host, port, id], replicas...], ...]. */
+void cmd_cluster_slots(RedisCmd *c);
+/* ASKING: the next command may touch a slot being imported. */
+void cmd_asking(RedisCmd *c);
 /* SUBSCRIBE to `n` (< CMD_MAX_ARGS) channels. */
 void cmd_subscribe(RedisCmd *c, const char *const *channels, int n);
 

@@ -140,6 +140,7 @@ void lose_redis(Engine *e, int code, const char *msg)
     set_last_error(e, code, msg);
     if (e->mode == MODE_REDIS) {
         set_mode(e, MODE_MEMORY);
+        outages_merge(e); /* every slot on memory now: one journal */
         warn_outage(e, &e->outage_logged, "redis unavailable",
                     "serving from the memory store until it is back");
     }
@@ -302,8 +303,10 @@ static void mirror_to_memory(Engine *e, const Op *op)
 static int run_op(const OpArgs *a, int kind)
 {
     Engine *e = a->e;
-    if (e->mode == MODE_MEMORY ||
-        (e->mode == MODE_RECOVERING && (kind == OP_GET || kind == OP_EXISTS))) {
+    bool read = kind == OP_GET || kind == OP_EXISTS;
+    Outage *o = kind != OP_CLEAR ? outage_of(e, a->key, a->klen) : NULL;
+    if (e->mode == MODE_MEMORY || (e->mode == MODE_RECOVERING && read) ||
+        (o != NULL && (read || !outage_replaying(o)))) {
         memory_of[kind](a);
         return 0;
     }
@@ -324,7 +327,7 @@ static int run_op(const OpArgs *a, int kind)
     }
     if (too_big(op))
         count_too_big(e, a->klen + a->vlen);
-    if (e->mode == MODE_RECOVERING)
+    if (e->mode == MODE_RECOVERING || o != NULL)
         mirror_to_memory(e, op);
     return issue(op);
 }
@@ -343,8 +346,6 @@ void finish_connect(Engine *e, bool using_redis)
         w[i].done(w[i].ud, using_redis);
     free(w);
 }
-
-static void finish_flush(Engine *e, bool flushed);
 
 void switch_to_redis(Engine *e)
 {
@@ -371,6 +372,8 @@ static void on_backend_state(void *ud, int status, const char *message)
         log_msg(&e->log, LOG_INFO, "%s", message);
         if (e->mode == MODE_MEMORY)
             start_recovery(e);
+        else
+            outages_try(e); /* a Cluster's primary is back */
         return;
     }
     bool first = e->attempting && !e->ever_connected;
@@ -396,7 +399,7 @@ static Backend *new_backend(Engine *e, const RedisConfig *cfg)
 
 /* -- At exit: one last chance for the journal ----------------------------- */
 
-static void finish_flush(Engine *e, bool flushed)
+void finish_flush(Engine *e, bool flushed)
 {
     engine_flush_cb done = e->flush_done;
     if (done == NULL)
@@ -424,6 +427,7 @@ void engine_journal_counts(Engine *e, EngineJournalCounts *out)
         out->patterns += e->batch.npatterns;
         out->overflow = out->overflow || e->batch.overflow;
     }
+    outages_counts(e, out);
 }
 
 int engine_flush(Engine *e, const RedisConfig *cfg, uint64_t timeout_ms,
@@ -432,7 +436,8 @@ int engine_flush(Engine *e, const RedisConfig *cfg, uint64_t timeout_ms,
     EngineJournalCounts left;
     engine_journal_counts(e, &left);
     bool empty = !left.overflow && left.keys == 0 && left.patterns == 0;
-    if (e->mode == MODE_REDIS || (empty && e->mode == MODE_MEMORY)) {
+    if ((e->mode == MODE_REDIS && e->noutages == 0) ||
+        (empty && e->mode == MODE_MEMORY)) {
         done(ud, true, &left);
         return 0;
     }
@@ -487,9 +492,9 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
     /* The probe key lives in the namespace: the literal head of clear_all. */
     e->probe_key = malloc(e->clear_all_len + sizeof(ENGINE_PROBE_KEY_SUFFIX));
     e->store = store_new(cfg->max_items, cfg->max_bytes);
-    e->journal = journal_new(cfg->journal_max_keys ? cfg->journal_max_keys
-                                                   : ENGINE_JOURNAL_MAX_KEYS,
-                             ENGINE_JOURNAL_MAX_PATTERNS);
+    e->journal_max_keys = cfg->journal_max_keys ? cfg->journal_max_keys
+                                                : ENGINE_JOURNAL_MAX_KEYS;
+    e->journal = journal_new(e->journal_max_keys, ENGINE_JOURNAL_MAX_PATTERNS);
     if (e->store == NULL || e->clear_all == NULL || e->probe_key == NULL ||
         e->journal == NULL) {
         store_free(e->store);
@@ -516,15 +521,18 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
     uv_timer_init(loop, &e->sweep_timer);
     uv_timer_init(loop, &e->retry_timer);
     uv_timer_init(loop, &e->flush_timer);
+    uv_timer_init(loop, &e->outage_timer);
     e->sweep_timer.data = e;
     e->retry_timer.data = e;
     e->flush_timer.data = e;
-    e->open_handles = 3;
+    e->outage_timer.data = e;
+    e->open_handles = 4;
     e->log = cfg->log;
     uv_timer_start(&e->sweep_timer, on_sweep, ENGINE_SWEEP_INTERVAL_MS,
                    ENGINE_SWEEP_INTERVAL_MS);
     uv_unref((uv_handle_t *)&e->sweep_timer);
     uv_unref((uv_handle_t *)&e->retry_timer);
+    uv_unref((uv_handle_t *)&e->outage_timer);
     return e;
 }
 
@@ -533,6 +541,7 @@ void engine_close(Engine *e)
     finish_flush(e, false);
     engine_disconnect(e);
     e->quiet = true;
+    outages_free(e);
     journal_free(e->journal);
     e->journal = NULL;
     /* The store goes now, not on the next loop turn: a script that drops
@@ -545,6 +554,8 @@ void engine_close(Engine *e)
     uv_close((uv_handle_t *)&e->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&e->sweep_timer, on_handle_closed);
     uv_close((uv_handle_t *)&e->retry_timer, on_handle_closed);
+    uv_timer_stop(&e->outage_timer);
+    uv_close((uv_handle_t *)&e->outage_timer, on_handle_closed);
 }
 
 int engine_connect(Engine *e, const RedisConfig *cfg, engine_connect_cb done,
@@ -597,6 +608,8 @@ void engine_disconnect(Engine *e)
     e->backend = NULL;
     if (e->mode == MODE_RECOVERING && e->in_flight == 0)
         replay_failed(e, CR_ECONNRESET);
+    outages_merge(e);
+    uv_timer_stop(&e->outage_timer);
     set_mode(e, MODE_MEMORY);
     e->attempting = false;
     uv_timer_stop(&e->retry_timer);
@@ -671,7 +684,7 @@ void engine_get_corrupt(Engine *e, const char *key, size_t klen)
     e->stats.hits--;
     e->stats.misses++;
     count_error(e, CR_ECORRUPT, NULL);
-    if (e->mode != MODE_REDIS)
+    if (e->mode != MODE_REDIS || outage_of(e, key, klen) != NULL)
         store_delete(e->store, key, klen, engine_now_ms());
 }
 
@@ -679,7 +692,7 @@ int engine_set(Engine *e, const char *key, size_t klen, const char *val,
                size_t vlen, uint64_t ttl_ms)
 {
     uint64_t now = engine_now_ms();
-    journal_key(e->journal, key, klen);
+    journal_key(journal_for(e, key, klen), key, klen);
     if (klen + vlen > e->max_value) { /* as big as the store's: the old goes */
         store_delete(e->store, key, klen, now);
         count_too_big(e, klen + vlen);
@@ -697,7 +710,7 @@ int engine_set(Engine *e, const char *key, size_t klen, const char *val,
 
 bool engine_delete(Engine *e, const char *key, size_t klen)
 {
-    journal_key(e->journal, key, klen);
+    journal_key(journal_for(e, key, klen), key, klen);
     bool removed = store_delete(e->store, key, klen, engine_now_ms());
     if (removed)
         e->stats.deletes++;
@@ -718,8 +731,14 @@ size_t engine_clear(Engine *e, const char *pattern, size_t plen)
     bool whole = false;
     size_t klen =
         key != NULL ? globmatch_prefix(pattern, plen, key, &whole) : 0;
-    if (whole)
-        journal_key(e->journal, key, klen);
+    if (e->mode == MODE_REDIS) { /* a Cluster: what its outages missed */
+        Outage *o = whole ? outage_of(e, key, klen) : NULL;
+        if (o != NULL && !outage_replaying(o))
+            journal_key(journal_for(e, key, klen), key, klen);
+        else if (!whole)
+            outages_journal_pattern(e, pattern, plen);
+    } else if (whole)
+        journal_key(journal_for(e, key, klen), key, klen);
     else
         journal_pattern(e->journal, pattern, plen);
     if (key != small)

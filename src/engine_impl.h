@@ -80,6 +80,12 @@ struct Engine {
     char dropped_err[160];
     char replay_err[160]; /* the server's text for replay_status */
     char last_error[256];
+    size_t journal_max_keys;
+    /* a Cluster's partial outages (outage.c), in MODE_REDIS only */
+    struct Outage **outages;
+    size_t noutages;
+    struct Outage **slot_outage; /* SLOT_COUNT entries once needed */
+    uv_timer_t outage_timer;     /* retries their recovery */
 };
 
 typedef struct Waiter {
@@ -133,6 +139,8 @@ void lose_redis(Engine *e, int code, const char *msg);
 void distrust_redis(Engine *e, int code, const char *msg);
 void schedule_retry(Engine *e, int code);
 void finish_connect(Engine *e, bool using_redis);
+/* Ends an engine_flush() wait (flushed: nothing left to replay). */
+void finish_flush(Engine *e, bool flushed);
 void switch_to_redis(Engine *e);
 
 void memory_get(const OpArgs *a);
@@ -154,6 +162,36 @@ Op *op_new(const OpArgs *a, int kind);
 ** the command could not be queued. A set refused for its size sends only
 ** the UNLINK of the old value, then fails. */
 int issue(Op *op);
+
+/* -- outage.c: a Cluster's slots of one failed primary on memory --------- */
+
+typedef struct Outage Outage;
+struct ClearScanHooks;
+
+/* True when a failure may be partial: a Cluster, on Redis. */
+bool outages_possible(const Engine *e);
+/* The outage serving `key`'s slot, or NULL. */
+Outage *outage_of(const Engine *e, const char *key, size_t klen);
+/* True while its journal is being replayed (writes go to Redis too). */
+bool outage_replaying(const Outage *o);
+/* Where a memory write of `key` is journaled. */
+Journal *journal_for(Engine *e, const char *key, size_t klen);
+/* A clear answered by memory: every outage not replaying records it. */
+void outages_journal_pattern(Engine *e, const char *pattern, size_t plen);
+/* The slots failing with slot `which` (by_node: with node `which`) go to
+** the memory store, with a journal of their own. */
+void outage_begin(Engine *e, bool by_node, size_t which, int status);
+/* Starts the recovery of every outage whose slots are served again. */
+void outages_try(Engine *e);
+void outages_counts(const Engine *e, EngineJournalCounts *out);
+size_t outages_slots(const Engine *e);
+/* Moves every outage's journal into the main one (the whole manager goes
+** to memory), then frees them. */
+void outages_merge(Engine *e);
+void outages_free(Engine *e);
+/* Hooks for a clear's scan: a lost node becomes an outage (NULL when not
+** on a Cluster). */
+const struct ClearScanHooks *outage_clear_hooks(Engine *e);
 
 /* -- recovery.c ----------------------------------------------------------- */
 

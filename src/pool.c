@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "conn.h"
 #include "status.h"
 
@@ -359,15 +360,12 @@ void pool_connect(Pool *p)
     uv_ref((uv_handle_t *)&p->retry_timer);
 }
 
-int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
-                 pool_reply_cb cb, void *ud)
+/* The connection the next command goes to: among ready connections the
+** first with fewer than POOL_PIPELINE_DEPTH pending, else the one with the
+** fewest; when none is ready (every one is being replaced after an idle
+** close), among the replacements, the same way. */
+static Conn *pick_conn(const Pool *p)
 {
-    if (p->state != POOL_READY)
-        return CR_ECONNRESET;
-    if (argc < 1 || argv == NULL)
-        return CR_EINVAL;
-    /* Among ready connections; when none is (every one is being replaced
-    ** after an idle close), among the replacements, the same way. */
     Conn *best = NULL;
     size_t best_pending = SIZE_MAX;
     for (int pass = 0; pass < 2 && best == NULL; pass++) {
@@ -384,7 +382,43 @@ int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
                 break;
         }
     }
-    int rc = conn_command(best, argc, argv, argvlen, cb, ud);
+    return best;
+}
+
+int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
+                 pool_reply_cb cb, void *ud)
+{
+    if (p->state != POOL_READY)
+        return CR_ECONNRESET;
+    if (argc < 1 || argv == NULL)
+        return CR_EINVAL;
+    int rc = conn_command(pick_conn(p), argc, argv, argvlen, cb, ud);
+    if (rc == CR_OK)
+        p->dirty = true;
+    return rc;
+}
+
+static void on_asking(void *ud, int status, const redisReply *reply)
+{
+    (void)ud;
+    (void)status;
+    (void)reply; /* the command after it carries the outcome */
+}
+
+int pool_command_asking(Pool *p, int argc, const char **argv,
+                        const size_t *argvlen, pool_reply_cb cb, void *ud)
+{
+    if (p->state != POOL_READY)
+        return CR_ECONNRESET;
+    if (argc < 1 || argv == NULL)
+        return CR_EINVAL;
+    RedisCmd asking;
+    cmd_asking(&asking);
+    Conn *c = pick_conn(p);
+    int rc = conn_command(c, asking.argc, asking.argv, asking.lens, on_asking,
+                          NULL);
+    if (rc == CR_OK)
+        rc = conn_command(c, argc, argv, argvlen, cb, ud);
     if (rc == CR_OK)
         p->dirty = true;
     return rc;

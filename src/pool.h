@@ -175,6 +175,11 @@ void pool_connect(Pool *p);
 int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
                  pool_reply_cb cb, void *ud);
 
+/* As pool_command(), preceded by ASKING on the same connection (a Redis
+** Cluster ASK redirection: ASKING covers the next command only). */
+int pool_command_asking(Pool *p, int argc, const char **argv,
+                        const size_t *argvlen, pool_reply_cb cb, void *ud);
+
 /* True when the pool is ready for commands. */
 bool pool_ready(const Pool *p);
 

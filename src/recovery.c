@@ -185,11 +185,11 @@ static void replay_journal(Engine *e)
     if (e->batch.overflow) {
         e->stats.journal_overflows++;
         const char *all = e->clear_all;
-        rc = clearscan_start(e->backend, &all, &e->clear_all_len, 1,
+        rc = clearscan_start(e->backend, &all, &e->clear_all_len, 1, NULL,
                              on_patterns_cleared, e);
     } else if (e->batch.npatterns > 0) {
         rc = clearscan_start(e->backend, (const char *const *)e->batch.patterns,
-                             e->batch.plens, e->batch.npatterns,
+                             e->batch.plens, e->batch.npatterns, NULL,
                              on_patterns_cleared, e);
     } else {
         replay_keys(e);

@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "engine_impl.h"
 #include "globmatch.h"
+#include "slot.h"
 #include "status.h"
 
 Op *op_new(const OpArgs *a, int kind)
@@ -35,13 +36,37 @@ Op *op_new(const OpArgs *a, int kind)
     return op;
 }
 
+/* Redis failed under `op`: on a Cluster only the slots failing with its
+** key go to memory (outage.c); else the whole manager does. */
+static void lose(Engine *e, const Op *op, int status)
+{
+    if (!outages_possible(e)) {
+        lose_redis(e, status, NULL);
+        return;
+    }
+    set_last_error(e, status, NULL);
+    const char *key = op->a.key;
+    size_t klen = op->a.klen;
+    char small[256];
+    if (op->kind == OP_CLEAR) { /* a scan's lost nodes are outages already */
+        bool whole;
+        if (klen > sizeof(small))
+            return;
+        klen = globmatch_prefix(key, klen, small, &whole);
+        if (!whole)
+            return;
+        key = small; /* a clear of one key: its UNLINK failed */
+    }
+    outage_begin(e, false, slot_of(key, klen), status);
+}
+
 /* The transport failed under `op`: count it, switch, answer from memory. */
 static void transport_failed(Op *op, int status, memory_fn memory)
 {
     Engine *e = op->a.e;
     if (!e->quiet)
         e->stats.errors++;
-    lose_redis(e, status, NULL);
+    lose(e, op, status);
     memory(&op->a);
     free(op);
 }
@@ -207,6 +232,9 @@ static void on_cleared(void *ud, int status, uint64_t removed, const char *err)
     EngineResult r = {0};
     e->stats.deletes += removed;
     r.count = removed;
+    if (e->noutages > 0 && e->mode == MODE_REDIS && status == CR_OK)
+        /* A Cluster's slots on memory: the clear is theirs too. */
+        r.count += engine_clear(e, op->a.key, op->a.klen);
     if (status == CR_EREPLY) {
         /* Refused midway: what is left may be served no more. */
         int code = error_status(err != NULL ? err : "");
@@ -243,8 +271,8 @@ static int issue_clear(Op *op)
         rc = backend_command(a->e->backend, cmd.argc, cmd.argv, cmd.lens,
                              on_clear_literal, op);
     } else {
-        rc = clearscan_start(a->e->backend, &a->key, &a->klen, 1, on_cleared,
-                             op);
+        rc = clearscan_start(a->e->backend, &a->key, &a->klen, 1,
+                             outage_clear_hooks(a->e), on_cleared, op);
     }
     free(key);
     return rc;
@@ -282,9 +310,9 @@ int issue(Op *op)
     }
     if (rc == CR_OK)
         return 1;
-    if (rc == CR_ECONNRESET) { /* the backend is down: its state says so */
+    if (rc == CR_ECONNRESET || rc == CR_ECLUSTERDOWN) { /* down: see state */
         e->stats.errors++;
-        lose_redis(e, rc, NULL);
+        lose(e, op, rc);
         memory_op(op);
     } else {
         fail_op(a, rc);

@@ -23,7 +23,8 @@
     X(ENOPERM, "the redis user lacks a permission cachert needs")              \
     X(EREADONLY, "redis is a read-only replica")                               \
     X(EREJECTED, "redis refused the connection")                               \
-    X(ETLS, "TLS error")
+    X(ETLS, "TLS error")                                                       \
+    X(ECLUSTERDOWN, "redis cluster cannot serve this slot now")
 
 enum {
     CR_OK = 0,

@@ -1,0 +1,478 @@
+/*
+** outage.c -- a Cluster's partial outages: the slots of one failed primary
+** served from the memory store while every other slot stays on Redis.
+**
+** When a command fails in transport (or CLUSTERDOWN) on a Cluster in
+** MODE_REDIS, the slots that fail with it (the owner's, backend_slot_group)
+** become an Outage with its own journal: their reads and writes go to the
+** memory store, which journals them there. Once every one of its slots has
+** a connected owner again (the node back, or its replica promoted), a
+** recovery round runs as for a whole outage (recovery.c), limited to those
+** slots: a probe (EXISTS of a key in one of them), then the journal's
+** patterns as one SCAN pass over the primaries keeping only keys of these
+** slots, then UNLINK of its keys; meanwhile reads of these slots still come
+** from memory and writes go to Redis and memory (mirror_to_memory). Then
+** the slots' keys leave the memory store and the slots are Redis's again.
+** A round that fails puts the batch back and the timer tries again.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clearscan.h"
+#include "commands.h"
+#include "engine_impl.h"
+#include "slot.h"
+#include "status.h"
+
+#define OUTAGE_RETRY_MS 100 /* how often a recovery is attempted */
+
+struct Outage {
+    Engine *e;
+    char name[300]; /* the failed primary, for the log */
+    uint8_t slots[SLOT_COUNT / 8];
+    size_t nslots;
+    Journal *journal;
+    bool replaying;
+    JournalBatch batch;
+    size_t next_key;
+    size_t in_flight;
+    int status;
+    uint64_t since_ms;
+    uint64_t round_ms;
+    char probe[300]; /* a key in one of the slots */
+    size_t probe_len;
+};
+
+static bool has_slot(const Outage *o, unsigned s)
+{
+    return (o->slots[s / 8] >> (s % 8)) & 1u;
+}
+
+bool outages_possible(const Engine *e)
+{
+    return e->mode == MODE_REDIS && e->backend != NULL &&
+           backend_has_slots(e->backend);
+}
+
+Outage *outage_of(const Engine *e, const char *key, size_t klen)
+{
+    if (e->noutages == 0)
+        return NULL;
+    return e->slot_outage[slot_of(key, klen)];
+}
+
+bool outage_replaying(const Outage *o)
+{
+    return o->replaying;
+}
+
+Journal *journal_for(Engine *e, const char *key, size_t klen)
+{
+    Outage *o = outage_of(e, key, klen);
+    return o != NULL ? o->journal : e->journal;
+}
+
+void outages_journal_pattern(Engine *e, const char *pattern, size_t plen)
+{
+    for (size_t i = 0; i < e->noutages; i++)
+        if (!e->outages[i]->replaying)
+            journal_pattern(e->outages[i]->journal, pattern, plen);
+}
+
+void outages_counts(const Engine *e, EngineJournalCounts *out)
+{
+    for (size_t i = 0; i < e->noutages; i++) {
+        const Outage *o = e->outages[i];
+        size_t keys, patterns;
+        bool overflow;
+        journal_counts(o->journal, &keys, &patterns, &overflow);
+        out->keys += keys;
+        out->patterns += patterns;
+        out->overflow = out->overflow || overflow;
+        if (o->replaying) {
+            out->keys += o->batch.nkeys;
+            out->patterns += o->batch.npatterns;
+            out->overflow = out->overflow || o->batch.overflow;
+        }
+    }
+}
+
+size_t outages_slots(const Engine *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->noutages; i++)
+        n += e->outages[i]->nslots;
+    return n;
+}
+
+static void outage_free(Outage *o)
+{
+    journal_batch_free(&o->batch);
+    journal_free(o->journal);
+    free(o);
+}
+
+/* Takes `o` out of the engine (its slots are Redis's again). */
+static void remove_outage(Engine *e, Outage *o)
+{
+    for (size_t s = 0; s < SLOT_COUNT; s++)
+        if (e->slot_outage[s] == o)
+            e->slot_outage[s] = NULL;
+    for (size_t i = 0; i < e->noutages; i++) {
+        if (e->outages[i] == o) {
+            e->outages[i] = e->outages[--e->noutages];
+            break;
+        }
+    }
+    outage_free(o);
+    if (e->noutages == 0)
+        uv_timer_stop(&e->outage_timer);
+}
+
+void outages_merge(Engine *e)
+{
+    for (size_t i = 0; i < e->noutages; i++) {
+        Outage *o = e->outages[i];
+        JournalBatch b;
+        journal_take(o->journal, &b);
+        journal_restore(e->journal, &b);
+        if (o->replaying) { /* its batch is out: back to the main one */
+            journal_restore(e->journal, &o->batch);
+            o->replaying = false;
+        }
+    }
+    outages_free(e);
+}
+
+void outages_free(Engine *e)
+{
+    while (e->noutages > 0)
+        outage_free(e->outages[--e->noutages]);
+    free(e->outages);
+    e->outages = NULL;
+    free(e->slot_outage);
+    e->slot_outage = NULL;
+}
+
+static void on_outage_timer(uv_timer_t *t);
+
+/* A key of the probe key's shape whose hash tag puts it in one of `o`'s
+** slots (a few tries: the outage holds a share of all slots). */
+static void choose_probe(Engine *e, Outage *o)
+{
+    for (unsigned n = 0; n < 10u * SLOT_COUNT; n++) {
+        int len = snprintf(o->probe, sizeof(o->probe), "%.*s{%u}",
+                           (int)(e->probe_klen < 200 ? e->probe_klen : 200),
+                           e->probe_key, n);
+        unsigned s = slot_of(o->probe, (size_t)len);
+        if (has_slot(o, s)) {
+            o->probe_len = (size_t)len;
+            return;
+        }
+    }
+    o->probe_len = 0;
+}
+
+void outage_begin(Engine *e, bool by_node, size_t which, int status)
+{
+    if (e->quiet || !outages_possible(e))
+        return;
+    if (e->slot_outage == NULL) {
+        e->slot_outage = calloc(SLOT_COUNT, sizeof(*e->slot_outage));
+        if (e->slot_outage == NULL) {
+            lose_redis(e, CR_ENOMEM, NULL);
+            return;
+        }
+    }
+    Outage *o = calloc(1, sizeof(*o));
+    Outage **list = realloc(e->outages, (e->noutages + 1) * sizeof(*list));
+    if (list != NULL)
+        e->outages = list;
+    Journal *j = o != NULL ? journal_new(e->journal_max_keys,
+                                         ENGINE_JOURNAL_MAX_PATTERNS)
+                           : NULL;
+    if (o == NULL || list == NULL || j == NULL) {
+        free(o);
+        journal_free(j);
+        lose_redis(e, CR_ENOMEM, NULL); /* the whole manager on memory */
+        return;
+    }
+    o->e = e;
+    o->journal = j;
+    o->since_ms = engine_now_ms();
+    backend_slot_group(e->backend, by_node, which, o->slots, o->name,
+                       sizeof(o->name));
+    /* Slots already in an outage stay in theirs. */
+    for (unsigned s = 0; s < SLOT_COUNT; s++) {
+        if (!has_slot(o, s))
+            continue;
+        if (e->slot_outage[s] != NULL) {
+            o->slots[s / 8] &= (uint8_t)~(1u << (s % 8));
+        } else {
+            e->slot_outage[s] = o;
+            o->nslots++;
+        }
+    }
+    if (o->nslots == 0) {
+        outage_free(o);
+        return;
+    }
+    choose_probe(e, o);
+    e->outages[e->noutages++] = o;
+    set_last_error(e, status, NULL);
+    log_msg(&e->log, LOG_WARN,
+            "redis cluster node %s unavailable (%s): its %zu slots are served "
+            "from the memory store until it or its replica answers; the "
+            "other slots stay on redis",
+            o->name, e->last_error, o->nslots);
+    if (!uv_is_active((uv_handle_t *)&e->outage_timer))
+        uv_timer_start(&e->outage_timer, on_outage_timer, OUTAGE_RETRY_MS,
+                       OUTAGE_RETRY_MS);
+}
+
+/* -- A recovery round --------------------------------------------------- */
+
+static void round_failed(Outage *o, int status)
+{
+    journal_restore(o->journal, &o->batch);
+    o->replaying = false;
+    log_msg(&o->e->log, LOG_DEBUG,
+            "redis cluster node %s: recovery attempt failed (%s)", o->name,
+            cr_strerror(status));
+}
+
+struct Drop {
+    const Outage *o;
+    char **keys;
+    size_t *lens;
+    size_t n, cap;
+    bool oom;
+};
+
+static bool collect(void *ud, const char *key, size_t klen, const char *val,
+                    size_t vlen, uint64_t ttl_left_ms)
+{
+    struct Drop *d = ud;
+    (void)val;
+    (void)vlen;
+    (void)ttl_left_ms;
+    if (!has_slot(d->o, slot_of(key, klen)))
+        return true;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? 2 * d->cap : 64;
+        char **keys = realloc(d->keys, cap * sizeof(*keys));
+        size_t *lens = keys ? realloc(d->lens, cap * sizeof(*lens)) : NULL;
+        if (keys != NULL)
+            d->keys = keys;
+        if (lens == NULL) {
+            d->oom = true;
+            return false;
+        }
+        d->lens = lens;
+        d->cap = cap;
+    }
+    char *k = malloc(klen ? klen : 1);
+    if (k == NULL) {
+        d->oom = true;
+        return false;
+    }
+    memcpy(k, key, klen);
+    d->keys[d->n] = k;
+    d->lens[d->n++] = klen;
+    return true;
+}
+
+/* The round succeeded: the slots' keys leave the memory store (Redis has
+** newer), the slots are Redis's again. */
+static void round_done(Outage *o)
+{
+    Engine *e = o->e;
+    if (!journal_empty(o->journal)) { /* a write failed meanwhile */
+        journal_batch_free(&o->batch);
+        o->replaying = false;
+        return;
+    }
+    struct Drop d = {o, NULL, NULL, 0, 0, false};
+    uint64_t now = engine_now_ms();
+    store_foreach(e->store, now, collect, &d);
+    for (size_t i = 0; i < d.n; i++) {
+        store_delete(e->store, d.keys[i], d.lens[i], now);
+        free(d.keys[i]);
+    }
+    free(d.keys);
+    free(d.lens);
+    if (d.oom) /* cannot tell which keys are the slots': drop them all */
+        store_clear(e->store, "*", 1, now);
+    log_msg(&e->log, LOG_WARN,
+            "redis cluster: the %zu slots of %s are on redis again after "
+            "%llu ms (%zu keys and %zu patterns of its journal invalidated%s)",
+            o->nslots, o->name, (unsigned long long)(now - o->since_ms),
+            o->batch.nkeys, o->batch.npatterns,
+            o->batch.overflow ? ", the namespace cleared in them" : "");
+    e->stats.reconnects++;
+    remove_outage(e, o);
+    if (e->noutages == 0 && e->mode == MODE_REDIS)
+        finish_flush(e, true);
+}
+
+static void replay_keys(Outage *o);
+
+static void on_keys_unlinked(void *ud, int status, const redisReply *reply)
+{
+    Outage *o = ud;
+    o->in_flight--;
+    if (o->status == CR_OK) {
+        if (status != CR_OK)
+            o->status = status;
+        else if (reply->type != REDIS_REPLY_INTEGER)
+            o->status = reply_status(reply);
+    }
+    replay_keys(o);
+}
+
+static void replay_keys(Outage *o)
+{
+    Engine *e = o->e;
+    while (o->status == CR_OK &&
+           o->in_flight < ENGINE_REPLAY_IN_FLIGHT / ENGINE_UNLINK_BATCH &&
+           o->next_key < o->batch.nkeys) {
+        const char *argv[ENGINE_UNLINK_BATCH + 1];
+        size_t lens[ENGINE_UNLINK_BATCH + 1];
+        int argc = 1;
+        cmd_unlink_head(argv, lens);
+        while (argc <= ENGINE_UNLINK_BATCH && o->next_key < o->batch.nkeys) {
+            argv[argc] = o->batch.keys[o->next_key];
+            lens[argc++] = o->batch.klens[o->next_key++];
+        }
+        int rc = e->quiet || e->backend == NULL
+                     ? CR_ECONNRESET
+                     : backend_command(e->backend, argc, argv, lens,
+                                       on_keys_unlinked, o);
+        if (rc != CR_OK)
+            o->status = rc;
+        else
+            o->in_flight++;
+    }
+    if (o->in_flight > 0)
+        return;
+    if (o->status != CR_OK)
+        round_failed(o, o->status);
+    else
+        round_done(o);
+}
+
+static bool keep_slot(void *ud, const char *key, size_t klen)
+{
+    return has_slot(ud, slot_of(key, klen));
+}
+
+static void on_patterns_cleared(void *ud, int status, uint64_t removed,
+                                const char *err)
+{
+    Outage *o = ud;
+    (void)removed;
+    (void)err;
+    if (status != CR_OK) {
+        round_failed(o, status);
+        return;
+    }
+    replay_keys(o);
+}
+
+static void replay(Outage *o)
+{
+    Engine *e = o->e;
+    o->next_key = 0;
+    o->status = CR_OK;
+    ClearScanHooks hooks = {keep_slot, NULL, o};
+    int rc = CR_OK;
+    if (o->batch.overflow) {
+        const char *all = e->clear_all;
+        rc = clearscan_start(e->backend, &all, &e->clear_all_len, 1, &hooks,
+                             on_patterns_cleared, o);
+    } else if (o->batch.npatterns > 0) {
+        rc = clearscan_start(e->backend, (const char *const *)o->batch.patterns,
+                             o->batch.plens, o->batch.npatterns, &hooks,
+                             on_patterns_cleared, o);
+    } else {
+        replay_keys(o);
+        return;
+    }
+    if (rc != CR_OK)
+        round_failed(o, rc);
+}
+
+static void on_probed(void *ud, int status, const redisReply *reply)
+{
+    Outage *o = ud;
+    if (status == CR_OK && reply->type == REDIS_REPLY_ERROR)
+        status = reply_status(reply);
+    if (status != CR_OK || o->e->quiet) {
+        round_failed(o, status != CR_OK ? status : CR_ECONNRESET);
+        return;
+    }
+    replay(o);
+}
+
+/* Starts a round for `o` when every one of its slots has a connected
+** owner. */
+static void try_recover(Outage *o)
+{
+    Engine *e = o->e;
+    if (o->replaying || e->backend == NULL)
+        return;
+    for (unsigned s = 0; s < SLOT_COUNT; s++)
+        if (has_slot(o, s) && !backend_slot_ready(e->backend, s))
+            return;
+    o->replaying = true;
+    o->round_ms = engine_now_ms();
+    journal_take(o->journal, &o->batch);
+    RedisCmd cmd;
+    cmd_exists(&cmd, o->probe, o->probe_len);
+    int rc = backend_command(e->backend, cmd.argc, cmd.argv, cmd.lens,
+                             on_probed, o);
+    if (rc != CR_OK)
+        round_failed(o, rc);
+}
+
+void outages_try(Engine *e)
+{
+    if (e->mode != MODE_REDIS || e->backend == NULL)
+        return;
+    /* A round may end at once and remove its outage: walk a copy. */
+    size_t n = e->noutages;
+    Outage *copy[64];
+    if (n > 64)
+        n = 64;
+    memcpy(copy, e->outages, n * sizeof(*copy));
+    for (size_t i = 0; i < n; i++) {
+        bool still = false;
+        for (size_t k = 0; k < e->noutages && !still; k++)
+            still = e->outages[k] == copy[i];
+        if (still)
+            try_recover(copy[i]);
+    }
+}
+
+static void on_outage_timer(uv_timer_t *t)
+{
+    outages_try(t->data);
+}
+
+/* -- clear(pattern) on a Cluster with nodes lost ---------------------------
+*/
+
+static void clear_node_lost(void *ud, size_t node, int status)
+{
+    outage_begin(ud, true, node, status);
+}
+
+const ClearScanHooks *outage_clear_hooks(Engine *e)
+{
+    static ClearScanHooks hooks = {NULL, clear_node_lost, NULL};
+    if (!outages_possible(e))
+        return NULL;
+    hooks.ud = e;
+    return &hooks;
+}
