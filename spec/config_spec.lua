@@ -15,8 +15,9 @@ local NO_ENV = env {}
 local NO_FILE = "/nonexistent/cachert/.env"
 
 -- What a URL must be, as errors say.
-local URL_FORMS = "a redis[s]://[user:password@]host[:port][/db] or "
-    .. "redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db] URL"
+local URL_FORMS = "a redis[s]://[user:password@]host[:port][/db], "
+    .. "redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db] or "
+    .. "redis[s]+cluster://[user:password@]host[:port][,host[:port]...][/0] URL"
 
 -- Writes `text` to a fresh temp file and returns its path.
 local tmpfiles = {}
@@ -1983,6 +1984,304 @@ describe("Sentinel settings", function()
     end)
 end)
 
+describe("Cluster settings", function()
+    after_each(remove_tmpfiles)
+
+    local function redis_of(opts, vars, path)
+        return config.redis(config.resolve(opts, env(vars or {}), path or NO_FILE), true)
+    end
+
+    local function redis_error(opts, vars, path)
+        return error_of(config.redis, config.resolve(opts, env(vars or {}), path or NO_FILE),
+                        true)
+    end
+
+    describe("cluster and the seed nodes", function()
+        it("are absent by default", function()
+            local r = redis_of()
+            assert.are.same({}, { r.cluster, r.cluster_nodes })
+        end)
+
+        it("are read from the options, the port defaulting to 6379", function()
+            local r = redis_of { cluster_nodes = { "n1:7000", "n2", "[::1]:7001", "[fe80::1]" } }
+            assert.are.same({ { host = "n1", port = 7000 }, { host = "n2", port = 6379 },
+                              { host = "::1", port = 7001 }, { host = "fe80::1", port = 6379 } },
+                            r.cluster_nodes)
+            assert.is_true(r.cluster)
+        end)
+
+        it("accept a comma-separated string option, blanks around an address ignored", function()
+            local r = redis_of { cluster_nodes = "n1:1, n2:2 ,n3" }
+            assert.are.same({ true, { { host = "n1", port = 1 }, { host = "n2", port = 2 },
+                                      { host = "n3", port = 6379 } } },
+                            { r.cluster, r.cluster_nodes })
+        end)
+
+        it("are read from the environment", function()
+            local r = redis_of(nil, { REDIS_CLUSTER_NODES = "n1:1,n2:2" })
+            assert.are.same({ true, { { host = "n1", port = 1 }, { host = "n2", port = 2 } } },
+                            { r.cluster, r.cluster_nodes })
+        end)
+
+        it("are read from .env", function()
+            local r = redis_of(nil, nil, dotenv "REDIS_CLUSTER_NODES=n1\n")
+            assert.are.same({ true, { { host = "n1", port = 6379 } } },
+                            { r.cluster, r.cluster_nodes })
+        end)
+
+        it("take option > environment > .env", function()
+            local path = dotenv "REDIS_CLUSTER_NODES=file\n"
+            assert.are.equal("opt", redis_of({ cluster_nodes = "opt" },
+                                             { REDIS_CLUSTER_NODES = "env" }, path)
+                                    .cluster_nodes[1].host)
+            assert.are.equal("env", redis_of(nil, { REDIS_CLUSTER_NODES = "env" }, path)
+                                    .cluster_nodes[1].host)
+        end)
+
+        it("cluster = true without nodes seeds from host and port", function()
+            local r = redis_of { cluster = true, host = "seed", port = 7000 }
+            assert.are.same({ true, { { host = "seed", port = 7000 } } },
+                            { r.cluster, r.cluster_nodes })
+        end)
+
+        it("cluster = true without nodes seeds from the URL's host and port", function()
+            local r = redis_of({ cluster = true }, { REDIS_URL = "redis://:pw@seed:7000" })
+            assert.are.same({ true, { { host = "seed", port = 7000 } }, "pw" },
+                            { r.cluster, r.cluster_nodes, r.password })
+        end)
+
+        for _, word in ipairs { "yes", "true", "1", "on", "YES", "True" } do
+            it(("REDIS_CLUSTER=%s turns Cluster on, seeding from REDIS_HOST and REDIS_PORT")
+               :format(word), function()
+                local r = redis_of(nil, { REDIS_CLUSTER = word, REDIS_HOST = "seed",
+                                          REDIS_PORT = "7000" })
+                assert.are.same({ true, { { host = "seed", port = 7000 } } },
+                                { r.cluster, r.cluster_nodes })
+            end)
+        end
+
+        for _, word in ipairs { "no", "false", "0", "off", "NO" } do
+            it(("REDIS_CLUSTER=%s leaves Cluster off"):format(word), function()
+                local r = redis_of(nil, { REDIS_CLUSTER = word })
+                assert.are.same({}, { r.cluster, r.cluster_nodes })
+            end)
+        end
+
+        it("REDIS_CLUSTER is read from .env", function()
+            local r = redis_of(nil, nil, dotenv "REDIS_CLUSTER=yes\nREDIS_PORT=7000\n")
+            assert.are.same({ true, { { host = "localhost", port = 7000 } } },
+                            { r.cluster, r.cluster_nodes })
+        end)
+
+        it("cluster = false leaves Cluster off", function()
+            local r = redis_of { cluster = false }
+            assert.are.same({}, { r.cluster, r.cluster_nodes })
+        end)
+
+        it("a cluster setting above the nodes' level turns Cluster off", function()
+            local r = redis_of({ cluster = false }, { REDIS_CLUSTER_NODES = "n1" })
+            assert.are.same({}, { r.cluster, r.cluster_nodes })
+            r = redis_of(nil, { REDIS_CLUSTER = "no" }, dotenv "REDIS_CLUSTER_NODES=n1\n")
+            assert.are.same({}, { r.cluster, r.cluster_nodes })
+        end)
+
+        it("nodes at the cluster setting's level or above turn Cluster on", function()
+            local r = redis_of(nil, { REDIS_CLUSTER = "no", REDIS_CLUSTER_NODES = "n1" })
+            assert.is_true(r.cluster)
+            r = redis_of({ cluster_nodes = "n1" }, { REDIS_CLUSTER = "no" })
+            assert.is_true(r.cluster)
+        end)
+
+        it("keep the other fields as they are", function()
+            local r = redis_of({ cluster_nodes = "n1", password = "data", tls = true },
+                               { REDIS_USERNAME = "app", REDIS_POOL_MAX_CONNECTIONS = "4" })
+            assert.are.same({ "app", "data", 0, 4, { verify = true } },
+                            { r.username, r.password, r.db, r.pool_size, r.tls })
+        end)
+    end)
+
+    describe("a redis+cluster:// URL", function()
+        it("gives the nodes and the data nodes' credentials", function()
+            local r = redis_of { url = "redis+cluster://app:s3cret@n1:7000,[::1],n3/0" }
+            assert.are.same({ { host = "n1", port = 7000 }, { host = "::1", port = 6379 },
+                              { host = "n3", port = 6379 } }, r.cluster_nodes)
+            assert.are.same({ true, 0, "app", "s3cret" },
+                            { r.cluster, r.db, r.username, r.password })
+            assert.is_nil(r.tls)
+        end)
+
+        it("needs no db", function()
+            local r = redis_of(nil, { REDIS_URL = "redis+cluster://:pw@n1:7000" })
+            assert.are.same({ true, { { host = "n1", port = 7000 } }, 0, "pw" },
+                            { r.cluster, r.cluster_nodes, r.db, r.password })
+        end)
+
+        it("turns TLS on as rediss+cluster://", function()
+            local r = redis_of(nil, { REDIS_URL = "rediss+cluster://n1:7000,n2:7001/0" })
+            assert.are.same({ true, { verify = true }, 2 },
+                            { r.cluster, r.tls, #r.cluster_nodes })
+        end)
+
+        it("leaves TLS to the tls setting as redis+cluster://", function()
+            local r = redis_of({ tls = true }, { REDIS_URL = "redis+cluster://n1" })
+            assert.are.same({ true, { verify = true } }, { r.cluster, r.tls })
+        end)
+
+        it("gives way to options above its level", function()
+            local r = redis_of({ cluster_nodes = { "o1" } },
+                               { REDIS_URL = "redis+cluster://n1,n2" })
+            assert.are.same({ true, { { host = "o1", port = 6379 } } },
+                            { r.cluster, r.cluster_nodes })
+            r = redis_of({ cluster = false }, { REDIS_URL = "redis+cluster://:pw@n1" })
+            assert.are.same({ nil, nil, "pw" }, { r.cluster, r.cluster_nodes, r.password })
+        end)
+
+        it("overrides REDIS_CLUSTER_NODES and REDIS_CLUSTER at its level or below", function()
+            local r = redis_of(nil, { REDIS_URL = "redis+cluster://n1", REDIS_CLUSTER = "no",
+                                      REDIS_CLUSTER_NODES = "e1" })
+            assert.are.same({ true, "n1" }, { r.cluster, r.cluster_nodes[1].host })
+        end)
+
+        it("overrides the Sentinel variables at its level or below", function()
+            local r = redis_of(nil, { REDIS_URL = "redis+cluster://n1", REDIS_SENTINELS = "s1",
+                                      REDIS_SENTINEL_MASTER = "m" })
+            assert.are.same({ true }, { r.cluster, r.sentinels, r.sentinel_master })
+        end)
+
+        it("raises for a db other than 0, naming the URL", function()
+            assert.are.equal("db in option url must be 0 (Redis Cluster has only database 0), "
+                             .. "got '3'", redis_error { url = "redis+cluster://n1/3" })
+            assert.are.equal("db in REDIS_URL must be 0 (Redis Cluster has only database 0), "
+                             .. "got '1' (from environment)",
+                             redis_error(nil, { REDIS_URL = "rediss+cluster://u:pw@n1,n2/1" }))
+        end)
+
+        it("raises for a db out of range as for any URL", function()
+            assert.are.equal("db in option url must be an integer between 0 and 15, got '16'",
+                             redis_error { url = "redis+cluster://n1/16" })
+        end)
+
+        it("raises for a bad address, naming the URL", function()
+            assert.are.equal("cluster_nodes in REDIS_URL must be a list of host[:port] (an IPv6 "
+                             .. "host in brackets, the port 1-65535, default 6379) addresses, "
+                             .. "got 'n2:x' as address 2 (from environment)",
+                             redis_error(nil, { REDIS_URL = "redis+cluster://n1,n2:x" }))
+            assert.are.equal("cluster_nodes in option url must be a list of host[:port] (an "
+                             .. "IPv6 host in brackets, the port 1-65535, default 6379) "
+                             .. "addresses, got '' as address 1",
+                             redis_error { url = "redis+cluster://u:pw@/0" })
+        end)
+    end)
+
+    describe("a redis:// URL", function()
+        it("names one server: it overrides REDIS_CLUSTER_NODES at its level or below",
+           function()
+            local r = redis_of(nil, { REDIS_URL = "redis://h", REDIS_CLUSTER_NODES = "n1" },
+                               dotenv "REDIS_CLUSTER_NODES=n2\n")
+            assert.are.same({ "h" }, { r.host, r.cluster, r.cluster_nodes })
+        end)
+
+        it("gives way to a cluster_nodes option", function()
+            local r = redis_of({ cluster_nodes = "n1" }, { REDIS_URL = "redis://:pw@h" })
+            assert.are.same({ true, "n1", "pw" },
+                            { r.cluster, r.cluster_nodes[1].host, r.password })
+        end)
+    end)
+
+    describe("for a malformed value", function()
+        local ADDRESSES = "a list of host[:port] (an IPv6 host in brackets, the port 1-65535, "
+                          .. "default 6379) addresses"
+        local DB_0 = "must be 0 (Redis Cluster has only database 0), got "
+        for _, case in ipairs {
+            { { cluster = true, db = 2 }, nil, "option db " .. DB_0 .. "2" },
+            { { cluster_nodes = "n1" }, { REDIS_DB = "2" },
+              "REDIS_DB " .. DB_0 .. "'2' (from environment)" },
+            { nil, { REDIS_CLUSTER = "yes", REDIS_URL = "redis://h/5" },
+              "db in REDIS_URL " .. DB_0 .. "'5' (from environment)" },
+            { { cluster = true, sentinels = "s1", sentinel_master = "m" }, nil,
+              "option cluster turns Redis Cluster on and option sentinels lists sentinels: "
+              .. "choose Cluster or Sentinel" },
+            { nil, { REDIS_CLUSTER_NODES = "n1", REDIS_SENTINELS = "s1",
+                     REDIS_SENTINEL_MASTER = "m" },
+              "REDIS_CLUSTER_NODES (from environment) turns Redis Cluster on and "
+              .. "REDIS_SENTINELS (from environment) lists sentinels: choose Cluster or Sentinel" },
+            { { sentinels = "s1", sentinel_master = "m" },
+              { REDIS_URL = "redis+cluster://n1" },
+              "cluster in REDIS_URL (from environment) turns Redis Cluster on and option "
+              .. "sentinels lists sentinels: choose Cluster or Sentinel" },
+            { { cluster = true }, { REDIS_URL = "redis+sentinel://s1/m" },
+              "option cluster turns Redis Cluster on and sentinels in REDIS_URL (from "
+              .. "environment) lists sentinels: choose Cluster or Sentinel" },
+            { { cluster = "yes" }, nil, "option cluster must be true or false, got 'yes'" },
+            { nil, { REDIS_CLUSTER = "maybe" },
+              "REDIS_CLUSTER must be one of yes/no, true/false, 1/0, on/off, got 'maybe' "
+              .. "(from environment)" },
+            { { cluster_nodes = {} }, nil,
+              "option cluster_nodes must be a non-empty list of host[:port] (an IPv6 host in "
+              .. "brackets, the port 1-65535, default 6379) addresses, or a string of them "
+              .. "separated by commas, got table" },
+            { { cluster_nodes = 7000 }, nil,
+              "option cluster_nodes must be a non-empty list of host[:port] (an IPv6 host in "
+              .. "brackets, the port 1-65535, default 6379) addresses, or a string of them "
+              .. "separated by commas, got 7000" },
+            { { cluster_nodes = { "n1", 2 } }, nil,
+              "option cluster_nodes must be " .. ADDRESSES .. ", got number as address 2" },
+            { { cluster_nodes = { "n1", x = "n2" } }, nil,
+              "option cluster_nodes must be a list of host[:port] (an IPv6 host in brackets, "
+              .. "the port 1-65535, default 6379) strings, got table" },
+            { nil, { REDIS_CLUSTER_NODES = "n1,,n2" },
+              "REDIS_CLUSTER_NODES must be " .. ADDRESSES .. ", got '' as address 2 "
+              .. "(from environment)" },
+            { nil, { REDIS_CLUSTER_NODES = "::1" },
+              "REDIS_CLUSTER_NODES must be " .. ADDRESSES .. ", got '::1' as address 1 "
+              .. "(from environment)" },
+            { nil, { REDIS_CLUSTER_NODES = "n1:0" },
+              "REDIS_CLUSTER_NODES must be " .. ADDRESSES .. ", got 'n1:0' as address 1 "
+              .. "(from environment)" },
+            { nil, { REDIS_CLUSTER_NODES = "n1:65536" },
+              "REDIS_CLUSTER_NODES must be " .. ADDRESSES .. ", got 'n1:65536' as address 1 "
+              .. "(from environment)" },
+            { nil, { REDIS_CLUSTER_NODES = "n1:" },
+              "REDIS_CLUSTER_NODES must be " .. ADDRESSES .. ", got 'n1:' as address 1 "
+              .. "(from environment)" },
+            { nil, { REDIS_CLUSTER_NODES = "n1 n2" },
+              "REDIS_CLUSTER_NODES must be " .. ADDRESSES .. ", got 'n1 n2' as address 1 "
+              .. "(from environment)" },
+        } do
+            it("raises at connect: " .. case[3], function()
+                assert.are.equal(case[3], redis_error(case[1], case[2]))
+            end)
+        end
+
+        it("names the .env file a malformed REDIS_CLUSTER_NODES came from", function()
+            local path = dotenv "REDIS_CLUSTER_NODES=n1:abc\n"
+            assert.are.equal("REDIS_CLUSTER_NODES must be " .. ADDRESSES .. ", got 'n1:abc' as "
+                             .. "address 1 (from " .. path .. ")", redis_error(nil, nil, path))
+        end)
+
+        it("names the .env line REDIS_CLUSTER could not be read from", function()
+            local path = dotenv "REDIS_CLUSTER='yes\n"
+            assert.are.equal("REDIS_CLUSTER in " .. path .. ":1 could not be read: "
+                             .. "unterminated quote", redis_error(nil, nil, path))
+        end)
+
+        it("does not check the Cluster settings in cache.new", function()
+            assert.has_no.errors(function() cache.new { cluster = "x", cluster_nodes = 5 } end)
+        end)
+    end)
+
+    it("reach connect: a manager with Cluster settings connects or falls back", function()
+        local ok, err = pcall(function()
+            local c = cache.new { cluster_nodes = { "127.0.0.1:1", "[::1]:1" },
+                                  host = "127.0.0.1", port = 1, connect_timeout = 0.5,
+                                  log_level = "off" }
+            assert.is_false(c:connect())
+            c:disconnect()
+        end)
+        assert(ok, err)
+    end)
+end)
+
 describe("TLS and Sentinel passwords stay out of messages and fields", function()
     after_each(remove_tmpfiles)
 
@@ -2012,6 +2311,8 @@ describe("TLS and Sentinel passwords stay out of messages and fields", function(
         { "redis+sentinel://:hunter2@s1/m", "redis+sentinel://:***@s1/m" },
         { "redis+sentinel://hunter2@s1/m", "redis+sentinel://***@s1/m" },
         { "redis+sentinel://s1,s2/m", "redis+sentinel://s1,s2/m" },
+        { "redis+cluster://app:hunter2@n1:1,[::1]:2/0", "redis+cluster://app:***@n1:1,[::1]:2/0" },
+        { "rediss+cluster://:hunter2@n1", "rediss+cluster://:***@n1" },
     } do
         it(("redacts %q as %q"):format(case[1], case[2]), function()
             assert.are.equal(case[2], config.redact_url(case[1]))
@@ -2023,6 +2324,9 @@ describe("TLS and Sentinel passwords stay out of messages and fields", function(
         "redis+sentinel://u:hunter2@s1:x/m", "redis+sentinel://u:hunter2@/m",
         "redis+sentinel://u:hunter2@s1/m/x", "redis+sentinel://u:hunter2%00@s1/m",
         "REDIS+SENTINEL://u:hunter2@s1/m", "rediss+sentinel://u:hunter2@s1/m",
+        "redis+cluster://u:hunter2@n1:x", "rediss+cluster://u:hunter2@n1/3",
+        "redis+cluster://u:hunter2@/0", "redis+cluster://u:hunter2@n1/x",
+        "redis+cluster://u:hunter2%00@n1", "REDIS+CLUSTER://u:hunter2@n1",
     } do
         it(("keeps the password out of the error for REDIS_URL=%q"):format(url), function()
             local errs = {
@@ -2075,9 +2379,11 @@ describe("TLS and Sentinel passwords stay out of messages and fields", function(
         assert.are.equal(SECRET, config.redis(cfg).sentinel_password)
     end)
 
-    it("keeps a rediss:// or redis+sentinel:// URL's password out of cfg.raw", function()
+    it("keeps a rediss://, redis+sentinel:// or redis+cluster:// URL's password out of cfg.raw",
+       function()
         for _, url in ipairs { "rediss://app:hunter2@h:1/3",
-                               "redis+sentinel://app:hunter2@s1/m" } do
+                               "redis+sentinel://app:hunter2@s1/m",
+                               "rediss+cluster://app:hunter2@n1,n2/0" } do
             local c = cache.new { url = url }
             assert_no_secret(c, SECRET)
             assert.are.equal(SECRET, config.redis(c.cfg).password)
@@ -2092,5 +2398,10 @@ describe("TLS and Sentinel passwords stay out of messages and fields", function(
         local r = config.redis(cfg)
         assert.are.same({ "s1", "a", "s1" },
                         { r.sentinels[1].host, r.tls.server_name, cfg.raw.sentinels[1] })
+        local nodes = { "n1" }
+        cfg = config.resolve({ cluster_nodes = nodes }, NO_ENV, NO_FILE)
+        nodes[1] = "changed"
+        assert.are.same({ "n1", "n1" },
+                        { config.redis(cfg).cluster_nodes[1].host, cfg.raw.cluster_nodes[1] })
     end)
 end)

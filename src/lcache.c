@@ -246,8 +246,9 @@ static uint64_t ms_field(lua_State *L, int t, const char *name, lua_Number dflt)
 }
 
 /* The RedisConfig of a settings table (config.redis()) at `t`; its
-** strings stay in the table, the sentinel addresses in a userdata left on
-** the stack (both live until the call returns: backend_new copies). */
+** strings stay in the table, the sentinel and the cluster node addresses
+** in one userdata per list left on the stack (all live until the call
+** returns: backend_new copies). */
 static void read_redis_config(lua_State *L, int t, RedisConfig *cfg)
 {
     PoolConfig *pc = &cfg->pool;
@@ -276,20 +277,39 @@ static void read_redis_config(lua_State *L, int t, RedisConfig *cfg)
     cfg->sentinel_master = opt_field(L, t, "sentinel_master");
     cfg->sentinel_username = opt_field(L, t, "sentinel_username");
     cfg->sentinel_password = opt_field(L, t, "sentinel_password");
-    lua_getfield(L, t, "sentinels");
-    size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
-    if (n > 0) {
+    lua_getfield(L, t, "cluster");
+    cfg->cluster = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    /* config.redis() never gives both lists; each still gets a userdata
+    ** of its own, so the code does not depend on it */
+    const struct {
+        const char *field;
+        int port; /* of an address without one */
+        const RedisAddr **addrs;
+        size_t *n;
+    } lists[] = {
+        {"sentinels", 26379, &cfg->sentinels, &cfg->nsentinels},
+        {"cluster_nodes", 6379, &cfg->cluster_nodes, &cfg->ncluster_nodes},
+    };
+    for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
+        lua_getfield(L, t, lists[l].field);
+        size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+        if (n == 0) {
+            lua_pop(L, 1);
+            continue;
+        }
         int list = lua_gettop(L);
         RedisAddr *addrs = lua_newuserdata(L, n * sizeof(*addrs));
         for (size_t i = 0; i < n; i++) {
             lua_rawgeti(L, list, (int)i + 1);
             int one = lua_gettop(L);
             addrs[i].host = opt_field(L, one, "host");
-            addrs[i].port = (int)num_field(L, one, "port", 26379);
+            addrs[i].port = (int)num_field(L, one, "port", lists[l].port);
             lua_pop(L, 1);
         }
-        cfg->sentinels = addrs;
-        cfg->nsentinels = n;
+        lua_replace(L, list); /* the userdata stays; the hosts stay in `t` */
+        *lists[l].addrs = addrs;
+        *lists[l].n = n;
     }
 }
 

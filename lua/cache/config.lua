@@ -31,6 +31,7 @@ local ENV = {
     tls_verify = "REDIS_TLS_VERIFY",
     sentinels = "REDIS_SENTINELS", sentinel_master = "REDIS_SENTINEL_MASTER",
     sentinel_username = "REDIS_SENTINEL_USERNAME", sentinel_password = "REDIS_SENTINEL_PASSWORD",
+    cluster = "REDIS_CLUSTER", cluster_nodes = "REDIS_CLUSTER_NODES",
 }
 _M.ENV = ENV
 
@@ -55,11 +56,12 @@ _M.DEFAULTS = {
     default_ttl = 300, namespace = "", max_items = 100000,
     max_memory = 64 * 1024 * 1024, max_value_bytes = 512 * 1024 * 1024,
     codec = "msgpack", log_level = "warn", exit_flush_timeout = 2,
-    tls = false, tls_verify = true,
+    tls = false, tls_verify = true, cluster = false,
 }
 
--- The port of a Sentinel address that gives none.
+-- The port of a Sentinel address, and of a Cluster node's, that gives none.
 local SENTINEL_PORT = 26379
+local CLUSTER_PORT = 6379
 
 -- Upper bounds of the settings cache.core casts to size_t (and of the
 -- Redis timeouts, which it casts to uint64_t milliseconds): a cast of an
@@ -446,7 +448,7 @@ local function log_level(name, src, v)
     return level
 end
 
--- TLS and Sentinel ----------------------------------------------------------
+-- TLS, Sentinel and Cluster ------------------------------------------------
 
 local BOOLEAN_WORDS = { yes = true, ["true"] = true, ["1"] = true, on = true,
                         no = false, ["false"] = false, ["0"] = false, off = false }
@@ -494,64 +496,73 @@ local function readable_file(name, src, v)
     return v
 end
 
-local ADDRESS_MSG = "host[:port] (an IPv6 host in brackets, the port 1-65535, "
-                    .. "default " .. SENTINEL_PORT .. ")"
+-- What an address must be, as errors say; `port` is the default port.
+local function address_msg(port)
+    return "host[:port] (an IPv6 host in brackets, the port 1-65535, default "
+           .. port .. ")"
+end
 
--- "host", "host:port", "[v6]", "[v6]:port" -> host, port; nil when
--- malformed.
-local function parse_address(s)
+-- "host", "host:port", "[v6]", "[v6]:port" -> host, port (`default_port`
+-- when it gives none); nil when malformed.
+local function parse_address(s, default_port)
     local host, port = s:match("^%[([^%]]+)%]:?(%d*)$")
     if not host then
         host, port = s:match("^([^:%[%]]+):?(%d*)$")
     end
     if not host or host:find("[%s,/@%z]") or s:sub(-1) == ":" then return nil end
-    if port == "" then return host, SENTINEL_PORT end
+    if port == "" then return host, default_port end
     local n = decimal(port, false)
     if not n or n < 1 or n > 65535 then return nil end
     return host, n
 end
 
--- `sentinels`: a list of "host[:port]" strings (an option), or those
--- separated by commas (an option, a variable, a redis+sentinel:// URL);
--- blanks around an address are ignored. Returns { {host=, port=}, ... }.
-local function sentinels(name, src, v)
-    local list = {}
-    if type(v) == "string" then
-        for part in (v .. ","):gmatch("([^,]*),") do
-            list[#list + 1] = part:match("^%s*(.-)%s*$")
-        end
-    elseif type(v) == "table" and src.kind == "option" then
-        for i = 1, #v do list[i] = v[i] end
-        for k in pairs(v) do
-            if type(k) ~= "number" or not list[k] then
-                fail(name, src, "a list of " .. ADDRESS_MSG .. " strings", v)
+-- A list of addresses whose port defaults to `default_port` (`sentinels`,
+-- `cluster_nodes`): "host[:port]" strings (an option), or those separated
+-- by commas (an option, a variable, a redis+sentinel:// or
+-- redis+cluster:// URL); blanks around an address are ignored. The checker
+-- returns { {host=, port=}, ... }.
+local function addresses(default_port)
+    local msg = address_msg(default_port)
+    return function(name, src, v)
+        local list = {}
+        if type(v) == "string" then
+            for part in (v .. ","):gmatch("([^,]*),") do
+                list[#list + 1] = part:match("^%s*(.-)%s*$")
+            end
+        elseif type(v) == "table" and src.kind == "option" then
+            for i = 1, #v do list[i] = v[i] end
+            for k in pairs(v) do
+                if type(k) ~= "number" or not list[k] then
+                    fail(name, src, "a list of " .. msg .. " strings", v)
+                end
             end
         end
-    end
-    if #list == 0 then
-        fail(name, src, "a non-empty list of " .. ADDRESS_MSG .. " addresses, "
-             .. "or a string of them separated by commas", v)
-    end
-    local out = {}
-    for i, a in ipairs(list) do
-        local host, port
-        if type(a) == "string" then host, port = parse_address(a) end
-        if not host then
-            local got = type(a) == "string" and ("'" .. a .. "'") or type(a)
-            error(("%s must be a list of %s addresses, got %s as address %d%s")
-                  :format(describe(name, src), ADDRESS_MSG, got, i, from(src)), 0)
+        if #list == 0 then
+            fail(name, src, "a non-empty list of " .. msg .. " addresses, "
+                 .. "or a string of them separated by commas", v)
         end
-        out[i] = { host = host, port = port }
+        local out = {}
+        for i, a in ipairs(list) do
+            local host, port
+            if type(a) == "string" then host, port = parse_address(a, default_port) end
+            if not host then
+                local got = type(a) == "string" and ("'" .. a .. "'") or type(a)
+                error(("%s must be a list of %s addresses, got %s as address %d%s")
+                      :format(describe(name, src), msg, got, i, from(src)), 0)
+            end
+            out[i] = { host = host, port = port }
+        end
+        return out
     end
-    return out
 end
 
 local CHECK = {
     host = cstring, username = cstring, password = cstring, url = str, namespace = str,
     tls = tls, tls_ca_file = readable_file, tls_cert_file = readable_file,
     tls_key_file = readable_file, tls_server_name = name_string, tls_verify = boolean,
-    sentinels = sentinels, sentinel_master = name_string,
+    sentinels = addresses(SENTINEL_PORT), sentinel_master = name_string,
     sentinel_username = cstring, sentinel_password = cstring,
+    cluster = boolean, cluster_nodes = addresses(CLUSTER_PORT),
     port = integer(1, 65535), db = integer(0, 15),
     pool_size = integer(1, 10000), timeout = seconds(true, MAX_TIMEOUT, true),
     default_ttl = seconds(false), max_items = integer(0, MAX_COUNT),
@@ -690,19 +701,24 @@ local function unescape(s)
     return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
-local URL_FORMS = "a redis[s]://[user:password@]host[:port][/db] or "
-    .. "redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db] URL"
+local URL_FORMS = "a redis[s]://[user:password@]host[:port][/db], "
+    .. "redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db] or "
+    .. "redis[s]+cluster://[user:password@]host[:port][,host[:port]...][/0] URL"
+
+local SCHEMES = { redis = true, rediss = true, ["redis+sentinel"] = true,
+                  ["redis+cluster"] = true, ["rediss+cluster"] = true }
 
 -- The parts of a URL, as strings: host, port, db, username, password;
--- tls = true for rediss://; sentinels (the addresses, as written) and
--- sentinel_master for redis+sentinel://, whose user and password are the
--- data nodes' (as in redis://).
+-- tls = true for rediss:// and rediss+cluster://; sentinels (the
+-- addresses, as written) and sentinel_master for redis+sentinel://, whose
+-- user and password are the data nodes' (as in redis://); cluster = true
+-- and cluster_nodes (the addresses, as written) for redis[s]+cluster://.
 local function parse_url(url, src)
     local scheme, rest = url:match("^([%l+]+)://(.*)$")
-    if scheme ~= "redis" and scheme ~= "rediss" and scheme ~= "redis+sentinel" then
+    if not SCHEMES[scheme] then
         fail("url", src, URL_FORMS, url)
     end
-    local out = { tls = scheme == "rediss" or nil }
+    local out = { tls = (scheme == "rediss" or scheme == "rediss+cluster") or nil }
     local auth, hostpart = rest:match("^(.*)@([^@]*)$")
     if auth then
         local user, pass = auth:match("^([^:]*):(.*)$")
@@ -727,6 +743,11 @@ local function parse_url(url, src)
         out.sentinel_master = unescape(master)
         out.db = db ~= "" and db or nil
         return out
+    elseif scheme == "redis+cluster" or scheme == "rediss+cluster" then
+        out.cluster = true
+        out.cluster_nodes = hostport
+        out.db = db ~= "" and db or nil
+        return out
     end
     local host, port = hostport:match("^%[(.+)%]:?(%d*)$")
     if not host then
@@ -744,10 +765,11 @@ local function rank(src)
         or src.kind == "default" and 1 or 2
 end
 
--- Settings a URL carries: a part it leaves out takes the default. (TLS is
--- not among them: rediss:// turns it on, redis:// leaves it to `tls`.)
+-- Settings a URL carries: a part it leaves out takes the default. (TLS and
+-- Cluster are not among them: rediss:// and redis[s]+cluster:// turn them
+-- on, redis:// leaves them to `tls` and `cluster`.)
 local URL_PARTS = { "host", "port", "db", "username", "password",
-                    "sentinels", "sentinel_master" }
+                    "sentinels", "sentinel_master", "cluster_nodes" }
 
 local REDIS_SETTINGS = { "host", "port", "db", "username", "password", "pool_size",
                          "timeout", "connect_timeout", "command_timeout" }
@@ -813,9 +835,14 @@ end
 -- { ca_file=, cert_file=, key_file=, server_name= (strings or nil),
 -- verify = boolean }); sentinels (nil, or an array of { host=, port= }),
 -- sentinel_master, sentinel_username, sentinel_password (strings; nil
--- without Sentinel). Raises a clear error naming the variable and its
--- source for a malformed value. Warns (config.warn) when TLS verification
--- is off, unless `quiet` (a check that does not connect).
+-- without Sentinel); cluster (true with Redis Cluster, else nil) and
+-- cluster_nodes (with Cluster the seed nodes, an array of { host=, port= }:
+-- those of cluster_nodes or a redis[s]+cluster:// URL, else the one of
+-- host and port; nil without Cluster). Raises a clear error naming the
+-- variable and its source for a malformed value, for Cluster with a db
+-- other than 0 and for Cluster together with Sentinel. Warns (config.warn)
+-- when TLS verification is off, unless `quiet` (a check that does not
+-- connect).
 function _M.redis(cfg, quiet)
     local values, sources = secret_values[cfg] or cfg.raw, cfg.sources
     local r, v = {}, {}
@@ -839,8 +866,10 @@ function _M.redis(cfg, quiet)
                 end
             end
         end
-        if parts.tls and rank(sources.tls) <= rank(src) then
-            v.tls, srcs.tls = true, in_url
+        for _, name in ipairs { "tls", "cluster" } do
+            if parts[name] and rank(sources[name]) <= rank(src) then
+                v[name], srcs[name] = true, in_url
+            end
         end
     end
     for _, name in ipairs(REDIS_SETTINGS) do
@@ -849,8 +878,33 @@ function _M.redis(cfg, quiet)
         end
     end
     r.tls = tls_settings(v, srcs, quiet)
-    -- Sentinel: the addresses and the master's name go together
     local has_sentinels = v.sentinels ~= nil or srcs.sentinels.broken
+    -- Cluster: on with `cluster`, or with nodes (cluster_nodes, a
+    -- redis[s]+cluster:// URL) unless a `cluster` setting above their
+    -- level turns it off, as `tls = false` beats rediss://
+    local has_nodes = v.cluster_nodes ~= nil or srcs.cluster_nodes.broken
+    local cluster = check("cluster", srcs.cluster, v.cluster) and "cluster"
+    if not cluster and has_nodes and rank(srcs.cluster_nodes) >= rank(srcs.cluster) then
+        cluster = "cluster_nodes"
+    end
+    if cluster then
+        if has_sentinels then
+            local src, s_src = srcs[cluster], srcs.sentinels
+            error(("%s%s turns Redis Cluster on and %s%s lists sentinels: choose Cluster "
+                   .. "or Sentinel"):format(describe(cluster, src), from(src),
+                  describe("sentinels", s_src), from(s_src)), 0)
+        end
+        r.cluster = true
+        if has_nodes then
+            r.cluster_nodes = check("cluster_nodes", srcs.cluster_nodes, v.cluster_nodes)
+        else
+            r.cluster_nodes = { { host = r.host, port = r.port } }
+        end
+        if r.db ~= 0 then
+            fail("db", srcs.db, "0 (Redis Cluster has only database 0)", v.db)
+        end
+    end
+    -- Sentinel: the addresses and the master's name go together
     local has_master = v.sentinel_master ~= nil or srcs.sentinel_master.broken
     if has_sentinels and not has_master then
         local src = srcs.sentinels

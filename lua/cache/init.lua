@@ -128,7 +128,8 @@ end
 -- pool_size, timeout, connect_timeout, command_timeout, default_ttl,
 -- namespace, max_items, max_memory, max_value_bytes, journal_max_keys,
 -- codec, log_level, exit_flush_timeout, tls, sentinels, sentinel_master,
--- sentinel_username, sentinel_password (README: Configuration).
+-- sentinel_username, sentinel_password, cluster, cluster_nodes (README:
+-- Configuration).
 function _M.new(opts)
     local self = new_manager(opts, 3)
     return self
