@@ -27,6 +27,7 @@
 
 #include "engine_impl.h"
 #include "globmatch.h"
+#include "slot.h"
 #include "status.h"
 
 /* -- Helpers ------------------------------------------------------------ */
@@ -752,5 +753,12 @@ void engine_stats(const Engine *e, EngineStats *out)
 {
     *out = e->stats;
     out->using_redis = e->mode == MODE_REDIS;
+    if (e->backend != NULL && backend_has_slots(e->backend)) {
+        out->cluster = true;
+        backend_node_counts(e->backend, &out->cluster_nodes,
+                            &out->cluster_nodes_up);
+        out->cluster_slots_on_memory =
+            e->mode == MODE_REDIS ? outages_slots(e) : SLOT_COUNT;
+    }
     store_stats(e->store, &out->store);
 }

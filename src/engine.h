@@ -83,6 +83,12 @@ typedef struct EngineStats {
     uint64_t reconnects;
     uint64_t journal_overflows;
     bool using_redis;
+    /* A Cluster's view (cluster false otherwise): primaries in the slot
+    ** map, those connected, and slots served from memory meanwhile. */
+    bool cluster;
+    size_t cluster_nodes;
+    size_t cluster_nodes_up;
+    size_t cluster_slots_on_memory;
     const char *last_error; /* NULL when no error happened; owned by the
                                engine, valid until the next engine call */
     StoreStats store;

@@ -399,6 +399,13 @@ static int core_stats(lua_State *L)
     set_number(L, "journal_overflows", (double)st.journal_overflows);
     lua_pushboolean(L, st.using_redis);
     lua_setfield(L, -2, "using_redis");
+    if (st.cluster) {
+        lua_createtable(L, 0, 3);
+        set_number(L, "nodes", (double)st.cluster_nodes);
+        set_number(L, "nodes_up", (double)st.cluster_nodes_up);
+        set_number(L, "slots_on_memory", (double)st.cluster_slots_on_memory);
+        lua_setfield(L, -2, "cluster");
+    }
     if (st.last_error != NULL) {
         lua_pushstring(L, st.last_error);
         lua_setfield(L, -2, "last_error");

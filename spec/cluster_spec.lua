@@ -1,0 +1,293 @@
+-- cluster_spec.lua -- cachert on a Redis Cluster (3 primaries + 3
+-- replicas on loopback, node timeout 1000 ms: spec/cluster_helpers.lua):
+-- keys spread over every primary, hash tags, mget/mset across slots, the
+-- cluster-wide clear with an exact count and no KEYS, MOVED after a manual
+-- slot move, a primary SIGKILLed under load from 100 tasks (only its slots
+-- on memory meanwhile), and a cluster down at connect.
+
+local helpers = require "helpers"
+local cluster = require "cluster_helpers"
+local sched = require "cachert"
+
+local in_task, wait_for = helpers.in_task, helpers.wait_for
+
+local function manager(topo, opts)
+    local o = { cluster_nodes = { topo.addrs[1], topo.addrs[2] }, namespace = "cs:",
+                log_level = "error" }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return require("cache").new(o)
+end
+
+-- The value of `key` as the cluster holds it, asked of a live node
+-- (redis-cli -c follows MOVED).
+local function raw_get(topo, key)
+    for _, node in ipairs(topo.nodes) do
+        if helpers.process_alive(node.pid) then
+            return (cluster.cli(node.port, "-c --raw GET " .. key):gsub("\n$", ""))
+        end
+    end
+end
+
+-- Keys in the node on `port`'s own keyspace.
+local function dbsize(port)
+    return tonumber((cluster.cli(port, "DBSIZE"):match("%d+")))
+end
+
+describe("cachert on a Redis Cluster #redis", function()
+    local topo
+
+    setup(function()
+        topo = cluster.start()
+    end)
+
+    teardown(function()
+        cluster.stop(topo)
+    end)
+
+    it("spreads one workload's keys over every primary", function()
+        local c = manager(topo)
+        in_task(function()
+            assert.is_true(c:connect())
+            for i = 1, 300 do
+                assert.is_true(c:set("spread:" .. i, { n = i }, 0))
+            end
+            for i = 1, 300 do
+                assert.are.same({ n = i }, c:get("spread:" .. i))
+            end
+            local st = c:stats()
+            assert.is_true(st.using_redis)
+            assert.are.equal(3, st.cluster.nodes)
+            assert.are.equal(3, st.cluster.nodes_up)
+            assert.are.equal(0, st.cluster.slots_on_memory)
+            assert.are.equal(0, st.errors)
+        end)
+        for _, port in ipairs(topo.primaries) do
+            local n = dbsize(port)
+            assert.is_true(n > 50, ("primary %d holds %d keys of 300"):format(port, n))
+        end
+        c:disconnect()
+    end)
+
+    it("keeps keys with one hash tag on one slot, as CLUSTER KEYSLOT says", function()
+        local c = manager(topo)
+        in_task(function()
+            assert.is_true(c:connect())
+            for _, k in ipairs { "{user42}.name", "{user42}.mail", "{user42}" } do
+                assert.is_true(c:set(k, k, 0))
+            end
+        end)
+        local slot = cluster.slot_of(topo, "cs:{user42}.name")
+        assert.are.equal(cluster.slot_of(topo, "{user42}"), slot)
+        local port
+        for _, p in ipairs(topo.primaries) do
+            local keys = cluster.cli(p, "--raw CLUSTER GETKEYSINSLOT " .. slot .. " 10")
+            if keys:match("cs:{user42}") then
+                port = p
+                assert.are.equal(3, select(2, keys:gsub("cs:{user42}", "")))
+            end
+        end
+        assert.truthy(port, "no primary holds slot " .. slot)
+        c:disconnect()
+    end)
+
+    it("splits mget / mset across slots and nodes, holes kept in order", function()
+        local c = manager(topo)
+        in_task(function()
+            assert.is_true(c:connect())
+            local map = {}
+            for i = 1, 40 do map["m" .. i] = i * 10 end
+            assert.is_true(c:mset(map, 60))
+            local keys = { n = 42 }
+            for i = 1, 42 do
+                if i % 7 ~= 0 then keys[i] = "m" .. i end
+            end
+            local out = c:mget(keys)
+            assert.are.equal(42, out.n)
+            for i = 1, 42 do
+                if i % 7 == 0 or i > 40 then
+                    assert.is_nil(out[i], "hole or missing key " .. i)
+                else
+                    assert.are.equal(i * 10, out[i])
+                end
+            end
+        end)
+        assert.matches("^1", cluster.cli(topo.nodes[1].port, "-c --raw EXISTS cs:m20"))
+        c:disconnect()
+    end)
+
+    it("clears a pattern on every primary with an exact count and no KEYS", function()
+        local c = manager(topo, { namespace = "" })
+        for _, p in ipairs(topo.primaries) do cluster.cli(p, "CONFIG RESETSTAT") end
+        local n = 100000
+        in_task(function()
+            assert.is_true(c:connect())
+            local tasks = {}
+            for t = 1, 50 do
+                tasks[t] = sched.spawn(function()
+                    for i = t, n, 50 do
+                        assert(c:set("big:" .. i, i, 0))
+                    end
+                end)
+            end
+            for _, task in ipairs(tasks) do task:join() end
+            assert.is_true(c:set("other:1", 1, 0))
+            assert.are.equal(n, c:clear("big:*"))
+            assert.are.equal(1, c:get("other:1"))
+            assert.is_nil(c:get("big:77"))
+        end)
+        for _, p in ipairs(topo.primaries) do
+            local stats = cluster.cli(p, "INFO commandstats")
+            assert.is_nil(stats:match("cmdstat_keys:"), "KEYS ran on " .. p)
+            assert.truthy(stats:match("cmdstat_scan:"), "no SCAN on " .. p)
+        end
+        c:disconnect()
+    end)
+
+    it("follows MOVED after a slot is moved by hand", function()
+        local c = manager(topo)
+        local key = "cs:moving"
+        local slot = cluster.slot_of(topo, key)
+        in_task(function()
+            assert.is_true(c:connect())
+            assert.is_true(c:set("moving", "before", 0))
+        end)
+        -- the owner and another primary, by their node ids
+        local function owner_port()
+            for _, p in ipairs(topo.primaries) do
+                if cluster.cli(p, "--raw CLUSTER COUNTKEYSINSLOT " .. slot):match("^1") then
+                    return p
+                end
+            end
+        end
+        local from = owner_port()
+        local to
+        for _, p in ipairs(topo.primaries) do if p ~= from then to = p; break end end
+        local from_id = cluster.cli(from, "--raw CLUSTER MYID"):gsub("%s+$", "")
+        local to_id = cluster.cli(to, "--raw CLUSTER MYID"):gsub("%s+$", "")
+        cluster.cli(to, ("CLUSTER SETSLOT %d IMPORTING %s"):format(slot, from_id))
+        cluster.cli(from, ("CLUSTER SETSLOT %d MIGRATING %s"):format(slot, to_id))
+        -- during the migration (before the key moves): ASK for new keys of
+        -- the slot is possible; the existing key is still read from `from`
+        in_task(function()
+            assert.are.equal("before", c:get("moving"))
+        end)
+        cluster.cli(from, ("MIGRATE 127.0.0.1 %d %s 0 5000"):format(to, key))
+        in_task(function()
+            -- the key is gone from `from`: ASK to `to`
+            assert.are.equal("before", c:get("moving"))
+            assert.is_true(c:set("moving", "during", 0))
+        end)
+        for _, p in ipairs(topo.primaries) do
+            cluster.cli(p, ("CLUSTER SETSLOT %d NODE %s"):format(slot, to_id))
+        end
+        in_task(function()
+            assert.are.equal("during", c:get("moving"))
+            assert.is_true(c:set("moving", "after", 0))
+            local st = c:stats()
+            assert.are.equal(0, st.errors, st.last_error)
+            assert.is_true(st.using_redis)
+        end)
+        assert.are.equal(to, owner_port())
+        assert.are.equal("after", c:get("moving"))
+        c:disconnect()
+    end)
+end)
+
+describe("a Redis Cluster primary SIGKILLed under load from 100 tasks #redis", function()
+    local topo, r
+
+    setup(function()
+        topo = cluster.start()
+        r = {}
+        local c = manager(topo)
+        r.manager = c
+        r.connected = c:connect()
+        in_task(function()
+            local load = helpers.start_model_load(c, r, 100, 2)
+            sched.sleep(0.5)
+            -- the victim: the primary holding key t1:k1's slot
+            local slot = cluster.slot_of(topo, "cs:t1:k1")
+            for _, node in ipairs(topo.nodes) do
+                if cluster.cli(node.port, "--raw ROLE"):match("^master")
+                    and cluster.cli(node.port, "--raw CLUSTER COUNTKEYSINSLOT " .. slot)
+                        :match("^1") then
+                    r.victim = node
+                end
+            end
+            assert(r.victim, "no primary holds slot " .. slot)
+            local t0 = sched.now()
+            helpers.sh("kill -KILL " .. r.victim.pid)
+            -- meanwhile: only the victim's slots on memory
+            r.partial = wait_for(function()
+                local cl = c:stats().cluster
+                return cl.slots_on_memory > 0
+            end, 5)
+            local cl = c:stats().cluster
+            r.slots_on_memory = cl.slots_on_memory
+            r.using_redis = c:stats().using_redis
+            r.back = wait_for(function()
+                local st = c:stats().cluster
+                return st.slots_on_memory == 0 and st.nodes_up == 3
+            end, 20)
+            r.seconds = sched.now() - t0
+            r.phase = "r"
+            sched.sleep(0.5)
+            helpers.stop_model_load(load, r)
+            r.after_set = c:set("after:kill", "new", 0)
+        end)
+        print(("cluster: back on Redis (the promoted replica) %.2f s after SIGKILL; "
+               .. "%d operations; %d slots on memory meanwhile"):format(
+              r.seconds, r.ops, r.slots_on_memory or -1))
+    end)
+
+    teardown(function()
+        if r and r.manager then r.manager:disconnect() end
+        cluster.stop(topo)
+    end)
+
+    it("raises no error in any task and reads no wrong value", function()
+        assert.is_true(r.connected)
+        assert.are.same({}, r.task_errors)
+        assert.are.same({}, r.stale_reads)
+        assert.is_true(r.ops > 1000, "only " .. r.ops .. " operations")
+    end)
+
+    it("serves only the lost primary's slots from memory meanwhile", function()
+        assert.is_true(r.partial)
+        assert.is_true(r.using_redis)
+        assert.is_true(r.slots_on_memory > 0 and r.slots_on_memory < 16384,
+                       r.slots_on_memory .. " slots on memory")
+    end)
+
+    it("is back on the promoted replica within seconds, nothing stale", function()
+        assert.is_true(r.back, "still partly on memory")
+        assert.is_true(r.seconds < 15, r.seconds .. " s")
+        assert.is_true(r.after_set)
+        assert.are.equal("new", raw_get(topo, "cs:after:kill"):match("new"))
+        -- every key of the load as the model says, read from Redis
+        for key, v in pairs(r.model) do
+            local got = r.manager:get(key)
+            if v == false then
+                assert.is_nil(got, key)
+            else
+                assert.is_true(got == nil or got == v, key .. ": " .. tostring(got))
+            end
+        end
+    end)
+end)
+
+describe("a Redis Cluster with every node down at connect #redis", function()
+    it("falls back to memory like a single server, and says why", function()
+        local c = require("cache").new { cluster_nodes = { "127.0.0.1:1", "127.0.0.1:2" },
+                                         connect_timeout = 0.5, log_level = "off" }
+        in_task(function()
+            assert.is_false(c:connect())
+            local st = c:stats()
+            assert.is_false(st.using_redis)
+            assert.matches("no node answers", st.last_error)
+            assert.is_true(c:set("k", "v", 0))
+            assert.are.equal("v", c:get("k"))
+        end)
+        c:disconnect()
+    end)
+end)
