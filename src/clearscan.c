@@ -70,8 +70,8 @@ static int send_scan(ClearScan *cs, bool *sent)
     while (cs->node < backend_nodes(cs->backend)) {
         RedisCmd cmd;
         cmd_scan(&cmd, cs->cursor, CLEARSCAN_COUNT, cs->match, cs->mlen);
-        int rc = backend_node_command(cs->backend, cs->node, cmd.argc,
-                                      cmd.argv, cmd.lens, on_scan, cs);
+        int rc = backend_node_command(cs->backend, cs->node, cmd.argc, cmd.argv,
+                                      cmd.lens, on_scan, cs);
         if (rc == CR_OK) {
             *sent = true;
             return CR_OK;

@@ -18,7 +18,7 @@
 #include "slot.h"
 #include "status.h"
 
-#define NO_NODE UINT16_MAX
+#define NO_NODE   UINT16_MAX
 #define MAX_NODES (NO_NODE - 1)
 
 typedef enum NodeState {
@@ -56,8 +56,8 @@ struct Node {
     uint16_t index;
     Pool *pool;
     NodeState state;
-    bool primary;  /* owns slots in the current map */
-    Req *waiting;  /* commands sent while connecting */
+    bool primary; /* owns slots in the current map */
+    Req *waiting; /* commands sent while connecting */
     Req **waiting_tail;
 };
 
@@ -139,8 +139,7 @@ static Req *req_new(Cluster *cl, int argc, const char **argv,
     for (int i = 0; i < argc; i++)
         bytes += argvlen != NULL ? argvlen[i] : strlen(argv[i]);
     size_t n = (size_t)argc;
-    Req *r = malloc(sizeof(*r) + n * (sizeof(char *) + sizeof(size_t)) +
-                    bytes);
+    Req *r = malloc(sizeof(*r) + n * (sizeof(char *) + sizeof(size_t)) + bytes);
     if (r == NULL)
         return NULL;
     memset(r, 0, sizeof(*r));
@@ -529,7 +528,8 @@ static void apply_map(Cluster *cl, const Node *from)
     cl->have_map = true;
     backoff_reset(&cl->backoff);
     if (first || changed) {
-        log_msg(&cl->log, LOG_INFO, "cluster: %s map of %zu primaries from %s%s",
+        log_msg(&cl->log, LOG_INFO,
+                "cluster: %s map of %zu primaries from %s%s",
                 first ? "the" : "a new", primaries, name,
                 uncovered ? " (some slots have no owner)" : "");
         snprintf(cl->message, sizeof(cl->message),
@@ -580,10 +580,12 @@ static void refresh(Cluster *cl)
     }
     if (from == NULL) {
         cl->refresh_wanted = true;
-        for (size_t i = 0; i < cl->nnodes; i++)
-            if (cl->nodes[i]->state == NODE_IDLE &&
-                (i < cl->nseeds || !cl->have_map || cl->nodes[i]->primary))
-                node_open(cl->nodes[i]);
+        for (size_t i = 0; i < cl->nnodes; i++) {
+            Node *n = cl->nodes[i];
+            if (n->state == NODE_IDLE &&
+                (i < cl->nseeds || !cl->have_map || n->primary))
+                node_open(n);
+        }
         if (all_down(cl)) /* retrying by themselves: ask again later */
             refresh_in(cl, backoff_next(&cl->backoff));
         return;

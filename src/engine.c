@@ -493,8 +493,8 @@ Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
     /* The probe key lives in the namespace: the literal head of clear_all. */
     e->probe_key = malloc(e->clear_all_len + sizeof(ENGINE_PROBE_KEY_SUFFIX));
     e->store = store_new(cfg->max_items, cfg->max_bytes);
-    e->journal_max_keys = cfg->journal_max_keys ? cfg->journal_max_keys
-                                                : ENGINE_JOURNAL_MAX_KEYS;
+    e->journal_max_keys =
+        cfg->journal_max_keys ? cfg->journal_max_keys : ENGINE_JOURNAL_MAX_KEYS;
     e->journal = journal_new(e->journal_max_keys, ENGINE_JOURNAL_MAX_PATTERNS);
     if (e->store == NULL || e->clear_all == NULL || e->probe_key == NULL ||
         e->journal == NULL) {

@@ -208,7 +208,7 @@ void outage_begin(Engine *e, bool by_node, size_t which, int status)
         if (!has_slot(o, s))
             continue;
         if (e->slot_outage[s] != NULL) {
-            o->slots[s / 8] &= (uint8_t)~(1u << (s % 8));
+            o->slots[s / 8] &= (uint8_t) ~(1u << (s % 8));
         } else {
             e->slot_outage[s] = o;
             o->nslots++;
@@ -430,8 +430,8 @@ static void try_recover(Outage *o)
     journal_take(o->journal, &o->batch);
     RedisCmd cmd;
     cmd_exists(&cmd, o->probe, o->probe_len);
-    int rc = backend_command(e->backend, cmd.argc, cmd.argv, cmd.lens,
-                             on_probed, o);
+    int rc =
+        backend_command(e->backend, cmd.argc, cmd.argv, cmd.lens, on_probed, o);
     if (rc != CR_OK)
         round_failed(o, rc);
 }
@@ -460,8 +460,7 @@ static void on_outage_timer(uv_timer_t *t)
     outages_try(t->data);
 }
 
-/* -- clear(pattern) on a Cluster with nodes lost ---------------------------
-*/
+/* -- clear(pattern) on a Cluster with nodes lost ------------------------ */
 
 static void clear_node_lost(void *ud, size_t node, int status)
 {

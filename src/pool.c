@@ -415,8 +415,8 @@ int pool_command_asking(Pool *p, int argc, const char **argv,
     RedisCmd asking;
     cmd_asking(&asking);
     Conn *c = pick_conn(p);
-    int rc = conn_command(c, asking.argc, asking.argv, asking.lens, on_asking,
-                          NULL);
+    int rc =
+        conn_command(c, asking.argc, asking.argv, asking.lens, on_asking, NULL);
     if (rc == CR_OK)
         rc = conn_command(c, argc, argv, argvlen, cb, ud);
     if (rc == CR_OK)
