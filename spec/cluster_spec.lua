@@ -291,3 +291,115 @@ describe("a Redis Cluster with every node down at connect #redis", function()
         c:disconnect()
     end)
 end)
+
+-- The node ids of the primaries, by port.
+local function primary_ids(topo)
+    local ids = {}
+    for _, p in ipairs(cluster.primary_ports(topo)) do
+        ids[p] = cluster.cli(p, "--raw CLUSTER MYID"):gsub("%s+$", "")
+    end
+    return ids
+end
+
+-- Runs `move(topo)` while 100 tasks write, delete and read through one
+-- manager; returns the load's record.
+local function under_load(topo, namespace, move)
+    local r = {}
+    local c = manager(topo, { namespace = namespace })
+    r.manager = c
+    r.connected = c:connect()
+    in_task(function()
+        local load = helpers.start_model_load(c, r, 100, 2)
+        sched.sleep(0.3)
+        local t0 = sched.now()
+        move(topo, r)
+        r.seconds = sched.now() - t0
+        sched.sleep(0.3)
+        helpers.stop_model_load(load, r)
+    end)
+    return r
+end
+
+-- Every key of the load reads as its model says, from Redis.
+local function assert_model(r)
+    in_task(function()
+        for key, v in pairs(r.model) do
+            local got = r.manager:get(key)
+            if v == false then
+                assert.is_nil(got, key)
+            else
+                assert.are.equal(v, got, key)
+            end
+        end
+    end)
+end
+
+describe("slots migrating under load from 100 tasks #redis", function()
+    local topo
+
+    setup(function() topo = cluster.start() end)
+    teardown(function() cluster.stop(topo) end)
+
+    it("follows ASK while the keys of a busy slot move one by one", function()
+        local key = "ask:t1:k1" -- written, deleted and read by the load
+        local slot = cluster.slot_of(topo, key)
+        local r = under_load(topo, "ask:", function(_, rec)
+            local ids = primary_ids(topo)
+            local from, to
+            for p in pairs(ids) do
+                if cluster.cli(p, "--raw CLUSTER COUNTKEYSINSLOT " .. slot):match("^[1-9]") then
+                    from = p
+                end
+            end
+            for p in pairs(ids) do if p ~= from then to = p end end
+            assert(from and to, "no owner found for slot " .. slot)
+            cluster.cli(to, "CONFIG RESETSTAT")
+            rec.to = to
+            cluster.cli(to, ("CLUSTER SETSLOT %d IMPORTING %s"):format(slot, ids[from]))
+            cluster.cli(from, ("CLUSTER SETSLOT %d MIGRATING %s"):format(slot, ids[to]))
+            -- key by key, with the load running in between
+            for _ = 1, 20 do
+                local keys = cluster.cli(from, "--raw CLUSTER GETKEYSINSLOT " .. slot .. " 1")
+                local k = keys:match("[^\n]+")
+                if not k then break end
+                cluster.cli(from, ("MIGRATE 127.0.0.1 %d %s 0 5000"):format(to, k))
+                sched.sleep(0.05)
+            end
+            sched.sleep(0.2) -- new keys now land on `to` through ASK
+            for _, p in ipairs(cluster.primary_ports(topo)) do
+                cluster.cli(p, ("CLUSTER SETSLOT %d NODE %s"):format(slot, ids[to]))
+            end
+        end)
+        r.manager:disconnect()
+        assert.is_true(r.connected)
+        assert.are.same({}, r.task_errors)
+        assert.are.same({}, r.stale_reads)
+        local st = r.manager:stats()
+        assert.are.equal(0, st.errors, st.last_error)
+        -- the importing node saw ASKING: the ASK path was taken
+        local asking = cluster.cli(r.to, "INFO commandstats"):match("cmdstat_asking:calls=(%d+)")
+        assert.is_true(tonumber(asking or 0) > 0, "no ASKING reached the importing node")
+    end)
+
+    it("reshards 1,500 slots with redis-cli --cluster reshard", function()
+        local r = under_load(topo, "reshard:", function()
+            local ids = primary_ids(topo)
+            local ports = cluster.primary_ports(topo)
+            local out, status = helpers.sh(("%stimeout 120 redis-cli --cluster reshard "
+                .. "127.0.0.1:%d --cluster-from %s --cluster-to %s --cluster-slots 1500 "
+                .. "--cluster-yes --cluster-pipeline 20 2>&1"):format(helpers.NO_PRELOAD,
+                ports[1], ids[ports[1]], ids[ports[2]]))
+            assert(status == 0, "reshard failed: " .. out)
+        end)
+        print(("reshard of 1,500 slots under load: %.2f s, %d operations"):format(
+            r.seconds, r.ops))
+        assert.is_true(r.connected)
+        assert.are.same({}, r.task_errors)
+        assert.are.same({}, r.stale_reads)
+        local st = r.manager:stats()
+        assert.are.equal(0, st.errors, st.last_error)
+        assert.are.equal(0, st.cluster.slots_on_memory)
+        assert_model(r)
+        r.manager:disconnect()
+    end)
+end)
