@@ -161,6 +161,16 @@ add_test(NAME lua.sentinel_tls
 set_tests_properties(lua.sentinel_tls PROPERTIES LABELS "lua;redis" TIMEOUT 900
     ENVIRONMENT "${spec_env};${cachert_env};CACHERT_SPEC_SENTINEL=1;CACHERT_SPEC_TLS=1")
 
+# The Redis API spec again on a 3 + 3 Redis Cluster (spec/helpers.lua,
+# CACHERT_SPEC_CLUSTER), but for its tests of several databases (a Cluster
+# has database 0 only: connect refuses another, see config_spec).
+add_test(NAME lua.cluster
+         COMMAND ${BUSTED} --lua=$<TARGET_FILE:cachert> --output=utfTerminal
+                 --exclude-tags=multidb spec/redis_spec.lua
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(lua.cluster PROPERTIES LABELS "lua;redis" TIMEOUT 600
+                     ENVIRONMENT "${spec_env};${cachert_env};CACHERT_SPEC_CLUSTER=1")
+
 # `require "cache"` after `cmake --install`, from another directory.
 add_test(NAME install.luajit
          COMMAND sh ${PROJECT_SOURCE_DIR}/spec/install_check.sh

@@ -152,4 +152,115 @@ function C.stop(topo)
     end
 end
 
+-- CRC16-XMODEM slot of `key` (hash tags as Redis), for feeding keys to
+-- their owners without a round trip per key.
+local bit = require "bit"
+local function key_slot(key)
+    local s, e = key:find("{", 1, true)
+    if s then
+        local close = key:find("}", s + 1, true)
+        if close and close > s + 1 then key = key:sub(s + 1, close - 1) end
+    end
+    local crc = 0
+    for i = 1, #key do
+        crc = bit.bxor(crc, bit.lshift(key:byte(i), 8))
+        for _ = 1, 8 do
+            if bit.band(crc, 0x8000) ~= 0 then
+                crc = bit.band(bit.bxor(bit.lshift(crc, 1), 0x1021), 0xffff)
+            else
+                crc = bit.band(bit.lshift(crc, 1), 0xffff)
+            end
+        end
+    end
+    return crc % C.SLOT_COUNT
+end
+C.key_slot = key_slot
+
+-- slot -> port of its owner, from CLUSTER SLOTS on `port`.
+local function slot_owners(port)
+    local owners = {}
+    local out = cli(port, "--raw CLUSTER SLOTS")
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    -- --raw prints each range as: start, end, ip, port, id, [replica ip,
+    -- port, id ...]: read start, end and the primary's port
+    local i = 1
+    while i + 3 <= #lines do
+        local lo, hi, ip, p = tonumber(lines[i]), tonumber(lines[i + 1]), lines[i + 2],
+            tonumber(lines[i + 3])
+        if lo and hi and ip and ip:match("^%d+%.%d+%.%d+%.%d+$") and p then
+            for sl = lo, hi do owners[sl] = p end
+            i = i + 4
+        else
+            i = i + 1
+        end
+    end
+    return owners
+end
+
+-- Commands that act on one node's whole keyspace or settings: run on
+-- every primary.
+local NODE_WIDE = { CONFIG = true, INFO = true, FLUSHALL = true, FLUSHDB = true,
+                    DBSIZE = true, ACL = true, DEBUG = true, CLIENT = true }
+
+--- A stand-in for a standalone server (spec/helpers.lua's server object)
+-- backed by the cluster: `port` is a primary's, and cli(args) runs a
+-- keyed command through redis-cli -c, a node-wide one (CONFIG, INFO,
+-- FLUSHALL, ACL, ...) on every primary (DBSIZE summed, outputs joined),
+-- MSET as one SET per pair, and DEBUG POPULATE N prefix size as SETs fed
+-- to each key's owner (redis-cli --pipe).
+function C.as_server(topo)
+    -- cli_tls: the flags specs put before their own redis-cli arguments
+    local server = { port = topo.primaries[1], cluster = topo, cli_tls = "-c" }
+    function server.cli(args)
+        local flags, rest = args:match("^(%-%-[%w-]+%s+)(.*)$")
+        flags, rest = flags or "", rest or args
+        local word = rest:match("^(%S+)") or ""
+        local primaries = C.primary_ports(topo)
+        if word:upper() == "MSET" then
+            local out = {}
+            local parts = {}
+            for w in rest:gmatch("%S+") do parts[#parts + 1] = w end
+            for i = 2, #parts - 1, 2 do
+                out[#out + 1] = cli(primaries[1], "-c SET " .. parts[i] .. " " .. parts[i + 1])
+            end
+            return table.concat(out)
+        elseif word:upper() == "DEBUG" and rest:match("POPULATE") then
+            local n, prefix, size = rest:match("POPULATE%s+(%d+)%s+(%S+)%s+(%d+)")
+            n, size = tonumber(n), tonumber(size)
+            local owners = slot_owners(primaries[1])
+            local feeds = {}
+            for i = 0, n - 1 do
+                local key = prefix .. ":" .. i
+                local val = ("value:" .. i):sub(1, size)
+                local p = owners[key_slot(key)]
+                feeds[p] = feeds[p] or {}
+                local f = feeds[p]
+                f[#f + 1] = ("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n")
+                    :format(#key, key, #val, val)
+            end
+            for p, f in pairs(feeds) do
+                local file = os.tmpname()
+                local fh = assert(io.open(file, "wb"))
+                fh:write(table.concat(f))
+                fh:close()
+                sh(("%sredis-cli -p %d --pipe < %s"):format(NO_PRELOAD, p, file))
+                os.remove(file)
+            end
+            return "OK"
+        elseif NODE_WIDE[word:upper()] then
+            local outs, sum = {}, 0
+            for _, p in ipairs(primaries) do
+                local out = cli(p, flags .. rest)
+                outs[#outs + 1] = out
+                sum = sum + (tonumber(out:match("%d+")) or 0)
+            end
+            if word:upper() == "DBSIZE" then return tostring(sum) .. "\n" end
+            return table.concat(outs, "\n")
+        end
+        return cli(primaries[1], "-c " .. flags .. rest)
+    end
+    return server
+end
+
 return C

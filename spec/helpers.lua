@@ -158,8 +158,24 @@ end
 -- a manager given its own host, port or url connects as told.
 H.SENTINEL = os.getenv("CACHERT_SPEC_SENTINEL") == "1"
 
+--- Cluster mode (CACHERT_SPEC_CLUSTER=1, the lua.cluster ctest entry):
+-- H.start_redis starts a 3 + 3 Redis Cluster (spec/cluster_helpers.lua)
+-- and returns a stand-in server whose cli() acts on the whole cluster;
+-- managers get its nodes as cluster_nodes. The same exceptions as for
+-- Sentinel stay plain.
+H.CLUSTER = os.getenv("CACHERT_SPEC_CLUSTER") == "1"
+
 function H.start_redis(extra_args, opts)
     local args = extra_args or ""
+    local plain = (opts and opts.standalone) or args:match("requirepass")
+        or args:match("%-%-user")
+    if H.CLUSTER and not plain then
+        -- the spec's server arguments (--enable-debug-command, --databases)
+        -- are for a standalone server: DEBUG POPULATE is emulated and a
+        -- cluster has database 0 only
+        local cluster = require "cluster_helpers"
+        return cluster.as_server(cluster.start())
+    end
     if H.SENTINEL and not (opts and opts.standalone)
         and not args:match("requirepass") and not args:match("%-%-user") then
         local topo = require("sentinel_helpers").start(args)
@@ -221,6 +237,12 @@ end
 -- removes its directory. Safe to call twice or after kill_redis.
 function H.stop_redis(server)
     if not server then return end
+    if server.cluster then
+        local topo = server.cluster
+        server.cluster = nil
+        require("cluster_helpers").stop(topo)
+        return
+    end
     if server.topology then
         local topo = server.topology
         server.topology = nil
@@ -399,6 +421,8 @@ function H.manager_maker(defaults)
         if server.topology and not own then
             o.sentinels = server.topology.addrs
             o.sentinel_master = require("sentinel_helpers").MASTER
+        elseif server.cluster and not own then
+            o.cluster_nodes = server.cluster.addrs
         end
         for k, v in pairs(defaults) do o[k] = v end
         for k, v in pairs(opts or {}) do o[k] = v end

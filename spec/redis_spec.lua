@@ -4,7 +4,9 @@
 -- start, foreign bytes under a key and the documented MessagePack format.
 -- Each describe starts its own private server (helpers.start_redis) and
 -- stops it by PID in teardown. Failure modes under load are in
--- redis_failover_spec.lua.
+-- redis_failover_spec.lua. Tests tagged #multidb use several databases,
+-- which a Redis Cluster does not have: lua.cluster (the spec on a
+-- cluster, spec/helpers.lua CACHERT_SPEC_CLUSTER) leaves them out.
 
 local helpers = require "helpers"
 local core = require "cache.core"
@@ -75,7 +77,7 @@ describe("cache over Redis #redis", function()
             assert.is_true(c:connect())
         end)
 
-        it("reports a db number the server does not have, without raising", function()
+        it("reports a db number the server does not have, without raising #multidb", function()
             local c = manager(server, { db = 9 })   -- the server has 4
             assert.is_false(c:connect())
             assert.matches("DB index is out of range", c:stats().last_error)
@@ -525,7 +527,7 @@ describe("cache over Redis #redis", function()
     end)
 
     describe("namespaces and databases", function()
-        it("keeps db 0 / namespace a: and db 3 / namespace b: apart", function()
+        it("keeps db 0 / namespace a: and db 3 / namespace b: apart #multidb", function()
             local a = manager(server, { db = 0, namespace = "a:" })
             local b = manager(server, { db = 3, namespace = "b:" })
             assert.is_true(a:connect())
@@ -541,7 +543,7 @@ describe("cache over Redis #redis", function()
             assert.is_nil(raw_get(server, "k", 0))
         end)
 
-        it("clears only its own namespace and database", function()
+        it("clears only its own namespace and database #multidb", function()
             local a = manager(server, { db = 0, namespace = "a:" })
             local b = manager(server, { db = 3, namespace = "b:" })
             local b0 = manager(server, { db = 0, namespace = "b:" })
