@@ -93,6 +93,8 @@ add_c_test(journal LIBS cachert_engine)
 add_c_test(slot LIBS cachert_engine PkgConfig::HIREDIS
            REDIS_CASES test_slot_agrees_with_cluster_keyslot_on_generated_keys
                        test_slot_map_of_a_live_cluster_covers_every_slot_once)
+# The Cluster backend on a live 3 + 3 cluster per case.
+add_c_test(cluster LIBS cachert_engine PkgConfig::HIREDIS LABELS c redis)
 add_c_test(codec src/codec.c LIBS cachert_core PkgConfig::LUAJIT PkgConfig::MSGPACK)
 target_include_directories(test_codec SYSTEM PRIVATE ${LUAJIT_INCLUDE_DIRS})
 

@@ -730,10 +730,19 @@ static int cluster_command(Backend *b, int argc, const char **argv,
     Cluster *cl = (Cluster *)b;
     if (!cl->have_map || cl->closed)
         return CR_ECONNRESET;
-    if (argc < 2 || argv == NULL || argvlen == NULL)
+    if (argc < 2 || argv == NULL)
         return CR_EINVAL; /* every command cachert sends names a key */
-    if (argc > 2 && is_unlink(argv[0], argvlen[0]))
-        return split_unlink(cl, argc, argv, argvlen, cb, ud);
+    if (argc > 2 &&
+        is_unlink(argv[0], argvlen != NULL ? argvlen[0] : strlen(argv[0]))) {
+        size_t *lens = malloc((size_t)argc * sizeof(*lens));
+        if (lens == NULL)
+            return CR_ENOMEM;
+        for (int i = 0; i < argc; i++)
+            lens[i] = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
+        int rc = split_unlink(cl, argc, argv, lens, cb, ud);
+        free(lens);
+        return rc;
+    }
     Req *r = req_new(cl, argc, argv, argvlen, cb, ud);
     if (r == NULL)
         return CR_ENOMEM;
@@ -755,9 +764,10 @@ static int cluster_node_command(Backend *b, size_t node, int argc,
     Cluster *cl = (Cluster *)b;
     if (!cl->have_map || cl->closed)
         return CR_ECONNRESET;
-    if (argc < 1 || argv == NULL || argvlen == NULL)
+    if (argc < 1 || argv == NULL)
         return CR_EINVAL;
-    if (argc > 1 && is_unlink(argv[0], argvlen[0]))
+    if (argc > 1 &&
+        is_unlink(argv[0], argvlen != NULL ? argvlen[0] : strlen(argv[0])))
         return cluster_command(b, argc, argv, argvlen, cb, ud);
     if (node >= cl->nnodes || !cl->nodes[node]->primary)
         return CR_EINVAL;
