@@ -4,7 +4,7 @@
 #   make bench               # installs the Debian packages, builds, runs this script
 #   bench/run.sh             # after `make`: builds nothing itself; w1 w2 w3 w6
 #   bench/run.sh w3          # selected workloads (w1 w2 w3 w6, and w3tls: W3 over TLS,
-#                            # only when named)
+#                            # w3cluster: W3 on a 3-primary Redis Cluster, only when named)
 #   RUNS=5 bench/run.sh      # runs per anchor and per cachert workload (default 3)
 #   PIN=same bench/run.sh    # CPU placement, as in the anchors: split (default) | same | none
 #
@@ -34,16 +34,17 @@ OUT=$(cd "$OUT" && pwd)
 export RUNS PIN
 
 ALL=(w1 w2 w3 w6)      # the default set
-KNOWN=("${ALL[@]}" w3tls)
+KNOWN=("${ALL[@]}" w3tls w3cluster)
 SEL=("$@")
 [ ${#SEL[@]} -eq 0 ] && SEL=("${ALL[@]}")
 for w in "${SEL[@]}"; do
     case " ${KNOWN[*]} " in *" $w "*) ;; *) echo "unknown workload: $w (have: ${KNOWN[*]})" >&2; exit 2 ;; esac
 done
 selected() { case " ${SEL[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-# The anchors' run.sh knows w1..w6; w3tls's anchor (redis-benchmark --tls) runs below.
+# The anchors' run.sh knows w1..w6; the anchors of w3tls and w3cluster
+# (redis-benchmark --tls, --cluster) run below.
 ASEL=()
-for w in "${SEL[@]}"; do [ "$w" = w3tls ] || ASEL+=("$w"); done
+for w in "${SEL[@]}"; do case "$w" in w3tls|w3cluster) ;; *) ASEL+=("$w") ;; esac; done
 
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || {
     echo "no build directory '$BUILD': run 'make' (or 'make bench') first" >&2
@@ -78,7 +79,16 @@ redis_stop() {
         REDIS_PID=""
     fi
 }
-trap 'redis_stop; rm -rf "$TMP"' EXIT
+CLUSTER_PIDS=()
+cluster_stop() {
+    local pid
+    for pid in "${CLUSTER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    CLUSTER_PIDS=()
+}
+trap 'redis_stop; cluster_stop; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 # The managers read CACHE_* variables and a .env in the working directory: run our
@@ -105,7 +115,7 @@ if [ -f "$ANCHORS" ]; then
     mkdir -p "$OUT/anchors"
     cp "$ANCHORS" "$ANCHOR_RAW"
 elif [ "$ANCHORS" = 1 ] && [ ${#ASEL[@]} -eq 0 ]; then
-    echo "## anchors: none selected (w3tls runs its own redis-benchmark anchor)" >&2
+    echo "## anchors: none selected (w3tls, w3cluster run their own redis-benchmark anchor)" >&2
 elif [ "$ANCHORS" = 1 ]; then
     cp -r "$SHARED_BENCH" "$TMP/anchors"
     chmod -R u+w "$TMP/anchors"
@@ -235,8 +245,75 @@ w3tls() {
         REDIS_TLS=yes REDIS_TLS_CA_FILE="$tls/ca.pem" \
             bench 60 "$CACHERT" "$ROOT/bench/w3_get.lua" $cp "$port"
     done
-    bench 60 "$ROOT/bench/w3tls_redis_benchmark.sh" "$port" "$tls/ca.pem" 50 1
+    bench 60 "$ROOT/bench/w3x_redis_benchmark.sh" W3-TLS "$port" 50 1 --tls --cacert "$tls/ca.pem"
     redis_stop
+}
+
+# W3 on a Redis Cluster of three primaries on loopback (no replicas: the
+# workload only reads), each redis-server on the server CPU: cachert's
+# keyspace loaded through cachert itself (w3_load.lua cluster), the anchor's
+# by redis-benchmark --cluster -t set (key:%012d, random n < 100,000: most of
+# the keyspace; a GET of an absent key costs the same round trip).
+# cachert's w3_get.lua with REDIS_CLUSTER=yes (seed: the first node) beside
+# redis-benchmark --cluster -c 50 -P 1 GET, on the same cluster. The
+# pipelining depth each primary saw during cachert's c50 pool10 runs is
+# reported as GETs per read event (INFO: cmdstat_get calls over
+# total_reads_processed).
+get_reads() {
+    redis-cli -h 127.0.0.1 -p "$1" info all | tr -d '\r' | awk -F'[:=,]' '
+        /^cmdstat_get:/ { g = $3 } /^total_reads_processed:/ { r = $2 }
+        END { print g + 0, r + 0 }'
+}
+w3cluster() {
+    local ports=() addrs=() p bus dir i ok
+    for i in 1 2 3; do
+        p=$(free_port)
+        bus=$(free_port)
+        dir="$TMP/cluster$i"
+        mkdir -p "$dir"
+        "${SRV[@]}" redis-server --bind 127.0.0.1 --port "$p" --cluster-enabled yes \
+            --cluster-port "$bus" --cluster-config-file nodes.conf --cluster-node-timeout 1000 \
+            --save '' --appendonly no --dir "$dir" --logfile redis.log --daemonize no &
+        CLUSTER_PIDS+=($!)
+        ports+=("$p")
+        addrs+=("127.0.0.1:$p")
+    done
+    for p in "${ports[@]}"; do
+        for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    done
+    timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
+        >/dev/null || { echo "!! redis-cli --cluster create failed" >&2; FAILED=1; cluster_stop; return; }
+    for _ in $(seq 100); do
+        ok=1
+        for p in "${ports[@]}"; do
+            redis-cli -p "$p" cluster info | grep -q cluster_state:ok || ok=0
+        done
+        [ $ok = 1 ] && break
+        sleep 0.1
+    done
+    REDIS_CLUSTER=yes timeout 120 "$CACHERT" "$ROOT/bench/w3_load.lua" 100000 cluster "${ports[0]}" \
+        || { echo "!! w3_load.lua cluster failed" >&2; FAILED=1; cluster_stop; return; }
+    timeout 120 redis-benchmark --cluster -h 127.0.0.1 -p "${ports[0]}" -t set -d 64 -r 100000 \
+        -n 300000 -c 50 -P 16 -q >/dev/null
+    echo "# cluster of ${#ports[@]} primaries on ports ${ports[*]}:" \
+         "$(for p in "${ports[@]}"; do redis-cli -p "$p" dbsize; done | tr '\n' ' ')keys" >&2
+    local before=() after=()
+    for cp in "50 1" "50 10" "50 50"; do
+        [ "$cp" = "50 10" ] && for p in "${ports[@]}"; do before+=("$(get_reads "$p")"); done
+        # shellcheck disable=SC2086
+        REDIS_CLUSTER=yes bench 60 "$CACHERT" "$ROOT/bench/w3_get.lua" $cp "${ports[0]}"
+        [ "$cp" = "50 10" ] && for p in "${ports[@]}"; do after+=("$(get_reads "$p")"); done
+    done
+    for i in "${!ports[@]}"; do
+        echo "# node $((i + 1)) (port ${ports[$i]}): GET calls, read events before: ${before[$i]}; after: ${after[$i]}" >&2
+        awk -v b="${before[$i]}" -v a="${after[$i]}" -v n="$i" 'BEGIN {
+            split(b, x, " "); split(a, y, " ")
+            d = y[2] - x[2]
+            printf "RESULT\tW3-CLUSTER\tcachert-get-c50-pool10\tgets_per_read_node%d\t%.2f\tGET/read\n",
+                   n + 1, (d > 0 ? (y[1] - x[1]) / d : 0) }' | tee -a "$OURS" >&2
+    done
+    bench 60 "$ROOT/bench/w3x_redis_benchmark.sh" W3-CLUSTER "${ports[0]}" 50 1 --cluster
+    cluster_stop
 }
 
 for w in "${SEL[@]}"; do
@@ -317,6 +394,13 @@ CHECK_FAILED=0
         ratio "redis-benchmark -c 50 -P 1 GET, W3-TLS / W3 (plain)" "$t50" \
             "$(median W3 redis-benchmark-get-c50-P1 ops_per_s)" "" ""
     fi
+  fi
+  if selected w3cluster; then
+    k50=$(median W3-CLUSTER redis-benchmark-cluster-get-c50-P1 ops_per_s)
+    for pool in 10 1 50; do
+        ratio "W3-CLUSTER cachert-get-c50-pool$pool / redis-benchmark --cluster -c 50 -P 1 GET" \
+            "$(median W3-CLUSTER cachert-get-c50-pool$pool ops_per_s)" "$k50" ">=" 1
+    done
   fi
   if selected w6; then
     b6=$(median W6 cachert-manager bytes_per_entry)

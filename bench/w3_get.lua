@@ -14,7 +14,8 @@
 -- GET, warm-up included, was a hit with a 64-byte value served by Redis.
 -- Over TLS: the manager reads REDIS_TLS / REDIS_TLS_CA_FILE (and the other
 -- REDIS_TLS_* variables) itself, e.g. REDIS_TLS=yes REDIS_TLS_CA_FILE=ca.pem;
--- with REDIS_TLS on, the workload is named W3-TLS instead of W3.
+-- with REDIS_TLS on, the workload is named W3-TLS instead of W3. On a Redis
+-- Cluster: REDIS_CLUSTER=yes (the port is the seed node's); named W3-CLUSTER.
 local here = (arg and arg[0] or ""):match("^(.*[/\\])") or "./"
 package.path = here .. "lib/?.lua;" .. package.path
 
@@ -30,7 +31,9 @@ local DEADLINE_S, WARMUP, KEYSPACE = 15.0, 1000, 100000
 local name = ("cachert-get-c%d-pool%d"):format(C, POOL)
 local TLS = ({ yes = true, ["true"] = true, ["1"] = true, on = true })
     [(os.getenv("REDIS_TLS") or ""):lower()] or false
-local WORKLOAD = TLS and "W3-TLS" or "W3"
+local CLUSTER = ({ yes = true, ["true"] = true, ["1"] = true, on = true })
+    [(os.getenv("REDIS_CLUSTER") or ""):lower()] or false
+local WORKLOAD = TLS and "W3-TLS" or CLUSTER and "W3-CLUSTER" or "W3"
 
 -- Request i (0-based) reads keys[i + 1].
 local keys, rand = {}, B.xorshift32()
