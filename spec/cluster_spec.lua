@@ -225,6 +225,18 @@ describe("a Redis Cluster primary SIGKILLed under load from 100 tasks #redis", f
             local cl = c:stats().cluster
             r.slots_on_memory = cl.slots_on_memory
             r.using_redis = c:stats().using_redis
+            -- keys written now: those of the healthy primaries are in Redis
+            -- at once (the victim's wait in memory for the replica)
+            r.in_redis, r.written = 0, 0
+            for i = 1, 30 do
+                if c:stats().cluster.slots_on_memory == 0 then break end
+                local v = "during" .. i
+                assert(c:set("healthy:" .. i, v, 0))
+                r.written = r.written + 1
+                if raw_get(topo, "cs:healthy:" .. i):find(v, 1, true) then
+                    r.in_redis = r.in_redis + 1
+                end
+            end
             r.back = wait_for(function()
                 local st = c:stats().cluster
                 return st.slots_on_memory == 0 and st.nodes_up == 3
@@ -257,6 +269,10 @@ describe("a Redis Cluster primary SIGKILLed under load from 100 tasks #redis", f
         assert.is_true(r.using_redis)
         assert.is_true(r.slots_on_memory > 0 and r.slots_on_memory < 16384,
                        r.slots_on_memory .. " slots on memory")
+        assert.is_true(r.written >= 10, "the outage ended too soon to write")
+        assert.is_true(r.in_redis > 0 and r.in_redis < r.written,
+                       ("%d of %d keys written meanwhile are in Redis"):format(r.in_redis,
+                                                                               r.written))
     end)
 
     it("is back on the promoted replica within seconds, nothing stale", function()

@@ -388,6 +388,7 @@ static void replay(Outage *o)
     ClearScanHooks hooks = {keep_slot, NULL, o};
     int rc = CR_OK;
     if (o->batch.overflow) {
+        e->stats.journal_overflows++;
         const char *all = e->clear_all;
         rc = clearscan_start(e->backend, &all, &e->clear_all_len, 1, &hooks,
                              on_patterns_cleared, o);
