@@ -408,6 +408,7 @@ static const TestCase cases[] = {
     TEST_CASE(test_cluster_retries_tryagain_until_the_migration_ends),
     TEST_CASE(test_cluster_loses_only_a_killed_primarys_slots),
     TEST_CASE(test_cluster_reports_no_seed_answering),
+    {NULL, NULL},
 };
 
 TEST_MAIN(cases)
