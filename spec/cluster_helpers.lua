@@ -139,6 +139,33 @@ function C.slot_of(topo, key, port)
     return (assert(tonumber(out:match("%d+")), "CLUSTER KEYSLOT: " .. out))
 end
 
+--- Starts `node` again (after a SIGKILL) on its ports and directory: its
+-- nodes.conf keeps its identity and slots (its data is gone: no
+-- persistence). Waits until it answers PING.
+function C.restart_node(node)
+    node.pid = helpers.start_process(
+        ("%sredis-server --bind 127.0.0.1 --port %d --cluster-port %d --dir %s %s")
+            :format(NO_PRELOAD, node.port, node.bus_port, node.dir, NODE_ARGS),
+        node.dir .. "/redis.log")
+    assert(poll(function() return cli(node.port, "ping"):match("PONG") end, 10),
+           "node " .. node.port .. " did not come back")
+end
+
+--- The node of `topo` listening on `port`.
+function C.node_at(topo, port)
+    for _, node in ipairs(topo.nodes) do
+        if node.port == port then return node end
+    end
+end
+
+--- The replica node of the primary on `port` (ROLE names its primary).
+function C.replica_of(topo, port)
+    for _, node in ipairs(topo.nodes) do
+        local role = cli(node.port, "--raw ROLE")
+        if role:match("^slave\n127%.0%.0%.1\n" .. port .. "\n") then return node end
+    end
+end
+
 --- Stops every node by its PID and removes its directory. Safe to call
 -- twice.
 function C.stop(topo)
