@@ -6,8 +6,8 @@
 -- nodes.conf; `redis-cli --cluster create ... --cluster-replicas 1
 -- --cluster-yes` joins them; ready when every node says cluster_state:ok
 -- and lists 6 online nodes in CLUSTER SHARDS. Every process is stopped by
--- its PID (helpers.stop_process). Plain TCP only: TLS mode
--- (helpers.TLS) does not apply to it yet.
+-- its PID (helpers.stop_process). TLS and a password on request
+-- (C.start{ tls = true, password = "..." }).
 
 local helpers = require "helpers"
 
@@ -33,8 +33,12 @@ end
 --- Runs redis-cli on 127.0.0.1:port with `args` (shell words, as typed);
 -- returns its output. Add "-c" to follow MOVED/ASK, "--raw" for bare
 -- values.
+-- port -> the redis-cli options a node needs (TLS, password)
+local cli_flags = {}
+
 function C.cli(port, args)
-    return (sh(("%sredis-cli -p %d %s"):format(NO_PRELOAD, port, args)))
+    return (sh(("%sredis-cli %s -p %d %s"):format(NO_PRELOAD, cli_flags[port] or "", port,
+                                                  args)))
 end
 local cli = C.cli
 
@@ -42,22 +46,61 @@ local NODE_ARGS = "--cluster-enabled yes --cluster-config-file nodes.conf "
     .. "--cluster-node-timeout 1000 --repl-diskless-sync-delay 0 "
     .. "--repl-ping-replica-period 1 --save '' --appendonly no --daemonize no"
 
+-- The arguments of a node on `port` (TLS only: the data port is the TLS
+-- port, the bus and replication speak TLS too; a password for clients and
+-- between the nodes).
+local function node_args(port, opts)
+    local args = ""
+    if opts.tls then
+        local certs = helpers.tls_certs()
+        args = ("--port 0 --tls-port %d --tls-cluster yes --tls-replication yes "
+                .. "--tls-cert-file %s/server.pem --tls-key-file %s/server.key "
+                .. "--tls-ca-cert-file %s/ca.pem --tls-auth-clients no ")
+            :format(port, certs, certs, certs)
+    else
+        args = ("--port %d "):format(port)
+    end
+    if opts.password then
+        args = args .. ("--requirepass %s --masterauth %s "):format(opts.password,
+                                                                    opts.password)
+    end
+    return args
+end
+
+-- The redis-cli options for a node started with `opts`.
+local function client_flags(opts)
+    local flags = ""
+    if opts.tls then flags = ("--tls --cacert %s/ca.pem "):format(helpers.tls_certs()) end
+    if opts.password then
+        flags = flags .. ("-a %s --no-auth-warning "):format(opts.password)
+    end
+    return flags
+end
+
+local function launch(node)
+    node.pid = helpers.start_process(
+        ("%sredis-server --bind 127.0.0.1 %s--cluster-port %d --dir %s %s")
+            :format(NO_PRELOAD, node.args, node.bus_port, node.dir, NODE_ARGS),
+        node.dir .. "/redis.log")
+end
+
 -- Starts one node in a fresh directory; returns { port=, bus_port=, pid=,
--- dir= }.
-local function start_node()
+-- dir=, args= }.
+local function start_node(opts)
     local dir = sh("mktemp -d /tmp/cachert-cluster-XXXXXX"):gsub("%s+$", "")
     for _ = 1, 20 do
         local port = math.random(20000, 60000)
         local bus = math.random(20000, 60000)
         if bus ~= port then
-            local pid = helpers.start_process(
-                ("%sredis-server --bind 127.0.0.1 --port %d --cluster-port %d --dir %s %s")
-                    :format(NO_PRELOAD, port, bus, dir, NODE_ARGS),
-                dir .. "/redis.log")
+            local node = { port = port, bus_port = bus, dir = dir,
+                           args = node_args(port, opts) }
+            cli_flags[port] = client_flags(opts)
+            launch(node)
+            local pid = node.pid
             if poll(function()
                     return not helpers.process_alive(pid) or cli(port, "ping"):match("PONG")
                 end, 5) and helpers.process_alive(pid) then
-                return { port = port, bus_port = bus, pid = pid, dir = dir }
+                return node
             end
             helpers.stop_process(pid) -- a port was taken: try others
             os.remove(dir .. "/nodes.conf")
@@ -100,22 +143,27 @@ function C.primary_ports(topo)
     return ports
 end
 
---- Starts the cluster (see the top). Returns { nodes = { {port=,
+--- Starts the cluster (see the top); opts.tls: every node TLS-only (the
+-- certificates of helpers.tls_certs(), topo.tls their folder), bus and
+-- replication included; opts.password: --requirepass and --masterauth. Returns { nodes = { {port=,
 -- bus_port=, pid=, dir=}, ... }, addrs = {"127.0.0.1:p", ...},
 -- primaries = { port, ... } (at start, ascending), create_ms=, ready_ms=
 -- (from the first node's start) }; stop it with C.stop(topo), also after a
 -- failed start (C.start stops what it started before raising).
-function C.start()
-    local topo = { nodes = {}, addrs = {} }
+function C.start(opts)
+    opts = opts or {}
+    local topo = { nodes = {}, addrs = {}, tls = opts.tls and helpers.tls_certs() or nil,
+                   password = opts.password }
     local t0 = now_ms()
     local ok, err = pcall(function()
         for i = 1, C.NODES do
-            topo.nodes[i] = start_node()
+            topo.nodes[i] = start_node(opts)
             topo.addrs[i] = "127.0.0.1:" .. topo.nodes[i].port
         end
-        local out, status = sh(("%stimeout 30 redis-cli --cluster create %s "
+        local out, status = sh(("%stimeout 30 redis-cli %s--cluster create %s "
                                 .. "--cluster-replicas 1 --cluster-yes")
-                               :format(NO_PRELOAD, table.concat(topo.addrs, " ")))
+                               :format(NO_PRELOAD, client_flags(opts),
+                                       table.concat(topo.addrs, " ")))
         assert(status == 0, "redis-cli --cluster create failed: " .. out)
         topo.create_ms = now_ms() - t0
         assert(poll(function() return C.ready(topo) end, C.READY_SECONDS),
@@ -143,10 +191,7 @@ end
 -- nodes.conf keeps its identity and slots (its data is gone: no
 -- persistence). Waits until it answers PING.
 function C.restart_node(node)
-    node.pid = helpers.start_process(
-        ("%sredis-server --bind 127.0.0.1 --port %d --cluster-port %d --dir %s %s")
-            :format(NO_PRELOAD, node.port, node.bus_port, node.dir, NODE_ARGS),
-        node.dir .. "/redis.log")
+    launch(node)
     assert(poll(function() return cli(node.port, "ping"):match("PONG") end, 10),
            "node " .. node.port .. " did not come back")
 end

@@ -470,3 +470,50 @@ describe("a Redis Cluster down (CLUSTERDOWN) under load from 100 tasks #redis", 
         assert_model(r, true)
     end)
 end)
+
+describe("a Redis Cluster over TLS with a password #redis", function()
+    local topo
+
+    setup(function() topo = cluster.start { tls = true, password = "s3cret" } end)
+    teardown(function() cluster.stop(topo) end)
+
+    it("verifies every node's certificate and logs in to each", function()
+        local c = manager(topo, { tls = { ca_file = topo.tls .. "/ca.pem" },
+                                  password = "s3cret", namespace = "tls:" })
+        in_task(function()
+            assert.is_true(c:connect())
+            for i = 1, 200 do assert.is_true(c:set("k" .. i, i, 0)) end
+            for i = 1, 200, 13 do assert.are.equal(i, c:get("k" .. i)) end
+            local st = c:stats()
+            assert.are.equal(0, st.errors, st.last_error)
+            assert.are.equal(3, st.cluster.nodes_up)
+            assert.are.equal(200, c:clear("*"))
+        end)
+        for _, p in ipairs(topo.primaries) do
+            assert.matches("cmdstat_unlink", cluster.cli(p, "INFO commandstats"))
+        end
+        c:disconnect()
+    end)
+
+    it("falls back to memory on a wrong password, saying so", function()
+        local c = manager(topo, { tls = { ca_file = topo.tls .. "/ca.pem" },
+                                  password = "wrong", connect_timeout = 1 })
+        in_task(function()
+            assert.is_false(c:connect())
+            assert.matches("WRONGPASS", c:stats().last_error)
+            assert.is_true(c:set("k", "v", 0))
+            assert.are.equal("v", c:get("k"))
+        end)
+        c:disconnect()
+    end)
+
+    it("refuses a node whose certificate it cannot verify", function()
+        local c = manager(topo, { tls = { ca_file = topo.tls .. "/other-ca.pem" },
+                                  password = "s3cret", connect_timeout = 1 })
+        in_task(function()
+            assert.is_false(c:connect())
+            assert.matches("certificate verify failed", c:stats().last_error)
+        end)
+        c:disconnect()
+    end)
+end)
