@@ -50,7 +50,7 @@ local NODE_ARGS = "--cluster-enabled yes --cluster-config-file nodes.conf "
 -- port, the bus and replication speak TLS too; a password for clients and
 -- between the nodes).
 local function node_args(port, opts)
-    local args = ""
+    local args
     if opts.tls then
         local certs = helpers.tls_certs()
         args = ("--port 0 --tls-port %d --tls-cluster yes --tls-replication yes "
@@ -228,7 +228,7 @@ end
 -- their owners without a round trip per key.
 local bit = require "bit"
 local function key_slot(key)
-    local s, e = key:find("{", 1, true)
+    local s = key:find("{", 1, true)
     if s then
         local close = key:find("}", s + 1, true)
         if close and close > s + 1 then key = key:sub(s + 1, close - 1) end
