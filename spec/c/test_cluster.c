@@ -231,9 +231,9 @@ static void begin_move(Harness *h, const char *key, Move *m)
 
 static void migrate_key(Harness *h, const Move *m, const char *key)
 {
-    redisReply *r = cluster_fixture_command(
-        h->cf.nodes[m->from].fx.port, "MIGRATE 127.0.0.1 %d %s 0 5000",
-        h->cf.nodes[m->to].fx.port, key);
+    redisReply *r = cluster_fixture_command(h->cf.nodes[m->from].fx.port,
+                                            "MIGRATE 127.0.0.1 %d %s 0 5000",
+                                            h->cf.nodes[m->to].fx.port, key);
     ASSERT_NOT_NULL(r);
     ASSERT_EQ_INT(REDIS_REPLY_STATUS, r->type);
     freeReplyObject(r);
@@ -242,9 +242,9 @@ static void migrate_key(Harness *h, const Move *m, const char *key)
 static void end_move(Harness *h, const Move *m)
 {
     for (int i = 0; i < CLUSTER_FIXTURE_NODES; i++) {
-        redisReply *r = cluster_fixture_command(
-            h->cf.nodes[i].fx.port, "CLUSTER SETSLOT %u NODE %s", m->slot,
-            m->to_id);
+        redisReply *r = cluster_fixture_command(h->cf.nodes[i].fx.port,
+                                                "CLUSTER SETSLOT %u NODE %s",
+                                                m->slot, m->to_id);
         if (r != NULL)
             freeReplyObject(r);
     }
