@@ -75,6 +75,7 @@ struct Cluster {
     uint16_t next_owner[SLOT_COUNT]; /* a map being read */
     bool have_map;
     bool closed;
+    bool report_due; /* report the next map even if unchanged (fail()) */
     /* the map's refresh */
     bool refreshing;
     bool refresh_wanted; /* when a node connects */
@@ -527,7 +528,9 @@ static void apply_map(Cluster *cl, const Node *from)
     bool first = !cl->have_map;
     cl->have_map = true;
     backoff_reset(&cl->backoff);
-    if (first || changed) {
+    bool due = cl->report_due;
+    cl->report_due = false;
+    if (first || changed || due) {
         log_msg(&cl->log, LOG_INFO,
                 "cluster: %s map of %zu primaries from %s%s",
                 first ? "the" : "a new", primaries, name,
@@ -794,6 +797,7 @@ static void cluster_fail(Backend *b, int status, const char *message)
     Cluster *cl = (Cluster *)b;
     log_msg(&cl->log, LOG_INFO, "cluster: %s (%s); asking for the map again",
             message, cr_errname(status));
+    cl->report_due = true; /* the engine waits for a report to try again */
     refresh_in(cl, 0);
 }
 
