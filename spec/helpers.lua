@@ -237,17 +237,14 @@ end
 -- removes its directory. Safe to call twice or after kill_redis.
 function H.stop_redis(server)
     if not server then return end
-    if server.cluster then
-        local topo = server.cluster
-        server.cluster = nil
-        require("cluster_helpers").stop(topo)
-        return
-    end
-    if server.topology then
-        local topo = server.topology
-        server.topology = nil
-        require("sentinel_helpers").stop(topo)
-        return
+    -- a whole topology (Sentinel, Cluster) stands behind the server object
+    for field, module in pairs { topology = "sentinel_helpers", cluster = "cluster_helpers" } do
+        local topo = server[field]
+        if topo then
+            server[field] = nil
+            require(module).stop(topo)
+            return
+        end
     end
     if server.pid then
         sh("kill -CONT " .. server.pid .. "; kill " .. server.pid)

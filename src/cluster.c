@@ -178,6 +178,19 @@ static void fail_list(Req *list, int status)
     }
 }
 
+/* Sends every request of a list again (a node ready, a TRYAGAIN delay
+** over); one that cannot go fails. */
+static void route_list(Req *list)
+{
+    while (list != NULL) {
+        Req *next = list->next;
+        int rc = route(list);
+        if (rc != CR_OK)
+            finish(list, rc, NULL);
+        list = next;
+    }
+}
+
 /* -- Nodes -------------------------------------------------------------- */
 
 static void node_name(const Node *n, char *buf, size_t size)
@@ -259,14 +272,7 @@ static void on_node_state(void *ud, int status, const char *message)
     node_name(n, name, sizeof(name));
     if (status == CR_OK) {
         n->state = NODE_READY;
-        Req *list = take_waiting(n);
-        while (list != NULL) {
-            Req *next = list->next;
-            int rc = route(list);
-            if (rc != CR_OK)
-                finish(list, rc, NULL);
-            list = next;
-        }
+        route_list(take_waiting(n));
         if (cl->refresh_wanted)
             refresh(cl);
         if (cl->have_map && n->primary) {
@@ -392,13 +398,7 @@ static void on_tryagain_timer(uv_timer_t *t)
     Req *list = cl->delayed;
     cl->delayed = NULL;
     cl->delayed_tail = &cl->delayed;
-    while (list != NULL) {
-        Req *next = list->next;
-        int rc = route(list);
-        if (rc != CR_OK)
-            finish(list, rc, NULL);
-        list = next;
-    }
+    route_list(list);
 }
 
 /* Follows a redirection in `reply`; false when it is none (or the bound is
