@@ -439,7 +439,7 @@ static void try_recover(Outage *o)
 
 void outages_try(Engine *e)
 {
-    if (e->mode != MODE_REDIS || e->backend == NULL)
+    if (e->mode != MODE_REDIS || e->backend == NULL || e->noutages == 0)
         return;
     /* A round may end at once and remove its outage: walk a copy. */
     size_t n = e->noutages;
