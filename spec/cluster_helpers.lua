@@ -97,9 +97,14 @@ local function start_node(opts)
             cli_flags[port] = client_flags(opts)
             launch(node)
             local pid = node.pid
+            -- ours, not another server already on the port (specs run in
+            -- parallel): the answer must name our process
+            local function ours()
+                return cli(port, "INFO server"):match("process_id:(%d+)") == tostring(pid)
+            end
             if poll(function()
-                    return not helpers.process_alive(pid) or cli(port, "ping"):match("PONG")
-                end, 5) and helpers.process_alive(pid) then
+                    return not helpers.process_alive(pid) or ours()
+                end, 5) and helpers.process_alive(pid) and ours() then
                 return node
             end
             helpers.stop_process(pid) -- a port was taken: try others

@@ -517,3 +517,38 @@ describe("a Redis Cluster over TLS with a password #redis", function()
         c:disconnect()
     end)
 end)
+
+describe("a clear while a Redis Cluster primary is down #redis", function()
+    local topo
+
+    setup(function() topo = cluster.start() end)
+    teardown(function() cluster.stop(topo) end)
+
+    it("clears the healthy primaries now and the lost one's keys on its replica later", function()
+        local c = manager(topo, { namespace = "clr:" })
+        in_task(function()
+            assert.is_true(c:connect())
+            for i = 1, 300 do assert.is_true(c:set("k" .. i, i, 0)) end
+            assert.is_true(c:set("other", "stays", 0))
+            local victim = cluster.node_at(topo, topo.primaries[1])
+            helpers.sh("kill -KILL " .. victim.pid)
+            local n = c:clear("k*")
+            -- the lost primary holds about a third: not counted, not served
+            assert.is_true(n > 100 and n < 300, n .. " keys cleared")
+            assert.is_true(c:stats().cluster.slots_on_memory > 0)
+            for i = 1, 300 do assert.is_nil(c:get("k" .. i), "k" .. i) end
+            -- its replica takes over: the journaled clear runs there
+            assert.is_true(wait_for(function()
+                return c:stats().cluster.slots_on_memory == 0
+            end, 20), "still partly on memory")
+            for i = 1, 300 do assert.is_nil(c:get("k" .. i), "k" .. i .. " came back") end
+            assert.are.equal("stays", c:get("other"))
+        end)
+        -- and in Redis itself: no k* left on any primary
+        for _, p in ipairs(cluster.primary_ports(topo)) do
+            local left = cluster.cli(p, "--raw SCAN 0 MATCH 'clr:k*' COUNT 1000")
+            assert.is_nil(left:match("clr:k"), left)
+        end
+        c:disconnect()
+    end)
+end)
