@@ -34,6 +34,10 @@ struct Outage {
     size_t nslots;
     Journal *journal;
     bool replaying;
+    /* taken out of the engine (outages_merge) while callbacks were due:
+    ** freed by the last of them */
+    bool detached;
+    size_t pending; /* callbacks due: probe, scan, UNLINKs */
     JournalBatch batch;
     size_t next_key;
     size_t in_flight;
@@ -113,6 +117,18 @@ static void outage_free(Outage *o)
     free(o);
 }
 
+/* A callback of `o` ran: true when `o` was detached (and is freed with
+** its last callback), so the callback has nothing left to do. */
+static bool called_back(Outage *o)
+{
+    o->pending--;
+    if (!o->detached)
+        return false;
+    if (o->pending == 0)
+        outage_free(o);
+    return true;
+}
+
 /* Takes `o` out of the engine (its slots are Redis's again). */
 static void remove_outage(Engine *e, Outage *o)
 {
@@ -132,8 +148,8 @@ static void remove_outage(Engine *e, Outage *o)
 
 void outages_merge(Engine *e)
 {
-    for (size_t i = 0; i < e->noutages; i++) {
-        Outage *o = e->outages[i];
+    while (e->noutages > 0) {
+        Outage *o = e->outages[--e->noutages];
         JournalBatch b;
         journal_take(o->journal, &b);
         journal_restore(e->journal, &b);
@@ -141,6 +157,10 @@ void outages_merge(Engine *e)
             journal_restore(e->journal, &o->batch);
             o->replaying = false;
         }
+        if (o->pending > 0)
+            o->detached = true; /* its callbacks free it */
+        else
+            outage_free(o);
     }
     outages_free(e);
 }
@@ -321,6 +341,8 @@ static void replay_keys(Outage *o);
 static void on_keys_unlinked(void *ud, int status, const redisReply *reply)
 {
     Outage *o = ud;
+    if (called_back(o))
+        return;
     o->in_flight--;
     if (o->status == CR_OK) {
         if (status != CR_OK)
@@ -349,10 +371,12 @@ static void replay_keys(Outage *o)
                      ? CR_ECONNRESET
                      : backend_command(e->backend, argc, argv, lens,
                                        on_keys_unlinked, o);
-        if (rc != CR_OK)
+        if (rc != CR_OK) {
             o->status = rc;
-        else
+        } else {
             o->in_flight++;
+            o->pending++;
+        }
     }
     if (o->in_flight > 0)
         return;
@@ -373,6 +397,8 @@ static void on_patterns_cleared(void *ud, int status, uint64_t removed,
     Outage *o = ud;
     (void)removed;
     (void)err;
+    if (called_back(o))
+        return;
     if (status != CR_OK) {
         round_failed(o, status);
         return;
@@ -402,11 +428,15 @@ static void replay(Outage *o)
     }
     if (rc != CR_OK)
         round_failed(o, rc);
+    else
+        o->pending++;
 }
 
 static void on_probed(void *ud, int status, const redisReply *reply)
 {
     Outage *o = ud;
+    if (called_back(o))
+        return;
     if (status == CR_OK && reply->type == REDIS_REPLY_ERROR)
         status = reply_status(reply);
     if (status != CR_OK || o->e->quiet) {
@@ -435,6 +465,8 @@ static void try_recover(Outage *o)
         backend_command(e->backend, cmd.argc, cmd.argv, cmd.lens, on_probed, o);
     if (rc != CR_OK)
         round_failed(o, rc);
+    else
+        o->pending++;
 }
 
 void outages_try(Engine *e)
