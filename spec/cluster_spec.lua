@@ -2,8 +2,10 @@
 -- replicas on loopback, node timeout 1000 ms: spec/cluster_helpers.lua):
 -- keys spread over every primary, hash tags, mget/mset across slots, the
 -- cluster-wide clear with an exact count and no KEYS, MOVED after a manual
--- slot move, a primary SIGKILLed under load from 100 tasks (only its slots
--- on memory meanwhile), and a cluster down at connect.
+-- slot move, ASK and resharding under load, a primary SIGKILLed under load
+-- from 100 tasks (only its slots on memory meanwhile), the whole cluster
+-- down (CLUSTERDOWN), a clear while a primary is down, TLS with a password,
+-- the environment and URL settings, and a cluster down at connect.
 
 local helpers = require "helpers"
 local cluster = require "cluster_helpers"
@@ -141,6 +143,45 @@ describe("cachert on a Redis Cluster #redis", function()
             assert.truthy(stats:match("cmdstat_scan:"), "no SCAN on " .. p)
         end
         c:disconnect()
+    end)
+
+    -- cachert on a script, configured by the environment only
+    local function run(env, script)
+        return helpers.sh(("env %s CACHE_EXIT_FLUSH_TIMEOUT=0 %s %s"):format(
+            env, helpers.cachert_bin(), script))
+    end
+
+    it("runs examples/cluster.lua with REDIS_CLUSTER_NODES", function()
+        local out, code = run("REDIS_CLUSTER_NODES=" .. table.concat(topo.addrs, ","),
+                              "examples/cluster.lua")
+        assert.are.equal(0, code, out)
+        assert.matches("connected to redis:\ttrue", out, 1, true)
+        assert.matches("user 42: Ada, lua c", out, 1, true)
+        assert.matches("hits: 10, misses: 4, hit rate: 71.43%, backend: redis", out, 1, true)
+        assert.matches("cluster: 3 primaries, 3 up, 0 slots on memory", out, 1, true)
+        -- the tagged keys share a primary
+        assert.matches("^1", cluster.cli(topo.nodes[1].port,
+                                         "-c --raw EXISTS 'example:cluster:user:{42}:name'"))
+    end)
+
+    it("connects with a redis+cluster:// URL and with REDIS_CLUSTER=yes", function()
+        local script = "-e 'local c = require \"cache\"; print(c.connect(), "
+            .. "c.stats().cluster.nodes)'"
+        local url = "redis+cluster://" .. table.concat(topo.addrs, ",", 2, 3)
+        local out, code = run(("REDIS_URL='%s'"):format(url), script)
+        assert.are.equal(0, code, out)
+        assert.are.equal("true\t3\n", out)
+        out, code = run(("REDIS_CLUSTER=yes REDIS_HOST=127.0.0.1 REDIS_PORT=%d")
+                        :format(topo.nodes[4].port), script)
+        assert.are.equal(0, code, out)
+        assert.are.equal("true\t3\n", out)
+    end)
+
+    it("refuses a db other than 0, saying why", function()
+        local out, code = run(("REDIS_URL='redis+cluster://%s/2'"):format(topo.addrs[1]),
+                              "-e 'require(\"cache\").connect()'")
+        assert.are_not.equal(0, code)
+        assert.matches("must be 0 (Redis Cluster has only database 0)", out, 1, true)
     end)
 
     it("follows MOVED after a slot is moved by hand", function()

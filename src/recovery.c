@@ -253,10 +253,16 @@ void start_recovery(Engine *e)
     cmd_scan(&probe[4], "0", "1", key, e->probe_klen);
     for (size_t i = 0; i < 5; i++) {
         RedisCmd *c = &probe[i];
-        int rc = i < 4 ? backend_command(e->backend, c->argc, c->argv, c->lens,
-                                         on_probed, e)
-                       : backend_node_command(e->backend, 0, c->argc, c->argv,
-                                              c->lens, on_probed, e);
+        int rc = CR_EINVAL;
+        if (i < 4)
+            rc = backend_command(e->backend, c->argc, c->argv, c->lens,
+                                 on_probed, e);
+        /* SCAN on the first node that holds slots (a Cluster's seed may be
+        ** a replica) */
+        for (size_t n = 0;
+             i == 4 && rc == CR_EINVAL && n < backend_nodes(e->backend); n++)
+            rc = backend_node_command(e->backend, n, c->argc, c->argv, c->lens,
+                                      on_probed, e);
         if (rc != CR_OK) {
             e->replay_status = rc;
             break;
