@@ -38,19 +38,29 @@ local function reordered(t)
     local keys = {}
     for k in pairs(t) do keys[#keys + 1] = k end
     -- Insertion order and table history both shape pairs(): try each
-    -- rotation of the keys, forwards and backwards, after 0..50 fillers.
+    -- rotation of the keys, forwards and backwards, with 0..300 fillers
+    -- added before the keys or after them (then removed: the table keeps
+    -- its larger size, so the keys sit at other positions). LuaJIT seeds
+    -- its string hash per process, so no one arrangement always differs.
     local n = #keys
-    for filler = 0, 50 do
-        for rot = 0, n - 1 do
-            for _, step in ipairs { 1, -1 } do
-                local r = {}
-                for i = 1, filler do r["filler" .. i] = true end
-                for j = 0, n - 1 do
-                    local k = keys[(rot + step * j) % n + 1]
-                    r[k] = t[k]
+    for filler = 0, 300 do
+        for _, before in ipairs { true, false } do
+            for rot = 0, n - 1 do
+                for _, step in ipairs { 1, -1 } do
+                    local r = {}
+                    if before then
+                        for i = 1, filler do r["filler" .. i] = true end
+                    end
+                    for j = 0, n - 1 do
+                        local k = keys[(rot + step * j) % n + 1]
+                        r[k] = t[k]
+                    end
+                    if not before then
+                        for i = 1, filler do r["filler" .. i] = true end
+                    end
+                    for i = 1, filler do r["filler" .. i] = nil end
+                    if pairs_order(r) ~= pairs_order(t) then return r end
                 end
-                for i = 1, filler do r["filler" .. i] = nil end
-                if pairs_order(r) ~= pairs_order(t) then return r end
             end
         end
     end
