@@ -76,10 +76,12 @@ static int send_scan(ClearScan *cs, bool *sent)
             *sent = true;
             return CR_OK;
         }
-        if (rc == CR_ECONNRESET && cs->hooks.node_lost != NULL)
-            cs->hooks.node_lost(cs->hooks.ud, cs->node, rc);
-        else if (rc != CR_EINVAL)
+        if (rc == CR_ECONNRESET && cs->hooks.node_lost != NULL) {
+            if (!cs->hooks.node_lost(cs->hooks.ud, cs->node, rc))
+                return rc;
+        } else if (rc != CR_EINVAL) {
             return rc;
+        }
         cs->node++;
         strcpy(cs->cursor, "0");
     }
@@ -101,11 +103,11 @@ static void next_or_finish(ClearScan *cs)
 ** node. */
 static void transport_failed(ClearScan *cs, int status)
 {
-    if (cs->hooks.node_lost == NULL) {
+    if (cs->hooks.node_lost == NULL ||
+        !cs->hooks.node_lost(cs->hooks.ud, cs->node, status)) {
         finish(cs, status);
         return;
     }
-    cs->hooks.node_lost(cs->hooks.ud, cs->node, status);
     strcpy(cs->cursor, "0");
     next_or_finish(cs);
 }

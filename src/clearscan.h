@@ -32,12 +32,13 @@ typedef void (*clearscan_done_cb)(void *ud, int status, uint64_t removed,
 /* Optional hooks for a Cluster (NULL fields are not called):
 **   keep: a scanned key matching a pattern is removed only when it
 **         returns true (a replay limited to some slots);
-**   node_lost: node `node`'s SCAN or UNLINK failed in transport: instead
-**         of ending the clear, it goes on with the next node (the caller
-**         answers for that node's keys some other way). */
+**   node_lost: node `node`'s SCAN or UNLINK failed in transport: when it
+**         returns true (the caller answers for that node's keys some other
+**         way), the clear goes on with the next node; false ends it with
+**         that failure. */
 typedef struct ClearScanHooks {
     bool (*keep)(void *ud, const char *key, size_t klen);
-    void (*node_lost)(void *ud, size_t node, int status);
+    bool (*node_lost)(void *ud, size_t node, int status);
     void *ud;
 } ClearScanHooks;
 

@@ -302,6 +302,8 @@ static bool node_open(Node *n)
     Cluster *cl = n->cl;
     if (n->pool != NULL)
         return true;
+    if (cl->closed) /* a callback closed the backend: no new pool */
+        return false;
     PoolConfig pc = cl->pool_cfg;
     pc.host = n->host;
     pc.port = n->port;
@@ -333,6 +335,8 @@ static void on_reply(void *ud, int status, const redisReply *reply);
 static int route(Req *r)
 {
     Cluster *cl = r->cl;
+    if (cl->closed) /* a callback of an earlier request closed it */
+        return CR_ECONNRESET;
     Node *n = r->to;
     if (n == NULL) {
         uint16_t i = cl->owner[r->slot];
@@ -413,9 +417,16 @@ static bool redirected(Req *r, const redisReply *reply)
         finish(r, CR_ECLUSTERDOWN, NULL);
         return true;
     }
-    if (r->redirects >= CLUSTER_MAX_REDIRECTS)
-        return false;
     bool moved = starts_with(text, "MOVED ");
+    bool redirect =
+        moved || starts_with(text, "ASK ") || starts_with(text, "TRYAGAIN");
+    if (redirect && r->redirects >= CLUSTER_MAX_REDIRECTS) {
+        /* the slot keeps moving: for this command, as if it were down */
+        log_msg(&cl->log, LOG_DEBUG, "cluster: %d redirections, last: %s",
+                r->redirects, text);
+        finish(r, CR_ECLUSTERDOWN, NULL);
+        return true;
+    }
     if (moved || starts_with(text, "ASK ")) {
         unsigned slot;
         Node *to = redirect_target(cl, r, text, &slot);
@@ -519,8 +530,11 @@ static void apply_map(Cluster *cl, const Node *from)
             if (n->state == NODE_IDLE)
                 node_open(n);
             all_ready = all_ready && n->state == NODE_READY;
-        } else if (n->pool != NULL && n->waiting == NULL) {
-            node_close(n); /* a replica, or gone: it would answer MOVED */
+        } else if (n->pool != NULL && n->waiting == NULL &&
+                   pool_pending(n->pool) == 0) {
+            /* a replica, or gone: it would answer MOVED (one still busy,
+            ** an ASK target or a SCAN, is closed by a later map) */
+            node_close(n);
         }
     }
     char name[300];

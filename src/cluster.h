@@ -8,7 +8,7 @@
 ** write per node. Replies redirect: MOVED updates the map at once and asks
 ** for a fresh one; ASK sends ASKING + the command to the importing node
 ** (that command only); TRYAGAIN retries after CLUSTER_TRYAGAIN_MS; at most
-** CLUSTER_MAX_REDIRECTS per command, then the last error is the reply.
+** CLUSTER_MAX_REDIRECTS per command, then it fails with CR_ECLUSTERDOWN.
 ** CLUSTERDOWN, an unreachable owner or a slot without one fail the command
 ** with a transport status (CR_ECLUSTERDOWN, CR_ECONNRESET, ...): the engine
 ** serves that primary's slots from memory (backend_slot_group) until

@@ -142,6 +142,10 @@ void lose_redis(Engine *e, int code, const char *msg)
     if (e->mode == MODE_REDIS) {
         set_mode(e, MODE_MEMORY);
         outages_merge(e); /* every slot on memory now: one journal */
+        if (e->backend != NULL && backend_has_slots(e->backend) &&
+            backend_ready(e->backend))
+            /* a Cluster stays "ready": no state change will come */
+            schedule_retry(e, code);
         warn_outage(e, &e->outage_logged, "redis unavailable",
                     "serving from the memory store until it is back");
     }
@@ -297,6 +301,22 @@ static void mirror_to_memory(Engine *e, const Op *op)
         store_delete(e->store, a->key, a->klen, now);
 }
 
+/* The outage of the one key a clear's pattern matches (a pattern that
+** matches one string is a delete), or NULL. */
+static Outage *clear_outage(const Engine *e, const char *pattern, size_t plen)
+{
+    if (e->noutages == 0)
+        return NULL;
+    char *key = malloc(plen + 1);
+    if (key == NULL)
+        return NULL;
+    bool whole;
+    size_t klen = globmatch_prefix(pattern, plen, key, &whole);
+    Outage *o = whole ? outage_of(e, key, klen) : NULL;
+    free(key);
+    return o;
+}
+
 /* Runs `a`: on the memory store in MODE_MEMORY (and reads in
 ** MODE_RECOVERING), returning 0 after `done` ran; else on Redis (writes in
 ** MODE_RECOVERING on the memory store too, see mirror_to_memory),
@@ -305,7 +325,8 @@ static int run_op(const OpArgs *a, int kind)
 {
     Engine *e = a->e;
     bool read = kind == OP_GET || kind == OP_EXISTS;
-    Outage *o = kind != OP_CLEAR ? outage_of(e, a->key, a->klen) : NULL;
+    Outage *o = kind != OP_CLEAR ? outage_of(e, a->key, a->klen)
+                                 : clear_outage(e, a->key, a->klen);
     if (e->mode == MODE_MEMORY || (e->mode == MODE_RECOVERING && read) ||
         (o != NULL && (read || !outage_replaying(o)))) {
         memory_of[kind](a);
@@ -732,9 +753,11 @@ size_t engine_clear(Engine *e, const char *pattern, size_t plen)
     bool whole = false;
     size_t klen =
         key != NULL ? globmatch_prefix(pattern, plen, key, &whole) : 0;
-    if (e->mode == MODE_REDIS) { /* a Cluster: what its outages missed */
+    if (outages_possible(e) && !e->quiet) {
+        /* A Cluster on Redis: the other slots were cleared there; those on
+        ** memory record it for their replay. */
         Outage *o = whole ? outage_of(e, key, klen) : NULL;
-        if (o != NULL && !outage_replaying(o))
+        if (o != NULL)
             journal_key(journal_for(e, key, klen), key, klen);
         else if (!whole)
             outages_journal_pattern(e, pattern, plen);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
 #include "clearscan.h"
 #include "commands.h"
 #include "engine_impl.h"
@@ -44,6 +45,8 @@ struct Outage {
     int status;
     uint64_t since_ms;
     uint64_t round_ms;
+    Backoff backoff; /* between failed rounds */
+    uint64_t next_try_ms;
     char probe[300]; /* a key in one of the slots */
     size_t probe_len;
 };
@@ -79,9 +82,10 @@ Journal *journal_for(Engine *e, const char *key, size_t klen)
 
 void outages_journal_pattern(Engine *e, const char *pattern, size_t plen)
 {
+    /* a replaying one too: its round may have scanned before this clear;
+    ** a non-empty journal makes it run another */
     for (size_t i = 0; i < e->noutages; i++)
-        if (!e->outages[i]->replaying)
-            journal_pattern(e->outages[i]->journal, pattern, plen);
+        journal_pattern(e->outages[i]->journal, pattern, plen);
 }
 
 void outages_counts(const Engine *e, EngineJournalCounts *out)
@@ -163,6 +167,7 @@ void outages_merge(Engine *e)
             outage_free(o);
     }
     outages_free(e);
+    uv_timer_stop(&e->outage_timer);
 }
 
 void outages_free(Engine *e)
@@ -181,7 +186,19 @@ static void on_outage_timer(uv_timer_t *t);
 ** slots (a few tries: the outage holds a share of all slots). */
 static void choose_probe(Engine *e, Outage *o)
 {
-    for (unsigned n = 0; n < 10u * SLOT_COUNT; n++) {
+    /* a hash tag in the namespace pins every key, the probe's too, to one
+    ** slot: then one try says it all */
+    unsigned tries = 10u * SLOT_COUNT;
+    char a[300], b[300];
+    int la = snprintf(a, sizeof(a), "%.*s{0}",
+                      (int)(e->probe_klen < 200 ? e->probe_klen : 200),
+                      e->probe_key);
+    int lb = snprintf(b, sizeof(b), "%.*s{1}",
+                      (int)(e->probe_klen < 200 ? e->probe_klen : 200),
+                      e->probe_key);
+    if (slot_of(a, (size_t)la) == slot_of(b, (size_t)lb))
+        tries = 1;
+    for (unsigned n = 0; n < tries; n++) {
         int len = snprintf(o->probe, sizeof(o->probe), "%.*s{%u}",
                            (int)(e->probe_klen < 200 ? e->probe_klen : 200),
                            e->probe_key, n);
@@ -221,6 +238,7 @@ void outage_begin(Engine *e, bool by_node, size_t which, int status)
     o->e = e;
     o->journal = j;
     o->since_ms = engine_now_ms();
+    backoff_init(&o->backoff, o->since_ms ^ (uint64_t)(uintptr_t)o);
     backend_slot_group(e->backend, by_node, which, o->slots, o->name,
                        sizeof(o->name));
     /* Slots already in an outage stay in theirs. */
@@ -257,6 +275,8 @@ static void round_failed(Outage *o, int status)
 {
     journal_restore(o->journal, &o->batch);
     o->replaying = false;
+    /* the next round after a backoff: a round may SCAN every primary */
+    o->next_try_ms = engine_now_ms() + backoff_next(&o->backoff);
     log_msg(&o->e->log, LOG_DEBUG,
             "redis cluster node %s: recovery attempt failed (%s)", o->name,
             cr_strerror(status));
@@ -391,6 +411,22 @@ static bool keep_slot(void *ud, const char *key, size_t klen)
     return has_slot(ud, slot_of(key, klen));
 }
 
+/* A node lost while the replay scans: skip it when it owns none of the
+** outage's slots (its keys are not the outage's business); else the
+** round fails. */
+static bool replay_node_lost(void *ud, size_t node, int status)
+{
+    Outage *o = ud;
+    uint8_t bits[SLOT_COUNT / 8];
+    char name[64];
+    (void)status;
+    backend_slot_group(o->e->backend, true, node, bits, name, sizeof(name));
+    for (size_t i = 0; i < sizeof(bits); i++)
+        if (bits[i] & o->slots[i])
+            return false;
+    return true;
+}
+
 static void on_patterns_cleared(void *ud, int status, uint64_t removed,
                                 const char *err)
 {
@@ -411,7 +447,7 @@ static void replay(Outage *o)
     Engine *e = o->e;
     o->next_key = 0;
     o->status = CR_OK;
-    ClearScanHooks hooks = {keep_slot, NULL, o};
+    ClearScanHooks hooks = {keep_slot, replay_node_lost, o};
     int rc = CR_OK;
     if (o->batch.overflow) {
         e->stats.journal_overflows++;
@@ -451,7 +487,7 @@ static void on_probed(void *ud, int status, const redisReply *reply)
 static void try_recover(Outage *o)
 {
     Engine *e = o->e;
-    if (o->replaying || e->backend == NULL)
+    if (o->replaying || e->backend == NULL || engine_now_ms() < o->next_try_ms)
         return;
     for (unsigned s = 0; s < SLOT_COUNT; s++)
         if (has_slot(o, s) && !backend_slot_ready(e->backend, s))
@@ -473,19 +509,10 @@ void outages_try(Engine *e)
 {
     if (e->mode != MODE_REDIS || e->backend == NULL || e->noutages == 0)
         return;
-    /* A round may end at once and remove its outage: walk a copy. */
-    size_t n = e->noutages;
-    Outage *copy[64];
-    if (n > 64)
-        n = 64;
-    memcpy(copy, e->outages, n * sizeof(*copy));
-    for (size_t i = 0; i < n; i++) {
-        bool still = false;
-        for (size_t k = 0; k < e->noutages && !still; k++)
-            still = e->outages[k] == copy[i];
-        if (still)
-            try_recover(copy[i]);
-    }
+    /* try_recover never ends a round before returning (its probe answers
+    ** later), so no outage leaves the list while it is walked */
+    for (size_t i = 0; i < e->noutages; i++)
+        try_recover(e->outages[i]);
 }
 
 static void on_outage_timer(uv_timer_t *t)
@@ -495,9 +522,13 @@ static void on_outage_timer(uv_timer_t *t)
 
 /* -- clear(pattern) on a Cluster with nodes lost ------------------------ */
 
-static void clear_node_lost(void *ud, size_t node, int status)
+static bool clear_node_lost(void *ud, size_t node, int status)
 {
-    outage_begin(ud, true, node, status);
+    Engine *e = ud;
+    if (e->quiet || !outages_possible(e))
+        return false; /* closing, or all on memory: the clear fails */
+    outage_begin(e, true, node, status);
+    return outages_possible(e); /* false: out of memory, all on memory */
 }
 
 const ClearScanHooks *outage_clear_hooks(Engine *e)

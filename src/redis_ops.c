@@ -45,19 +45,21 @@ static void lose(Engine *e, const Op *op, int status)
         return;
     }
     set_last_error(e, status, NULL);
-    const char *key = op->a.key;
-    size_t klen = op->a.klen;
-    char small[256];
-    if (op->kind == OP_CLEAR) { /* a scan's lost nodes are outages already */
-        bool whole;
-        if (klen > sizeof(small))
-            return;
-        klen = globmatch_prefix(key, klen, small, &whole);
-        if (!whole)
-            return;
-        key = small; /* a clear of one key: its UNLINK failed */
+    if (op->kind != OP_CLEAR) {
+        outage_begin(e, false, slot_of(op->a.key, op->a.klen), status);
+        return;
     }
-    outage_begin(e, false, slot_of(key, klen), status);
+    /* a scan's lost nodes are outages already; a clear of one key: its
+    ** UNLINK failed */
+    char *key = malloc(op->a.klen + 1);
+    bool whole = false;
+    size_t klen =
+        key != NULL ? globmatch_prefix(op->a.key, op->a.klen, key, &whole) : 0;
+    if (whole)
+        outage_begin(e, false, slot_of(key, klen), status);
+    else if (key == NULL)
+        lose_redis(e, CR_ENOMEM, NULL);
+    free(key);
 }
 
 /* The transport failed under `op`: count it, switch, answer from memory. */
@@ -146,7 +148,7 @@ static void unlink_refused_set(Op *op)
     cmd_unlink(&cmd, op->a.key, op->a.klen);
     int rc = backend_command(e->backend, cmd.argc, cmd.argv, cmd.lens,
                              on_refused_set_unlinked, op);
-    if (rc == CR_ECONNRESET) {
+    if (rc == CR_ECONNRESET || rc == CR_ECLUSTERDOWN) {
         transport_failed(op, rc, memory_refused_set);
     } else if (rc != CR_OK) { /* out of memory: the old value may stay */
         EngineResult r = {0};
