@@ -275,6 +275,16 @@ local function slot_owners(port)
     return owners
 end
 
+--- How many slots the primary on `owner` holds, as the node on `port`
+-- sees the map.
+function C.slot_count(port, owner)
+    local n = 0
+    for _, p in pairs(slot_owners(port)) do
+        if p == owner then n = n + 1 end
+    end
+    return n
+end
+
 -- Commands that act on one node's whole keyspace or settings: run on
 -- every primary.
 local NODE_WIDE = { CONFIG = true, INFO = true, FLUSHALL = true, FLUSHDB = true,

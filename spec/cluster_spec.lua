@@ -593,3 +593,54 @@ describe("a clear while a Redis Cluster primary is down #redis", function()
         c:disconnect()
     end)
 end)
+
+describe("a Redis Cluster with one shard down at connect #redis", function()
+    local topo
+
+    setup(function() topo = cluster.start() end)
+    teardown(function() cluster.stop(topo) end)
+
+    it("uses the primaries that answer and serves the lost shard from memory", function()
+        -- the other primaries keep serving their slots while one shard
+        -- (a primary and its replica) is gone
+        for _, node in ipairs(topo.nodes) do
+            cluster.cli(node.port, "CONFIG SET cluster-require-full-coverage no")
+        end
+        local victim = cluster.node_at(topo, topo.primaries[1])
+        local replica = assert(cluster.replica_of(topo, victim.port))
+        local seed = cluster.node_at(topo, topo.primaries[2])
+        local lost = cluster.slot_count(seed.port, victim.port)
+        helpers.sh("kill -KILL " .. victim.pid .. " " .. replica.pid)
+        local c = manager(topo, { cluster_nodes = { "127.0.0.1:" .. seed.port },
+                                  namespace = "part:", connect_timeout = 0.5 })
+        in_task(function()
+            assert.is_true(c:connect())
+            local st = c:stats()
+            assert.is_true(st.using_redis)
+            assert.are.equal(3, st.cluster.nodes)
+            assert.are.equal(2, st.cluster.nodes_up)
+            assert.are.equal(lost, st.cluster.slots_on_memory)
+            local in_redis = 0
+            for i = 1, 60 do
+                assert.is_true(c:set("k" .. i, "v" .. i, 0))
+                assert.are.equal("v" .. i, c:get("k" .. i))
+                if raw_get(topo, "part:k" .. i):find("v" .. i, 1, true) then
+                    in_redis = in_redis + 1
+                end
+            end
+            -- about two thirds in Redis, the rest in memory
+            assert.is_true(in_redis > 20 and in_redis < 60, in_redis .. " of 60 in Redis")
+            cluster.restart_node(victim)
+            assert.is_true(wait_for(function()
+                return c:stats().cluster.slots_on_memory == 0
+            end, 30), "the shard never came back")
+            for i = 1, 60 do
+                local v = c:get("k" .. i)
+                -- the lost shard's keys were invalidated there: a miss, never old
+                assert.is_true(v == nil or v == "v" .. i, "k" .. i .. ": " .. tostring(v))
+            end
+            assert.are.equal(0, c:stats().errors, c:stats().last_error)
+        end)
+        c:disconnect()
+    end)
+end)

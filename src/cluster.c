@@ -76,6 +76,9 @@ struct Cluster {
     bool have_map;
     bool closed;
     bool report_due; /* report the next map even if unchanged (fail()) */
+    /* the first map is loaded: its first report waits until every primary
+    ** has connected or failed, so what it says is settled */
+    bool first_pending;
     /* the map's refresh */
     bool refreshing;
     bool refresh_wanted; /* when a node connects */
@@ -264,6 +267,32 @@ static bool all_down(const Cluster *cl)
     return true;
 }
 
+/* The first report, once no primary is still connecting: CR_OK when one
+** is up (those down are a partial outage), else an error. */
+static void report_first(Cluster *cl, int status, const char *last)
+{
+    size_t primaries = 0, up = 0;
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        const Node *n = cl->nodes[i];
+        if (!n->primary)
+            continue;
+        if (n->state == NODE_CONNECTING)
+            return;
+        primaries++;
+        up += n->state == NODE_READY;
+    }
+    cl->first_pending = false;
+    if (up > 0) {
+        snprintf(cl->message, sizeof(cl->message),
+                 "cluster: %zu primaries, %zu connected", primaries, up);
+        report(cl, CR_OK, cl->message);
+    } else {
+        snprintf(cl->message, sizeof(cl->message),
+                 "cluster: no primary answers (last: %s)", last);
+        report(cl, status != CR_OK ? status : CR_ECONNREFUSED, cl->message);
+    }
+}
+
 static void on_node_state(void *ud, int status, const char *message)
 {
     Node *n = ud;
@@ -275,7 +304,10 @@ static void on_node_state(void *ud, int status, const char *message)
         route_list(take_waiting(n));
         if (cl->refresh_wanted)
             refresh(cl);
-        if (cl->have_map && n->primary) {
+        if (cl->first_pending) {
+            if (n->primary)
+                report_first(cl, status, message);
+        } else if (cl->have_map && n->primary) {
             snprintf(cl->message, sizeof(cl->message),
                      "cluster: primary %s connected", name);
             report(cl, CR_OK, cl->message);
@@ -285,6 +317,11 @@ static void on_node_state(void *ud, int status, const char *message)
     n->state = NODE_DOWN;
     fail_list(take_waiting(n), status);
     log_msg(&cl->log, LOG_DEBUG, "cluster: node %s: %s", name, message);
+    if (cl->first_pending && n->primary) {
+        char last[400];
+        snprintf(last, sizeof(last), "%s: %s", name, message);
+        report_first(cl, status, last);
+    }
     if (!cl->have_map) {
         if (all_down(cl)) {
             snprintf(cl->message, sizeof(cl->message),
@@ -551,7 +588,12 @@ static void apply_map(Cluster *cl, const Node *from)
                 uncovered ? " (some slots have no owner)" : "");
         snprintf(cl->message, sizeof(cl->message),
                  "cluster: %zu primaries (map from %s)", primaries, name);
-        report(cl, CR_OK, cl->message);
+        if (first) {
+            cl->first_pending = true;
+            report_first(cl, CR_OK, name);
+        } else if (!cl->first_pending) {
+            report(cl, CR_OK, cl->message);
+        }
     }
     if (!all_ready || uncovered)
         refresh_in(cl, CLUSTER_REFRESH_MS);

@@ -18,8 +18,11 @@
 ** integer replies summed.
 **
 ** on_state: an error only while no map was ever loaded (every seed down or
-** refusing); CR_OK once a map is loaded, and again whenever a primary
-** connects (its slots may be usable again). Losing a primary after that
+** refusing) or no primary of the first map answers; CR_OK once a map is
+** loaded and every primary in it has connected or failed (at least one
+** connected: those down are a partial outage), and again whenever a
+** primary connects or the map changes (slots may be usable again). Losing a
+*primary after that
 ** is never a whole-backend outage: the pools reconnect by themselves and
 ** the map is asked again (every CLUSTER_REFRESH_MS while a primary is down
 ** or a slot has no owner) until the cluster has promoted a replica.

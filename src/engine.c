@@ -372,8 +372,9 @@ void finish_connect(Engine *e, bool using_redis)
 void switch_to_redis(Engine *e)
 {
     set_mode(e, MODE_REDIS);
-    /* What it holds was written during the outage: Redis has newer. */
-    store_clear(e->store, "*", 1, engine_now_ms());
+    /* What it holds was written during the outage: Redis has newer (but
+    ** for a Cluster's slots still in an outage). */
+    outages_switch_memory(e);
     if (e->ever_connected)
         e->stats.reconnects++;
     if (e->back_due && !e->quiet)

@@ -192,6 +192,20 @@ void outages_free(Engine *e);
 /* Hooks for a clear's scan: a lost node becomes an outage (NULL when not
 ** on a Cluster). */
 const struct ClearScanHooks *outage_clear_hooks(Engine *e);
+/* The switch to Redis empties the memory store but for the outages'
+** slots. */
+void outages_switch_memory(Engine *e);
+/* The whole manager coming back on a Cluster (recovery.c): the slots whose
+** primary is not connected become outages first (returns how many slots
+** are in outages), take their keys and every pattern of the main batch
+** `b`; the main replay scans with outage_replay_hooks (the other slots
+** only, skipping nodes whose slots are all in outages) and probes with
+** outage_live_probe (a key of a live slot, written into buf; 0: use the
+** usual probe key). */
+size_t outages_for_unready(Engine *e);
+void outages_take_batch(Engine *e, JournalBatch *b);
+const struct ClearScanHooks *outage_replay_hooks(Engine *e);
+size_t outage_live_probe(Engine *e, char *buf, size_t size);
 
 /* -- recovery.c ----------------------------------------------------------- */
 

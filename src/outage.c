@@ -184,11 +184,10 @@ static void on_outage_timer(uv_timer_t *t);
 
 /* A key of the probe key's shape whose hash tag puts it in one of `o`'s
 ** slots (a few tries: the outage holds a share of all slots). */
-static void choose_probe(Engine *e, Outage *o)
+/* How many "{n}" suffixes to try for a probe key in some slot: one when a
+** hash tag in the namespace pins every key, the probe's too, to one slot. */
+static unsigned probe_tries(const Engine *e)
 {
-    /* a hash tag in the namespace pins every key, the probe's too, to one
-    ** slot: then one try says it all */
-    unsigned tries = 10u * SLOT_COUNT;
     char a[300], b[300];
     int la = snprintf(a, sizeof(a), "%.*s{0}",
                       (int)(e->probe_klen < 200 ? e->probe_klen : 200),
@@ -196,8 +195,13 @@ static void choose_probe(Engine *e, Outage *o)
     int lb = snprintf(b, sizeof(b), "%.*s{1}",
                       (int)(e->probe_klen < 200 ? e->probe_klen : 200),
                       e->probe_key);
-    if (slot_of(a, (size_t)la) == slot_of(b, (size_t)lb))
-        tries = 1;
+    return slot_of(a, (size_t)la) == slot_of(b, (size_t)lb) ? 1
+                                                            : 10u * SLOT_COUNT;
+}
+
+static void choose_probe(Engine *e, Outage *o)
+{
+    unsigned tries = probe_tries(e);
     for (unsigned n = 0; n < tries; n++) {
         int len = snprintf(o->probe, sizeof(o->probe), "%.*s{%u}",
                            (int)(e->probe_klen < 200 ? e->probe_klen : 200),
@@ -213,7 +217,7 @@ static void choose_probe(Engine *e, Outage *o)
 
 void outage_begin(Engine *e, bool by_node, size_t which, int status)
 {
-    if (e->quiet || !outages_possible(e))
+    if (e->quiet || e->backend == NULL || !backend_has_slots(e->backend))
         return;
     if (e->slot_outage == NULL) {
         e->slot_outage = calloc(SLOT_COUNT, sizeof(*e->slot_outage));
@@ -282,7 +286,10 @@ static void round_failed(Outage *o, int status)
             cr_strerror(status));
 }
 
+/* The memory keys to drop: those of outage `o`'s slots, or (o NULL) those
+** of the slots in no outage. */
 struct Drop {
+    const Engine *e;
     const Outage *o;
     char **keys;
     size_t *lens;
@@ -297,7 +304,8 @@ static bool collect(void *ud, const char *key, size_t klen, const char *val,
     (void)val;
     (void)vlen;
     (void)ttl_left_ms;
-    if (!has_slot(d->o, slot_of(key, klen)))
+    unsigned s = slot_of(key, klen);
+    if (d->o != NULL ? !has_slot(d->o, s) : d->e->slot_outage[s] != NULL)
         return true;
     if (d->n == d->cap) {
         size_t cap = d->cap ? 2 * d->cap : 64;
@@ -323,17 +331,11 @@ static bool collect(void *ud, const char *key, size_t klen, const char *val,
     return true;
 }
 
-/* The round succeeded: the slots' keys leave the memory store (Redis has
-** newer), the slots are Redis's again. */
-static void round_done(Outage *o)
+/* Drops the memory keys `o`'s slots hold (o NULL: those of the slots in
+** no outage). */
+static void drop_memory(Engine *e, const Outage *o)
 {
-    Engine *e = o->e;
-    if (!journal_empty(o->journal)) { /* a write failed meanwhile */
-        journal_batch_free(&o->batch);
-        o->replaying = false;
-        return;
-    }
-    struct Drop d = {o, NULL, NULL, 0, 0, false};
+    struct Drop d = {e, o, NULL, NULL, 0, 0, false};
     uint64_t now = engine_now_ms();
     store_foreach(e->store, now, collect, &d);
     for (size_t i = 0; i < d.n; i++) {
@@ -344,6 +346,28 @@ static void round_done(Outage *o)
     free(d.lens);
     if (d.oom) /* cannot tell which keys are the slots': drop them all */
         store_clear(e->store, "*", 1, now);
+}
+
+void outages_switch_memory(Engine *e)
+{
+    if (e->noutages == 0)
+        store_clear(e->store, "*", 1, engine_now_ms());
+    else
+        drop_memory(e, NULL);
+}
+
+/* The round succeeded: the slots' keys leave the memory store (Redis has
+** newer), the slots are Redis's again. */
+static void round_done(Outage *o)
+{
+    Engine *e = o->e;
+    if (!journal_empty(o->journal)) { /* a write failed meanwhile */
+        journal_batch_free(&o->batch);
+        o->replaying = false;
+        return;
+    }
+    drop_memory(e, o);
+    uint64_t now = engine_now_ms();
     log_msg(&e->log, LOG_WARN,
             "redis cluster: the %zu slots of %s are on redis again after "
             "%llu ms (%zu keys and %zu patterns of its journal invalidated%s)",
@@ -538,4 +562,85 @@ const ClearScanHooks *outage_clear_hooks(Engine *e)
         return NULL;
     hooks.ud = e;
     return &hooks;
+}
+
+/* -- A whole manager's way back on a Cluster with primaries down ---------
+** recovery.c replays the main journal on the primaries that answer; the
+** slots of those that do not become outages first, and take their share
+** of the journal with them. */
+
+size_t outages_for_unready(Engine *e)
+{
+    for (unsigned s = 0; s < SLOT_COUNT; s++)
+        if ((e->slot_outage == NULL || e->slot_outage[s] == NULL) &&
+            !backend_slot_ready(e->backend, s))
+            outage_begin(e, false, s, CR_ECONNRESET);
+    return outages_slots(e);
+}
+
+void outages_take_batch(Engine *e, JournalBatch *b)
+{
+    if (e->noutages == 0)
+        return;
+    size_t kept = 0;
+    for (size_t i = 0; i < b->nkeys; i++) {
+        Outage *o = outage_of(e, b->keys[i], b->klens[i]);
+        if (o != NULL) {
+            journal_key(o->journal, b->keys[i], b->klens[i]);
+            free(b->keys[i]);
+        } else {
+            b->keys[kept] = b->keys[i];
+            b->klens[kept++] = b->klens[i];
+        }
+    }
+    b->nkeys = kept;
+    for (size_t i = 0; i < b->npatterns; i++)
+        outages_journal_pattern(e, b->patterns[i], b->plens[i]);
+    for (size_t i = 0; b->overflow && i < e->noutages; i++)
+        journal_overflow(e->outages[i]->journal);
+}
+
+static bool keep_live_slot(void *ud, const char *key, size_t klen)
+{
+    const Engine *e = ud;
+    return e->slot_outage[slot_of(key, klen)] == NULL;
+}
+
+/* A node lost during the main replay: fine when all its slots are in
+** outages (they replay on their own). */
+static bool main_node_lost(void *ud, size_t node, int status)
+{
+    Engine *e = ud;
+    uint8_t bits[SLOT_COUNT / 8];
+    char name[64];
+    (void)status;
+    backend_slot_group(e->backend, true, node, bits, name, sizeof(name));
+    for (unsigned s = 0; s < SLOT_COUNT; s++)
+        if (((bits[s / 8] >> (s % 8)) & 1u) && e->slot_outage[s] == NULL)
+            return false;
+    return true;
+}
+
+const ClearScanHooks *outage_replay_hooks(Engine *e)
+{
+    static ClearScanHooks hooks = {keep_live_slot, main_node_lost, NULL};
+    if (e->noutages == 0)
+        return NULL;
+    hooks.ud = e;
+    return &hooks;
+}
+
+size_t outage_live_probe(Engine *e, char *buf, size_t size)
+{
+    if (e->noutages == 0 || size < e->probe_klen + 16)
+        return 0;
+    unsigned tries = probe_tries(e);
+    for (unsigned n = 0; n < tries; n++) {
+        int len = snprintf(buf, size, "%.*s{%u}", (int)e->probe_klen,
+                           e->probe_key, n);
+        unsigned s = slot_of(buf, (size_t)len);
+        if (e->slot_outage[s] == NULL && backend_slot_ready(e->backend, s))
+            return (size_t)len;
+    }
+    return 0;
 }

@@ -18,6 +18,7 @@
 #include "clearscan.h"
 #include "commands.h"
 #include "engine_impl.h"
+#include "slot.h"
 #include "status.h"
 
 void replay_failed(Engine *e, int status)
@@ -180,16 +181,19 @@ static void on_patterns_cleared(void *ud, int status, uint64_t removed,
 static void replay_journal(Engine *e)
 {
     journal_take(e->journal, &e->batch);
+    /* a Cluster's slots in outages take their share (outage.c) */
+    outages_take_batch(e, &e->batch);
+    const ClearScanHooks *hooks = outage_replay_hooks(e);
     e->next_key = 0;
     int rc = CR_OK;
     if (e->batch.overflow) {
         e->stats.journal_overflows++;
         const char *all = e->clear_all;
-        rc = clearscan_start(e->backend, &all, &e->clear_all_len, 1, NULL,
+        rc = clearscan_start(e->backend, &all, &e->clear_all_len, 1, hooks,
                              on_patterns_cleared, e);
     } else if (e->batch.npatterns > 0) {
         rc = clearscan_start(e->backend, (const char *const *)e->batch.patterns,
-                             e->batch.plens, e->batch.npatterns, NULL,
+                             e->batch.plens, e->batch.npatterns, hooks,
                              on_patterns_cleared, e);
     } else {
         replay_keys(e);
@@ -241,16 +245,28 @@ void start_recovery(Engine *e)
     e->unlink_batch = ENGINE_UNLINK_BATCH;
     e->key_refused = false;
     e->keys_dropped = 0;
-    /* Every command cachert sends, each harmless on the probe key: SET ...
-    ** XX writes nothing where the key is absent, but a replica still
-    ** refuses it. */
+    /* A Cluster with primaries down: their slots become outages (on memory,
+    ** replayed when they answer); the others come back now. */
+    if (backend_has_slots(e->backend) && outages_for_unready(e) == SLOT_COUNT) {
+        snprintf(e->replay_err, sizeof(e->replay_err),
+                 "no primary of the cluster is connected");
+        replay_failed(e, CR_ECONNRESET);
+        return;
+    }
+    /* Every command cachert sends, each harmless on the probe key (on a
+    ** Cluster, one in a slot that answers): SET ... XX writes nothing
+    ** where the key is absent, but a replica still refuses it. */
     RedisCmd probe[5];
-    const char *key = e->probe_key;
-    cmd_get(&probe[0], key, e->probe_klen);
-    cmd_exists(&probe[1], key, e->probe_klen);
-    cmd_set_probe(&probe[2], key, e->probe_klen);
-    cmd_unlink(&probe[3], key, e->probe_klen);
-    cmd_scan(&probe[4], "0", "1", key, e->probe_klen);
+    char live[320];
+    size_t klen = outage_live_probe(e, live, sizeof(live));
+    const char *key = klen > 0 ? live : e->probe_key;
+    if (klen == 0)
+        klen = e->probe_klen;
+    cmd_get(&probe[0], key, klen);
+    cmd_exists(&probe[1], key, klen);
+    cmd_set_probe(&probe[2], key, klen);
+    cmd_unlink(&probe[3], key, klen);
+    cmd_scan(&probe[4], "0", "1", key, klen);
     for (size_t i = 0; i < 5; i++) {
         RedisCmd *c = &probe[i];
         int rc = CR_EINVAL;
