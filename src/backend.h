@@ -78,6 +78,7 @@ typedef struct BackendVtbl {
     void (*slot_group)(const Backend *b, bool by_node, size_t which,
                        uint8_t *bits, char *name, size_t nlen);
     void (*node_counts)(const Backend *b, size_t *known, size_t *up);
+    uint64_t (*epoch)(const Backend *b);
 } BackendVtbl;
 
 struct Backend {
@@ -160,6 +161,12 @@ static inline void backend_slot_group(const Backend *b, bool by_node,
                                       size_t nlen)
 {
     b->vt->slot_group(b, by_node, which, bits, name, nlen);
+}
+
+/* A number that changes whenever slots change owner (0 without slots). */
+static inline uint64_t backend_map_epoch(const Backend *b)
+{
+    return b->vt->epoch != NULL ? b->vt->epoch(b) : 0;
 }
 
 /* Primaries in the current map, and how many of them are connected. */

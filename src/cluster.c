@@ -75,6 +75,7 @@ struct Cluster {
     uint16_t next_owner[SLOT_COUNT]; /* a map being read */
     bool have_map;
     bool closed;
+    uint64_t epoch;  /* bumped when a slot changes owner */
     bool report_due; /* report the next map even if unchanged (fail()) */
     /* the first map is loaded: its first report waits until every primary
     ** has connected or failed, so what it says is settled */
@@ -471,6 +472,7 @@ static bool redirected(Req *r, const redisReply *reply)
             return false;
         r->redirects++;
         if (moved) {
+            cl->epoch += cl->owner[slot] != to->index;
             cl->owner[slot] = to->index;
             refresh_in(cl, 0);
             r->to = r->fixed ? to : NULL;
@@ -547,6 +549,7 @@ static bool read_map(Cluster *cl, const Node *from, const redisReply *reply)
 static void apply_map(Cluster *cl, const Node *from)
 {
     bool changed = memcmp(cl->owner, cl->next_owner, sizeof(cl->owner)) != 0;
+    cl->epoch += changed;
     memcpy(cl->owner, cl->next_owner, sizeof(cl->owner));
     for (size_t i = 0; i < cl->nnodes; i++)
         cl->nodes[i]->primary = false;
@@ -913,6 +916,11 @@ static void cluster_node_counts(const Backend *b, size_t *known, size_t *up)
     }
 }
 
+static uint64_t cluster_epoch(const Backend *b)
+{
+    return ((const Cluster *)b)->epoch;
+}
+
 static const BackendVtbl cluster_vtbl = {
     .connect = cluster_connect,
     .command = cluster_command,
@@ -924,6 +932,7 @@ static const BackendVtbl cluster_vtbl = {
     .slot_ready = cluster_slot_ready,
     .slot_group = cluster_slot_group,
     .node_counts = cluster_node_counts,
+    .epoch = cluster_epoch,
 };
 
 Backend *cluster_new(uv_loop_t *loop, const RedisConfig *cfg,

@@ -113,6 +113,11 @@ typedef struct OpArgs {
 typedef struct Op {
     OpArgs a;
     int kind;
+    /* a clear on a Cluster: the map's epoch at its start, passes made and
+    ** keys removed by the earlier ones (see on_cleared) */
+    uint64_t epoch;
+    unsigned passes;
+    uint64_t cleared;
     char data[];
 } Op;
 

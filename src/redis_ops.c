@@ -21,6 +21,8 @@
 #include "slot.h"
 #include "status.h"
 
+#define CLEAR_MAX_PASSES 2 /* extra SCAN passes after the map changed */
+
 Op *op_new(const OpArgs *a, int kind)
 {
     Op *op = malloc(sizeof(*op) + a->klen + a->vlen);
@@ -28,6 +30,9 @@ Op *op_new(const OpArgs *a, int kind)
         return NULL;
     op->a = *a;
     op->kind = kind;
+    op->epoch = 0;
+    op->passes = 0;
+    op->cleared = 0;
     memcpy(op->data, a->key, a->klen);
     op->a.key = op->data;
     if (a->vlen > 0)
@@ -233,7 +238,20 @@ static void on_cleared(void *ud, int status, uint64_t removed, const char *err)
     Engine *e = op->a.e;
     EngineResult r = {0};
     e->stats.deletes += removed;
-    r.count = removed;
+    op->cleared += removed;
+    if (status == CR_OK && !e->quiet && e->backend != NULL &&
+        backend_map_epoch(e->backend) != op->epoch &&
+        op->passes < CLEAR_MAX_PASSES) {
+        /* Slots changed owner meanwhile (a failover, resharding): a node
+        ** scanned before it took slots over was not scanned for them.
+        ** Once more, on the new map. */
+        op->passes++;
+        op->epoch = backend_map_epoch(e->backend);
+        if (clearscan_start(e->backend, &op->a.key, &op->a.klen, 1,
+                            outage_clear_hooks(e), on_cleared, op) == CR_OK)
+            return;
+    }
+    r.count = op->cleared;
     if (e->noutages > 0 && e->mode == MODE_REDIS && status == CR_OK)
         /* A Cluster's slots on memory: the clear is theirs too. */
         r.count += engine_clear(e, op->a.key, op->a.klen);
@@ -273,6 +291,7 @@ static int issue_clear(Op *op)
         rc = backend_command(a->e->backend, cmd.argc, cmd.argv, cmd.lens,
                              on_clear_literal, op);
     } else {
+        op->epoch = backend_map_epoch(a->e->backend);
         rc = clearscan_start(a->e->backend, &a->key, &a->klen, 1,
                              outage_clear_hooks(a->e), on_cleared, op);
     }
