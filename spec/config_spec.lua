@@ -1501,17 +1501,21 @@ describe("a .env shared with other tools (issue 7 item 10)", function()
     end)
 end)
 
+-- config.redis() of options, variables and a .env path, quiet (the TLS,
+-- Sentinel and Cluster settings below).
+local function redis_of(opts, vars, path)
+    return config.redis(config.resolve(opts, env(vars or {}), path or NO_FILE), true)
+end
+
+-- The error config.redis() raises for them.
+local function redis_error(opts, vars, path)
+    return error_of(config.redis, config.resolve(opts, env(vars or {}), path or NO_FILE),
+                    true)
+end
+
 describe("TLS settings", function()
     after_each(remove_tmpfiles)
 
-    local function redis_of(opts, vars, path)
-        return config.redis(config.resolve(opts, env(vars or {}), path or NO_FILE), true)
-    end
-
-    local function redis_error(opts, vars, path)
-        return error_of(config.redis, config.resolve(opts, env(vars or {}), path or NO_FILE),
-                        true)
-    end
 
     -- The warnings config.redis(cfg) gives (config.warn), and its result.
     local function warnings_of(cfg, quiet)
@@ -1767,14 +1771,6 @@ end)
 describe("Sentinel settings", function()
     after_each(remove_tmpfiles)
 
-    local function redis_of(opts, vars, path)
-        return config.redis(config.resolve(opts, env(vars or {}), path or NO_FILE), true)
-    end
-
-    local function redis_error(opts, vars, path)
-        return error_of(config.redis, config.resolve(opts, env(vars or {}), path or NO_FILE),
-                        true)
-    end
 
     describe("the addresses and the master", function()
         it("are absent by default", function()
@@ -1987,14 +1983,6 @@ end)
 describe("Cluster settings", function()
     after_each(remove_tmpfiles)
 
-    local function redis_of(opts, vars, path)
-        return config.redis(config.resolve(opts, env(vars or {}), path or NO_FILE), true)
-    end
-
-    local function redis_error(opts, vars, path)
-        return error_of(config.redis, config.resolve(opts, env(vars or {}), path or NO_FILE),
-                        true)
-    end
 
     describe("cluster and the seed nodes", function()
         it("are absent by default", function()
