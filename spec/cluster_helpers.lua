@@ -275,6 +275,9 @@ local function slot_owners(port)
     return owners
 end
 
+--- The map as the node on `port` sees it: slot -> port of its primary.
+C.slot_owners = slot_owners
+
 --- How many slots the primary on `owner` holds, as the node on `port`
 -- sees the map.
 function C.slot_count(port, owner)
