@@ -35,6 +35,19 @@ local function dbsize(port)
     return tonumber((cluster.cli(port, "DBSIZE"):match("%d+")))
 end
 
+-- Starts a cluster for a describe's setup and runs fn() there; when fn
+-- fails the cluster is stopped first (busted runs no teardown after a
+-- failed setup).
+local function start_then(fn)
+    local topo = cluster.start()
+    local ok, err = pcall(fn, topo)
+    if not ok then
+        cluster.stop(topo)
+        error(err, 0)
+    end
+    return topo
+end
+
 describe("cachert on a Redis Cluster #redis", function()
     local topo
 
@@ -238,88 +251,90 @@ describe("a Redis Cluster primary SIGKILLed under load from 100 tasks #redis", f
     local topo, r
 
     setup(function()
-        topo = cluster.start()
-        r = {}
-        local c = manager(topo)
-        r.manager = c
-        r.connected = c:connect()
-        in_task(function()
-            local load = helpers.start_model_load(c, r, 100, 2)
-            sched.sleep(0.5)
-            -- the victim: the primary holding key t1:k1's slot
-            local slot = cluster.slot_of(topo, "cs:t1:k1")
-            for _, node in ipairs(topo.nodes) do
-                if cluster.cli(node.port, "--raw ROLE"):match("^master")
-                    and cluster.cli(node.port, "--raw CLUSTER COUNTKEYSINSLOT " .. slot)
-                        :match("^1") then
-                    r.victim = node
+        topo = start_then(function(t)
+            topo = t
+            r = {}
+            local c = manager(topo)
+            r.manager = c
+            r.connected = c:connect()
+            in_task(function()
+                local load = helpers.start_model_load(c, r, 100, 2)
+                sched.sleep(0.5)
+                -- the victim: the primary holding key t1:k1's slot
+                local slot = cluster.slot_of(topo, "cs:t1:k1")
+                for _, node in ipairs(topo.nodes) do
+                    if cluster.cli(node.port, "--raw ROLE"):match("^master")
+                        and cluster.cli(node.port, "--raw CLUSTER COUNTKEYSINSLOT " .. slot)
+                            :match("^1") then
+                        r.victim = node
+                    end
                 end
-            end
-            assert(r.victim, "no primary holds slot " .. slot)
-            local owners = cluster.slot_owners(topo.nodes[1].port == r.victim.port
-                                               and topo.nodes[2].port or topo.nodes[1].port)
-            local t0 = sched.now()
-            helpers.sh("kill -KILL " .. r.victim.pid)
-            -- meanwhile: only the victim's slots on memory
-            r.partial = wait_for(function()
+                assert(r.victim, "no primary holds slot " .. slot)
+                local owners = cluster.slot_owners(topo.nodes[1].port == r.victim.port
+                                                   and topo.nodes[2].port or topo.nodes[1].port)
+                local t0 = sched.now()
+                helpers.sh("kill -KILL " .. r.victim.pid)
+                -- meanwhile: only the victim's slots on memory
+                r.partial = wait_for(function()
+                    local cl = c:stats().cluster
+                    return cl.slots_on_memory > 0
+                end, 5)
                 local cl = c:stats().cluster
-                return cl.slots_on_memory > 0
-            end, 5)
-            local cl = c:stats().cluster
-            r.slots_on_memory = cl.slots_on_memory
-            r.using_redis = c:stats().using_redis
-            -- keys written now: those of the healthy primaries are in Redis
-            -- at once, the victim's wait in memory for the replica; while
-            -- only the victim's slots are on memory (later the others may
-            -- answer CLUSTERDOWN until the replica is promoted: theirs go
-            -- to memory too)
-            -- (a brief CLUSTERDOWN outage of a healthy primary may also
-            -- start and end meanwhile: its recovery counts a reconnect)
-            local function victim_only()
-                return c:stats().cluster.slots_on_memory == r.slots_on_memory
-            end
-            r.written, r.misplaced = 0, {}
-            for i = 1, 30 do
-                if not victim_only() then break end
-                local key, v = "healthy:" .. i, "during" .. i
-                local reconnects = c:stats().reconnects
-                assert(c:set(key, v, 0))
-                r.written = r.written + 1
-                local owner = owners[cluster.key_slot("cs:" .. key)]
-                local healthy = owner ~= r.victim.port
-                -- asked of its owner (a node on the way may answer
-                -- CLUSTERDOWN while the cluster agrees on the failure:
-                -- then nothing is known)
-                local raw = healthy and cluster.cli(owner, "--raw GET cs:" .. key)
-                    or raw_get(topo, "cs:" .. key)
-                local in_redis = raw:find(v, 1, true) ~= nil
-                local steady = victim_only() and c:stats().reconnects == reconnects
-                    and not (healthy and raw:match("CLUSTERDOWN"))
-                if steady and healthy ~= in_redis then
-                    r.misplaced[#r.misplaced + 1] = ("%s (%s primary) %s in Redis"):format(
-                        key, healthy and "healthy" or "lost", in_redis and "is" or "is not")
+                r.slots_on_memory = cl.slots_on_memory
+                r.using_redis = c:stats().using_redis
+                -- keys written now: those of the healthy primaries are in Redis
+                -- at once, the victim's wait in memory for the replica; while
+                -- only the victim's slots are on memory (later the others may
+                -- answer CLUSTERDOWN until the replica is promoted: theirs go
+                -- to memory too)
+                -- (a brief CLUSTERDOWN outage of a healthy primary may also
+                -- start and end meanwhile: its recovery counts a reconnect)
+                local function victim_only()
+                    return c:stats().cluster.slots_on_memory == r.slots_on_memory
                 end
-                local got = c:get(key)
-                -- (once the outage ends, its keys are invalidated: a miss)
-                if got ~= v and steady and victim_only()
-                    and c:stats().reconnects == reconnects then
-                    r.misplaced[#r.misplaced + 1] = key .. " does not read back"
+                r.written, r.misplaced = 0, {}
+                for i = 1, 30 do
+                    if not victim_only() then break end
+                    local key, v = "healthy:" .. i, "during" .. i
+                    local reconnects = c:stats().reconnects
+                    assert(c:set(key, v, 0))
+                    r.written = r.written + 1
+                    local owner = owners[cluster.key_slot("cs:" .. key)]
+                    local healthy = owner ~= r.victim.port
+                    -- asked of its owner (a node on the way may answer
+                    -- CLUSTERDOWN while the cluster agrees on the failure:
+                    -- then nothing is known)
+                    local raw = healthy and cluster.cli(owner, "--raw GET cs:" .. key)
+                        or raw_get(topo, "cs:" .. key)
+                    local in_redis = raw:find(v, 1, true) ~= nil
+                    local steady = victim_only() and c:stats().reconnects == reconnects
+                        and not (healthy and raw:match("CLUSTERDOWN"))
+                    if steady and healthy ~= in_redis then
+                        r.misplaced[#r.misplaced + 1] = ("%s (%s primary) %s in Redis"):format(
+                            key, healthy and "healthy" or "lost", in_redis and "is" or "is not")
+                    end
+                    local got = c:get(key)
+                    -- (once the outage ends, its keys are invalidated: a miss)
+                    if got ~= v and steady and victim_only()
+                        and c:stats().reconnects == reconnects then
+                        r.misplaced[#r.misplaced + 1] = key .. " does not read back"
+                    end
                 end
-            end
-            r.back = wait_for(function()
-                local st = c:stats().cluster
-                return st.slots_on_memory == 0 and st.nodes_up == 3
-            end, 20)
-            r.seconds = sched.now() - t0
-            r.phase = "r"
-            sched.sleep(0.5)
-            helpers.stop_model_load(load, r)
-            r.after_set = c:set("after:kill", "new", 0)
+                r.back = wait_for(function()
+                    local st = c:stats().cluster
+                    return st.slots_on_memory == 0 and st.nodes_up == 3
+                end, 20)
+                r.seconds = sched.now() - t0
+                r.phase = "r"
+                sched.sleep(0.5)
+                helpers.stop_model_load(load, r)
+                r.after_set = c:set("after:kill", "new", 0)
+            end)
+            print(("cluster: back on Redis (the promoted replica) %.2f s after SIGKILL; "
+                   .. "%d operations; %d slots on memory meanwhile; %d keys written "
+                   .. "then checked"):format(r.seconds, r.ops, r.slots_on_memory or -1,
+                                             r.written or -1))
         end)
-        print(("cluster: back on Redis (the promoted replica) %.2f s after SIGKILL; "
-               .. "%d operations; %d slots on memory meanwhile; %d keys written "
-               .. "then checked"):format(r.seconds, r.ops, r.slots_on_memory or -1,
-                                         r.written or -1))
     end)
 
     teardown(function()
@@ -494,30 +509,32 @@ describe("a Redis Cluster down (CLUSTERDOWN) under load from 100 tasks #redis", 
     local topo, r
 
     setup(function()
-        topo = cluster.start()
-        r = under_load(topo, "down:", function(_, rec)
-            local victim = cluster.node_at(topo, topo.primaries[1])
-            local replica = assert(cluster.replica_of(topo, victim.port), "no replica")
-            helpers.sh("kill -KILL " .. victim.pid .. " " .. replica.pid)
-            -- a healthy primary refuses every key once the cluster agrees
-            local healthy = topo.primaries[2]
-            rec.clusterdown = helpers.poll(function()
-                return cluster.cli(healthy, "GET x"):match("CLUSTERDOWN") ~= nil
-            end, 15)
-            rec.down_slots = wait_for(function()
-                return rec.manager:stats().cluster.slots_on_memory == cluster.SLOT_COUNT
-            end, 5) and cluster.SLOT_COUNT or rec.manager:stats().cluster.slots_on_memory
-            sched.sleep(0.5)
-            local t0 = sched.now()
-            cluster.restart_node(victim)
-            rec.back = wait_for(function()
-                return rec.manager:stats().cluster.slots_on_memory == 0
-            end, 30)
-            rec.back_seconds = sched.now() - t0
+        topo = start_then(function(t)
+            topo = t
+            r = under_load(topo, "down:", function(_, rec)
+                local victim = cluster.node_at(topo, topo.primaries[1])
+                local replica = assert(cluster.replica_of(topo, victim.port), "no replica")
+                helpers.sh("kill -KILL " .. victim.pid .. " " .. replica.pid)
+                -- a healthy primary refuses every key once the cluster agrees
+                local healthy = topo.primaries[2]
+                rec.clusterdown = helpers.poll(function()
+                    return cluster.cli(healthy, "GET x"):match("CLUSTERDOWN") ~= nil
+                end, 15)
+                rec.down_slots = wait_for(function()
+                    return rec.manager:stats().cluster.slots_on_memory == cluster.SLOT_COUNT
+                end, 5) and cluster.SLOT_COUNT or rec.manager:stats().cluster.slots_on_memory
+                sched.sleep(0.5)
+                local t0 = sched.now()
+                cluster.restart_node(victim)
+                rec.back = wait_for(function()
+                    return rec.manager:stats().cluster.slots_on_memory == 0
+                end, 30)
+                rec.back_seconds = sched.now() - t0
+            end)
+            print(("CLUSTERDOWN: every slot on memory: %s; back on Redis %.2f s after "
+                   .. "the primary's restart; %d operations"):format(tostring(r.down_slots),
+                  r.back_seconds or -1, r.ops))
         end)
-        print(("CLUSTERDOWN: every slot on memory: %s; back on Redis %.2f s after "
-               .. "the primary's restart; %d operations"):format(tostring(r.down_slots),
-              r.back_seconds or -1, r.ops))
     end)
 
     teardown(function()
