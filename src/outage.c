@@ -199,20 +199,33 @@ static unsigned probe_tries(const Engine *e)
                                                             : 10u * SLOT_COUNT;
 }
 
-static void choose_probe(Engine *e, Outage *o)
+/* Writes into buf the first `head` bytes of the probe key with "{n}"
+** appended, for the first n whose slot `want` accepts; returns its length,
+** or 0 when none does. */
+static size_t
+probe_key_where(const Engine *e, size_t head, char *buf, size_t size,
+                bool (*want)(const Engine *e, const void *ud, unsigned slot),
+                const void *ud)
 {
     unsigned tries = probe_tries(e);
     for (unsigned n = 0; n < tries; n++) {
-        int len = snprintf(o->probe, sizeof(o->probe), "%.*s{%u}",
-                           (int)(e->probe_klen < 200 ? e->probe_klen : 200),
-                           e->probe_key, n);
-        unsigned s = slot_of(o->probe, (size_t)len);
-        if (has_slot(o, s)) {
-            o->probe_len = (size_t)len;
-            return;
-        }
+        int len = snprintf(buf, size, "%.*s{%u}", (int)head, e->probe_key, n);
+        if (want(e, ud, slot_of(buf, (size_t)len)))
+            return (size_t)len;
     }
-    o->probe_len = 0;
+    return 0;
+}
+
+static bool in_outage(const Engine *e, const void *ud, unsigned slot)
+{
+    (void)e;
+    return has_slot(ud, slot);
+}
+
+static void choose_probe(Engine *e, Outage *o)
+{
+    o->probe_len = probe_key_where(e, e->probe_klen < 200 ? e->probe_klen : 200,
+                                   o->probe, sizeof(o->probe), in_outage, o);
 }
 
 void outage_begin(Engine *e, bool by_node, size_t which, int status)
@@ -630,17 +643,15 @@ const ClearScanHooks *outage_replay_hooks(Engine *e)
     return &hooks;
 }
 
+static bool live_slot(const Engine *e, const void *ud, unsigned slot)
+{
+    (void)ud;
+    return e->slot_outage[slot] == NULL && backend_slot_ready(e->backend, slot);
+}
+
 size_t outage_live_probe(Engine *e, char *buf, size_t size)
 {
     if (e->noutages == 0 || size < e->probe_klen + 16)
         return 0;
-    unsigned tries = probe_tries(e);
-    for (unsigned n = 0; n < tries; n++) {
-        int len = snprintf(buf, size, "%.*s{%u}", (int)e->probe_klen,
-                           e->probe_key, n);
-        unsigned s = slot_of(buf, (size_t)len);
-        if (e->slot_outage[s] == NULL && backend_slot_ready(e->backend, s))
-            return (size_t)len;
-    }
-    return 0;
+    return probe_key_where(e, e->probe_klen, buf, size, live_slot, NULL);
 }
