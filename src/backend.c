@@ -36,6 +36,11 @@ static bool standalone_ready(const Backend *b)
     return pool_ready(pool_of(b));
 }
 
+static bool standalone_tracking_ready(const Backend *b)
+{
+    return pool_tracking_ready(pool_of(b));
+}
+
 static void standalone_fail(Backend *b, int status, const char *message)
 {
     pool_fail(pool_of(b), status, message);
@@ -57,6 +62,7 @@ static const BackendVtbl standalone_vtbl = {
     .ready = standalone_ready,
     .fail = standalone_fail,
     .close = standalone_close,
+    .tracking_ready = standalone_tracking_ready,
 };
 
 Backend *backend_new(uv_loop_t *loop, const RedisConfig *cfg,

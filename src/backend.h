@@ -79,6 +79,9 @@ typedef struct BackendVtbl {
                        uint8_t *bits, char *name, size_t nlen);
     void (*node_counts)(const Backend *b, size_t *known, size_t *up);
     uint64_t (*epoch)(const Backend *b);
+    /* Client-side caching (tracking.h): every command sent from now on is
+    ** tracked, wherever it goes. */
+    bool (*tracking_ready)(const Backend *b);
 } BackendVtbl;
 
 struct Backend {
@@ -179,6 +182,14 @@ static inline void backend_node_counts(const Backend *b, size_t *known,
         *known = 1;
         *up = b->vt->ready(b) ? 1 : 0;
     }
+}
+
+/* True while every command sent from now on is tracked (RedisConfig's
+** pool.tracking: the pools' subscribers are subscribed and tracking is
+** acknowledged, on every primary of a Cluster). */
+static inline bool backend_tracking_ready(const Backend *b)
+{
+    return b->vt->tracking_ready(b);
 }
 
 /* As pool_close(): pending commands fail with CR_ECONNRESET first. */

@@ -916,6 +916,21 @@ static void cluster_node_counts(const Backend *b, size_t *known, size_t *up)
     }
 }
 
+/* Every slot's owner tracks what it serves. */
+static bool cluster_tracking_ready(const Backend *b)
+{
+    const Cluster *cl = (const Cluster *)b;
+    if (!cl->have_map || cl->closed)
+        return false;
+    for (size_t s = 0; s < SLOT_COUNT; s++) {
+        uint16_t i = cl->owner[s];
+        if (i == NO_NODE || cl->nodes[i]->pool == NULL ||
+            !pool_tracking_ready(cl->nodes[i]->pool))
+            return false;
+    }
+    return true;
+}
+
 static uint64_t cluster_epoch(const Backend *b)
 {
     return ((const Cluster *)b)->epoch;
@@ -933,6 +948,7 @@ static const BackendVtbl cluster_vtbl = {
     .slot_group = cluster_slot_group,
     .node_counts = cluster_node_counts,
     .epoch = cluster_epoch,
+    .tracking_ready = cluster_tracking_ready,
 };
 
 Backend *cluster_new(uv_loop_t *loop, const RedisConfig *cfg,

@@ -35,6 +35,12 @@ void cmd_exists(RedisCmd *c, const char *key, size_t klen)
     arg(c, key, klen);
 }
 
+void cmd_pttl(RedisCmd *c, const char *key, size_t klen)
+{
+    start(c, "PTTL");
+    arg(c, key, klen);
+}
+
 void cmd_unlink(RedisCmd *c, const char *key, size_t klen)
 {
     start(c, "UNLINK");
@@ -113,6 +119,28 @@ void cmd_sentinel_master_addr(RedisCmd *c, const char *name)
     start(c, "SENTINEL");
     word(c, "get-master-addr-by-name");
     word(c, name);
+}
+
+void cmd_client_id(RedisCmd *c)
+{
+    start(c, "CLIENT");
+    word(c, "ID");
+}
+
+void cmd_tracking(RedisCmd *c, long long redirect, const char *prefix,
+                  size_t plen)
+{
+    start(c, "CLIENT");
+    word(c, "TRACKING");
+    word(c, "on");
+    word(c, "REDIRECT");
+    snprintf(c->num, sizeof(c->num), "%lld", redirect);
+    word(c, c->num);
+    if (plen > 0) {
+        word(c, "BCAST");
+        word(c, "PREFIX");
+        arg(c, prefix, plen);
+    }
 }
 
 void cmd_subscribe(RedisCmd *c, const char *const *channels, int n)

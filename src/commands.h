@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CMD_MAX_ARGS 6
+#define CMD_MAX_ARGS 8
 
 typedef struct RedisCmd {
     int argc;
@@ -25,6 +25,8 @@ typedef struct RedisCmd {
 
 void cmd_get(RedisCmd *c, const char *key, size_t klen);
 void cmd_exists(RedisCmd *c, const char *key, size_t klen);
+/* PTTL: milliseconds left, -1 without expiry, -2 for a missing key. */
+void cmd_pttl(RedisCmd *c, const char *key, size_t klen);
 /* UNLINK: the value is freed off the server's main thread. */
 void cmd_unlink(RedisCmd *c, const char *key, size_t klen);
 /* SET key val [PX ttl_ms]: no PX when ttl_ms is 0 (no expiry). */
@@ -54,6 +56,12 @@ void cmd_sentinel_master_addr(RedisCmd *c, const char *name);
 void cmd_cluster_slots(RedisCmd *c);
 /* ASKING: the next command may touch a slot being imported. */
 void cmd_asking(RedisCmd *c);
+/* CLIENT ID -> the connection's id. */
+void cmd_client_id(RedisCmd *c);
+/* CLIENT TRACKING on REDIRECT id [BCAST PREFIX prefix] (BCAST when plen
+** > 0). */
+void cmd_tracking(RedisCmd *c, long long redirect, const char *prefix,
+                  size_t plen);
 /* SUBSCRIBE to `n` (< CMD_MAX_ARGS) channels. */
 void cmd_subscribe(RedisCmd *c, const char *const *channels, int n);
 

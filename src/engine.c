@@ -56,7 +56,10 @@ void set_mode(Engine *e, Mode mode)
     else if (mode != MODE_REDIS && e->mode == MODE_REDIS)
         uv_timer_start(&e->sweep_timer, on_sweep, ENGINE_SWEEP_INTERVAL_MS,
                        ENGINE_SWEEP_INTERVAL_MS);
+    bool changed = e->mode != mode;
     e->mode = mode;
+    if (changed)
+        near_flush(e); /* an outage, or back from one: nothing kept holds */
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -66,6 +69,7 @@ static void on_handle_closed(uv_handle_t *h)
         free(e->clear_all);
         free(e->probe_key);
         free(e->waiters);
+        near_free(e);
         free(e);
     }
 }
@@ -243,8 +247,17 @@ void memory_clear(const OpArgs *a)
     a->done(a->ud, &r);
 }
 
-static const memory_fn memory_of[] = {memory_get, memory_set, memory_delete,
-                                      memory_exists, memory_clear};
+void memory_pttl(const OpArgs *a)
+{
+    EngineResult r = {0};
+    r.ttl_ms = -2;
+    a->done(a->ud, &r);
+}
+
+static const memory_fn memory_of[] = {
+    [OP_GET] = memory_get,       [OP_SET] = memory_set,
+    [OP_DELETE] = memory_delete, [OP_EXISTS] = memory_exists,
+    [OP_CLEAR] = memory_clear,   [OP_PTTL] = memory_pttl};
 
 bool too_big(const Op *op)
 {
@@ -324,7 +337,7 @@ static Outage *clear_outage(const Engine *e, const char *pattern, size_t plen)
 static int run_op(const OpArgs *a, int kind)
 {
     Engine *e = a->e;
-    bool read = kind == OP_GET || kind == OP_EXISTS;
+    bool read = kind == OP_GET || kind == OP_EXISTS || kind == OP_PTTL;
     Outage *o = kind != OP_CLEAR ? outage_of(e, a->key, a->klen)
                                  : clear_outage(e, a->key, a->klen);
     if (e->mode == MODE_MEMORY || (e->mode == MODE_RECOVERING && read) ||
@@ -417,6 +430,9 @@ static Backend *new_backend(Engine *e, const RedisConfig *cfg)
 {
     RedisConfig with_log = *cfg;
     with_log.log = e->log;
+    e->near_on = cfg->pool.tracking.enabled;
+    with_log.pool.tracking.on_event = near_on_event;
+    with_log.pool.tracking.ud = e;
     return backend_new(e->loop, &with_log, on_backend_state, e);
 }
 
@@ -658,6 +674,13 @@ int engine_set_async(Engine *e, const char *key, size_t klen, const char *val,
 {
     OpArgs a = {e, key, klen, val, vlen, ttl_ms, done, ud};
     return run_op(&a, OP_SET);
+}
+
+int engine_pttl_async(Engine *e, const char *key, size_t klen,
+                      engine_done_cb done, void *ud)
+{
+    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
+    return run_op(&a, OP_PTTL);
 }
 
 int engine_delete_async(Engine *e, const char *key, size_t klen,

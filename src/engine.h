@@ -82,6 +82,7 @@ typedef struct EngineStats {
     uint64_t errors;
     uint64_t reconnects;
     uint64_t journal_overflows;
+    uint64_t invalidations; /* near cache: keys invalidated + flushes */
     bool using_redis;
     /* A Cluster's view (cluster false otherwise): primaries in the slot
     ** map, those connected, and slots served from memory meanwhile. */
@@ -103,6 +104,7 @@ typedef struct EngineResult {
     const char *val; /* get: the value's bytes, valid during the callback */
     size_t vlen;
     uint64_t count; /* clear: keys removed */
+    int64_t ttl_ms; /* pttl: ms left, -1 without expiry, -2 missing */
 } EngineResult;
 
 /* Called exactly once per *_async call, with the result (valid during the
@@ -155,6 +157,12 @@ int engine_exists_async(Engine *e, const char *key, size_t klen,
                         engine_done_cb done, void *ud);
 int engine_clear_async(Engine *e, const char *pattern, size_t plen,
                        engine_done_cb done, void *ud);
+
+/* PTTL (the near cache's expiry for a value it keeps): ttl_ms in the
+** result; on the memory store always -2 (the near cache is not used
+** there). Returns as the functions above. */
+int engine_pttl_async(Engine *e, const char *key, size_t klen,
+                      engine_done_cb done, void *ud);
 
 /* The largest key + encoded value a set accepts (EngineConfig). */
 size_t engine_max_value_bytes(const Engine *e);
@@ -213,5 +221,25 @@ bool engine_exists(Engine *e, const char *key, size_t klen);
 size_t engine_clear(Engine *e, const char *pattern, size_t plen);
 
 void engine_stats(const Engine *e, EngineStats *out);
+
+/* -- The near cache's coherence (near.c; the values live in Lua) ---------
+** RedisConfig.pool.tracking.enabled at engine_connect turns tracking on
+** (tracking.h). EngineNear is read by Lua through the FFI: `seq` changes
+** whenever engine_near_drain() has something to give; `ready` is 1 while
+** a GET sent now is tracked, so that its reply may be kept. It stays at
+** this address for the engine's life. */
+typedef struct EngineNear {
+    uint32_t seq; /* wraps; Lua only compares it for equality */
+    int32_t ready;
+} EngineNear;
+
+const EngineNear *engine_near_state(const Engine *e);
+
+typedef void (*engine_key_cb)(void *ud, const char *key, size_t klen);
+
+/* Hands every key invalidated since the last drain to `cb`; returns true,
+** giving no key, when everything must go instead (a flush, tracking
+** lost or set up again). */
+bool engine_near_drain(Engine *e, engine_key_cb cb, void *ud);
 
 #endif

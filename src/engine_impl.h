@@ -24,6 +24,7 @@
 #include "engine.h"
 #include "journal.h"
 #include "log.h"
+#include "tracking.h"
 
 typedef enum Mode {
     MODE_MEMORY,     /* the memory store answers (journaling) */
@@ -86,6 +87,12 @@ struct Engine {
     size_t noutages;
     struct Outage **slot_outage; /* SLOT_COUNT entries once needed */
     uv_timer_t outage_timer;     /* retries their recovery */
+    /* near cache (near.c) */
+    EngineNear near;
+    bool near_on;  /* tracking asked for at connect */
+    bool nq_flush; /* a flush waits to be drained */
+    char *nq;      /* keys waiting: uint32 length + bytes each */
+    size_t nq_len, nq_cap;
 };
 
 typedef struct Waiter {
@@ -93,7 +100,7 @@ typedef struct Waiter {
     void *ud;
 } Waiter;
 
-enum { OP_GET, OP_SET, OP_DELETE, OP_EXISTS, OP_CLEAR };
+enum { OP_GET, OP_SET, OP_DELETE, OP_EXISTS, OP_CLEAR, OP_PTTL };
 
 /* The arguments of one get/set/delete/exists/clear (key = the pattern). */
 typedef struct OpArgs {
@@ -154,6 +161,7 @@ void memory_refused_set(const OpArgs *a);
 void memory_delete(const OpArgs *a);
 void memory_exists(const OpArgs *a);
 void memory_clear(const OpArgs *a);
+void memory_pttl(const OpArgs *a);
 bool too_big(const Op *op);
 void memory_op(const Op *op);
 void fail_op(const OpArgs *a, int code);
@@ -211,6 +219,17 @@ size_t outages_for_unready(Engine *e);
 void outages_take_batch(Engine *e, JournalBatch *b);
 const struct ClearScanHooks *outage_replay_hooks(Engine *e);
 size_t outage_live_probe(Engine *e, char *buf, size_t size);
+
+/* -- near.c: the near cache's coherence -------------------------------- */
+
+/* The pools' TrackingConfig.on_event (ud: the engine). */
+void near_on_event(void *ud, TrackEvent ev, const redisReply *keys,
+                   const char *message);
+/* Everything kept may be stale: Lua empties its near cache. */
+void near_flush(Engine *e);
+/* Recomputes EngineNear.ready (after a mode or backend change). */
+void near_refresh(Engine *e);
+void near_free(Engine *e);
 
 /* -- recovery.c ----------------------------------------------------------- */
 

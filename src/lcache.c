@@ -132,7 +132,7 @@ typedef int (*keyed_async_fn)(Engine *e, const char *key, size_t klen,
 static const keyed_async_fn keyed_async[] = {
     [REQ_GET] = engine_get_async,       [REQ_GET_RESULTS] = engine_get_async,
     [REQ_DELETE] = engine_delete_async, [REQ_EXISTS] = engine_exists_async,
-    [REQ_CLEAR] = engine_clear_async,
+    [REQ_CLEAR] = engine_clear_async,   [REQ_PTTL] = engine_pttl_async,
 };
 
 /* Starts a request of a one-key kind; the key is argument 2. */
@@ -204,6 +204,44 @@ static int core_exists(lua_State *L)
     Manager *m = check_manager(L, 1);
     luaL_checkstring(L, 2);
     return run_request(L, m->engine, REQ_EXISTS, NULL, 0, start_keyed);
+}
+
+/* core.pttl(m, key): milliseconds left (-1: no expiry, -2: missing) */
+static int core_pttl(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    luaL_checkstring(L, 2);
+    return run_request(L, m->engine, REQ_PTTL, NULL, 0, start_keyed);
+}
+
+/* -- Near cache (lua/cache/near.lua keeps the values) --------------------- */
+
+/* core.near_state(m) -> the engine's EngineNear, as a light userdata for
+** the FFI (valid while the manager is open) */
+static int core_near_state(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    lua_pushlightuserdata(L, (void *)engine_near_state(m->engine));
+    return 1;
+}
+
+static void push_key(void *ud, const char *key, size_t klen)
+{
+    lua_State *L = ud;
+    lua_pushlstring(L, key, klen);
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+}
+
+/* core.near_drain(m) -> true (evict everything) | false, {keys...} */
+static int core_near_drain(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    lua_pushboolean(L, 0);
+    lua_newtable(L);
+    if (!engine_near_drain(m->engine, push_key, L))
+        return 2;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* core.clear(m, pattern) */
@@ -279,6 +317,13 @@ static void read_redis_config(lua_State *L, int t, RedisConfig *cfg)
     cfg->sentinel_password = opt_field(L, t, "sentinel_password");
     lua_getfield(L, t, "cluster");
     cfg->cluster = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "near");
+    pc->tracking.enabled = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "near_prefix"); /* stays alive in `t` */
+    if (lua_isstring(L, -1))
+        pc->tracking.prefix = lua_tolstring(L, -1, &pc->tracking.prefix_len);
     lua_pop(L, 1);
     /* config.redis() never gives both lists; each still gets a userdata
     ** of its own, so the code does not depend on it */
@@ -397,6 +442,7 @@ static int core_stats(lua_State *L)
     set_number(L, "max_items", (double)st.store.max_items);
     set_number(L, "max_memory", (double)st.store.max_bytes);
     set_number(L, "journal_overflows", (double)st.journal_overflows);
+    set_number(L, "invalidations", (double)st.invalidations);
     lua_pushboolean(L, st.using_redis);
     lua_setfield(L, -2, "using_redis");
     if (st.cluster) {
@@ -513,6 +559,9 @@ static const luaL_Reg core_funcs[] = {
     {"direct_api", core_direct_api},
     {"engine_ptr", core_engine_ptr},
     {"flush", core_flush},
+    {"pttl", core_pttl},
+    {"near_state", core_near_state},
+    {"near_drain", core_near_drain},
     {NULL, NULL},
 };
 

@@ -165,6 +165,7 @@ void on_req_done(void *ud, const EngineResult *res)
     r->status = res->status;
     r->found = res->found;
     r->count = res->count;
+    r->ttl_ms = res->ttl_ms;
     if (res->err != NULL)
         snprintf(r->err, sizeof(r->err), "%s", res->err);
     if (res->val != NULL) {
@@ -217,6 +218,9 @@ static int push_results(lua_State *L, Req *r)
         return 2;
     case REQ_CLEAR:
         lua_pushnumber(L, (lua_Number)r->count);
+        return 1;
+    case REQ_PTTL:
+        lua_pushnumber(L, r->status == CR_OK ? (lua_Number)r->ttl_ms : -2);
         return 1;
     case REQ_FLUSH:
         lua_pushboolean(L, r->found);

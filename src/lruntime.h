@@ -58,7 +58,7 @@ typedef struct Runtime {
 ** returns the same results). The results of each kind:
 **   get: found, value (or found, values... for a `cached` multi value)
 **   set: ok, err      delete, exists: boolean      clear: count
-**   connect: using_redis
+**   connect: using_redis      pttl: milliseconds (-1: none, -2: missing)
 ** Lua never holds a pointer to a request: a heap Req lives in the Runtime's
 ** list until core.finish(id) finds it there and frees it, so a second
 ** finish, an unknown id or a value of another type raises instead of
@@ -73,7 +73,8 @@ enum {
     REQ_EXISTS,
     REQ_CLEAR,
     REQ_CONNECT,
-    REQ_FLUSH
+    REQ_FLUSH,
+    REQ_PTTL
 };
 
 struct Req {
@@ -88,6 +89,7 @@ struct Req {
     bool found;
     int status;
     uint64_t count;
+    int64_t ttl_ms;           /* pttl */
     EngineJournalCounts left; /* flush: what Redis was not told */
     char *val;                /* get: a copy of the value's bytes */
     size_t vlen;

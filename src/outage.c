@@ -146,8 +146,10 @@ static void remove_outage(Engine *e, Outage *o)
         }
     }
     outage_free(o);
-    if (e->noutages == 0)
+    if (e->noutages == 0) {
         uv_timer_stop(&e->outage_timer);
+        near_refresh(e); /* the near cache may be used again */
+    }
 }
 
 void outages_merge(Engine *e)
@@ -275,6 +277,7 @@ void outage_begin(Engine *e, bool by_node, size_t which, int status)
     }
     choose_probe(e, o);
     e->outages[e->noutages++] = o;
+    near_flush(e); /* its slots' invalidations are lost meanwhile */
     set_last_error(e, status, NULL);
     log_msg(&e->log, LOG_WARN,
             "redis cluster node %s unavailable (%s): its %zu slots are served "

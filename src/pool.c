@@ -70,6 +70,9 @@ struct Pool {
     uint64_t ready_ms; /* loop time the pool last became READY */
     uint64_t writes;
     uint64_t replaced;
+    Tracker tracker;   /* cfg.tracking: the subscriber (tracking.h) */
+    size_t track_acks; /* CLIENT TRACKING commands awaiting their reply */
+    bool track_ready;  /* see pool_tracking_ready */
     char errstr[CONN_ERRSTR_SIZE];
 };
 
@@ -112,12 +115,15 @@ static void close_conns(Pool *p)
 
 /* -- State machine ------------------------------------------------------ */
 
+static void lose_tracking(Pool *p);
+
 /* Callers schedule the retry unless a callback closed the pool. */
 static void go_down(Pool *p, int status, const char *message)
 {
     snprintf(p->errstr, sizeof(p->errstr), "%s", message);
     p->state = POOL_DOWN; /* first: callbacks below see a pool that is down */
     p->in_callback++;
+    lose_tracking(p);
     close_conns(p);
     if (p->state == POOL_DOWN) /* no pool_close() from a reply callback */
         p->on_state(p->ud, status, p->errstr);
@@ -125,6 +131,74 @@ static void go_down(Pool *p, int status, const char *message)
 }
 
 static void on_retry(uv_timer_t *t);
+
+/* -- Tracking (tracking.h) ----------------------------------------------- */
+
+/* Tracking stops covering the pool: the owner flushes what it kept. */
+static void lose_tracking(Pool *p)
+{
+    if (!p->cfg.tracking.enabled)
+        return;
+    tracker_stop(&p->tracker);
+    p->track_ready = false;
+    tracker_event(&p->tracker, TRACK_FLUSH, NULL, NULL);
+}
+
+static void maybe_tracking_ready(Pool *p)
+{
+    if (p->track_acks == 0 && p->tracker.id != 0 && !p->tracker.refused &&
+        !p->track_ready) {
+        p->track_ready = true;
+        tracker_event(&p->tracker, TRACK_READY, NULL, NULL);
+    }
+}
+
+static void on_track_ack(void *ud, int status, const redisReply *r)
+{
+    Pool *p = ud;
+    p->track_acks--;
+    if (status == CR_OK && r->type == REDIS_REPLY_ERROR &&
+        !p->tracker.refused) {
+        char msg[CONN_ERRSTR_SIZE];
+        snprintf(msg, sizeof(msg), "CLIENT TRACKING refused: %.*s", (int)r->len,
+                 r->str);
+        p->tracker.refused = true;
+        tracker_stop(&p->tracker);
+        p->track_ready = false;
+        tracker_event(&p->tracker, TRACK_REFUSED, NULL, msg);
+        return;
+    }
+    maybe_tracking_ready(p);
+}
+
+/* Queues CLIENT TRACKING on REDIRECT <subscriber> on `c` (without BCAST:
+** the data connections track what they read). */
+static void track_conn(Pool *p, Conn *c)
+{
+    if (c == NULL || tracker_bcast(&p->tracker) || p->tracker.id == 0)
+        return;
+    RedisCmd cmd;
+    cmd_tracking(&cmd, p->tracker.id, NULL, 0);
+    if (conn_command(c, cmd.argc, cmd.argv, cmd.lens, on_track_ack, p) ==
+        CR_OK) {
+        p->track_acks++;
+        p->dirty = true;
+    }
+}
+
+/* The subscriber is subscribed with `id`, or was lost (0). */
+static void on_track_id(void *owner, long long id)
+{
+    Pool *p = owner;
+    if (id == 0) {
+        p->track_ready = false;
+        tracker_event(&p->tracker, TRACK_FLUSH, NULL, NULL);
+        return;
+    }
+    for (size_t i = 0; i < p->size; i++)
+        track_conn(p, p->slots[i].conn);
+    maybe_tracking_ready(p);
+}
 
 static void schedule_retry(Pool *p)
 {
@@ -170,6 +244,11 @@ static bool replace_conn(Pool *p, Slot *s)
     p->nready--;
     p->replaced++;
     conn_close(old); /* nothing pending on it: no callback runs */
+    if (p->cfg.tracking.enabled && !tracker_bcast(&p->tracker)) {
+        /* what the server tracked for `old` is forgotten */
+        tracker_event(&p->tracker, TRACK_FLUSH, NULL, NULL);
+        track_conn(p, c); /* before anything else it carries */
+    }
     return true;
 }
 
@@ -236,6 +315,11 @@ static void start_attempt(Pool *p)
             return;
         }
     }
+    if (p->cfg.tracking.enabled) {
+        p->track_ready = false;
+        tracker_event(&p->tracker, TRACK_FLUSH, NULL, NULL); /* not yet */
+        tracker_start(&p->tracker);
+    }
 }
 
 static void on_retry(uv_timer_t *t)
@@ -287,6 +371,15 @@ bool pool_config_copy(PoolConfig *dst, const PoolConfig *src)
     dst->tls.cert_file = copy_string(src->tls.cert_file, &oom);
     dst->tls.key_file = copy_string(src->tls.key_file, &oom);
     dst->tls.server_name = copy_string(src->tls.server_name, &oom);
+    dst->tracking.prefix = NULL;
+    if (src->tracking.prefix_len > 0) {
+        char *prefix = malloc(src->tracking.prefix_len);
+        if (prefix != NULL)
+            memcpy(prefix, src->tracking.prefix, src->tracking.prefix_len);
+        else
+            oom = true;
+        dst->tracking.prefix = prefix;
+    }
     if (oom) {
         pool_config_free(dst);
         return false;
@@ -303,6 +396,7 @@ void pool_config_free(PoolConfig *cfg)
     free((char *)cfg->tls.cert_file);
     free((char *)cfg->tls.key_file);
     free((char *)cfg->tls.server_name);
+    free((char *)cfg->tracking.prefix);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -345,7 +439,9 @@ Pool *pool_new(uv_loop_t *loop, const PoolConfig *cfg, pool_state_cb on_state,
     uv_timer_init(loop, &p->retry_timer);
     p->retry_timer.data = p;
     uv_unref((uv_handle_t *)&p->retry_timer);
-    p->open_handles = 2;
+    tracker_init(&p->tracker, loop, &p->cfg.tracking, &p->conn_cfg, on_track_id,
+                 p);
+    p->open_handles = 3;
     return p;
 }
 
@@ -429,6 +525,11 @@ bool pool_ready(const Pool *p)
     return p->state == POOL_READY;
 }
 
+bool pool_tracking_ready(const Pool *p)
+{
+    return p->state == POOL_READY && p->track_ready;
+}
+
 size_t pool_pending(const Pool *p)
 {
     size_t n = 0;
@@ -466,8 +567,10 @@ void pool_close(Pool *p)
         return;
     p->state = POOL_CLOSED;
     p->in_callback++;
+    lose_tracking(p);
     close_conns(p);
     p->in_callback--;
+    tracker_close(&p->tracker, on_closed);
     uv_close((uv_handle_t *)&p->flush_hook, on_closed);
     uv_close((uv_handle_t *)&p->retry_timer, on_closed);
     maybe_free(p);

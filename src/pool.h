@@ -112,6 +112,7 @@
 #include "backoff.h"
 
 #include "tls.h"
+#include "tracking.h"
 
 #define POOL_BACKOFF_MIN_MS   BACKOFF_MIN_MS /* backoff.h */
 #define POOL_BACKOFF_MAX_MS   BACKOFF_MAX_MS
@@ -130,6 +131,9 @@ typedef struct PoolConfig {
     uint64_t connect_timeout_ms; /* resolve + connect + handshake; 0: none */
     uint64_t command_timeout_ms; /* server silence (see the top); 0: none */
     TlsConfig tls; /* tls.enabled: TLS on every connection; strings copied */
+    /* Client-side caching (tracking.h): a subscriber connection more, and
+    ** CLIENT TRACKING on the data connections; prefix copied. */
+    TrackingConfig tracking;
 } PoolConfig;
 
 /* A command's outcome. status is CR_OK with `reply` set (which may be a
@@ -193,6 +197,11 @@ uint64_t pool_writes(const Pool *p);
 /* Connections replaced quietly after the server closed them while idle
 ** (see the top) since pool_new. For tests and stats. */
 uint64_t pool_replaced(const Pool *p);
+
+/* With cfg.tracking: true while every command sent from now on is
+** tracked (the pool ready, its subscriber subscribed and, without BCAST,
+** every connection's CLIENT TRACKING acknowledged). */
+bool pool_tracking_ready(const Pool *p);
 
 /* Takes a ready (or connecting) pool down as if a connection had failed
 ** with `status`: pending commands fail with CR_ECONNRESET, on_state reports

@@ -226,6 +226,18 @@ static void on_exists(void *ud, int status, const redisReply *reply)
     on_integer(ud, status, reply, memory_exists, false);
 }
 
+static void on_pttl(void *ud, int status, const redisReply *reply)
+{
+    Op *op = ud;
+    if (status != CR_OK) {
+        transport_failed(op, status, memory_pttl);
+        return;
+    }
+    EngineResult r = {0};
+    r.ttl_ms = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -2;
+    complete(op, &r);
+}
+
 /* A clear of a pattern that matches one key only: its UNLINK. */
 static void on_clear_literal(void *ud, int status, const redisReply *reply)
 {
@@ -307,8 +319,10 @@ int issue(Op *op)
 {
     const OpArgs *a = &op->a;
     Engine *e = a->e;
-    static const pool_reply_cb callbacks[] = {on_get, on_set, on_delete,
-                                              on_exists};
+    static const pool_reply_cb callbacks[] = {
+        [OP_GET] = on_get,       [OP_SET] = on_set,   [OP_DELETE] = on_delete,
+        [OP_EXISTS] = on_exists, [OP_PTTL] = on_pttl,
+    };
     int rc;
     if (too_big(op)) {
         unlink_refused_set(op);
@@ -324,6 +338,8 @@ int issue(Op *op)
             cmd_set(&cmd, a->key, a->klen, a->val, a->vlen, a->ttl_ms);
         else if (op->kind == OP_DELETE)
             cmd_unlink(&cmd, a->key, a->klen);
+        else if (op->kind == OP_PTTL)
+            cmd_pttl(&cmd, a->key, a->klen);
         else
             cmd_exists(&cmd, a->key, a->klen);
         rc = backend_command(e->backend, cmd.argc, cmd.argv, cmd.lens,

@@ -722,6 +722,12 @@ static bool sentinel_ready(const Backend *b)
     return s->state == ST_READY && pool_ready(s->pool);
 }
 
+static bool sentinel_tracking_ready(const Backend *b)
+{
+    const Sentinel *s = (const Sentinel *)b;
+    return s->state == ST_READY && pool_tracking_ready(s->pool);
+}
+
 static void sentinel_fail(Backend *b, int status, const char *message)
 {
     Sentinel *s = (Sentinel *)b;
@@ -757,6 +763,7 @@ static const BackendVtbl sentinel_vtbl = {
     .ready = sentinel_ready,
     .fail = sentinel_fail,
     .close = sentinel_close,
+    .tracking_ready = sentinel_tracking_ready,
 };
 
 Backend *sentinel_new(uv_loop_t *loop, const RedisConfig *cfg,

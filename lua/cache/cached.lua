@@ -24,6 +24,10 @@ local unpack = unpack
 local core_get, core_set_raw, core_encode_results, core_decode_results =
     core.get, core.set_raw, core.encode_results, core.decode_results
 local lookup = require("cache.direct").lookup
+local near = require "cache.near"
+local near_lookup, near_values, near_fetch, near_forget =
+    near.lookup, near.values, near.fetch, near.forget
+local tick = sched._tick
 
 local _M = {}
 
@@ -202,6 +206,7 @@ end
 -- returns the bytes. Raises when they cannot be encoded or stored.
 local function store(m, key, ttl_ms, res)
     local blob = core_encode_results(unpack(res, 2, res.n))
+    if m.near then near_forget(m.near, key) end
     finish(m, core_set_raw(m.engine, key, blob, ttl_ms))
     return blob
 end
@@ -239,12 +244,21 @@ local function call_and_store(w, m, key, args)
     return unpack(res, 2, res.n)
 end
 
+-- Redis's answer for `key` (through the near cache when it is on).
+local function remote(m, key)
+    local N = m.near
+    if N then
+        return near_fetch(N, m, key, true, finish)
+    end
+    return finish(m, core_get(m.engine, key, true))
+end
+
 -- `found` is nil when Redis is in use: then ask it (the values may be
 -- in flight together with other tasks' requests).
 local function finish_one(w, m, key, a, found, ...)
     if found then return ... end
     if found == nil then
-        return finish_one(w, m, key, a, finish(m, core_get(m.engine, key, true)))
+        return finish_one(w, m, key, a, remote(m, key))
     end
     return call_and_store(w, m, key, { n = 1, a })
 end
@@ -252,9 +266,16 @@ end
 local function finish_many(w, m, key, args, found, ...)
     if found then return ... end
     if found == nil then
-        return finish_many(w, m, key, args, finish(m, core_get(m.engine, key, true)))
+        return finish_many(w, m, key, args, remote(m, key))
     end
     return call_and_store(w, m, key, args)
+end
+
+-- A near hit: the entry's value(s), tables as fresh copies.
+local function near_hit(ent)
+    tick()
+    if ent[2] == 0 then return ent[1] end
+    return near_values(ent)
 end
 
 --- cache.cached(ttl?, prefix?)(fn) or cache.cached{ ttl=, prefix=, cache=,
@@ -281,12 +302,22 @@ function _M.cached(ttl, prefix, manager)
                 if key then
                     local ns = m.namespace
                     if ns ~= "" then key = ns .. key end
+                    local N = m.near
+                    if N then
+                        local ent = near_lookup(N, key, true)
+                        if ent then return near_hit(ent) end
+                    end
                     return finish_one(w, m, key, a, lookup(m.eptr, key, true))
                 end
             end
             key = key or p .. ":" .. encode_args(select("#", ...), ...)
             local ns = m.namespace
             if ns ~= "" then key = ns .. key end
+            local N = m.near
+            if N then
+                local ent = near_lookup(N, key, true)
+                if ent then return near_hit(ent) end
+            end
             return finish_many(w, m, key, pack(...), lookup(m.eptr, key, true))
         end
     end

@@ -32,6 +32,7 @@ local ENV = {
     sentinels = "REDIS_SENTINELS", sentinel_master = "REDIS_SENTINEL_MASTER",
     sentinel_username = "REDIS_SENTINEL_USERNAME", sentinel_password = "REDIS_SENTINEL_PASSWORD",
     cluster = "REDIS_CLUSTER", cluster_nodes = "REDIS_CLUSTER_NODES",
+    near_max_items = "CACHE_NEAR_MAX_ITEMS", near_max_memory = "CACHE_NEAR_MAX_MEMORY",
 }
 _M.ENV = ENV
 
@@ -47,6 +48,17 @@ for _, f in ipairs(TLS_FIELDS) do TLS_FIELD[f] = "tls_" .. f end
 local NOT_OPTION = {}
 for _, name in pairs(TLS_FIELD) do NOT_OPTION[name] = true end
 
+-- Likewise the fields of `near = { max_items=, max_memory= }` (near_<field>).
+-- `near` itself is an option with no variable: a table, true (the
+-- defaults below) or false (off, whatever the environment says).
+local NEAR_FIELDS = { "max_items", "max_memory" }
+local NEAR_FIELD = {}
+for _, f in ipairs(NEAR_FIELDS) do
+    NEAR_FIELD[f] = "near_" .. f
+    NOT_OPTION["near_" .. f] = true
+end
+
+
 -- Settings whose values are secrets: never shown, redacted in cfg.raw.
 local SECRET = { password = true, sentinel_password = true }
 
@@ -57,6 +69,7 @@ _M.DEFAULTS = {
     max_memory = 64 * 1024 * 1024, max_value_bytes = 512 * 1024 * 1024,
     codec = "msgpack", log_level = "warn", exit_flush_timeout = 2,
     tls = false, tls_verify = true, cluster = false,
+    near_max_items = 10000, near_max_memory = 16 * 1024 * 1024,
 }
 
 -- The port of a Sentinel address, and of a Cluster node's, that gives none.
@@ -290,7 +303,8 @@ local function describe(name, src)
         return name .. " in " .. (src.kind == "option" and "option url" or ENV.url)
     end
     if src.kind == "option" then
-        return "option " .. (NOT_OPTION[name] and name:gsub("^tls_", "tls.") or name)
+        return "option " .. (NOT_OPTION[name] and name:gsub("^tls_", "tls."):gsub("^near_", "near.")
+                             or name)
     end
     return ENV[name] or name
 end
@@ -572,11 +586,14 @@ local CHECK = {
     connect_timeout = seconds(true, MAX_TIMEOUT, true),
     journal_max_keys = integer(1, MAX_JOURNAL_KEYS),
     log_level = log_level, exit_flush_timeout = seconds(false, MAX_EXIT_FLUSH, true),
+    near_max_items = integer(0, MAX_COUNT),
+    near_max_memory = bytes(0, MAX_COUNT, format_number(MAX_COUNT)),
 }
 
 local LOCAL = { default_ttl = true, namespace = true, max_items = true,
                 max_memory = true, max_value_bytes = true, codec = true,
-                journal_max_keys = true, log_level = true, exit_flush_timeout = true }
+                journal_max_keys = true, log_level = true, exit_flush_timeout = true,
+                near_max_items = true, near_max_memory = true }
 
 -- TTLs --------------------------------------------------------------------
 
@@ -641,8 +658,21 @@ function _M.resolve(opts, getenv, dotenv_path)
         error("options must be a table", 0)
     end
     for k in pairs(opts) do
-        if not ENV[k] or NOT_OPTION[k] then
+        if (not ENV[k] or NOT_OPTION[k]) and k ~= "near" then
             error("unknown option '" .. tostring(k) .. "'", 0)
+        end
+    end
+    local near_opt = opts.near
+    if near_opt ~= nil and type(near_opt) ~= "table" and type(near_opt) ~= "boolean" then
+        error("option near must be a table { max_items=, max_memory= }, true or false, got "
+              .. type(near_opt), 0)
+    end
+    if type(near_opt) == "table" then
+        for k in pairs(near_opt) do
+            if not NEAR_FIELD[k] then
+                error(("unknown field '%s' in option near (known: %s)")
+                      :format(tostring(k), table.concat(NEAR_FIELDS, ", ")), 0)
+            end
         end
     end
     local tls_opt = type(opts.tls) == "table" and opts.tls or {}
@@ -659,7 +689,11 @@ function _M.resolve(opts, getenv, dotenv_path)
     for name, var in pairs(ENV) do
         -- an empty environment or .env value counts as unset
         local v, src
-        if NOT_OPTION[name] then
+        if NEAR_FIELD[name:sub(6)] and name:sub(1, 5) == "near_" then
+            v, src = type(near_opt) == "table" and near_opt[name:sub(6)] or nil,
+                     { kind = "option" }
+
+        elseif NOT_OPTION[name] then
             v, src = tls_opt[name:sub(5)], { kind = "option" }
         else
             v, src = opts[name], { kind = "option" }
@@ -693,6 +727,15 @@ function _M.resolve(opts, getenv, dotenv_path)
     for name in pairs(LOCAL) do
         cfg[name] = check(name, sources[name], values[name])
     end
+    -- The near cache is on when asked for (the option, or either variable)
+    -- with both bounds above 0; `near = false` turns it off whatever the
+    -- environment says.
+    local asked = near_opt
+    if near_opt == nil then
+        asked = sources.near_max_items.kind ~= "default"
+            or sources.near_max_memory.kind ~= "default"
+    end
+    cfg.near = asked and cfg.near_max_items > 0 and cfg.near_max_memory > 0 or false
     return cfg
 end
 

@@ -15,12 +15,15 @@ local wait, tick = cachert.wait, cachert._tick
 local pack, unpack, format_number = util.pack, unpack, util.format_number
 local ttl_ms = config.ttl_ms
 local direct = require "cache.direct"
+local near = require "cache.near"
 
 local type, error, setmetatable, tostring, pairs, rawset =
     type, error, setmetatable, tostring, pairs, rawset
 local core_get, core_set, core_delete, core_exists, core_finish =
     core.get, core.set, core.delete, core.exists, core.finish
 local lookup, set_string = direct.lookup, direct.set_string
+local near_lookup, near_values, near_fetch, near_forget =
+    near.lookup, near.values, near.fetch, near.forget
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -117,8 +120,12 @@ local function new_manager(opts, level)
                           cfg.max_value_bytes, cfg.log_level),
         eptr = false,           -- the engine as FFI cdata (cache.direct)
         inflight = {},          -- single flight: key -> waiting tasks
+        near = false,           -- the near cache (cache.near), when on
     }, mt)
     self.eptr = direct.engine(self.engine)
+    if cfg.near then
+        self.near = near.new(self.engine, cfg.near_max_items, cfg.near_max_memory)
+    end
     live[self] = true
     return self
 end
@@ -128,8 +135,8 @@ end
 -- pool_size, timeout, connect_timeout, command_timeout, default_ttl,
 -- namespace, max_items, max_memory, max_value_bytes, journal_max_keys,
 -- codec, log_level, exit_flush_timeout, tls, sentinels, sentinel_master,
--- sentinel_username, sentinel_password, cluster, cluster_nodes (README:
--- Configuration).
+-- sentinel_username, sentinel_password, cluster, cluster_nodes,
+-- near = { max_items=, max_memory= } (README: Configuration).
 function _M.new(opts)
     local self = new_manager(opts, 3)
     return self
@@ -162,8 +169,16 @@ function methods:connect()
     if not ok then
         error(settings, 2)
     end
+    if self.near then
+        settings.near = true
+        if self.namespace ~= "" then settings.near_prefix = self.namespace end
+    end
     redis_settings[self] = settings
-    return finish(self, core.connect(self.engine, settings))
+    local using_redis = finish(self, core.connect(self.engine, settings))
+    if using_redis and self.near then
+        near.wait_ready(self.near, settings.connect_timeout or 2)
+    end
+    return using_redis
 end
 
 --- Closes the Redis connections; the memory store serves until connect().
@@ -176,9 +191,21 @@ end
 --- value, found = c:get(key, default?)
 function methods:get(key, default)
     local k = check_key(self, key)
+    local N = self.near
+    if N then
+        local ent = near_lookup(N, k, false)
+        if ent then
+            tick()
+            return near_values(ent), true
+        end
+    end
     local found, value = lookup(self.eptr, k, false)
     if found == nil then
-        found, value = finish(self, core_get(self.engine, k, false))
+        if N then
+            found, value = near_fetch(N, self, k, false, finish)
+        else
+            found, value = finish(self, core_get(self.engine, k, false))
+        end
     end
     if found then
         return value, true
@@ -190,6 +217,7 @@ end
 function methods:set(key, value, ttl)
     local k = check_key(self, key)
     local ms = check_ttl(self, ttl)
+    if self.near then near_forget(self.near, k) end
     if type(value) == "string" then
         local ok, err = set_string(self.eptr, k, value, ms)
         if ok ~= nil then
@@ -201,7 +229,9 @@ end
 
 --- c:delete(key) -> true if a key was deleted
 function methods:delete(key)
-    return finish(self, core_delete(self.engine, check_key(self, key)))
+    local k = check_key(self, key)
+    if self.near then near_forget(self.near, k) end
+    return finish(self, core_delete(self.engine, k))
 end
 
 --- c:exists(key) -> boolean
@@ -220,6 +250,7 @@ function methods:clear(pattern)
     if ns ~= "" then
         pattern = glob_escape(ns) .. pattern
     end
+    if self.near then near.forget_pattern(self.near, pattern) end
     return finish(self, core.clear(self.engine, pattern))
 end
 
@@ -239,17 +270,31 @@ function methods:mget(keys)
         end
     end
     local out, pending = { n = n }, {}
-    local e, engine = self.eptr, self.engine
+    local e, engine, N = self.eptr, self.engine, self.near
     for i, k in pairs(full) do
-        local found, value = lookup(e, k, false)
-        if found == nil then
-            pending[i] = pack(core_get(engine, k, false))
-        elseif found then
-            out[i] = value
+        local ent = N and near_lookup(N, k, false)
+        if ent then
+            out[i] = near_values(ent)
+        else
+            local found, value = lookup(e, k, false)
+            if found == nil then
+                local tok, sent_ms
+                if N then tok, sent_ms = near.begin(N, k) end
+                pending[i] = { pack(core_get(engine, k, false)),
+                               tok and pack(core.pttl(engine, k)), tok, sent_ms }
+            elseif found then
+                out[i] = value
+            end
         end
     end
     for i, p in pairs(pending) do
-        local found, value = finish(self, unpack(p, 1, p.n))
+        local found, value
+        if p[3] then
+            found, value = near.finish(N, self, full[i], false, p[3], p[4], p[1], p[2],
+                                       finish)
+        else
+            found, value = finish(self, unpack(p[1], 1, p[1].n))
+        end
         if found then
             out[i] = value
         end
@@ -278,6 +323,7 @@ function methods:mset(map, ttl)
     end
     local engine, pending = self.engine, {}
     for i = 1, n do
+        if self.near then near_forget(self.near, keys[i]) end
         pending[i] = pack(core.set_raw(engine, keys[i], blobs[i], ms))
     end
     local result, reason = true, nil
@@ -296,6 +342,12 @@ end
 function methods:stats()
     check_self(self, "stats")
     local s = core.stats(self.engine)
+    local N = self.near
+    if N and N.S.seq ~= N.seen then near.sync(N) end
+    s.near_hits = N and N.hits or 0
+    s.near_keys = N and near.count(N) or 0
+    s.near_evictions = N and N.evictions or 0
+    s.hits = s.hits + s.near_hits
     local total = s.hits + s.misses
     s.hit_rate = total > 0 and s.hits / total or 0
     s.backend = s.using_redis and "redis" or "memory"
