@@ -105,10 +105,18 @@ end
 
 -- Runs the Lua source `src` in process A; returns what it returned. A
 -- chunk that raises, or no answer within `seconds`, fails the scenario.
-function Agent:call(src, seconds)
+--- Hands the Lua source `src` to the agent without waiting (several
+-- agents can then run at once); Agent:result() waits for its answer.
+function Agent:send(src)
     self.n = self.n + 1
-    local res = self.dir .. "/res." .. self.n
+    self.pending = src
     write_file(self.dir .. "/cmd." .. self.n, src)
+end
+
+--- What the last chunk sent returned. A chunk that raises, or no answer
+-- within `seconds` (default 10), fails the caller.
+function Agent:result(seconds)
+    local res = self.dir .. "/res." .. self.n
     local answered = wait_for(function()
         local f = io.open(res)
         if f then f:close() end
@@ -116,11 +124,17 @@ function Agent:call(src, seconds)
     end, seconds or 10)
     local text = slurp(res)
     assert(answered and text ~= "", ("process A did not answer cmd.%d (%s) in time%s")
-        :format(self.n, src, self:log()))
+        :format(self.n, self.pending, self:log()))
     local out = assert(loadstring(text))()
     assert(out[1], ("process A failed cmd.%d (%s): %s%s"):format(
-        self.n, src, tostring(out[2]), self:log()))
+        self.n, self.pending, tostring(out[2]), self:log()))
     return unpack(out, 2, out.n)
+end
+
+--- Runs the Lua source `src` in the agent; returns what it returned.
+function Agent:call(src, seconds)
+    self:send(src)
+    return self:result(seconds)
 end
 
 function Agent:stop()

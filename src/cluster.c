@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backoff.h"
 #include "commands.h"
@@ -161,8 +162,13 @@ static Req *req_new(Cluster *cl, int argc, const char **argv,
         r->argv[i] = p;
         p += r->lens[i];
     }
-    if (argc > 1)
-        r->slot = slot_of(r->argv[1], r->lens[1]);
+    /* EVAL script numkeys key ...: the first key routes it */
+    int k =
+        argc > 3 && r->lens[0] == 4 && strncasecmp(r->argv[0], "EVAL", 4) == 0
+            ? 3
+            : 1;
+    if (argc > k)
+        r->slot = slot_of(r->argv[k], r->lens[k]);
     return r;
 }
 

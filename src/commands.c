@@ -35,6 +35,29 @@ void cmd_exists(RedisCmd *c, const char *key, size_t klen)
     arg(c, key, klen);
 }
 
+void cmd_lock(RedisCmd *c, const char *key, size_t klen, const char *token,
+              size_t tlen, uint64_t ttl_ms)
+{
+    start(c, "SET");
+    arg(c, key, klen);
+    arg(c, token, tlen);
+    word(c, "NX");
+    word(c, "PX");
+    snprintf(c->num, sizeof(c->num), "%llu", (unsigned long long)ttl_ms);
+    word(c, c->num);
+}
+
+void cmd_unlock(RedisCmd *c, const char *key, size_t klen, const char *token,
+                size_t tlen)
+{
+    start(c, "EVAL");
+    word(c, "if redis.call('get', KEYS[1]) == ARGV[1] then "
+            "return redis.call('del', KEYS[1]) else return 0 end");
+    word(c, "1");
+    arg(c, key, klen);
+    arg(c, token, tlen);
+}
+
 void cmd_pttl(RedisCmd *c, const char *key, size_t klen)
 {
     start(c, "PTTL");

@@ -25,6 +25,13 @@ typedef struct RedisCmd {
 
 void cmd_get(RedisCmd *c, const char *key, size_t klen);
 void cmd_exists(RedisCmd *c, const char *key, size_t klen);
+/* SET key token NX PX ttl_ms: a lock taken only when free. */
+void cmd_lock(RedisCmd *c, const char *key, size_t klen, const char *token,
+              size_t tlen, uint64_t ttl_ms);
+/* EVAL of a compare-and-delete: key removed only while it holds token
+** (the lock's owner releases it, never a later owner's). */
+void cmd_unlock(RedisCmd *c, const char *key, size_t klen, const char *token,
+                size_t tlen);
 /* PTTL: milliseconds left, -1 without expiry, -2 for a missing key. */
 void cmd_pttl(RedisCmd *c, const char *key, size_t klen);
 /* UNLINK: the value is freed off the server's main thread. */

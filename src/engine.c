@@ -250,14 +250,29 @@ void memory_clear(const OpArgs *a)
 void memory_pttl(const OpArgs *a)
 {
     EngineResult r = {0};
-    r.ttl_ms = -2;
+    uint64_t now = engine_now_ms();
+    uint64_t expires_at;
+    size_t vlen;
+    if (store_get_expiring(a->e->store, a->key, a->klen, now, &vlen,
+                           &expires_at) == NULL)
+        r.ttl_ms = -2;
+    else
+        r.ttl_ms = expires_at == 0 ? -1 : (int64_t)(expires_at - now);
+    a->done(a->ud, &r);
+}
+
+void memory_lock(const OpArgs *a)
+{
+    EngineResult r = {0};
+    r.found = true;
     a->done(a->ud, &r);
 }
 
 static const memory_fn memory_of[] = {
     [OP_GET] = memory_get,       [OP_SET] = memory_set,
     [OP_DELETE] = memory_delete, [OP_EXISTS] = memory_exists,
-    [OP_CLEAR] = memory_clear,   [OP_PTTL] = memory_pttl};
+    [OP_CLEAR] = memory_clear,   [OP_PTTL] = memory_pttl,
+    [OP_LOCK] = memory_lock,     [OP_UNLOCK] = memory_lock};
 
 bool too_big(const Op *op)
 {
@@ -305,6 +320,8 @@ static void mirror_to_memory(Engine *e, const Op *op)
 {
     const OpArgs *a = &op->a;
     uint64_t now = engine_now_ms();
+    if (op->kind == OP_LOCK || op->kind == OP_UNLOCK)
+        return; /* a lock lives in Redis only */
     if (op->kind == OP_SET && !too_big(op))
         store_set(e->store, a->key, a->klen, a->val, a->vlen,
                   a->ttl_ms == 0 ? 0 : now + a->ttl_ms, now);
@@ -681,6 +698,22 @@ int engine_pttl_async(Engine *e, const char *key, size_t klen,
 {
     OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
     return run_op(&a, OP_PTTL);
+}
+
+int engine_lock_async(Engine *e, const char *key, size_t klen,
+                      const char *token, size_t tlen, uint64_t ttl_ms,
+                      engine_done_cb done, void *ud)
+{
+    OpArgs a = {e, key, klen, token, tlen, ttl_ms, done, ud};
+    return run_op(&a, OP_LOCK);
+}
+
+int engine_unlock_async(Engine *e, const char *key, size_t klen,
+                        const char *token, size_t tlen, engine_done_cb done,
+                        void *ud)
+{
+    OpArgs a = {e, key, klen, token, tlen, 0, done, ud};
+    return run_op(&a, OP_UNLOCK);
 }
 
 int engine_delete_async(Engine *e, const char *key, size_t klen,

@@ -164,6 +164,17 @@ int engine_clear_async(Engine *e, const char *pattern, size_t plen,
 int engine_pttl_async(Engine *e, const char *key, size_t klen,
                       engine_done_cb done, void *ud);
 
+/* A lock for single flight across processes (`cached{lock=}`): SET key
+** token NX PX ttl_ms; found: taken. engine_unlock_async removes it only
+** while it holds token; found: removed. On the memory store both succeed
+** at once (only this process uses it; its own single flight applies). */
+int engine_lock_async(Engine *e, const char *key, size_t klen,
+                      const char *token, size_t tlen, uint64_t ttl_ms,
+                      engine_done_cb done, void *ud);
+int engine_unlock_async(Engine *e, const char *key, size_t klen,
+                        const char *token, size_t tlen, engine_done_cb done,
+                        void *ud);
+
 /* The largest key + encoded value a set accepts (EngineConfig). */
 size_t engine_max_value_bytes(const Engine *e);
 

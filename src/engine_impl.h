@@ -100,7 +100,16 @@ typedef struct Waiter {
     void *ud;
 } Waiter;
 
-enum { OP_GET, OP_SET, OP_DELETE, OP_EXISTS, OP_CLEAR, OP_PTTL };
+enum {
+    OP_GET,
+    OP_SET,
+    OP_DELETE,
+    OP_EXISTS,
+    OP_CLEAR,
+    OP_PTTL,
+    OP_LOCK,
+    OP_UNLOCK
+};
 
 /* The arguments of one get/set/delete/exists/clear (key = the pattern). */
 typedef struct OpArgs {
@@ -162,6 +171,7 @@ void memory_delete(const OpArgs *a);
 void memory_exists(const OpArgs *a);
 void memory_clear(const OpArgs *a);
 void memory_pttl(const OpArgs *a);
+void memory_lock(const OpArgs *a);
 bool too_big(const Op *op);
 void memory_op(const Op *op);
 void fail_op(const OpArgs *a, int code);

@@ -214,6 +214,36 @@ static int core_pttl(lua_State *L)
     return run_request(L, m->engine, REQ_PTTL, NULL, 0, start_keyed);
 }
 
+static int start_lock(Engine *e, Req *r, lua_State *L)
+{
+    size_t klen, tlen;
+    const char *key = lua_tolstring(L, 2, &klen);
+    const char *token = lua_tolstring(L, 3, &tlen);
+    if (r->kind == REQ_UNLOCK)
+        return engine_unlock_async(e, key, klen, token, tlen, on_req_done, r);
+    uint64_t ttl_ms = (uint64_t)lua_tonumber(L, 4);
+    return engine_lock_async(e, key, klen, token, tlen, ttl_ms, on_req_done, r);
+}
+
+/* core.lock(m, key, token, ttl_ms) -> taken: SET key token NX PX ttl_ms */
+static int core_lock(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    luaL_checkstring(L, 2);
+    luaL_checkstring(L, 3);
+    check_ttl_ms(L, 4);
+    return run_request(L, m->engine, REQ_LOCK, NULL, 0, start_lock);
+}
+
+/* core.unlock(m, key, token) -> released (only while key holds token) */
+static int core_unlock(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    luaL_checkstring(L, 2);
+    luaL_checkstring(L, 3);
+    return run_request(L, m->engine, REQ_UNLOCK, NULL, 0, start_lock);
+}
+
 /* -- Near cache (lua/cache/near.lua keeps the values) --------------------- */
 
 /* core.near_state(m) -> the engine's EngineNear, as a light userdata for
@@ -560,6 +590,8 @@ static const luaL_Reg core_funcs[] = {
     {"engine_ptr", core_engine_ptr},
     {"flush", core_flush},
     {"pttl", core_pttl},
+    {"lock", core_lock},
+    {"unlock", core_unlock},
     {"near_state", core_near_state},
     {"near_drain", core_near_drain},
     {NULL, NULL},

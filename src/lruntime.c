@@ -228,7 +228,7 @@ static int push_results(lua_State *L, Req *r)
         lua_pushnumber(L, (lua_Number)r->left.patterns);
         lua_pushboolean(L, r->left.overflow);
         return 4;
-    default: /* REQ_DELETE, REQ_EXISTS, REQ_CONNECT */
+    default: /* REQ_DELETE, REQ_EXISTS, REQ_CONNECT, REQ_LOCK, REQ_UNLOCK */
         lua_pushboolean(L, r->found);
         return 1;
     }

@@ -59,6 +59,7 @@ typedef struct Runtime {
 **   get: found, value (or found, values... for a `cached` multi value)
 **   set: ok, err      delete, exists: boolean      clear: count
 **   connect: using_redis      pttl: milliseconds (-1: none, -2: missing)
+**   lock: taken               unlock: released
 ** Lua never holds a pointer to a request: a heap Req lives in the Runtime's
 ** list until core.finish(id) finds it there and frees it, so a second
 ** finish, an unknown id or a value of another type raises instead of
@@ -74,7 +75,9 @@ enum {
     REQ_CLEAR,
     REQ_CONNECT,
     REQ_FLUSH,
-    REQ_PTTL
+    REQ_PTTL,
+    REQ_LOCK,
+    REQ_UNLOCK
 };
 
 struct Req {

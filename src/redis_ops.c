@@ -238,6 +238,38 @@ static void on_pttl(void *ud, int status, const redisReply *reply)
     complete(op, &r);
 }
 
+/* SET NX PX: +OK when taken, nil when another holds it. A refusal
+** (OOM, an ACL) takes it all the same: the caller computes rather than
+** wait for a value nobody computes. */
+static void on_lock(void *ud, int status, const redisReply *reply)
+{
+    Op *op = ud;
+    if (status != CR_OK) {
+        transport_failed(op, status, memory_lock);
+        return;
+    }
+    EngineResult r = {0};
+    r.found = reply->type != REDIS_REPLY_NIL;
+    if (reply->type == REDIS_REPLY_ERROR)
+        count_error(op->a.e, reply_status(reply), reply_text(reply));
+    complete(op, &r);
+}
+
+/* The compare-and-delete: 1 when the lock was ours and is gone. */
+static void on_unlock(void *ud, int status, const redisReply *reply)
+{
+    Op *op = ud;
+    if (status != CR_OK) {
+        transport_failed(op, status, memory_lock);
+        return;
+    }
+    EngineResult r = {0};
+    r.found = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    if (reply->type == REDIS_REPLY_ERROR)
+        count_error(op->a.e, reply_status(reply), reply_text(reply));
+    complete(op, &r);
+}
+
 /* A clear of a pattern that matches one key only: its UNLINK. */
 static void on_clear_literal(void *ud, int status, const redisReply *reply)
 {
@@ -321,7 +353,8 @@ int issue(Op *op)
     Engine *e = a->e;
     static const pool_reply_cb callbacks[] = {
         [OP_GET] = on_get,       [OP_SET] = on_set,   [OP_DELETE] = on_delete,
-        [OP_EXISTS] = on_exists, [OP_PTTL] = on_pttl,
+        [OP_EXISTS] = on_exists, [OP_PTTL] = on_pttl, [OP_LOCK] = on_lock,
+        [OP_UNLOCK] = on_unlock,
     };
     int rc;
     if (too_big(op)) {
@@ -340,6 +373,10 @@ int issue(Op *op)
             cmd_unlink(&cmd, a->key, a->klen);
         else if (op->kind == OP_PTTL)
             cmd_pttl(&cmd, a->key, a->klen);
+        else if (op->kind == OP_LOCK)
+            cmd_lock(&cmd, a->key, a->klen, a->val, a->vlen, a->ttl_ms);
+        else if (op->kind == OP_UNLOCK)
+            cmd_unlock(&cmd, a->key, a->klen, a->val, a->vlen);
         else
             cmd_exists(&cmd, a->key, a->klen);
         rc = backend_command(e->backend, cmd.argc, cmd.argv, cmd.lens,

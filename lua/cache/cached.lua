@@ -178,7 +178,42 @@ local function check_option_names(opts, allowed, level)
     end
 end
 
-local CACHED_OPTIONS = { ttl = true, prefix = true, cache = true, key = true }
+local CACHED_OPTIONS = { ttl = true, prefix = true, cache = true, key = true,
+                         neg_ttl = true, stale_ttl = true, lock = true }
+
+local DEFAULT_LOCK_SECONDS = 10
+
+-- The table form's neg_ttl, stale_ttl and lock, as milliseconds (neg_ms
+-- false: nil/false results are not stored; stale_ms and lock_ms nil: off).
+local function parse_extras(opts)
+    if type(opts) ~= "table" then return nil, nil, nil end
+    local neg_ms
+    if opts.neg_ttl == false then
+        neg_ms = false
+    elseif opts.neg_ttl ~= nil then
+        local ms, err = config.ttl_ms(opts.neg_ttl)
+        if not ms then error("neg_ttl: " .. err .. " (or false)", 3) end
+        neg_ms = ms
+    end
+    local stale_ms
+    if opts.stale_ttl ~= nil then
+        local ms, err = config.ttl_ms(opts.stale_ttl)
+        if not ms then error("stale_ttl: " .. err, 3) end
+        stale_ms = ms > 0 and ms or nil
+    end
+    local lock_ms
+    local lock = opts.lock
+    if lock == true then
+        lock_ms = DEFAULT_LOCK_SECONDS * 1000
+    elseif lock ~= nil and lock ~= false then
+        if type(lock) ~= "number" or lock ~= lock or lock <= 0 or lock == math.huge then
+            error("lock must be true, false or a number of seconds > 0, got "
+                  .. (type(lock) == "number" and tostring(lock) or type(lock)), 3)
+        end
+        lock_ms = math.ceil(lock * 1000)
+    end
+    return neg_ms, stale_ms, lock_ms
+end
 
 local function parse_options(ttl, prefix, manager, allowed)
     local keyfn
@@ -202,13 +237,106 @@ end
 
 -- cached --------------------------------------------------------------------
 
+-- A process-unique prefix for lock tokens (16 random bytes, hex), so a
+-- lock is released only by the process and the call that took it.
+local token_base, token_count
+local function new_token()
+    if not token_base then
+        local f = io.open("/dev/urandom", "rb")
+        local bytes = f and f:read(16) or tostring(os.time()) .. tostring({})
+        if f then f:close() end
+        token_base = bytes:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end)
+        token_count = 0
+    end
+    token_count = token_count + 1
+    return token_base .. ":" .. token_count
+end
+
+-- The lock of `key` (which carries the namespace): in the namespace, like
+-- the engine's probe key, so clears and tracking prefixes cover it.
+local function lock_key(m, key)
+    local ns = m.namespace
+    return ns .. "cachert:lock:" .. key:sub(#ns + 1)
+end
+
+-- The TTL in ms that fn's results (packed, after pcall's status) are
+-- stored with, or false when they are not stored (neg_ttl = false).
+local function store_ttl(w, m, res)
+    local ttl = w.ttl_ms or m.default_ttl_ms
+    if (res.n < 2 or not res[2]) and w.neg_ms ~= nil then
+        ttl = w.neg_ms         -- a nil or false result: its own TTL
+        if ttl == false then return false end
+    end
+    if w.stale_ms and ttl > 0 then
+        ttl = ttl + w.stale_ms  -- kept past ttl for the stale window
+    end
+    return ttl
+end
+
 -- Encodes fn's results (packed, after pcall's status) and stores them;
 -- returns the bytes. Raises when they cannot be encoded or stored.
-local function store(m, key, ttl_ms, res)
+local function store(w, m, key, res)
     local blob = core_encode_results(unpack(res, 2, res.n))
-    if m.near then near_forget(m.near, key) end
-    finish(m, core_set_raw(m.engine, key, blob, ttl_ms))
+    local ttl = store_ttl(w, m, res)
+    if ttl then
+        if m.near then near_forget(m.near, key) end
+        finish(m, core_set_raw(m.engine, key, blob, ttl))
+    end
     return blob
+end
+
+-- Redis's answer for `key` (through the near cache when it is on).
+local function remote(m, key)
+    local N = m.near
+    if N then
+        return near_fetch(N, m, key, true, finish)
+    end
+    return finish(m, core_get(m.engine, key, true))
+end
+
+-- found, values... of `key`, wherever the manager keeps it.
+local function read(m, key)
+    local N = m.near
+    if N then
+        local ent = near_lookup(N, key, true)
+        if ent then return true, near_values(ent) end
+    end
+    local function direct(found, ...)
+        if found == nil then return remote(m, key) end
+        return found, ...
+    end
+    return direct(lookup(m.eptr, key, true))
+end
+
+-- fn's results (packed, pcall form) for `key` under the cross-process
+-- lock: computed and stored here once the lock is ours, or the value
+-- another process stored while this one waited (its `stored` is false:
+-- nothing to store). A lock whose owner died expires after lock_ms.
+local function compute_locked(w, m, key, args)
+    local lkey, token = lock_key(m, key), new_token()
+    local delay = 0.002
+    while true do
+        if finish(m, core.lock(m.engine, lkey, token, w.lock_ms)) then
+            -- the value may have landed between the miss and the lock
+            local r = pack(read(m, key))
+            local res
+            if r[1] then
+                res = r
+            else
+                res = pack(pcall(w.fn, unpack(args, 1, args.n)))
+                if res[1] then
+                    local ok, err = pcall(store, w, m, key, res)
+                    if not ok then res = { false, err, n = 2 } end
+                end
+            end
+            finish(m, core.unlock(m.engine, lkey, token))
+            return res
+        end
+        sched.sleep(delay)
+        delay = math.min(delay * 2, 0.05)
+        local r = pack(read(m, key))
+        if r[1] then return r end
+    end
 end
 
 -- The miss path: run fn once per key, even for concurrent callers. The
@@ -229,10 +357,23 @@ local function call_and_store(w, m, key, args)
     end
     flight = { leader = me, waiters = {} }
     m.inflight[key] = flight
-    local res = pack(pcall(w.fn, unpack(args, 1, args.n)))
-    local ok, blob = res[1], res[2]
-    if ok then
-        ok, blob = pcall(store, m, key, w.ttl_ms or m.default_ttl_ms, res)
+    local res, ok, blob
+    if w.lock_ms then
+        local done
+        done, res = pcall(compute_locked, w, m, key, args)
+        if not done then res = { false, res, n = 2 } end
+        ok = res[1]
+        if ok then
+            ok, blob = pcall(core_encode_results, unpack(res, 2, res.n))
+        else
+            blob = res[2]
+        end
+    else
+        res = pack(pcall(w.fn, unpack(args, 1, args.n)))
+        ok, blob = res[1], res[2]
+        if ok then
+            ok, blob = pcall(store, w, m, key, res)
+        end
     end
     m.inflight[key] = nil
     for i = 1, #flight.waiters do
@@ -242,15 +383,6 @@ local function call_and_store(w, m, key, args)
         error(blob, 0)   -- fn's error, or why its results cannot be stored
     end
     return unpack(res, 2, res.n)
-end
-
--- Redis's answer for `key` (through the near cache when it is on).
-local function remote(m, key)
-    local N = m.near
-    if N then
-        return near_fetch(N, m, key, true, finish)
-    end
-    return finish(m, core_get(m.engine, key, true))
 end
 
 -- `found` is nil when Redis is in use: then ask it (the values may be
@@ -271,6 +403,82 @@ local function finish_many(w, m, key, args, found, ...)
     return call_and_store(w, m, key, args)
 end
 
+-- stale_ttl ------------------------------------------------------------------
+
+-- found, values... of `key` (packed), and the milliseconds it has left
+-- (-1: no expiry, -2: missing).
+local function read_with_ttl(m, key)
+    local N = m.near
+    if N then
+        local ent = near_lookup(N, key, true)
+        if ent then
+            tick()
+            return pack(true, near_values(ent)), near.ttl_left(ent)
+        end
+    end
+    local r = pack(lookup(m.eptr, key, true))
+    if r[1] == false then
+        return r, -2
+    elseif r[1] then                  -- the memory store: at once
+        return r, finish(m, core.pttl(m.engine, key))
+    elseif N then
+        return near.fetch_packed(N, m, key, true, finish)
+    end
+    local g = pack(core_get(m.engine, key, true))
+    local p = pack(core.pttl(m.engine, key))
+    return pack(finish(m, unpack(g, 1, g.n))), finish(m, unpack(p, 1, p.n))
+end
+
+-- fn's results (pcall form) stored for `key`; under the lock when the
+-- wrapper has one, and then only by the process that took it (nil when
+-- another one holds it: that one refreshes).
+local function recompute(w, m, key, args)
+    local lkey, token
+    if w.lock_ms then
+        lkey, token = lock_key(m, key), new_token()
+        if not finish(m, core.lock(m.engine, lkey, token, w.lock_ms)) then
+            return nil
+        end
+    end
+    local res = pack(pcall(w.fn, unpack(args, 1, args.n)))
+    if res[1] then
+        local ok, err = pcall(store, w, m, key, res)
+        if not ok then res = { false, err, n = 2 } end
+    end
+    if lkey then finish(m, core.unlock(m.engine, lkey, token)) end
+    return res
+end
+
+-- A stale hit: one task of this process recomputes `key` in the
+-- background (the callers keep getting the stale value meanwhile, also
+-- when fn raises: that is logged and the next stale hit tries again).
+local function refresh(w, m, key, args)
+    local busy = m.refreshing
+    if busy[key] then return end
+    busy[key] = true
+    sched.spawn(function()
+        local ok, res = pcall(recompute, w, m, key, args)
+        busy[key] = nil
+        local err = not ok and res or (res and not res[1] and res[2])
+        if err then
+            cache._log(m, "warn", ("cached: recomputing stale %q failed, serving the "
+                .. "stale value until it expires: %s"):format(key, tostring(err)))
+        end
+    end)
+end
+
+local function stale_call(w, m, key, args)
+    local r, left = read_with_ttl(m, key)
+    if r[1] then
+        if left >= 0 and left <= w.stale_ms then
+            m.stale_served = m.stale_served + 1
+            refresh(w, m, key, args)
+        end
+        return unpack(r, 2, r.n)
+    end
+    return call_and_store(w, m, key, args)
+end
+
 -- A near hit: the entry's value(s), tables as fresh copies.
 local function near_hit(ent)
     tick()
@@ -279,18 +487,37 @@ local function near_hit(ent)
 end
 
 --- cache.cached(ttl?, prefix?)(fn) or cache.cached{ ttl=, prefix=, cache=,
--- key= }(fn): fn memoized under prefix:<arguments> for ttl seconds.
+-- key=, neg_ttl=, stale_ttl=, lock= }(fn): fn memoized under
+-- prefix:<arguments> for ttl seconds (README: cached options).
 function _M.cached(ttl, prefix, manager)
     local keyfn
+    local opts = ttl
     ttl, prefix, manager, keyfn = parse_options(ttl, prefix, manager, CACHED_OPTIONS)
     local ttl_ms = check_ttl_option(ttl)
+    local neg_ms, stale_ms, lock_ms = parse_extras(opts)
     return function(fn)
         if not is_callable(fn) then
             error("fn must be callable, got " .. type(fn), 2)
         end
         local p = prefix or derive_prefix(fn)
-        local w = { fn = fn, ttl_ms = ttl_ms }
+        local w = { fn = fn, ttl_ms = ttl_ms, neg_ms = neg_ms, stale_ms = stale_ms,
+                    lock_ms = lock_ms }
         local get_default = cache._default_getter
+        if stale_ms then
+            return function(...)
+                local m = manager or get_default()
+                local key
+                if keyfn then
+                    key = custom_key(p, keyfn, ...)
+                elseif select("#", ...) == 1 then
+                    key = scalar_key(p, (...))
+                end
+                key = key or p .. ":" .. encode_args(select("#", ...), ...)
+                local ns = m.namespace
+                if ns ~= "" then key = ns .. key end
+                return stale_call(w, m, key, pack(...))
+            end
+        end
         return function(...)
             local m = manager or get_default()
             local key

@@ -121,6 +121,8 @@ local function new_manager(opts, level)
         eptr = false,           -- the engine as FFI cdata (cache.direct)
         inflight = {},          -- single flight: key -> waiting tasks
         near = false,           -- the near cache (cache.near), when on
+        refreshing = {},        -- stale_ttl: keys being recomputed
+        stale_served = 0,       -- stale_ttl: calls answered with a stale value
     }, mt)
     self.eptr = direct.engine(self.engine)
     if cfg.near then
@@ -347,6 +349,7 @@ function methods:stats()
     s.near_hits = N and N.hits or 0
     s.near_keys = N and near.count(N) or 0
     s.near_evictions = N and N.evictions or 0
+    s.stale_served = self.stale_served
     s.hits = s.hits + s.near_hits
     local total = s.hits + s.misses
     s.hit_rate = total > 0 and s.hits / total or 0

@@ -317,17 +317,24 @@ local function copy_results(r)
             if type(r[i]) == "table" then r[i] = copy(r[i]) end
         end
     end
-    return unpack(r, 1, r.n)
+end
+
+-- As _M.finish, but returns the results packed (tables copied) and the
+-- key's PTTL.
+local function finish_packed(N, m, key, results, tok, sent_ms, g, p, finish)
+    local r = pack(finish(m, unpack(g, 1, g.n)))
+    local ttl = finish(m, unpack(p, 1, p.n))
+    keep(N, key, tok, sent_ms, ttl, results, r)
+    copy_results(r)
+    return r, ttl
 end
 
 --- After the replies of a GET begin() covered: keeps it when it may be
 -- kept, and returns its results (found, values...) for the caller.
 -- `g` and `p` are core.get's and core.pttl's immediate results (packed).
 function _M.finish(N, m, key, results, tok, sent_ms, g, p, finish)
-    local r = pack(finish(m, unpack(g, 1, g.n)))
-    local ttl = finish(m, unpack(p, 1, p.n))
-    keep(N, key, tok, sent_ms, ttl, results, r)
-    return copy_results(r)
+    local r = finish_packed(N, m, key, results, tok, sent_ms, g, p, finish)
+    return unpack(r, 1, r.n)
 end
 
 --- GET `key` from Redis (the engine is on Redis: direct lookups said so),
@@ -342,6 +349,27 @@ function _M.fetch(N, m, key, results, finish)
     local g = pack(core.get(engine, key, results))
     local p = pack(core.pttl(engine, key))
     return _M.finish(N, m, key, results, tok, sent_ms, g, p, finish)
+end
+
+--- As fetch, with the results packed and the key's PTTL in ms (-1: no
+-- expiry, -2: missing) as a second result.
+function _M.fetch_packed(N, m, key, results, finish)
+    local engine = m.engine
+    local tok, sent_ms = begin(N, key)
+    local g = pack(core.get(engine, key, results))
+    local p = pack(core.pttl(engine, key))
+    if not tok then
+        return pack(finish(m, unpack(g, 1, g.n))), finish(m, unpack(p, 1, p.n))
+    end
+    return finish_packed(N, m, key, results, tok, sent_ms, g, p, finish)
+end
+
+--- Milliseconds left of an entry lookup() returned (-1: no expiry).
+function _M.ttl_left(ent)
+    local exp = ent[4]
+    if exp == huge then return -1 end
+    local left = exp - clock_ms(CLOCK_MONOTONIC)
+    return left > 0 and left or 0
 end
 
 --- Waits (sleeping 2 ms at a time, at most `seconds`) until tracking
