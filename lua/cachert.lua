@@ -78,6 +78,13 @@ local SLICE_MS = 2
 local countdown = CHECK_EVERY
 local slice_end = clock_ms() + SLICE_MS -- the running task yields after it
 
+-- The monotonic clock (ms) as last read: after each poll of the loop and
+-- every CHECK_EVERY cache calls. The near cache judges expiry by it (so a
+-- hit costs no clock read), asking the clock itself only near an expiry:
+-- its values are as fresh as the loop turn, like its invalidations.
+local loop_clock = { ms = clock_ms() }
+_M._clock = loop_clock
+
 local task_mt = {}
 task_mt.__index = task_mt
 
@@ -179,7 +186,9 @@ end
 
 local function poll(block)
     local ids, pending = core.poll(block)
-    slice_end = clock_ms() + SLICE_MS
+    local now = clock_ms()
+    loop_clock.ms = now
+    slice_end = now + SLICE_MS
     for i = 1, #ids do
         local id = ids[i]
         local who = sleepers[id]
@@ -337,6 +346,7 @@ end
 -- call (a table.sort comparator, say), it does nothing.
 local function slice_over()
     local now = clock_ms()
+    loop_clock.ms = now
     if now < slice_end then
         return
     end

@@ -21,7 +21,8 @@
 -- write by this process removes it, and a reply that finds its token gone
 -- is returned but not kept. Expiry: PTTL is asked with the GET; the entry
 -- lasts at most that long (measured from the send, so never longer than
--- in Redis).
+-- in Redis), judged by the loop's clock (cachert._clock: read after each
+-- poll and every 128 cache calls), and by the clock itself near the end.
 --
 -- Values: strings, numbers, booleans and nil are returned as they are;
 -- tables are kept decoded and returned as fresh deep copies.
@@ -49,15 +50,17 @@ int cachert_clock_gettime(int clock, cachert_timespec *ts) __asm__("clock_gettim
 ]]
 end
 local C = ffi.C
-local CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE = 1, 6
+local CLOCK_MONOTONIC = 1
 local ts = ffi.new("cachert_timespec")
+local loop_clock = require("cachert")._clock
 
 local function clock_ms(which)
     C.cachert_clock_gettime(which, ts)
     return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) * 1e-6
 end
 
--- How far the coarse clock may lag the precise one: twice its tick.
+-- An entry expiring within this of the loop's clock is checked against the
+-- clock itself.
 local SLACK_MS = 10
 
 -- Entry kinds: what an entry may answer.
@@ -207,8 +210,7 @@ function _M.lookup(N, key, results)
         N.n_new, N.b_new = N.n_new + 1, N.b_new + ent[3]
     end
     local exp = ent[4]
-    if exp ~= huge and clock_ms(CLOCK_MONOTONIC_COARSE) + SLACK_MS >= exp
-        and clock_ms(CLOCK_MONOTONIC) >= exp then
+    if exp <= loop_clock.ms + SLACK_MS and clock_ms(CLOCK_MONOTONIC) >= exp then
         remove(N, key)
         return nil
     end
