@@ -79,6 +79,8 @@ add_c_test(globmatch LIBS cachert_core)
 add_c_test(store LIBS cachert_core)
 add_c_test(engine LIBS cachert_engine)
 add_c_test(pool LIBS cachert_engine LABELS c redis)
+# Client-side caching (src/tracking.c) on a pool.
+add_c_test(tracking LIBS cachert_engine LABELS c redis)
 # TLS redis-servers with certificates the test makes with the openssl CLI.
 cachert_require_tool(OPENSSL_BIN openssl openssl)
 add_c_test(tls LIBS cachert_engine LABELS c redis)
