@@ -175,6 +175,17 @@ add_test(NAME lua.cluster
 set_tests_properties(lua.cluster PROPERTIES LABELS "lua;redis" TIMEOUT 600
                      ENVIRONMENT "${spec_env};${cachert_env};CACHERT_SPEC_CLUSTER=1")
 
+# The Redis API, failover, fleet and cached specs again with a near cache
+# in every manager (CACHE_NEAR_MAX_ITEMS): it must change nothing they see.
+add_test(NAME lua.near
+         COMMAND ${BUSTED} --lua=$<TARGET_FILE:cachert> --output=utfTerminal
+                 spec/redis_spec.lua spec/redis_failover_spec.lua
+                 spec/redis_fleet_spec.lua spec/cached_spec.lua
+                 spec/cached_options_spec.lua
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(lua.near PROPERTIES LABELS "lua;redis" TIMEOUT 900
+                     ENVIRONMENT "${spec_env};${cachert_env};CACHE_NEAR_MAX_ITEMS=10000")
+
 # `require "cache"` after `cmake --install`, from another directory.
 add_test(NAME install.luajit
          COMMAND sh ${PROJECT_SOURCE_DIR}/spec/install_check.sh

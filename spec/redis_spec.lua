@@ -815,7 +815,7 @@ describe("AUTH #redis", function()
 
     setup(function()
         server = helpers.start_redis("--requirepass s3cret", { password = "s3cret" })
-        server.cli("ACL SETUSER alice on '>pw' '~*' '+@all'")
+        server.cli("ACL SETUSER alice on '>pw' '~*' '&*' '+@all'")
     end)
 
     teardown(function()
