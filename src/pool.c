@@ -146,7 +146,7 @@ static void lose_tracking(Pool *p)
 
 static void maybe_tracking_ready(Pool *p)
 {
-    if (p->track_acks == 0 && p->tracker.id != 0 && !p->tracker.refused &&
+    if (p->track_acks == 0 && p->tracker.subscribed && !p->tracker.refused &&
         !p->track_ready) {
         p->track_ready = true;
         tracker_event(&p->tracker, TRACK_READY, NULL, NULL);
@@ -175,7 +175,7 @@ static void on_track_ack(void *ud, int status, const redisReply *r)
 ** the data connections track what they read). */
 static void track_conn(Pool *p, Conn *c)
 {
-    if (c == NULL || tracker_bcast(&p->tracker) || p->tracker.id == 0)
+    if (c == NULL || tracker_bcast(&p->tracker) || !p->tracker.subscribed)
         return;
     RedisCmd cmd;
     cmd_tracking(&cmd, p->tracker.id, NULL, 0);

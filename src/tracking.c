@@ -44,7 +44,7 @@ static void on_timer(uv_timer_t *h)
             connect_sub(t);
         return;
     }
-    if (t->id == 0)
+    if (!t->subscribed)
         return;
     RedisCmd ping;
     cmd_ping(&ping);
@@ -58,9 +58,10 @@ static void on_timer(uv_timer_t *h)
 static void lose_sub(Tracker *t)
 {
     Conn *c = t->sub;
-    long long had = t->id;
+    bool had = t->subscribed;
     t->sub = NULL;
     t->id = 0;
+    t->subscribed = false;
     uv_timer_stop(&t->timer);
     if (c != NULL)
         conn_close(c);
@@ -68,7 +69,7 @@ static void lose_sub(Tracker *t)
         uv_timer_start(&t->timer, on_timer, backoff_next(&t->backoff), 0);
         uv_unref((uv_handle_t *)&t->timer);
     }
-    if (had != 0)
+    if (had)
         t->on_id(t->owner, 0);
 }
 
@@ -110,6 +111,7 @@ static void on_subscribed(void *ud, int status, const redisReply *r)
         return;
     }
     backoff_reset(&t->backoff);
+    t->subscribed = true;
     uv_timer_start(&t->timer, on_timer, TRACKING_PING_MS, TRACKING_PING_MS);
     uv_unref((uv_handle_t *)&t->timer);
     t->on_id(t->owner, t->id);
@@ -205,6 +207,7 @@ void tracker_stop(Tracker *t)
     Conn *c = t->sub;
     t->sub = NULL;
     t->id = 0;
+    t->subscribed = false;
     if (c != NULL)
         conn_close(c);
 }

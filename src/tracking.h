@@ -74,7 +74,8 @@ typedef struct Tracker {
     uv_loop_t *loop;
     const ConnConfig *conn_cfg; /* the pool's, borrowed */
     Conn *sub;
-    long long id;     /* the subscriber's CLIENT ID while it is subscribed */
+    long long id;     /* the subscriber's CLIENT ID (from its answer on) */
+    bool subscribed;  /* SUBSCRIBE confirmed: invalidations reach it */
     bool running;     /* wanted by the pool: reconnect after a loss */
     bool refused;     /* the server said no: never again for this pool */
     uv_timer_t timer; /* PING while subscribed; the retry while not */
