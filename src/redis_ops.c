@@ -238,10 +238,11 @@ static void on_pttl(void *ud, int status, const redisReply *reply)
     complete(op, &r);
 }
 
-/* SET NX PX: +OK when taken, nil when another holds it. A refusal
-** (OOM, an ACL) takes it all the same: the caller computes rather than
-** wait for a value nobody computes. */
-static void on_lock(void *ud, int status, const redisReply *reply)
+/* The lock's SET NX PX (+OK when taken, nil when another holds it) or
+** its release, a compare-and-delete (1 when it was ours and is gone). A
+** refused lock (OOM, an ACL) counts as taken: the caller computes rather
+** than wait for a value nobody computes. */
+static void on_lock_reply(void *ud, int status, const redisReply *reply)
 {
     Op *op = ud;
     if (status != CR_OK) {
@@ -249,24 +250,14 @@ static void on_lock(void *ud, int status, const redisReply *reply)
         return;
     }
     EngineResult r = {0};
-    r.found = reply->type != REDIS_REPLY_NIL;
-    if (reply->type == REDIS_REPLY_ERROR)
+    if (reply->type == REDIS_REPLY_ERROR) {
         count_error(op->a.e, reply_status(reply), reply_text(reply));
-    complete(op, &r);
-}
-
-/* The compare-and-delete: 1 when the lock was ours and is gone. */
-static void on_unlock(void *ud, int status, const redisReply *reply)
-{
-    Op *op = ud;
-    if (status != CR_OK) {
-        transport_failed(op, status, memory_lock);
-        return;
+        r.found = op->kind == OP_LOCK;
+    } else if (op->kind == OP_LOCK) {
+        r.found = reply->type != REDIS_REPLY_NIL;
+    } else {
+        r.found = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
     }
-    EngineResult r = {0};
-    r.found = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    if (reply->type == REDIS_REPLY_ERROR)
-        count_error(op->a.e, reply_status(reply), reply_text(reply));
     complete(op, &r);
 }
 
@@ -352,9 +343,10 @@ int issue(Op *op)
     const OpArgs *a = &op->a;
     Engine *e = a->e;
     static const pool_reply_cb callbacks[] = {
-        [OP_GET] = on_get,       [OP_SET] = on_set,   [OP_DELETE] = on_delete,
-        [OP_EXISTS] = on_exists, [OP_PTTL] = on_pttl, [OP_LOCK] = on_lock,
-        [OP_UNLOCK] = on_unlock,
+        [OP_GET] = on_get,           [OP_SET] = on_set,
+        [OP_DELETE] = on_delete,     [OP_EXISTS] = on_exists,
+        [OP_PTTL] = on_pttl,         [OP_LOCK] = on_lock_reply,
+        [OP_UNLOCK] = on_lock_reply,
     };
     int rc;
     if (too_big(op)) {
