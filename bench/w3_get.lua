@@ -20,8 +20,8 @@ local here = (arg and arg[0] or ""):match("^(.*[/\\])") or "./"
 package.path = here .. "lib/?.lua;" .. package.path
 
 local B = require "bench"
+local tasks = require "tasks"
 local cache = require "cache"
-local cachert = require "cachert"
 
 local C = assert(tonumber(arg[1]), "usage: w3_get.lua <concurrency> <pool_size> [port]")
 local POOL = assert(tonumber(arg[2]), "usage: w3_get.lua <concurrency> <pool_size> [port]")
@@ -65,36 +65,11 @@ end
 assert(c:get("key:0") == B.value64(0) and c:get("key:99999") == B.value64(99999))
 
 local before = c:stats()
-local lat, done, nxt = {}, 0, 0
-local now = cachert.now
-local stop_at = now() + DEADLINE_S
-
-local function worker()
-    while true do
-        local i = nxt
-        if i >= N or now() > stop_at then
-            return
-        end
-        nxt = i + 1
-        local key = keys[i + 1]
-        local t = now()
-        local v, found = c:get(key)
-        local dt = now() - t
-        done = done + 1
-        lat[done] = dt
-        check(v, found, key)
-    end
-end
-
-local t0 = now()
-local tasks = {}
-for w = 1, C do
-    tasks[w] = cachert.spawn(worker)
-end
-for w = 1, C do
-    tasks[w]:join()
-end
-local elapsed = now() - t0
+local lat, done, elapsed = tasks.run(C, N, DEADLINE_S, function(i)
+    local key = keys[i + 1]
+    local v, found = c:get(key)
+    check(v, found, key)
+end)
 local after = c:stats()
 c:disconnect()
 
@@ -107,11 +82,7 @@ if hits ~= done or misses ~= 0 or after.errors ~= 0 or not after.using_redis
     os.exit(1)
 end
 
-table.sort(lat)
--- The anchors' percentile (lib/common.py): the sorted value at round(p% of n-1).
-local function percentile(p)
-    return lat[math.min(done - 1, math.floor(p / 100 * (done - 1) + 0.5)) + 1]
-end
+local function percentile(p) return tasks.percentile(lat, p) end
 B.result(WORKLOAD, name, "ops_per_s", done / elapsed, "ops/s")
 B.result(WORKLOAD, name, "p50_us", percentile(50) * 1e6, "us")
 B.result(WORKLOAD, name, "p99_us", percentile(99) * 1e6, "us")

@@ -14,8 +14,8 @@ local here = (arg and arg[0] or ""):match("^(.*[/\\])") or "./"
 package.path = here .. "lib/?.lua;" .. package.path
 
 local B = require "bench"
+local tasks = require "tasks"
 local cache = require "cache"
-local cachert = require "cachert"
 
 local USAGE = "usage: w4_cached.lua <concurrency> <near|plain> [port]"
 local C = assert(tonumber(arg[1]), USAGE)
@@ -45,35 +45,10 @@ end
 local before = c:stats()
 assert(before.misses <= 1 and before.errors == 0, "warm-up: unexpected misses or errors")
 
-local lat, done, nxt = {}, 0, 0
-local now = cachert.now
-local stop_at = now() + DEADLINE_S
-
-local function worker()
-    while true do
-        local i = nxt
-        if i >= N or now() > stop_at then
-            return
-        end
-        nxt = i + 1
-        local t = now()
-        local v = m(ARGS[band(i, 3) + 1])
-        local dt = now() - t
-        done = done + 1
-        lat[done] = dt
-        if v ~= "value:42" then error("wrong value " .. tostring(v), 0) end
-    end
-end
-
-local t0 = now()
-local tasks = {}
-for w = 1, C do
-    tasks[w] = cachert.spawn(worker)
-end
-for w = 1, C do
-    tasks[w]:join()
-end
-local elapsed = now() - t0
+local lat, done, elapsed = tasks.run(C, N, DEADLINE_S, function(i)
+    local v = m(ARGS[band(i, 3) + 1])
+    if v ~= "value:42" then error("wrong value " .. tostring(v), 0) end
+end)
 local after = c:stats()
 c:disconnect()
 
@@ -85,11 +60,7 @@ if hits ~= done or misses ~= 0 or after.errors ~= 0 or not after.using_redis the
     os.exit(1)
 end
 
-table.sort(lat)
--- The anchors' percentile (lib/common.py): the sorted value at round(p% of n-1).
-local function percentile(p)
-    return lat[math.min(done - 1, math.floor(p / 100 * (done - 1) + 0.5)) + 1]
-end
+local function percentile(p) return tasks.percentile(lat, p) end
 B.result("W4", name, "calls_per_s", done / elapsed, "calls/s")
 B.result("W4", name, "p50_us", percentile(50) * 1e6, "us")
 B.result("W4", name, "p99_us", percentile(99) * 1e6, "us")
