@@ -62,6 +62,14 @@
 #define TAG_MOVED     1u         /* slot emptied in a table being drained */
 #define TAG_MIN       2u         /* the smallest tag of an entry */
 
+/* For the few helpers of the read path: a call there costs as much as
+** the work (register saves, the probe's arguments). */
+#if defined(__GNUC__)
+#define HOT_INLINE static inline __attribute__((always_inline))
+#else
+#define HOT_INLINE static inline
+#endif
+
 typedef struct Entry {
     struct Entry *newer;    /* toward the most recently used end */
     struct Entry *older;    /* toward the least recently used end */
@@ -107,7 +115,7 @@ struct Store {
 /* -- Hashing ----------------------------------------------------------- */
 
 /* Folds a 64-bit hash to a 32-bit tag, avoiding the two marker values. */
-static uint32_t tag_of(uint64_t h)
+HOT_INLINE uint32_t tag_of(uint64_t h)
 {
     uint32_t tag = (uint32_t)(h ^ (h >> 32));
     return tag < TAG_MIN ? tag + TAG_MIN : tag;
@@ -128,7 +136,7 @@ static uint32_t load32(const char *p)
 }
 
 /* 64 x 64 -> 128-bit multiply, folded to 64 bits by xoring the halves. */
-static uint64_t fold_mul(uint64_t a, uint64_t b)
+HOT_INLINE uint64_t fold_mul(uint64_t a, uint64_t b)
 {
 #ifdef __SIZEOF_INT128__
     unsigned __int128 r = (unsigned __int128)a * b;
@@ -151,7 +159,7 @@ static uint64_t fold_mul(uint64_t a, uint64_t b)
 /* Seeded multiply-and-fold hash: each 16-byte block is xored with the
 ** secret seed and multiplied, so where a key lands depends on 128 secret
 ** bits. Keys of up to 16 bytes take one multiply plus one to finish. */
-static uint32_t hash_key(const Store *s, const char *key, size_t klen)
+HOT_INLINE uint32_t hash_key(const Store *s, const char *key, size_t klen)
 {
     const unsigned char *u = (const unsigned char *)key;
     uint64_t acc = s->k0 ^ ((uint64_t)klen * HASH_C1);
@@ -226,7 +234,7 @@ static bool resizing(const Store *s)
 
 /* memcmp(a, b, n) == 0, with two overlapping loads for keys of 4 to 16
 ** bytes (the common short key) instead of a call. */
-static bool key_eq(const char *a, const char *b, size_t n)
+HOT_INLINE bool key_eq(const char *a, const char *b, size_t n)
 {
     if (n >= 8 && n <= 16)
         return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
@@ -237,8 +245,8 @@ static bool key_eq(const char *a, const char *b, size_t n)
 
 /* Returns the slot of `key` in `t`, or SIZE_MAX. Every table keeps at
 ** least one TAG_EMPTY slot, so the probe ends. */
-static size_t probe_key(const Table *t, const char *key, size_t klen,
-                        uint32_t hash)
+HOT_INLINE size_t probe_key(const Table *t, const char *key, size_t klen,
+                            uint32_t hash)
 {
     for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
         uint32_t tag = t->tags[i];
@@ -513,14 +521,26 @@ static void evict(Store *s)
     }
 }
 
-/* Finds a live entry; an expired one is removed and counted. */
-static Entry *lookup(Store *s, const char *key, size_t klen, uint64_t now_ms)
+/* Finds a live entry; an expired one is removed and counted. Inlined,
+** with the probe: this is every read's path. */
+HOT_INLINE Entry *lookup(Store *s, const char *key, size_t klen,
+                         uint64_t now_ms)
 {
-    Entry *e;
+    Entry *e = NULL;
+    uint32_t hash = hash_key(s, key, klen);
+    size_t i;
 
     note_now(s, now_ms);
-    rehash_step(s, 1);
-    e = find(s, key, klen, hash_key(s, key, klen), NULL, NULL);
+    if (resizing(s))
+        rehash_step(s, 1); /* may end the resize: test again below */
+    i = probe_key(&s->t[0], key, klen, hash);
+    if (i != SIZE_MAX)
+        e = s->t[0].entries[i];
+    else if (resizing(s)) {
+        i = probe_key(&s->t[1], key, klen, hash);
+        if (i != SIZE_MAX)
+            e = s->t[1].entries[i];
+    }
     if (e != NULL && is_expired(e, now_ms)) {
         drop_entry(s, e, now_ms);
         return NULL;
