@@ -101,7 +101,9 @@ struct Store {
     size_t min_slots;  /* never shrink below this (presized from max_items) */
     Entry *mru;
     Entry *lru;
-    Entry *sweep_next; /* where store_sweep resumes; NULL: at the tail */
+    Entry *sweep_next;    /* where store_sweep resumes; NULL: at the tail */
+    uint64_t next_expiry; /* no entry expires before this: sweeps wait */
+    uint64_t pass_min;    /* earliest expiry seen or set during this pass */
     size_t count;
     size_t memory_bytes;
     size_t max_items;
@@ -565,6 +567,7 @@ Store *store_new(size_t max_items, size_t max_bytes)
         return NULL;
     }
     s->min_slots = nslots;
+    s->next_expiry = s->pass_min = UINT64_MAX;
     s->max_items = max_items;
     s->max_bytes = max_bytes;
     seed_hash(s);
@@ -655,6 +658,12 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
         return CR_ENOMEM;
     }
     e->expires_at_ms = expires_at_ms;
+    if (expires_at_ms != 0) {
+        if (expires_at_ms < s->next_expiry)
+            s->next_expiry = expires_at_ms;
+        if (expires_at_ms < s->pass_min)
+            s->pass_min = expires_at_ms;
+    }
     e->hash = hash;
     e->klen = (uint32_t)klen;
     e->vlen = (uint32_t)vlen;
@@ -715,7 +724,10 @@ size_t store_clear(Store *s, const char *pattern, size_t plen, uint64_t now_ms)
 /* The cursor walks from the tail toward the head and stops at the head;
 ** the next call starts a new pass at the tail. Entries used or inserted
 ** during a pass move ahead of the cursor and are examined again. Each call
-** costs O(budget), with no empty buckets to skip. */
+** costs O(budget), with no empty buckets to skip. A finished pass has seen
+** every live entry's expiry (sets add theirs), so until the earliest of
+** them comes, nothing can have expired and a call returns at once instead
+** of walking (and missing the cache on) entries that all live on. */
 size_t store_sweep(Store *s, uint64_t now_ms, size_t budget)
 {
     size_t removed = 0;
@@ -723,16 +735,25 @@ size_t store_sweep(Store *s, uint64_t now_ms, size_t budget)
 
     note_now(s, now_ms);
     rehash_step(s, 1);
-    e = s->sweep_next != NULL ? s->sweep_next : s->lru;
+    if (now_ms < s->next_expiry)
+        return 0;
+    e = s->sweep_next;
+    if (e == NULL) { /* a new pass */
+        e = s->lru;
+        s->pass_min = UINT64_MAX;
+    }
     for (; e != NULL && budget > 0; budget--) {
         Entry *next = e->newer;
         if (is_expired(e, now_ms)) {
             drop_entry(s, e, now_ms);
             removed++;
-        }
+        } else if (e->expires_at_ms != 0 && e->expires_at_ms < s->pass_min)
+            s->pass_min = e->expires_at_ms;
         e = next;
     }
     s->sweep_next = e;
+    if (e == NULL)
+        s->next_expiry = s->pass_min; /* the pass is over */
     return removed;
 }
 

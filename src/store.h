@@ -93,7 +93,9 @@ size_t store_clear(Store *s, const char *pattern, size_t plen, uint64_t now_ms);
 ** exactly min(budget, entries left in the pass) entries; a pass ends at the
 ** most recent entry and the next call starts a new one, so n entries take
 ** about n / budget calls to be checked. Entries used during a pass move
-** ahead of the cursor and are examined again. */
+** ahead of the cursor and are examined again. While now_ms is before the
+** earliest expiry that the last finished pass saw or a set stored since,
+** nothing can have expired: the call examines nothing and returns 0. */
 size_t store_sweep(Store *s, uint64_t now_ms, size_t budget);
 
 /* Changes the limits; evicts at once if the store is now over them. An
