@@ -739,10 +739,10 @@ int engine_clear_async(Engine *e, const char *pattern, size_t plen,
 
 const char *engine_get(Engine *e, const char *key, size_t klen, size_t *vlen)
 {
-    uint64_t lower = coarse_now_ms();
+    uint64_t lower; /* read only for an entry that expires */
     uint64_t expires_at;
-    const char *v =
-        store_get_expiring(e->store, key, klen, lower, vlen, &expires_at);
+    const char *v = store_get_timed(e->store, key, klen, coarse_now_ms, vlen,
+                                    &expires_at, &lower);
     if (v != NULL && expires_at != 0 &&
         expires_at <= lower + e->coarse_slack_ms) {
         uint64_t now = engine_now_ms();

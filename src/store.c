@@ -523,26 +523,34 @@ static void evict(Store *s)
     }
 }
 
-/* Finds a live entry; an expired one is removed and counted. Inlined,
-** with the probe: this is every read's path. */
-HOT_INLINE Entry *lookup(Store *s, const char *key, size_t klen,
-                         uint64_t now_ms)
+/* Finds the entry of `key`, live or not. Inlined, with the probe: this is
+** every read's path. */
+HOT_INLINE Entry *find_entry(Store *s, const char *key, size_t klen)
 {
-    Entry *e = NULL;
     uint32_t hash = hash_key(s, key, klen);
     size_t i;
 
-    note_now(s, now_ms);
     if (resizing(s))
         rehash_step(s, 1); /* may end the resize: test again below */
     i = probe_key(&s->t[0], key, klen, hash);
     if (i != SIZE_MAX)
-        e = s->t[0].entries[i];
-    else if (resizing(s)) {
+        return s->t[0].entries[i];
+    if (resizing(s)) {
         i = probe_key(&s->t[1], key, klen, hash);
         if (i != SIZE_MAX)
-            e = s->t[1].entries[i];
+            return s->t[1].entries[i];
     }
+    return NULL;
+}
+
+/* Finds a live entry; an expired one is removed and counted. */
+HOT_INLINE Entry *lookup(Store *s, const char *key, size_t klen,
+                         uint64_t now_ms)
+{
+    Entry *e;
+
+    note_now(s, now_ms);
+    e = find_entry(s, key, klen);
     if (e != NULL && is_expired(e, now_ms)) {
         drop_entry(s, e, now_ms);
         return NULL;
@@ -613,6 +621,30 @@ const char *store_get_expiring(Store *s, const char *key, size_t klen,
     touch(s, e);
     *vlen = e->vlen;
     *expires_at_ms = e->expires_at_ms;
+    return e->data + e->klen;
+}
+
+const char *store_get_timed(Store *s, const char *key, size_t klen,
+                            store_clock_fn clock, size_t *vlen,
+                            uint64_t *expires_at_ms, uint64_t *now_ms)
+{
+    Entry *e = find_entry(s, key, klen);
+    uint64_t now = 0;
+
+    if (e == NULL)
+        return NULL;
+    if (e->expires_at_ms != 0) {
+        now = clock();
+        note_now(s, now);
+        if (is_expired(e, now)) {
+            drop_entry(s, e, now);
+            return NULL;
+        }
+    }
+    touch(s, e);
+    *vlen = e->vlen;
+    *expires_at_ms = e->expires_at_ms;
+    *now_ms = now;
     return e->data + e->klen;
 }
 

@@ -62,6 +62,16 @@ const char *store_get_expiring(Store *s, const char *key, size_t klen,
                                uint64_t now_ms, size_t *vlen,
                                uint64_t *expires_at_ms);
 
+/* A millisecond clock for store_get_timed. */
+typedef uint64_t (*store_clock_fn)(void);
+
+/* Like store_get_expiring, but asks `clock` for the time only when the key
+** is there with an expiry: a miss, or an entry that never expires, reads no
+** clock. *now_ms is the time read, 0 when none was. */
+const char *store_get_timed(Store *s, const char *key, size_t klen,
+                            store_clock_fn clock, size_t *vlen,
+                            uint64_t *expires_at_ms, uint64_t *now_ms);
+
 /* Like store_get, but does not change the LRU order (Redis EXISTS). */
 bool store_exists(Store *s, const char *key, size_t klen, uint64_t now_ms);
 

@@ -374,6 +374,53 @@ static void test_store_sweep_waits_for_the_earliest_expiry(void)
     store_free(s);
 }
 
+/* -- Reads with a lazy clock -------------------------------------------- */
+
+static int clock_reads;
+static uint64_t clock_now;
+
+static uint64_t test_clock(void)
+{
+    clock_reads++;
+    return clock_now;
+}
+
+/* store_get_timed reads the clock only for a found entry that expires, and
+** treats that entry as store_get does at that time. */
+static void test_store_get_timed_reads_the_clock_only_for_expiring_hits(void)
+{
+    Store *s = new_store(0, 0);
+    size_t vlen = 0;
+    uint64_t exp = 1, now = 1;
+
+    set_str(s, "forever", "1", 0);
+    set_str(s, "brief", "22", NOW + 10);
+    clock_reads = 0;
+    clock_now = NOW + 9;
+    ASSERT_NULL(
+        store_get_timed(s, STR("absent"), test_clock, &vlen, &exp, &now));
+    ASSERT_EQ_INT(0, clock_reads);
+    ASSERT_NOT_NULL(
+        store_get_timed(s, STR("forever"), test_clock, &vlen, &exp, &now));
+    ASSERT_EQ_INT(0, clock_reads);
+    ASSERT_EQ_INT(1, vlen);
+    ASSERT_EQ_INT(0, exp);
+    ASSERT_EQ_INT(0, now);
+    ASSERT_NOT_NULL(
+        store_get_timed(s, STR("brief"), test_clock, &vlen, &exp, &now));
+    ASSERT_EQ_INT(1, clock_reads);
+    ASSERT_EQ_INT(2, vlen);
+    ASSERT_EQ_INT(NOW + 10, exp);
+    ASSERT_EQ_INT(NOW + 9, now);
+    clock_now = NOW + 10; /* expired exactly at its time */
+    ASSERT_NULL(
+        store_get_timed(s, STR("brief"), test_clock, &vlen, &exp, &now));
+    ASSERT_EQ_INT(2, clock_reads);
+    ASSERT_EQ_INT(1, stats_of(s).expired);
+    ASSERT_EQ_INT(1, stats_of(s).keys);
+    store_free(s);
+}
+
 /* -- Clear ------------------------------------------------------------- */
 
 static void test_store_clear_with_a_literal_pattern_deletes_one_key(void)
@@ -921,6 +968,7 @@ static const TestCase cases[] = {
     TEST_CASE(test_store_resizes_under_churn_without_losing_keys),
     TEST_CASE(test_store_matches_a_naive_model_under_random_operations),
     TEST_CASE(test_store_free_accepts_null),
+    TEST_CASE(test_store_get_timed_reads_the_clock_only_for_expiring_hits),
     {NULL, NULL},
 };
 
