@@ -473,6 +473,12 @@ static size_t entry_bytes(const Entry *e)
     return STORE_ENTRY_OVERHEAD + e->klen + e->vlen;
 }
 
+/* The size of an entry's block: store_set allocates no less than Entry. */
+static size_t alloc_size(size_t bytes)
+{
+    return bytes < sizeof(Entry) ? sizeof(Entry) : bytes;
+}
+
 /* Expired exactly at expires_at_ms, not one millisecond later. */
 static bool is_expired(const Entry *e, uint64_t now_ms)
 {
@@ -663,6 +669,7 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
     Entry *e;
     size_t bytes;
     size_t alloc;
+    bool in_place = false; /* e is old's block, still in its slot */
 
     note_now(s, now_ms);
     rehash_step(s, 2); /* before find: it moves entries between tables */
@@ -682,12 +689,37 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
     }
 
     bytes = STORE_ENTRY_OVERHEAD + klen + vlen;
-    alloc = bytes < sizeof(Entry) ? sizeof(Entry) : bytes;
-    e = malloc(alloc);
-    if (e == NULL) {
-        if (old != NULL)
-            drop_entry(s, old, now_ms);
-        return CR_ENOMEM;
+    alloc = alloc_size(bytes);
+    if (old != NULL && alloc <= alloc_size(entry_bytes(old))) {
+        /* Its block is big enough: rewrite it where it is. */
+        lru_unlink(s, old);
+        if (is_expired(old, now_ms))
+            s->expired++;
+        s->count--;
+        s->memory_bytes -= entry_bytes(old);
+        e = old;
+        old = NULL;
+        in_place = true;
+    } else if (old == NULL && s->max_items != 0 && s->count >= s->max_items &&
+               s->lru != NULL && alloc <= alloc_size(entry_bytes(s->lru))) {
+        /* The insert would evict the least recently used entry first
+        ** anyway (evict() below): evict it now and take its block. */
+        e = s->lru;
+        if (is_expired(e, s->now_ms))
+            s->expired++;
+        else
+            s->evictions++;
+        table_remove(s, e);
+        lru_unlink(s, e);
+        s->count--;
+        s->memory_bytes -= entry_bytes(e);
+    } else {
+        e = malloc(alloc);
+        if (e == NULL) {
+            if (old != NULL)
+                drop_entry(s, old, now_ms);
+            return CR_ENOMEM;
+        }
     }
     e->expires_at_ms = expires_at_ms;
     if (expires_at_ms != 0) {
@@ -699,7 +731,7 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
     e->hash = hash;
     e->klen = (uint32_t)klen;
     e->vlen = (uint32_t)vlen;
-    if (klen > 0)
+    if (klen > 0 && !in_place)
         memcpy(e->data, key, klen);
     if (vlen > 0)
         memcpy(e->data + klen, val, vlen);
@@ -713,7 +745,7 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
         s->count--;
         s->memory_bytes -= entry_bytes(old);
         free(old);
-    } else if (!table_insert(s, e)) {
+    } else if (!in_place && !table_insert(s, e)) {
         free(e);
         return CR_ENOMEM; /* the table is full and could not grow */
     }
