@@ -13,16 +13,8 @@
 #include <string.h>
 
 #include "codec.h"
+#include "engine_direct.h"
 #include "status.h"
-
-static int direct_get(Engine *e, const char *key, size_t klen, const char **val,
-                      size_t *vlen)
-{
-    if (engine_using_redis(e))
-        return -1;
-    *val = engine_get(e, key, klen, vlen);
-    return *val != NULL;
-}
 
 /* Stores the string `str` as its MessagePack encoding: header and body are
 ** assembled on the stack for short strings, in a temporary block above. */
@@ -49,7 +41,7 @@ static int direct_set_string(Engine *e, const char *key, size_t klen,
 static const CacheDirectApi direct_api = {
     .version = CACHE_DIRECT_API_VERSION,
     .size = sizeof(CacheDirectApi),
-    .get = direct_get,
+    .get = engine_direct_get,
     .corrupt = engine_get_corrupt,
     .set_string = direct_set_string,
 };
