@@ -341,6 +341,40 @@ describe("cache.cached", function()
             assert.are.equal(-math.huge, f(-0.0))
         end)
 
+        it("keeps 0 and -0 apart on repeated calls (the key memo)", function()
+            local f = counted("zero2", { n = 0 }, function(x) return 1 / x end)
+            for _ = 1, 3 do
+                assert.are.equal(math.huge, f(0))
+                assert.are.equal(-math.huge, f(-0.0))
+            end
+        end)
+
+        it("keys repeated calls right past the key memo's bound", function()
+            local counter = { n = 0 }
+            local f = counted("many", counter, function(x) return x end)
+            for _ = 1, 2 do
+                for i = 1, 600 do
+                    assert.are.equal(i, f(i))
+                    assert.are.equal("s" .. i, f("s" .. i))
+                end
+                assert.are.equal(1200, counter.n)   -- the second round: all hits
+            end
+            assert.is_true(cache.exists("many:600") and cache.exists("many:s1"))
+            local nan = 0 / 0
+            f(nan); f(nan)                          -- a miss, then a hit
+            assert.is_true(cache.exists("many:nan"))
+            assert.are.equal(1201, counter.n)
+        end)
+
+        it("forgets a remembered key's value when it is deleted", function()
+            local counter = { n = 0 }
+            local f = counted("del", counter)
+            f(7); f(7)
+            assert.is_true(cache.delete("del:7"))
+            f(7)
+            assert.are.equal(2, counter.n)
+        end)
+
         it("keeps f(\"a:b\") and f(\"a\", \"b\") apart", function()
             local counter = { n = 0 }
             local f = counted("split", counter)

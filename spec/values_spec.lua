@@ -140,6 +140,29 @@ describe("a value after set and get", function()
             local s = string.rep("\0\1\255x", 256 * 1024)
             assert.are.equal(s, roundtrip(s))
         end)
+
+        -- set() stores a string through the FFI (ASCII gets its str header
+        -- without the UTF-8 check): the stored bytes must be core.encode's.
+        it("is stored as core.encode writes it, at every header size", function()
+            local ffi = require "ffi"
+            local direct = require "cache.direct"
+            local api = direct._check_api(core.direct_api(), direct._API_VERSION,
+                                          ffi.sizeof("cachert_direct_api"))
+            local val = ffi.new("const char *[1]")
+            local len = ffi.new("size_t[1]")
+            local c = manager()
+            for _, n in ipairs { 0, 1, 7, 8, 9, 31, 32, 255, 256, 65535, 65536 } do
+                for _, tail in ipairs { "", "\195\169", "\255" } do
+                    local s = ("x"):rep(n) .. tail
+                    assert(c:set("k", s))
+                    assert.are.equal(1, api.get(c.eptr, "k", 1, val, len))
+                    assert.are.equal(hex(core.encode(s)):sub(1, 64),
+                                     hex(ffi.string(val[0], len[0])):sub(1, 64))
+                    assert.is_true(core.encode(s) == ffi.string(val[0], len[0]))
+                    assert.are.equal(s, (c:get("k")))
+                end
+            end
+        end)
     end)
 
     describe("of a table", function()

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine_direct.h"
 #include "engine_impl.h"
 #include "globmatch.h"
 #include "slot.h"
@@ -737,12 +738,13 @@ int engine_clear_async(Engine *e, const char *pattern, size_t plen,
     return run_op(&a, OP_CLEAR);
 }
 
-const char *engine_get(Engine *e, const char *key, size_t klen, size_t *vlen)
+static inline const char *store_read(Engine *e, const char *key, size_t klen,
+                                     size_t *vlen)
 {
-    uint64_t lower = coarse_now_ms();
+    uint64_t lower; /* read only for an entry that expires */
     uint64_t expires_at;
-    const char *v =
-        store_get_expiring(e->store, key, klen, lower, vlen, &expires_at);
+    const char *v = store_get_timed(e->store, key, klen, coarse_now_ms, vlen,
+                                    &expires_at, &lower);
     if (v != NULL && expires_at != 0 &&
         expires_at <= lower + e->coarse_slack_ms) {
         uint64_t now = engine_now_ms();
@@ -756,6 +758,20 @@ const char *engine_get(Engine *e, const char *key, size_t klen, size_t *vlen)
     else
         e->stats.misses++;
     return v;
+}
+
+const char *engine_get(Engine *e, const char *key, size_t klen, size_t *vlen)
+{
+    return store_read(e, key, klen, vlen);
+}
+
+int engine_direct_get(Engine *e, const char *key, size_t klen, const char **val,
+                      size_t *vlen)
+{
+    if (e->mode != MODE_MEMORY)
+        return -1;
+    *val = store_read(e, key, klen, vlen);
+    return *val != NULL;
 }
 
 void engine_get_corrupt(Engine *e, const char *key, size_t klen)

@@ -23,8 +23,8 @@
 typedef struct CacheDirectApi {
     uint32_t version; /* CACHE_DIRECT_API_VERSION */
     uint32_t size;    /* sizeof(CacheDirectApi) */
-    /* engine_get: 1 and the encoded value on a hit, 0 on a miss, -1 when
-    ** Redis is in use (ask core.get instead). */
+    /* engine_direct_get: 1 and the encoded value on a hit, 0 on a miss,
+    ** -1 when Redis is in use (ask core.get instead). */
     int (*get)(Engine *e, const char *key, size_t klen, const char **val,
                size_t *vlen);
     /* engine_get_corrupt: the caller could not decode the last hit. */

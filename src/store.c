@@ -62,6 +62,14 @@
 #define TAG_MOVED     1u         /* slot emptied in a table being drained */
 #define TAG_MIN       2u         /* the smallest tag of an entry */
 
+/* For the few helpers of the read path: a call there costs as much as
+** the work (register saves, the probe's arguments). */
+#if defined(__GNUC__)
+#define HOT_INLINE static inline __attribute__((always_inline))
+#else
+#define HOT_INLINE static inline
+#endif
+
 typedef struct Entry {
     struct Entry *newer;    /* toward the most recently used end */
     struct Entry *older;    /* toward the least recently used end */
@@ -93,7 +101,9 @@ struct Store {
     size_t min_slots;  /* never shrink below this (presized from max_items) */
     Entry *mru;
     Entry *lru;
-    Entry *sweep_next; /* where store_sweep resumes; NULL: at the tail */
+    Entry *sweep_next;    /* where store_sweep resumes; NULL: at the tail */
+    uint64_t next_expiry; /* no entry expires before this: sweeps wait */
+    uint64_t pass_min;    /* earliest expiry seen or set during this pass */
     size_t count;
     size_t memory_bytes;
     size_t max_items;
@@ -107,7 +117,7 @@ struct Store {
 /* -- Hashing ----------------------------------------------------------- */
 
 /* Folds a 64-bit hash to a 32-bit tag, avoiding the two marker values. */
-static uint32_t tag_of(uint64_t h)
+HOT_INLINE uint32_t tag_of(uint64_t h)
 {
     uint32_t tag = (uint32_t)(h ^ (h >> 32));
     return tag < TAG_MIN ? tag + TAG_MIN : tag;
@@ -128,7 +138,7 @@ static uint32_t load32(const char *p)
 }
 
 /* 64 x 64 -> 128-bit multiply, folded to 64 bits by xoring the halves. */
-static uint64_t fold_mul(uint64_t a, uint64_t b)
+HOT_INLINE uint64_t fold_mul(uint64_t a, uint64_t b)
 {
 #ifdef __SIZEOF_INT128__
     unsigned __int128 r = (unsigned __int128)a * b;
@@ -151,7 +161,7 @@ static uint64_t fold_mul(uint64_t a, uint64_t b)
 /* Seeded multiply-and-fold hash: each 16-byte block is xored with the
 ** secret seed and multiplied, so where a key lands depends on 128 secret
 ** bits. Keys of up to 16 bytes take one multiply plus one to finish. */
-static uint32_t hash_key(const Store *s, const char *key, size_t klen)
+HOT_INLINE uint32_t hash_key(const Store *s, const char *key, size_t klen)
 {
     const unsigned char *u = (const unsigned char *)key;
     uint64_t acc = s->k0 ^ ((uint64_t)klen * HASH_C1);
@@ -226,7 +236,7 @@ static bool resizing(const Store *s)
 
 /* memcmp(a, b, n) == 0, with two overlapping loads for keys of 4 to 16
 ** bytes (the common short key) instead of a call. */
-static bool key_eq(const char *a, const char *b, size_t n)
+HOT_INLINE bool key_eq(const char *a, const char *b, size_t n)
 {
     if (n >= 8 && n <= 16)
         return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
@@ -237,8 +247,8 @@ static bool key_eq(const char *a, const char *b, size_t n)
 
 /* Returns the slot of `key` in `t`, or SIZE_MAX. Every table keeps at
 ** least one TAG_EMPTY slot, so the probe ends. */
-static size_t probe_key(const Table *t, const char *key, size_t klen,
-                        uint32_t hash)
+HOT_INLINE size_t probe_key(const Table *t, const char *key, size_t klen,
+                            uint32_t hash)
 {
     for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
         uint32_t tag = t->tags[i];
@@ -463,6 +473,12 @@ static size_t entry_bytes(const Entry *e)
     return STORE_ENTRY_OVERHEAD + e->klen + e->vlen;
 }
 
+/* The size of an entry's block: store_set allocates no less than Entry. */
+static size_t alloc_size(size_t bytes)
+{
+    return bytes < sizeof(Entry) ? sizeof(Entry) : bytes;
+}
+
 /* Expired exactly at expires_at_ms, not one millisecond later. */
 static bool is_expired(const Entry *e, uint64_t now_ms)
 {
@@ -513,14 +529,34 @@ static void evict(Store *s)
     }
 }
 
+/* Finds the entry of `key`, live or not. Inlined, with the probe: this is
+** every read's path. */
+HOT_INLINE Entry *find_entry(Store *s, const char *key, size_t klen)
+{
+    uint32_t hash = hash_key(s, key, klen);
+    size_t i;
+
+    if (resizing(s))
+        rehash_step(s, 1); /* may end the resize: test again below */
+    i = probe_key(&s->t[0], key, klen, hash);
+    if (i != SIZE_MAX)
+        return s->t[0].entries[i];
+    if (resizing(s)) {
+        i = probe_key(&s->t[1], key, klen, hash);
+        if (i != SIZE_MAX)
+            return s->t[1].entries[i];
+    }
+    return NULL;
+}
+
 /* Finds a live entry; an expired one is removed and counted. */
-static Entry *lookup(Store *s, const char *key, size_t klen, uint64_t now_ms)
+HOT_INLINE Entry *lookup(Store *s, const char *key, size_t klen,
+                         uint64_t now_ms)
 {
     Entry *e;
 
     note_now(s, now_ms);
-    rehash_step(s, 1);
-    e = find(s, key, klen, hash_key(s, key, klen), NULL, NULL);
+    e = find_entry(s, key, klen);
     if (e != NULL && is_expired(e, now_ms)) {
         drop_entry(s, e, now_ms);
         return NULL;
@@ -545,6 +581,7 @@ Store *store_new(size_t max_items, size_t max_bytes)
         return NULL;
     }
     s->min_slots = nslots;
+    s->next_expiry = s->pass_min = UINT64_MAX;
     s->max_items = max_items;
     s->max_bytes = max_bytes;
     seed_hash(s);
@@ -593,6 +630,30 @@ const char *store_get_expiring(Store *s, const char *key, size_t klen,
     return e->data + e->klen;
 }
 
+const char *store_get_timed(Store *s, const char *key, size_t klen,
+                            store_clock_fn clock, size_t *vlen,
+                            uint64_t *expires_at_ms, uint64_t *now_ms)
+{
+    Entry *e = find_entry(s, key, klen);
+    uint64_t now = 0;
+
+    if (e == NULL)
+        return NULL;
+    if (e->expires_at_ms != 0) {
+        now = clock();
+        note_now(s, now);
+        if (is_expired(e, now)) {
+            drop_entry(s, e, now);
+            return NULL;
+        }
+    }
+    touch(s, e);
+    *vlen = e->vlen;
+    *expires_at_ms = e->expires_at_ms;
+    *now_ms = now;
+    return e->data + e->klen;
+}
+
 bool store_exists(Store *s, const char *key, size_t klen, uint64_t now_ms)
 {
     return lookup(s, key, klen, now_ms) != NULL;
@@ -608,6 +669,7 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
     Entry *e;
     size_t bytes;
     size_t alloc;
+    bool in_place = false; /* e is old's block, still in its slot */
 
     note_now(s, now_ms);
     rehash_step(s, 2); /* before find: it moves entries between tables */
@@ -627,18 +689,49 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
     }
 
     bytes = STORE_ENTRY_OVERHEAD + klen + vlen;
-    alloc = bytes < sizeof(Entry) ? sizeof(Entry) : bytes;
-    e = malloc(alloc);
-    if (e == NULL) {
-        if (old != NULL)
-            drop_entry(s, old, now_ms);
-        return CR_ENOMEM;
+    alloc = alloc_size(bytes);
+    if (old != NULL && alloc <= alloc_size(entry_bytes(old))) {
+        /* Its block is big enough: rewrite it where it is. */
+        lru_unlink(s, old);
+        if (is_expired(old, now_ms))
+            s->expired++;
+        s->count--;
+        s->memory_bytes -= entry_bytes(old);
+        e = old;
+        old = NULL;
+        in_place = true;
+    } else if (old == NULL && s->max_items != 0 && s->count >= s->max_items &&
+               s->lru != NULL && alloc <= alloc_size(entry_bytes(s->lru))) {
+        /* The insert would evict the least recently used entry first
+        ** anyway (evict() below): evict it now and take its block. */
+        e = s->lru;
+        if (is_expired(e, s->now_ms))
+            s->expired++;
+        else
+            s->evictions++;
+        table_remove(s, e);
+        lru_unlink(s, e);
+        s->count--;
+        s->memory_bytes -= entry_bytes(e);
+    } else {
+        e = malloc(alloc);
+        if (e == NULL) {
+            if (old != NULL)
+                drop_entry(s, old, now_ms);
+            return CR_ENOMEM;
+        }
     }
     e->expires_at_ms = expires_at_ms;
+    if (expires_at_ms != 0) {
+        if (expires_at_ms < s->next_expiry)
+            s->next_expiry = expires_at_ms;
+        if (expires_at_ms < s->pass_min)
+            s->pass_min = expires_at_ms;
+    }
     e->hash = hash;
     e->klen = (uint32_t)klen;
     e->vlen = (uint32_t)vlen;
-    if (klen > 0)
+    if (klen > 0 && !in_place)
         memcpy(e->data, key, klen);
     if (vlen > 0)
         memcpy(e->data + klen, val, vlen);
@@ -652,7 +745,7 @@ int store_set(Store *s, const char *key, size_t klen, const char *val,
         s->count--;
         s->memory_bytes -= entry_bytes(old);
         free(old);
-    } else if (!table_insert(s, e)) {
+    } else if (!in_place && !table_insert(s, e)) {
         free(e);
         return CR_ENOMEM; /* the table is full and could not grow */
     }
@@ -695,7 +788,10 @@ size_t store_clear(Store *s, const char *pattern, size_t plen, uint64_t now_ms)
 /* The cursor walks from the tail toward the head and stops at the head;
 ** the next call starts a new pass at the tail. Entries used or inserted
 ** during a pass move ahead of the cursor and are examined again. Each call
-** costs O(budget), with no empty buckets to skip. */
+** costs O(budget), with no empty buckets to skip. A finished pass has seen
+** every live entry's expiry (sets add theirs), so until the earliest of
+** them comes, nothing can have expired and a call returns at once instead
+** of walking (and missing the cache on) entries that all live on. */
 size_t store_sweep(Store *s, uint64_t now_ms, size_t budget)
 {
     size_t removed = 0;
@@ -703,16 +799,25 @@ size_t store_sweep(Store *s, uint64_t now_ms, size_t budget)
 
     note_now(s, now_ms);
     rehash_step(s, 1);
-    e = s->sweep_next != NULL ? s->sweep_next : s->lru;
+    if (now_ms < s->next_expiry)
+        return 0;
+    e = s->sweep_next;
+    if (e == NULL) { /* a new pass */
+        e = s->lru;
+        s->pass_min = UINT64_MAX;
+    }
     for (; e != NULL && budget > 0; budget--) {
         Entry *next = e->newer;
         if (is_expired(e, now_ms)) {
             drop_entry(s, e, now_ms);
             removed++;
-        }
+        } else if (e->expires_at_ms != 0 && e->expires_at_ms < s->pass_min)
+            s->pass_min = e->expires_at_ms;
         e = next;
     }
     s->sweep_next = e;
+    if (e == NULL)
+        s->next_expiry = s->pass_min; /* the pass is over */
     return removed;
 }
 

@@ -62,6 +62,16 @@ const char *store_get_expiring(Store *s, const char *key, size_t klen,
                                uint64_t now_ms, size_t *vlen,
                                uint64_t *expires_at_ms);
 
+/* A millisecond clock for store_get_timed. */
+typedef uint64_t (*store_clock_fn)(void);
+
+/* Like store_get_expiring, but asks `clock` for the time only when the key
+** is there with an expiry: a miss, or an entry that never expires, reads no
+** clock. *now_ms is the time read, 0 when none was. */
+const char *store_get_timed(Store *s, const char *key, size_t klen,
+                            store_clock_fn clock, size_t *vlen,
+                            uint64_t *expires_at_ms, uint64_t *now_ms);
+
 /* Like store_get, but does not change the LRU order (Redis EXISTS). */
 bool store_exists(Store *s, const char *key, size_t klen, uint64_t now_ms);
 
@@ -93,7 +103,9 @@ size_t store_clear(Store *s, const char *pattern, size_t plen, uint64_t now_ms);
 ** exactly min(budget, entries left in the pass) entries; a pass ends at the
 ** most recent entry and the next call starts a new one, so n entries take
 ** about n / budget calls to be checked. Entries used during a pass move
-** ahead of the cursor and are examined again. */
+** ahead of the cursor and are examined again. While now_ms is before the
+** earliest expiry that the last finished pass saw or a set stored since,
+** nothing can have expired: the call examines nothing and returns 0. */
 size_t store_sweep(Store *s, uint64_t now_ms, size_t budget);
 
 /* Changes the limits; evicts at once if the store is now over them. An

@@ -33,6 +33,7 @@ local _M = {}
 
 local ARGS_MARK = "\31"           -- never the first byte of a scalar key
 local ARGS_MARK_BYTE = 31
+local MEMO_MAX = 256              -- keys remembered per cached function
 local MAX_DEPTH = core.MAX_DEPTH
 _M.ARGS_MARK = ARGS_MARK
 
@@ -503,6 +504,11 @@ function _M.cached(ttl, prefix, manager)
         local w = { fn = fn, ttl_ms = ttl_ms, neg_ms = neg_ms, stale_ms = stale_ms,
                     lock_ms = lock_ms }
         local get_default = cache._default_getter
+        -- The full key of one scalar argument, remembered per wrapper (for
+        -- the namespace memo_ns): a hit then skips number formatting and
+        -- concatenation. NaN cannot index a table and -0 == 0 would share
+        -- "0"'s key, so neither is remembered; a full memo starts over.
+        local memo, memo_n, memo_ns = {}, 0, false
         if stale_ms then
             return function(...)
                 local m = manager or get_default()
@@ -525,10 +531,19 @@ function _M.cached(ttl, prefix, manager)
                 key = custom_key(p, keyfn, ...)
             elseif select("#", ...) == 1 then
                 local a = ...
-                key = scalar_key(p, a)
+                local ns = m.namespace
+                if ns == memo_ns then key = memo[a] end
+                if not key then
+                    key = scalar_key(p, a)
+                    if key and ns ~= "" then key = ns .. key end
+                    if key and a == a and a ~= 0 then
+                        if ns ~= memo_ns or memo_n >= MEMO_MAX then
+                            memo, memo_n, memo_ns = {}, 0, ns
+                        end
+                        memo[a], memo_n = key, memo_n + 1
+                    end
+                end
                 if key then
-                    local ns = m.namespace
-                    if ns ~= "" then key = ns .. key end
                     local N = m.near
                     if N then
                         local ent = near_lookup(N, key, true)

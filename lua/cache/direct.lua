@@ -16,6 +16,7 @@ local tick = require("cachert")._tick
 
 local C_DECODE, C_DECODE_RESULTS = core.decode, core.decode_results
 local ffi_string, ffi_cast = ffi.string, ffi.cast
+local tonumber = tonumber
 local band, bor, lshift = bit.band, bit.bor, bit.lshift
 
 -- The layout of CacheDirectApi in src/lcache.h, which this cdef

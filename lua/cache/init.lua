@@ -19,6 +19,7 @@ local near = require "cache.near"
 
 local type, error, setmetatable, tostring, pairs, rawset =
     type, error, setmetatable, tostring, pairs, rawset
+local getmetatable = getmetatable   -- check_key runs on every get and set
 local core_get, core_set, core_delete, core_exists, core_finish =
     core.get, core.set, core.delete, core.exists, core.finish
 local lookup, set_string = direct.lookup, direct.set_string

@@ -341,13 +341,83 @@ static void test_store_sweep_resumes_after_its_cursor_entry_is_removed(void)
     set_str(s, "b", "2", NOW + 10);
     set_str(s, "c", "3", NOW + 10);
     set_str(s, "d", "4", NOW + 10);
-    ASSERT_EQ_INT(0, store_sweep(s, NOW, 1)); /* cursor now on b */
+    set_str(s, "z", "5", NOW + 5); /* head; lets the sweep run at NOW + 5 */
+    ASSERT_EQ_INT(0, store_sweep(s, NOW + 5, 1)); /* cursor now on b */
     ASSERT_TRUE(store_delete(s, STR("b"), NOW));
     ASSERT_NOT_NULL(store_get(s, STR("c"), NOW, &vlen)); /* c moves ahead */
     ASSERT_EQ_INT(1, store_sweep(s, NOW + 10, 1));       /* d */
+    ASSERT_EQ_INT(1, store_sweep(s, NOW + 10, 1));       /* z */
     ASSERT_EQ_INT(1, store_sweep(s, NOW + 10, 1));       /* c, pass ends */
     ASSERT_EQ_INT(1, store_sweep(s, NOW + 10, 1));       /* a, new pass */
     ASSERT_EQ_INT(0, stats_of(s).keys);
+    store_free(s);
+}
+
+/* Until the earliest expiry comes, a sweep has nothing to remove and
+** examines nothing; a set with an earlier expiry brings that time forward. */
+static void test_store_sweep_waits_for_the_earliest_expiry(void)
+{
+    Store *s = new_store(0, 0);
+
+    set_str(s, "a", "1", NOW + 10);
+    set_str(s, "b", "2", NOW + 20);
+    set_str(s, "n", "3", 0); /* never expires */
+    ASSERT_EQ_INT(0, store_sweep(s, NOW + 9, 5000));
+    ASSERT_EQ_INT(1, store_sweep(s, NOW + 10, 5000)); /* a; the pass ends */
+    ASSERT_EQ_INT(0, store_sweep(s, NOW + 15, 5000)); /* waits for b */
+    set_str(s, "c", "4", NOW + 12);
+    ASSERT_EQ_INT(1, store_sweep(s, NOW + 15, 5000)); /* c */
+    ASSERT_EQ_INT(0, store_sweep(s, NOW + 19, 5000));
+    ASSERT_EQ_INT(1, store_sweep(s, NOW + 20, 5000)); /* b */
+    ASSERT_EQ_INT(1, stats_of(s).keys);
+    ASSERT_EQ_INT(3, stats_of(s).expired);
+    store_free(s);
+}
+
+/* -- Reads with a lazy clock -------------------------------------------- */
+
+static int clock_reads;
+static uint64_t clock_now;
+
+static uint64_t test_clock(void)
+{
+    clock_reads++;
+    return clock_now;
+}
+
+/* store_get_timed reads the clock only for a found entry that expires, and
+** treats that entry as store_get does at that time. */
+static void test_store_get_timed_reads_the_clock_only_for_expiring_hits(void)
+{
+    Store *s = new_store(0, 0);
+    size_t vlen = 0;
+    uint64_t exp = 1, now = 1;
+
+    set_str(s, "forever", "1", 0);
+    set_str(s, "brief", "22", NOW + 10);
+    clock_reads = 0;
+    clock_now = NOW + 9;
+    ASSERT_NULL(
+        store_get_timed(s, STR("absent"), test_clock, &vlen, &exp, &now));
+    ASSERT_EQ_INT(0, clock_reads);
+    ASSERT_NOT_NULL(
+        store_get_timed(s, STR("forever"), test_clock, &vlen, &exp, &now));
+    ASSERT_EQ_INT(0, clock_reads);
+    ASSERT_EQ_INT(1, vlen);
+    ASSERT_EQ_INT(0, exp);
+    ASSERT_EQ_INT(0, now);
+    ASSERT_NOT_NULL(
+        store_get_timed(s, STR("brief"), test_clock, &vlen, &exp, &now));
+    ASSERT_EQ_INT(1, clock_reads);
+    ASSERT_EQ_INT(2, vlen);
+    ASSERT_EQ_INT(NOW + 10, exp);
+    ASSERT_EQ_INT(NOW + 9, now);
+    clock_now = NOW + 10; /* expired exactly at its time */
+    ASSERT_NULL(
+        store_get_timed(s, STR("brief"), test_clock, &vlen, &exp, &now));
+    ASSERT_EQ_INT(2, clock_reads);
+    ASSERT_EQ_INT(1, stats_of(s).expired);
+    ASSERT_EQ_INT(1, stats_of(s).keys);
     store_free(s);
 }
 
@@ -885,6 +955,7 @@ static const TestCase cases[] = {
     TEST_CASE(test_store_set_with_a_past_expiry_stores_nothing),
     TEST_CASE(test_store_sweep_with_budget_removes_every_expired_entry),
     TEST_CASE(test_store_sweep_resumes_after_its_cursor_entry_is_removed),
+    TEST_CASE(test_store_sweep_waits_for_the_earliest_expiry),
     TEST_CASE(test_store_clear_with_a_literal_pattern_deletes_one_key),
     TEST_CASE(test_store_clear_with_a_glob_removes_only_matching_keys),
     TEST_CASE(test_store_clear_star_also_removes_the_empty_key),
@@ -897,6 +968,7 @@ static const TestCase cases[] = {
     TEST_CASE(test_store_resizes_under_churn_without_losing_keys),
     TEST_CASE(test_store_matches_a_naive_model_under_random_operations),
     TEST_CASE(test_store_free_accepts_null),
+    TEST_CASE(test_store_get_timed_reads_the_clock_only_for_expiring_hits),
     {NULL, NULL},
 };
 
