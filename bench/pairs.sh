@@ -87,12 +87,8 @@ for i in $(seq "$PAIRS"); do
     run "$TMP" "$CACHERT" "$ROOT/bench/w4_cached.lua" 50 near "$PORT"
 done
 
-median() {
-    awk -F'\t' -v w="$1" -v a="$2" -v m="$3" \
-        '$1 == "RESULT" && $2 == w && $3 == a && $4 == m { print $5 }' "$RAW" \
-        | sort -g | awk '{ v[NR] = $1 } END {
-            if (NR) printf "%.6g\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+. "$ROOT/bench/lib/median.sh"
+median() { median_of "$RAW" "$@"; }
 # row <label> <ours> <anchor> <op> <target>
 row() {
     awk -v l="$1" -v a="$2" -v b="$3" -v op="$4" -v t="$5" 'BEGIN {

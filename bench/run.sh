@@ -326,12 +326,8 @@ cat "$ANCHOR_RAW" "$OURS" 2>/dev/null > "$OUT/raw.tsv" || true
 timeout 60 "$PY" "$SHARED_BENCH/lib/summarize.py" "$OUT/raw.tsv" | tee "$OUT/summary.md"
 
 # median <workload> <anchor> <metric>: median over the runs, empty when absent.
-median() {
-    awk -F'\t' -v w="$1" -v a="$2" -v m="$3" \
-        '$1 == "RESULT" && $2 == w && $3 == a && $4 == m { print $5 }' "$OUT/raw.tsv" \
-        | sort -g | awk '{ v[NR] = $1 } END {
-            if (NR) printf "%.6g\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+. "$ROOT/bench/lib/median.sh"
+median() { median_of "$OUT/raw.tsv" "$@"; }
 # ratio <label> <num> <den> <op> <target>: prints num/den and whether it meets the target
 # (an empty op: no target, the ratio is only reported).
 ratio() {

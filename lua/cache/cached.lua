@@ -134,15 +134,29 @@ function _M.key(prefix, ...)
     return key
 end
 
+-- Raises at the caller of the caller of full_key (the wrapper's caller).
 local function custom_key(prefix, keyfn, ...)
     local k = keyfn(...)
     local tk = type(k)
     if tk == "number" then
         return prefix .. ":" .. format_number(k)
     elseif tk ~= "string" then
-        error("key function must return a string or a number, got " .. tk, 3)
+        error("key function must return a string or a number, got " .. tk, 4)
     end
     return prefix .. ":" .. k
+end
+
+-- The full key (namespace included) of a call with these arguments.
+local function full_key(m, p, keyfn, ...)
+    local key
+    if keyfn then
+        key = custom_key(p, keyfn, ...)
+    elseif select("#", ...) == 1 then
+        key = scalar_key(p, (...))
+    end
+    key = key or p .. ":" .. encode_args(select("#", ...), ...)
+    local ns = m.namespace
+    return ns == "" and key or ns .. key
 end
 
 -- Without a prefix, the function's source and first line name it.
@@ -512,24 +526,13 @@ function _M.cached(ttl, prefix, manager)
         if stale_ms then
             return function(...)
                 local m = manager or get_default()
-                local key
-                if keyfn then
-                    key = custom_key(p, keyfn, ...)
-                elseif select("#", ...) == 1 then
-                    key = scalar_key(p, (...))
-                end
-                key = key or p .. ":" .. encode_args(select("#", ...), ...)
-                local ns = m.namespace
-                if ns ~= "" then key = ns .. key end
-                return stale_call(w, m, key, pack(...))
+                return stale_call(w, m, full_key(m, p, keyfn, ...), pack(...))
             end
         end
         return function(...)
             local m = manager or get_default()
             local key
-            if keyfn then
-                key = custom_key(p, keyfn, ...)
-            elseif select("#", ...) == 1 then
+            if not keyfn and select("#", ...) == 1 then
                 local a = ...
                 local ns = m.namespace
                 if ns == memo_ns then key = memo[a] end
@@ -552,9 +555,7 @@ function _M.cached(ttl, prefix, manager)
                     return finish_one(w, m, key, a, lookup(m.eptr, key, true))
                 end
             end
-            key = key or p .. ":" .. encode_args(select("#", ...), ...)
-            local ns = m.namespace
-            if ns ~= "" then key = ns .. key end
+            key = full_key(m, p, keyfn, ...)
             local N = m.near
             if N then
                 local ent = near_lookup(N, key, true)
