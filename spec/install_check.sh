@@ -22,3 +22,8 @@ LUA_CPATH="$dest/lib/lua/5.1/?.so;;" \
     "$luajit" -e "$script"
 DEST=$dest "$dest/bin/cachert" -e 'local c = require "cache"
 assert(c.set("k", 1)); assert(c.get("k") == 1); print("ok")'
+# the LuaLS stubs and the license are installed too
+for f in share/cachert/types/cache.lua share/cachert/types/cachert.lua share/doc/cachert/LICENSE; do
+    [ -s "$dest/$f" ] || { echo "not installed: $f" >&2; exit 1; }
+done
+echo "ok"
