@@ -84,6 +84,7 @@ local slice_end = clock_ms() + SLICE_MS -- the running task yields after it
 -- its values are as fresh as the loop turn, like its invalidations.
 local loop_clock = { ms = clock_ms() }
 _M._clock = loop_clock
+_M._clock_ms = clock_ms
 
 local task_mt = {}
 task_mt.__index = task_mt

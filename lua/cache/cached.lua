@@ -27,6 +27,7 @@ local lookup = require("cache.direct").lookup
 local near = require "cache.near"
 local near_lookup, near_values, near_fetch, near_forget =
     near.lookup, near.values, near.fetch, near.forget
+local NEAR_SCALAR = near.SCALAR
 local tick = sched._tick
 
 local _M = {}
@@ -497,7 +498,7 @@ end
 -- A near hit: the entry's value(s), tables as fresh copies.
 local function near_hit(ent)
     tick()
-    if ent[2] == 0 then return ent[1] end
+    if ent[2] == NEAR_SCALAR then return ent[1] end
     return near_values(ent)
 end
 

@@ -31,8 +31,8 @@ local ffi = require "ffi"
 local core = require "cache.core"
 local util = require "cache.util"
 
-local type, pairs, ipairs, huge, tonumber, unpack =
-    type, pairs, ipairs, math.huge, tonumber, unpack
+local type, pairs, ipairs, huge, unpack =
+    type, pairs, ipairs, math.huge, unpack
 local pack = util.pack
 local sub = string.sub
 
@@ -43,21 +43,10 @@ if not pcall(ffi.typeof, "cachert_near_state") then
 typedef struct cachert_near_state { uint32_t seq; int32_t ready; } cachert_near_state;
 ]]
 end
-if not pcall(ffi.typeof, "cachert_timespec") then
-    ffi.cdef [[
-typedef struct cachert_timespec { long tv_sec; long tv_nsec; } cachert_timespec;
-int cachert_clock_gettime(int clock, cachert_timespec *ts) __asm__("clock_gettime");
-]]
-end
-local C = ffi.C
-local CLOCK_MONOTONIC = 1
-local ts = ffi.new("cachert_timespec")
+-- The scheduler's clock: milliseconds on the monotonic clock, and its
+-- reading as of the last poll or slice check.
+local clock_ms = require("cachert")._clock_ms
 local loop_clock = require("cachert")._clock
-
-local function clock_ms(which)
-    C.cachert_clock_gettime(which, ts)
-    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) * 1e-6
-end
 
 -- An entry expiring within this of the loop's clock is checked against the
 -- clock itself.
@@ -99,7 +88,6 @@ local function copy(t)
     end
     return c
 end
-_M.copy = copy
 
 -- State -------------------------------------------------------------------
 
@@ -174,17 +162,21 @@ local function rotate(N)
     N.new, N.n_new, N.b_new = {}, 0, 0
 end
 
-local function insert(N, key, ent)
-    remove(N, key)
+-- Puts `ent` (in neither generation) into `new`, rotating when full.
+local function put_new(N, key, ent)
     local size = ent[3]
-    if size > N.half_bytes then
-        return                      -- larger than a generation may hold
-    end
     if N.n_new >= N.half_items or N.b_new + size > N.half_bytes then
         rotate(N)
     end
     N.new[key] = ent
     N.n_new, N.b_new = N.n_new + 1, N.b_new + size
+end
+
+local function insert(N, key, ent)
+    remove(N, key)
+    if ent[3] <= N.half_bytes then  -- else larger than a generation may hold
+        put_new(N, key, ent)
+    end
 end
 
 -- Lookups -----------------------------------------------------------------
@@ -201,16 +193,11 @@ function _M.lookup(N, key, results)
         if ent == nil then
             return nil
         end
-        N.old[key] = nil            -- used again: into `new`
-        N.n_old, N.b_old = N.n_old - 1, N.b_old - ent[3]
-        if N.n_new >= N.half_items or N.b_new + ent[3] > N.half_bytes then
-            rotate(N)
-        end
-        N.new[key] = ent
-        N.n_new, N.b_new = N.n_new + 1, N.b_new + ent[3]
+        remove(N, key)              -- used again: into `new`
+        put_new(N, key, ent)
     end
     local exp = ent[4]
-    if exp <= loop_clock.ms + SLACK_MS and clock_ms(CLOCK_MONOTONIC) >= exp then
+    if exp <= loop_clock.ms + SLACK_MS and clock_ms() >= exp then
         remove(N, key)
         return nil
     end
@@ -308,7 +295,7 @@ local function begin(N, key)
     local tok = N.tok + 1
     N.tok = tok
     N.pend[key] = tok
-    return tok, clock_ms(CLOCK_MONOTONIC)
+    return tok, clock_ms()
 end
 _M.begin = begin
 
@@ -370,7 +357,7 @@ end
 function _M.ttl_left(ent)
     local exp = ent[4]
     if exp == huge then return -1 end
-    local left = exp - clock_ms(CLOCK_MONOTONIC)
+    local left = exp - clock_ms()
     return left > 0 and left or 0
 end
 
