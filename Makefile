@@ -11,8 +11,8 @@ BUILD_DEBS = cmake make gcc pkg-config luajit2 libluajit2-5.1-dev libuv1-dev \
              libhiredis-dev libmsgpack-dev libssl-dev
 TEST_DEBS  = $(BUILD_DEBS) lua-busted lua-check redis-server redis-tools \
              clang libclang-rt-14-dev cppcheck clang-format valgrind \
-             python3-msgpack socat openssl \
-             redis-sentinel:redis-sentinel
+             python3-msgpack socat openssl curl luarocks lua-ldoc:ldoc \
+             prometheus:promtool redis-sentinel:redis-sentinel
 # nodejs:node and npm:npm are installed only when the command is missing:
 # node may come from elsewhere (NodeSource's nodejs carries its own npm, and
 # apt refuses Debian's npm next to it).
