@@ -1,5 +1,5 @@
 -- spec/examples_spec.lua -- the documentation runs: every examples/*.lua and
--- every ```lua block of README.md is executed with the built cachert
+-- every ```lua block of README.md and docs/*.md is executed with the built cachert
 -- executable ($CACHERT_BUILD_DIR/cachert, default ./build/cachert) and must
 -- exit with status 0. Examples must also show cache hits in their output.
 -- Under plain luajit the examples run a second time with luajit itself,
@@ -118,15 +118,16 @@ describe("examples", function()
     end
 end)
 
-describe("README.md", function()
-    local blocks = lua_blocks(ROOT .. "/README.md")
+-- The README and every page of docs/: each ```lua block runs alone, in a
+-- fresh temporary directory (so a .env in the repository cannot change its
+-- behaviour).
+local function check_blocks(doc, min_blocks)
+    local blocks = lua_blocks(ROOT .. "/" .. doc)
 
     it("has Lua examples to check", function()
-        assert.is_true(#blocks >= 10)
+        assert.is_true(#blocks >= min_blocks)
     end)
 
-    -- Each block runs alone, in a fresh temporary directory (so a .env in
-    -- the repository cannot change its behaviour).
     for _, block in ipairs(blocks) do
         it("```lua block at line " .. block.line .. " runs", function()
             local dir = make_temp_dir()
@@ -137,7 +138,28 @@ describe("README.md", function()
             local out, status = run(("cd %s && %s block.lua")
                 :format(shell_quote(dir), shell_quote(CACHERT)))
             run("rm -rf " .. shell_quote(dir))
-            assert_ran("README.md line " .. block.line, out, status)
+            assert_ran(doc .. " line " .. block.line, out, status)
+        end)
+    end
+end
+
+describe("README.md", function()
+    check_blocks("README.md", 3)
+end)
+
+describe("docs/", function()
+    local pages = {}
+    for path in run("ls " .. shell_quote(ROOT .. "/docs") .. "/*.md"):gmatch("[^\n]+") do
+        pages[#pages + 1] = path:sub(#ROOT + 2)
+    end
+
+    it("has its pages", function()
+        assert.is_true(#pages >= 6)
+    end)
+
+    for _, page in ipairs(pages) do
+        describe(page, function()
+            check_blocks(page, 0)
         end)
     end
 end)
