@@ -9,9 +9,11 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
 BUILD_DEBS = cmake make gcc pkg-config luajit2 libluajit2-5.1-dev libuv1-dev \
              libhiredis-dev libmsgpack-dev libssl-dev
+# LDoc runs under Lua 5.1, where Debian's lua-markdown lives.
+DOCS_DEBS  = lua-ldoc:ldoc lua5.1 lua-markdown
 TEST_DEBS  = $(BUILD_DEBS) lua-busted lua-check redis-server redis-tools \
              clang libclang-rt-14-dev cppcheck clang-format valgrind \
-             python3-msgpack socat openssl curl luarocks lua-ldoc:ldoc \
+             python3-msgpack socat openssl curl luarocks $(DOCS_DEBS) \
              prometheus:promtool redis-sentinel:redis-sentinel
 # nodejs:node and npm:npm are installed only when the command is missing:
 # node may come from elsewhere (NodeSource's nodejs carries its own npm, and
@@ -22,7 +24,8 @@ BENCH_DEBS = $(TEST_DEBS) lua-resty-lrucache python3-redis python3-hiredis \
 LUA_SOURCES = $(wildcard lua spec examples bench)
 
 .PHONY: all run test bench deps-build deps-test deps-bench build build-asan \
-        build-fuzz lint format check-c check-asan check-fresh fuzz clean install
+        build-fuzz lint format check-c check-asan check-fresh fuzz clean install \
+        docs
 
 all: build
 
@@ -102,6 +105,12 @@ test: deps-test lint check-c check-asan fuzz check-fresh
 
 bench: deps-bench build
 	bench/run.sh
+
+# The HTML reference of the Lua modules, from their doc comments (config.ld).
+docs:
+	$(call install_debs,$(DOCS_DEBS))
+	lua5.1 "$$(command -v ldoc)" -d $(BUILD)/docs .
+	@echo "open $(BUILD)/docs/index.html"
 
 install: build
 	cmake --install $(BUILD)

@@ -1,6 +1,7 @@
--- cachert -- the task scheduler: spawn / join / sleep / now on the libuv
--- loop of cache.core.
---
+--- The task scheduler: spawn / join / sleep / now on the libuv loop of
+-- cache.core. The guide is docs/runtime.md.
+-- @module cachert
+
 -- Tasks are coroutines. A task that waits (sleep, join, a single-flight
 -- wait) yields a private sentinel and is resumed later by the run loop,
 -- which alternates between resuming ready tasks and polling the loop for
@@ -232,8 +233,11 @@ end
 
 -- Public API --------------------------------------------------------------
 
---- Starts `fn(...)` as a new task; it first runs on the next scheduler round.
--- @return the task (see task:join)
+--- Starts `fn(...)` as a new task; it first runs on the next scheduler
+-- round. An error in a task nobody joins is printed when the task fails.
+-- @tparam function fn
+-- @param ... its arguments
+-- @treturn Task
 function _M.spawn(fn, ...)
     if not is_callable(fn) then
         error("spawn: fn must be callable", 2)
@@ -247,7 +251,14 @@ function _M.spawn(fn, ...)
     return task
 end
 
---- Waits for the task to finish; returns its results or re-raises its error.
+--- A task made by `spawn`.
+-- @type Task
+
+--- Waits for the task to finish (drives the loop when called outside
+-- tasks).
+-- @return fn's results
+-- @raise fn's error, re-raised; a deadlock (nothing can finish the task)
+-- @function Task:join
 function task_mt:join()
     if getmetatable(self) ~= task_mt then
         error("join: expected a task", 2)
@@ -275,7 +286,9 @@ function task_mt:join()
     return unpack(r, 1, r.n)
 end
 
---- "ready", "running", "waiting", "done" or "failed".
+--- The task's state.
+-- @treturn string "ready", "running", "waiting", "done" or "failed"
+-- @function Task:status
 function task_mt:status()
     return self.state
 end
@@ -284,8 +297,12 @@ task_mt.__tostring = function(self)
     return "cachert.task " .. self.id
 end
 
---- Suspends the running task until sleep(seconds) have passed (fractions
--- allowed, rounded up to the millisecond). Blocks when called outside tasks.
+--- Time and waiting.
+-- @section time
+
+--- Suspends the running task for `seconds` (fractions allowed, rounded up
+-- to the millisecond); blocks when called outside tasks.
+-- @tparam number seconds >= 0
 function _M.sleep(seconds)
     if type(seconds) ~= "number" or seconds ~= seconds then
         error("sleep: seconds must be a number", 2)
@@ -299,6 +316,7 @@ end
 --- Low level: waits until the loop reports `id` (an id cache.core returned
 -- for a timer or a request): suspends the running task, or drives the loop
 -- when called outside tasks.
+-- @tparam number id
 function _M.wait(id)
     if early[id] then
         early[id] = nil
@@ -318,15 +336,19 @@ function _M.wait(id)
 end
 
 --- Monotonic time in seconds (a float).
+-- @treturn number
+-- @function now
 _M.now = core.now
 
---- The running task, or nil outside tasks.
+--- The running task.
+-- @treturn Task|nil nil outside tasks
 function _M.current()
     return running_task()
 end
 
---- Low level: suspends the running task until wake(task, ...) is called;
--- returns wake's extra arguments.
+--- Low level: suspends the running task until `wake(task, ...)` is called.
+-- @return wake's extra arguments
+-- @raise outside a task
 function _M.suspend()
     if not running_task() then
         error("suspend: not inside a task", 2)
@@ -334,8 +356,9 @@ function _M.suspend()
     return co_yield(WAIT)
 end
 
---- Low level: makes a task suspended by suspend() ready again; suspend()
--- then returns `...`.
+--- Low level: makes a task suspended by `suspend()` ready again.
+-- @tparam Task task
+-- @param ... what its `suspend()` returns
 function _M.wake(task, ...)
     task.wake_args = pack(...)
     task.state = "ready"
@@ -368,16 +391,19 @@ function _M._tick()
     end
 end
 
+--- The end of the program.
+-- @section program
+
 --- Registers `fn` to run once when the program ends, under the cachert
---- executable: after the main task and every task it spawned have
---- finished, on os.exit, after an uncaught error, or after a first SIGINT,
---- SIGTERM or SIGHUP. Hooks run last registered first, one at a time, each
---- as a task (they may sleep and call cache functions that wait); an error
---- in one is printed and the next one runs. Tasks started before the end
---- are not resumed again. Hooks must bound their own waits; a second
---- signal exits at once. Under plain luajit nothing runs them (luajit has
---- no end of program that could drive the loop).
----@param fn fun() called with no arguments, as a task
+-- executable: after the main task and every task it spawned have
+-- finished, on os.exit, after an uncaught error, or after a first SIGINT,
+-- SIGTERM or SIGHUP. Hooks run last registered first, one at a time, each
+-- as a task (they may sleep and call cache functions that wait); an error
+-- in one is printed and the next one runs. Tasks started before the end
+-- are not resumed again. Hooks must bound their own waits; a second
+-- signal exits at once. Under plain luajit nothing runs them (luajit has
+-- no end of program that could drive the loop).
+-- @tparam function fn called with no arguments, as a task
 function _M.at_exit(fn)
     if not is_callable(fn) then
         error("at_exit: fn must be callable", 2)
@@ -386,8 +412,12 @@ function _M.at_exit(fn)
 end
 
 --- Runs `fn(...)` as a task and drives the loop until every task has
--- finished; returns fn's results or raises its error. For plain luajit
--- (the cachert executable already runs scripts as tasks).
+-- finished. For plain luajit (the cachert executable already runs scripts
+-- as tasks).
+-- @tparam function fn
+-- @param ... its arguments
+-- @return fn's results
+-- @raise fn's error
 function _M.run(fn, ...)
     local task = _M.spawn(fn, ...)
     task.watched = true         -- its error is raised, not printed

@@ -1,4 +1,4 @@
--- types_spec.lua -- the LuaLS stubs in types/ (README: Editor types) declare
+-- types_spec.lua -- the LuaLS stubs in types/ (docs/api.md: Editor types) declare
 -- every public function of `cache` and `cachert`, every manager method,
 -- every cached{} and cache.new option and every stats field, and nothing
 -- that does not exist.

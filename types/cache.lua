@@ -1,7 +1,7 @@
 ---@meta cache
 -- LuaLS type stubs for `require "cache"` (declarations only: never loaded
 -- at run time). Point LuaLS at this folder: "workspace.library" in
--- .luarc.json (README: Editor types). spec/types_spec.lua checks that every
+-- .luarc.json (docs/api.md: Editor types). spec/types_spec.lua checks that every
 -- public function, manager method and stats field is declared here.
 
 ---@alias cache.Key string|number

@@ -504,7 +504,7 @@ end
 
 --- cache.cached(ttl?, prefix?)(fn) or cache.cached{ ttl=, prefix=, cache=,
 -- key=, neg_ttl=, stale_ttl=, lock= }(fn): fn memoized under
--- prefix:<arguments> for ttl seconds (README: cached options).
+-- prefix:<arguments> for ttl seconds (docs/api.md: cache.cached).
 function _M.cached(ttl, prefix, manager)
     local keyfn
     local opts = ttl

@@ -1,6 +1,11 @@
--- cache -- the public module: managers, the module-level default manager,
--- cached / invalidate and with.
+--- The cache module: managers, the module-level default manager, the
+-- `cached` / `invalidate` decorators and `with`.
 --
+-- Every `Manager` method is also a module function acting on the default
+-- manager: `cache.get(key)` is `cache.default():get(key)`. The guide with
+-- examples is docs/api.md; settings are in docs/configuration.md.
+-- @module cache
+
 -- A manager validates arguments here (misuse raises at the caller's line),
 -- applies its namespace and converts TTLs to milliseconds, then makes one
 -- call into cache.core, which looks up and decodes (or encodes and stores)
@@ -59,7 +64,10 @@ local function glob_escape(s)
     return (s:gsub("[%*%?%[%]\\]", "\\%0"))
 end
 
---- Returns `text` with the glob characters * ? [ ] \ escaped.
+--- Escapes the glob characters `* ? [ ] \` of `text`, so that a pattern
+-- matches it literally (`cache.clear(cache.glob_escape(id) .. ":*")`).
+-- @tparam string text
+-- @treturn string
 function _M.glob_escape(text)
     if type(text) ~= "string" then
         error("text must be a string, got " .. type(text), 2)
@@ -133,13 +141,17 @@ local function new_manager(opts, level)
     return self
 end
 
---- Creates a manager with its own memory store (and, later, Redis pool).
--- Options (all optional): host, port, db, username, password, url,
+--- Creates a manager with its own memory store (and, after `connect`, its
+-- own Redis pool). Options not given come from the environment, then a
+-- `.env` file, then the defaults (docs/configuration.md).
+-- @tparam[opt] table opts host, port, db, username, password, url,
 -- pool_size, timeout, connect_timeout, command_timeout, default_ttl,
 -- namespace, max_items, max_memory, max_value_bytes, journal_max_keys,
 -- codec, log_level, exit_flush_timeout, tls, sentinels, sentinel_master,
 -- sentinel_username, sentinel_password, cluster, cluster_nodes,
--- near = { max_items=, max_memory= } (README: Configuration).
+-- near = { max_items=, max_memory= } | true | false
+-- @treturn Manager
+-- @raise a malformed option, naming it and its source
 function _M.new(opts)
     local self = new_manager(opts, 3)
     return self
@@ -162,10 +174,15 @@ local function finish(owner, pending, ...)
 end
 _M._finish = finish
 
---- Connects to Redis (settings from the options, environment and .env);
--- returns true when Redis is in use, false when the memory store serves
--- (the reason is in stats().last_error; retries go on in the background).
--- Raises for a malformed Redis setting, naming it and its source.
+--- A manager: its own memory store, Redis pool and settings (`cache.new`).
+-- @type Manager
+
+--- Connects to Redis (settings from the options, environment and .env).
+-- When Redis cannot be reached the memory store serves and Redis is
+-- retried in the background (the reason is in `stats().last_error`).
+-- @treturn boolean true when Redis is in use, false when the memory store serves
+-- @raise a malformed Redis setting, naming it and its source
+-- @function Manager:connect
 function methods:connect()
     check_self(self, "connect")
     local ok, settings = pcall(config.redis, self.cfg)
@@ -184,14 +201,21 @@ function methods:connect()
     return using_redis
 end
 
---- Closes the Redis connections; the memory store serves until connect().
+--- Closes the Redis connections; the memory store serves until `connect()`.
+-- @treturn boolean true
+-- @function Manager:disconnect
 function methods:disconnect()
     check_self(self, "disconnect")
     core.disconnect(self.engine)
     return true
 end
 
---- value, found = c:get(key, default?)
+--- Reads a value.
+-- @tparam string|number key
+-- @param[opt] default returned when the key is absent or expired
+-- @return the value (a fresh copy of a table), or `default`
+-- @treturn boolean found (a stored `nil` gives `nil, true`)
+-- @function Manager:get
 function methods:get(key, default)
     local k = check_key(self, key)
     local N = self.near
@@ -216,7 +240,14 @@ function methods:get(key, default)
     return default, false
 end
 
---- true | false, err = c:set(key, value, ttl?)
+--- Stores a value.
+-- @tparam string|number key
+-- @param value nil, boolean, number, string or table (docs/values.md)
+-- @tparam[opt] number ttl seconds, fractions allowed; 0 = no expiry;
+-- nil = the manager's default
+-- @treturn boolean true, or false and a reason when no backend can take it
+-- @raise a value that cannot be stored (naming its type and path), a bad key or TTL
+-- @function Manager:set
 function methods:set(key, value, ttl)
     local k = check_key(self, key)
     local ms = check_ttl(self, ttl)
@@ -230,19 +261,29 @@ function methods:set(key, value, ttl)
     return finish(self, core_set(self.engine, k, value, ms))
 end
 
---- c:delete(key) -> true if a key was deleted
+--- Deletes a key.
+-- @tparam string|number key
+-- @treturn boolean true if a key was deleted, false if there was none
+-- @function Manager:delete
 function methods:delete(key)
     local k = check_key(self, key)
     if self.near then near_forget(self.near, k) end
     return finish(self, core_delete(self.engine, k))
 end
 
---- c:exists(key) -> boolean
+--- Tells whether a key holds a value (expired keys do not).
+-- @tparam string|number key
+-- @treturn boolean
+-- @function Manager:exists
 function methods:exists(key)
     return finish(self, core_exists(self.engine, check_key(self, key)))
 end
 
---- c:clear(pattern?) -> number of keys deleted; pattern defaults to "*"
+--- Deletes the keys matching a Redis glob pattern (SCAN + UNLINK on Redis,
+-- never KEYS), within the manager's namespace.
+-- @tparam[opt="*"] string pattern
+-- @treturn integer the number of keys deleted
+-- @function Manager:clear
 function methods:clear(pattern)
     if pattern == nil then
         pattern = "*"
@@ -257,7 +298,11 @@ function methods:clear(pattern)
     return finish(self, core.clear(self.engine, pattern))
 end
 
---- c:mget(keys) -> array of values (nil holes allowed), with .n
+--- Reads several values at once.
+-- @tparam {string|number,...} keys an array (with `.n` when it has holes)
+-- @treturn table the values in the same order, absent ones `nil`, with `.n`
+-- @function Manager:mget
+
 -- Over Redis every GET is sent before the first reply is awaited, so they
 -- travel together.
 function methods:mget(keys)
@@ -305,10 +350,13 @@ function methods:mget(keys)
     return out
 end
 
---- c:mset(map, ttl?) -> true | false, err
--- Every key and value is checked before anything is stored (misuse
--- raises and stores nothing). Then every pair is attempted: the ones a
--- backend takes are stored, and the first refused one is named in err.
+--- Stores several values with one TTL. Every key and value is checked
+-- before anything is stored (misuse raises and stores nothing); then every
+-- pair is attempted, and the first one refused is named in the error.
+-- @tparam table map key -> value
+-- @tparam[opt] number ttl seconds, as for `set`
+-- @treturn boolean true, or false and a reason naming the key
+-- @function Manager:mset
 function methods:mset(map, ttl)
     if type(map) ~= "table" then
         error("map must be a table, got " .. type(map), 2)
@@ -341,7 +389,13 @@ function methods:mset(map, ttl)
     return result, reason
 end
 
---- The statistics table (see README).
+--- The manager's statistics (`get_stats` is the same function).
+-- @treturn table hits, misses, hit_rate (0..1), sets, deletes, errors,
+-- using_redis, backend ("redis" or "memory"), evictions, expired, keys and
+-- memory_bytes (of the memory store), reconnects, near_hits, near_keys,
+-- near_evictions, invalidations, stale_served, namespace, and the
+-- topology's fields (docs/api.md, cache.stats)
+-- @function Manager:stats
 function methods:stats()
     check_self(self, "stats")
     local s = core.stats(self.engine)
@@ -360,6 +414,22 @@ function methods:stats()
 end
 methods.get_stats = methods.stats
 
+local cached = require "cache.cached"
+
+--- `cache.cached` on this manager.
+-- @function Manager:cached
+function methods:cached(ttl, prefix)
+    check_self(self, "cached")
+    return cached.cached(ttl, prefix, self)
+end
+
+--- `cache.invalidate` on this manager.
+-- @function Manager:invalidate
+function methods:invalidate(prefix)
+    check_self(self, "invalidate")
+    return cached.invalidate(prefix, self)
+end
+
 -- The default manager and module-level functions --------------------------
 
 local default
@@ -371,26 +441,62 @@ local function create_default(level)
     return default
 end
 
---- The module-level manager, created on first use from the environment.
+--- The default manager, the module functions (each the `Manager` method of
+-- the same name on the default manager) and the decorators.
+-- @section default
+
+--- The module-level manager that the module functions use, created on
+-- first use from the environment and `.env`.
+-- @treturn Manager
 function _M.default()
     return default or create_default(4)
 end
 
-local cached = require "cache.cached"
-
---- cache.key(prefix, ...): the key `cached` uses for these arguments under
--- `prefix`, before the manager's namespace (which get/set/delete add).
+--- The key `cached` uses for these arguments under `prefix`, before the
+-- manager's namespace (which get/set/delete add): `cache.key("video", 42)`
+-- is `"video:42"`, so `cache.delete(cache.key("video", id))` invalidates
+-- `get_video(id)`.
+-- @tparam string prefix
+-- @param ... the arguments of the call
+-- @treturn string
+-- @function key
 _M.key = cached.key
 
-function methods:cached(ttl, prefix)
-    check_self(self, "cached")
-    return cached.cached(ttl, prefix, self)
-end
+-- Module functions: each is the `Manager` method of the same name, on the
+-- default manager (`cache.default()`).
 
-function methods:invalidate(prefix)
-    check_self(self, "invalidate")
-    return cached.invalidate(prefix, self)
-end
+--- `cache.default():connect()`: true when Redis is in use.
+-- @function connect
+
+--- `cache.default():disconnect()`.
+-- @function disconnect
+
+--- `cache.default():get(key, default)`: value, found.
+-- @function get
+
+--- `cache.default():set(key, value, ttl)`: true, or false and a reason.
+-- @function set
+
+--- `cache.default():delete(key)`: true if a key was deleted.
+-- @function delete
+
+--- `cache.default():exists(key)`: boolean.
+-- @function exists
+
+--- `cache.default():clear(pattern)`: the number of keys deleted.
+-- @function clear
+
+--- `cache.default():mget(keys)`: the values, with `.n`.
+-- @function mget
+
+--- `cache.default():mset(map, ttl)`: true, or false and a reason.
+-- @function mset
+
+--- `cache.default():stats()`: the statistics table.
+-- @function stats
+
+--- The same function as `stats`.
+-- @function get_stats
 
 -- Every method is also a module function on the default manager. Tail
 -- calls keep error levels pointing at the caller's line.
@@ -404,17 +510,35 @@ for _, name in ipairs { "connect", "disconnect", "get", "set", "delete",
 end
 _M.get_stats = _M.stats
 
+--- Memoizes a function: `cache.cached(ttl, prefix)(fn)` returns a function
+-- that answers from the cache and calls `fn` on a miss, storing all of its
+-- results (nils included) under `prefix .. ":" .. arg` for one string or
+-- number argument, an exact encoding of the arguments otherwise. Errors of
+-- `fn` propagate and are not cached; concurrent callers of one missing key
+-- run `fn` once.
+-- @tparam[opt] number|table ttl seconds, or the options table
+-- `{ ttl=, prefix=, cache=, key=, neg_ttl=, stale_ttl=, lock= }` (docs/api.md)
+-- @tparam[opt] string prefix default: derived from fn's source and line
+-- @treturn function the decorator: call it with `fn`
 function _M.cached(ttl, prefix)
     return cached.cached(ttl, prefix, nil)
 end
 
+--- `cache.invalidate(prefix)(fn)` returns a function that calls `fn` and,
+-- when it returns without error, clears `prefix .. ":*"`, then returns
+-- `fn`'s results.
+-- @tparam string prefix
+-- @treturn function the decorator: call it with `fn`
 function _M.invalidate(prefix)
     return cached.invalidate(prefix, nil)
 end
 
---- Runs fn(c) with a connected manager and always disconnects, also when
--- fn raises (then the error is re-raised). `opts` is a manager, or options
--- for a new one; without it the default manager is used.
+--- Runs `fn(c)` with a connected manager and always disconnects, also when
+-- `fn` raises (then the error is re-raised): the seed's CacheContext.
+-- @tparam function fn
+-- @tparam[opt] Manager|table opts a manager, or options for a new one;
+-- default: the default manager
+-- @return fn's results
 function _M.with(fn, opts)
     if not util.is_callable(fn) then
         error("fn must be callable", 2)
@@ -448,10 +572,11 @@ end
 
 local log_handler = false
 
---- cache.on_log(fn): fn(level, message) receives every message cachert
--- logs ("error", "warn", "info", "debug"; each manager keeps the levels
--- its CACHE_LOG_LEVEL allows), from the event loop, never inside a cache
--- call: it must not yield. nil restores the default, one line on stderr.
+--- Sends cachert's log messages to `fn(level, message)` ("error", "warn",
+-- "info", "debug"; each manager keeps the levels its CACHE_LOG_LEVEL
+-- allows), called from the event loop, never inside a cache call: it must
+-- not yield.
+-- @tparam function|nil fn nil restores the default, one line on stderr
 function _M.on_log(fn)
     if fn ~= nil and not util.is_callable(fn) then
         error("fn must be callable or nil, got " .. type(fn), 2)
@@ -493,7 +618,7 @@ local function flush_one(self, seconds)
         :format(what, self.cfg.exit_flush_timeout))
 end
 
---- Gives every manager's outage journal its last chance: waits for Redis
+-- Gives every manager's outage journal its last chance: waits for Redis
 -- at most CACHE_EXIT_FLUSH_TIMEOUT in all (each manager's own setting
 -- bounds its share), and warns about what could not be invalidated.
 function _M._flush_all()
