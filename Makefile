@@ -6,6 +6,8 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
 BUILD_DEBS = cmake make gcc pkg-config luajit2 libluajit2-5.1-dev libuv1-dev \
              libhiredis-dev libmsgpack-dev libssl-dev
@@ -103,8 +105,10 @@ test: deps-test lint check-c check-asan fuzz check-fresh
 bench: deps-bench build
 	bench/run.sh
 
+# `make install PREFIX=/opt/cachert DESTDIR=/tmp/stage` puts the files under
+# /tmp/stage/opt/cachert (for packaging); without DESTDIR, under PREFIX.
 install: build
-	cmake --install $(BUILD)
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
