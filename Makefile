@@ -6,6 +6,8 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
 BUILD_DEBS = cmake make gcc pkg-config luajit2 libluajit2-5.1-dev libuv1-dev \
              libhiredis-dev libmsgpack-dev libssl-dev
@@ -112,8 +114,10 @@ docs:
 	lua5.1 "$$(command -v ldoc)" -d $(BUILD)/docs .
 	@echo "open $(BUILD)/docs/index.html"
 
+# `make install PREFIX=/opt/cachert DESTDIR=/tmp/stage` puts the files under
+# /tmp/stage/opt/cachert (for packaging); without DESTDIR, under PREFIX.
 install: build
-	cmake --install $(BUILD)
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

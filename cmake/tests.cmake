@@ -192,3 +192,15 @@ add_test(NAME install.luajit
                  ${PROJECT_BINARY_DIR} ${LUAJIT_BIN})
 set_tests_properties(install.luajit PROPERTIES LABELS lua TIMEOUT 120
                      ENVIRONMENT "${luajit_env}")
+
+# `luarocks make` of cachert-scm-1.rockspec into a temporary tree, then plain
+# luajit after `luarocks path` (spec/luarocks_check.sh). It builds its own
+# plain copy whatever this build is, so the sanitizer build skips it rather
+# than run the same thing twice.
+if(NOT CACHERT_SANITIZE)
+    cachert_require_tool(LUAROCKS_BIN luarocks luarocks)
+    add_test(NAME install.luarocks
+             COMMAND sh ${PROJECT_SOURCE_DIR}/spec/luarocks_check.sh
+                     ${PROJECT_SOURCE_DIR} ${LUAJIT_BIN})
+    set_tests_properties(install.luarocks PROPERTIES LABELS lua TIMEOUT 300)
+endif()
