@@ -204,3 +204,18 @@ if(NOT CACHERT_SANITIZE)
                      ${PROJECT_SOURCE_DIR} ${LUAJIT_BIN})
     set_tests_properties(install.luarocks PROPERTIES LABELS lua TIMEOUT 300)
 endif()
+
+# The example project of cache.testing (docs/testing.md), run as a user
+# would from its own directory: with the cachert executable (modules built
+# in) and with plain luajit given the paths. A REDIS_URL to a closed port
+# shows that the test managers never read it.
+add_test(NAME example.testing
+         COMMAND ${BUSTED} --lua=$<TARGET_FILE:cachert> --output=utfTerminal
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/examples/testing)
+set_tests_properties(example.testing PROPERTIES LABELS lua TIMEOUT 120
+    ENVIRONMENT "${cachert_env};REDIS_URL=redis://127.0.0.1:1")
+add_test(NAME example.testing.luajit
+         COMMAND ${BUSTED} --lua=${LUAJIT_BIN} --output=utfTerminal
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/examples/testing)
+set_tests_properties(example.testing.luajit PROPERTIES LABELS lua TIMEOUT 120
+    ENVIRONMENT "${spec_env};${luajit_env};REDIS_URL=redis://127.0.0.1:1")

@@ -16,6 +16,7 @@ end
 
 local CACHE_STUB = slurp("types/cache.lua")
 local CACHERT_STUB = slurp("types/cachert.lua")
+local TESTING_STUB = slurp("types/cache_testing.lua")
 
 -- Names declared with `function <owner><sep>name(`.
 local function declared(text, owner, sep)
@@ -54,6 +55,19 @@ describe("types/", function()
     it("parse as Lua", function()
         assert(loadstring(CACHE_STUB, "types/cache.lua"))
         assert(loadstring(CACHERT_STUB, "types/cachert.lua"))
+        assert(loadstring(TESTING_STUB, "types/cache_testing.lua"))
+    end)
+
+    it("declare exactly the functions and options of cache.testing", function()
+        local testing = require "cache.testing"
+        assert.are.same(keys(public(testing)), keys(declared(TESTING_STUB, "testing", "%.")))
+        -- the options it takes, as its error for another one lists them
+        local _, err = pcall(testing.new, { not_an_option = 1 })
+        local want = {}
+        for name in tostring(err):match("%(options: ([^)]*)%)"):gmatch("[%w_]+") do
+            want[name] = true
+        end
+        assert.are.same(keys(want), keys(fields(TESTING_STUB, "cache.testing.Options")))
     end)
 
     it("declare exactly the functions of cache", function()

@@ -46,7 +46,7 @@ static uint64_t coarse_now_ms(void)
 static void on_sweep(uv_timer_t *t)
 {
     Engine *e = t->data;
-    store_sweep(e->store, engine_now_ms(), ENGINE_SWEEP_BUDGET);
+    store_sweep(e->store, store_now_ms(e), ENGINE_SWEEP_BUDGET);
 }
 
 /* The store is empty in MODE_REDIS: nothing to sweep there. */
@@ -251,7 +251,7 @@ void memory_clear(const OpArgs *a)
 void memory_pttl(const OpArgs *a)
 {
     EngineResult r = {0};
-    uint64_t now = engine_now_ms();
+    uint64_t now = store_now_ms(a->e);
     uint64_t expires_at;
     size_t vlen;
     if (store_get_expiring(a->e->store, a->key, a->klen, now, &vlen,
@@ -320,7 +320,7 @@ static void count_too_big(Engine *e, size_t bytes)
 static void mirror_to_memory(Engine *e, const Op *op)
 {
     const OpArgs *a = &op->a;
-    uint64_t now = engine_now_ms();
+    uint64_t now = store_now_ms(e);
     if (op->kind == OP_LOCK || op->kind == OP_UNLOCK)
         return; /* a lock lives in Redis only */
     if (op->kind == OP_SET && !too_big(op))
@@ -530,6 +530,13 @@ uint64_t engine_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t engine_advance_clock(Engine *e, uint64_t ms)
+{
+    uint64_t room = ENGINE_CLOCK_OFFSET_MAX - e->clock_offset_ms;
+    e->clock_offset_ms += ms < room ? ms : room;
+    return e->clock_offset_ms;
 }
 
 Engine *engine_new(uv_loop_t *loop, const EngineConfig *cfg)
@@ -743,11 +750,13 @@ static inline const char *store_read(Engine *e, const char *key, size_t klen,
 {
     uint64_t lower; /* read only for an entry that expires */
     uint64_t expires_at;
+    /* The coarse clock without the offset is still a lower bound of the
+    ** store's: it never drops a live entry; the check below adds it. */
     const char *v = store_get_timed(e->store, key, klen, coarse_now_ms, vlen,
                                     &expires_at, &lower);
     if (v != NULL && expires_at != 0 &&
-        expires_at <= lower + e->coarse_slack_ms) {
-        uint64_t now = engine_now_ms();
+        expires_at <= lower + e->clock_offset_ms + e->coarse_slack_ms) {
+        uint64_t now = store_now_ms(e);
         if (now >= expires_at) { /* expired after all: remove, count it */
             store_exists(e->store, key, klen, now);
             v = NULL;
@@ -780,13 +789,13 @@ void engine_get_corrupt(Engine *e, const char *key, size_t klen)
     e->stats.misses++;
     count_error(e, CR_ECORRUPT, NULL);
     if (e->mode != MODE_REDIS || outage_of(e, key, klen) != NULL)
-        store_delete(e->store, key, klen, engine_now_ms());
+        store_delete(e->store, key, klen, store_now_ms(e));
 }
 
 int engine_set(Engine *e, const char *key, size_t klen, const char *val,
                size_t vlen, uint64_t ttl_ms)
 {
-    uint64_t now = engine_now_ms();
+    uint64_t now = store_now_ms(e);
     journal_key(journal_for(e, key, klen), key, klen);
     if (klen + vlen > e->max_value) { /* as big as the store's: the old goes */
         store_delete(e->store, key, klen, now);
@@ -806,7 +815,7 @@ int engine_set(Engine *e, const char *key, size_t klen, const char *val,
 bool engine_delete(Engine *e, const char *key, size_t klen)
 {
     journal_key(journal_for(e, key, klen), key, klen);
-    bool removed = store_delete(e->store, key, klen, engine_now_ms());
+    bool removed = store_delete(e->store, key, klen, store_now_ms(e));
     if (removed)
         e->stats.deletes++;
     return removed;
@@ -814,7 +823,7 @@ bool engine_delete(Engine *e, const char *key, size_t klen)
 
 bool engine_exists(Engine *e, const char *key, size_t klen)
 {
-    return store_exists(e->store, key, klen, engine_now_ms());
+    return store_exists(e->store, key, klen, store_now_ms(e));
 }
 
 size_t engine_clear(Engine *e, const char *pattern, size_t plen)
@@ -840,7 +849,7 @@ size_t engine_clear(Engine *e, const char *pattern, size_t plen)
         journal_pattern(e->journal, pattern, plen);
     if (key != small)
         free(key);
-    size_t n = store_clear(e->store, pattern, plen, engine_now_ms());
+    size_t n = store_clear(e->store, pattern, plen, store_now_ms(e));
     e->stats.deletes += n;
     return n;
 }

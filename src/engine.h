@@ -205,6 +205,14 @@ int engine_flush(Engine *e, const RedisConfig *cfg, uint64_t timeout_ms,
 /* Milliseconds on the engine's monotonic clock (CLOCK_MONOTONIC). */
 uint64_t engine_now_ms(void);
 
+/* Moves this engine's memory-store clock `ms` forward, for tests that make
+** TTLs expire without sleeping (cache.testing): every expiry, TTL left and
+** sweep of the store then reads engine_now_ms() plus the sum advanced (it
+** saturates at ENGINE_CLOCK_OFFSET_MAX). Redis's TTLs, timers, backoff and
+** log pacing keep real time. Returns the new sum. */
+#define ENGINE_CLOCK_OFFSET_MAX ((uint64_t)1 << 62)
+uint64_t engine_advance_clock(Engine *e, uint64_t ms);
+
 /* The memory store's get/set/delete/exists/clear, for when Redis is not
 ** in use (writes are journaled once the engine has connected). */
 

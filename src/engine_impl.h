@@ -44,6 +44,7 @@ struct Engine {
     int open_handles;       /* the engine is freed when this reaches 0 */
     EngineStats stats;
     uint64_t coarse_slack_ms; /* how far the coarse clock may lag */
+    uint64_t clock_offset_ms; /* engine_advance_clock: added to the store's */
     size_t max_value;         /* key + value bytes a set accepts */
     Mode mode;
     Backend *backend;    /* NULL until connect, and after disconnect */
@@ -145,6 +146,12 @@ typedef struct Op {
 typedef void (*memory_fn)(const OpArgs *a);
 
 /* -- engine.c: modes, errors, logging, the memory store's answers -------- */
+
+/* The memory store's clock: engine_now_ms() plus what tests advanced. */
+static inline uint64_t store_now_ms(const Engine *e)
+{
+    return engine_now_ms() + e->clock_offset_ms;
+}
 
 void set_mode(Engine *e, Mode mode);
 void set_last_error(Engine *e, int code, const char *msg);

@@ -489,6 +489,18 @@ static int core_stats(lua_State *L)
     return 1;
 }
 
+/* core.advance_clock(m, ms) -> total ms: moves the manager's memory-store
+** clock forward (cache.testing.advance); ms = 0 only reads the total. */
+static int core_advance_clock(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    lua_Number ms = luaL_checknumber(L, 2);
+    luaL_argcheck(L, ms >= 0 && ms < 9.0e15, 2,
+                  "milliseconds must be >= 0 and < 9e15");
+    lua_pushnumber(L, (double)engine_advance_clock(m->engine, (uint64_t)ms));
+    return 1;
+}
+
 /* -- Codec ----------------------------------------------------------------
 ** Exposed for tools and specs: what the engine stores for a value. */
 
@@ -594,6 +606,7 @@ static const luaL_Reg core_funcs[] = {
     {"unlock", core_unlock},
     {"near_state", core_near_state},
     {"near_drain", core_near_drain},
+    {"advance_clock", core_advance_clock},
     {NULL, NULL},
 };
 

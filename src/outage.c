@@ -352,7 +352,7 @@ static bool collect(void *ud, const char *key, size_t klen, const char *val,
 static void drop_memory(Engine *e, const Outage *o)
 {
     struct Drop d = {e, o, NULL, NULL, 0, 0, false};
-    uint64_t now = engine_now_ms();
+    uint64_t now = store_now_ms(e);
     store_foreach(e->store, now, collect, &d);
     for (size_t i = 0; i < d.n; i++) {
         store_delete(e->store, d.keys[i], d.lens[i], now);
@@ -367,7 +367,7 @@ static void drop_memory(Engine *e, const Outage *o)
 void outages_switch_memory(Engine *e)
 {
     if (e->noutages == 0)
-        store_clear(e->store, "*", 1, engine_now_ms());
+        store_clear(e->store, "*", 1, store_now_ms(e));
     else
         drop_memory(e, NULL);
 }

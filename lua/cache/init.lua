@@ -113,10 +113,19 @@ end
 
 -- Managers ------------------------------------------------------------------
 
+local function no_env() return nil end
+
 -- cache.new and cache.with: `level` is the error level of the line to
--- blame for bad options.
-local function new_manager(opts, level)
-    local ok, cfg = pcall(config.resolve, opts)
+-- blame for bad options. `isolated` (cache.testing): settings from `opts`
+-- and the defaults alone (no environment, no .env), and connect() never
+-- reaches Redis.
+local function new_manager(opts, level, isolated)
+    local ok, cfg
+    if isolated then
+        ok, cfg = pcall(config.resolve, opts, no_env, "")
+    else
+        ok, cfg = pcall(config.resolve, opts)
+    end
     if not ok then
         error(cfg, level)
     end
@@ -132,6 +141,7 @@ local function new_manager(opts, level)
         near = false,           -- the near cache (cache.near), when on
         refreshing = {},        -- stale_ttl: keys being recomputed
         stale_served = 0,       -- stale_ttl: calls answered with a stale value
+        memory_only = isolated or false,
     }, mt)
     self.eptr = direct.engine(self.engine)
     if cfg.near then
@@ -185,6 +195,7 @@ _M._finish = finish
 -- @function Manager:connect
 function methods:connect()
     check_self(self, "connect")
+    if self.memory_only then return false end
     local ok, settings = pcall(config.redis, self.cfg)
     if not ok then
         error(settings, 2)
@@ -640,6 +651,21 @@ end
 
 _M.Manager = methods
 _M._mt = mt
+-- For cache.testing: an isolated manager (blame `level` frames above the
+-- caller), the default manager swapped (returns the previous one; nil:
+-- made from the environment again on next use), every live manager.
+_M._testing = {
+    new = function(opts, level)
+        local m = new_manager(opts, level + 2, true)
+        return m
+    end,
+    swap_default = function(m)
+        local old = default
+        default = m
+        return old
+    end,
+    live = live,
+}
 -- For cached/invalidate wrappers: user -> wrapper -> this -> create_default.
 _M._default_getter = function() return default or create_default(5) end
 cached.bind(_M)

@@ -129,12 +129,67 @@ static void test_engine_sweep_timer_removes_expired_entries_unasked(void)
     close_engine(&loop, e);
 }
 
+static void test_engine_advance_clock_expires_entries_without_sleeping(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    Engine *e = engine_new(&loop, &unlimited);
+    size_t vlen;
+    ASSERT_EQ_INT(CR_OK, engine_set(e, "k", 1, "\x01", 1, 300000));
+    ASSERT_EQ_INT(CR_OK, engine_set(e, "forever", 7, "\x02", 1, 0));
+    ASSERT_EQ_INT(299000, engine_advance_clock(e, 299000));
+    ASSERT_NOT_NULL(engine_get(e, "k", 1, &vlen));
+    ASSERT_TRUE(engine_exists(e, "k", 1));
+    ASSERT_EQ_INT(300000, engine_advance_clock(e, 1000));
+    ASSERT_NULL(engine_get(e, "k", 1, &vlen));
+    ASSERT_NOT_NULL(engine_get(e, "forever", 7, &vlen));
+    /* a TTL set after an advance counts from the advanced clock */
+    ASSERT_EQ_INT(CR_OK, engine_set(e, "k", 1, "\x01", 1, 2000));
+    engine_advance_clock(e, 1999);
+    ASSERT_TRUE(engine_exists(e, "k", 1));
+    engine_advance_clock(e, 1);
+    ASSERT_FALSE(engine_exists(e, "k", 1));
+    EngineStats st;
+    engine_stats(e, &st);
+    ASSERT_EQ_INT(2, st.store.expired);
+    /* the sum saturates instead of wrapping around */
+    ASSERT_TRUE(engine_advance_clock(e, UINT64_MAX) == ENGINE_CLOCK_OFFSET_MAX);
+    ASSERT_TRUE(engine_advance_clock(e, 5) == ENGINE_CLOCK_OFFSET_MAX);
+    ASSERT_NOT_NULL(engine_get(e, "forever", 7, &vlen));
+    close_engine(&loop, e);
+}
+
+static void test_engine_sweep_reads_the_advanced_clock(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    Engine *e = engine_new(&loop, &unlimited);
+    for (int i = 0; i < 50; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "k%d", i);
+        engine_set(e, key, strlen(key), "\x01", 1, 60000);
+    }
+    engine_advance_clock(e, 60000);
+    uv_timer_t stop;
+    uv_timer_init(&loop, &stop);
+    uv_timer_start(&stop, on_stop, 3 * ENGINE_SWEEP_INTERVAL_MS, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&stop, NULL);
+    EngineStats st;
+    engine_stats(e, &st);
+    ASSERT_EQ_INT(0, st.store.keys);
+    ASSERT_EQ_INT(50, st.store.expired);
+    close_engine(&loop, e);
+}
+
 static const TestCase cases[] = {
     TEST_CASE(test_engine_counts_hits_misses_and_sets),
     TEST_CASE(test_engine_turns_a_corrupt_hit_into_a_counted_miss),
     TEST_CASE(test_engine_expires_an_entry_at_its_ttl_to_the_millisecond),
     TEST_CASE(test_engine_counts_a_set_larger_than_the_store_as_an_error),
     TEST_CASE(test_engine_sweep_timer_removes_expired_entries_unasked),
+    TEST_CASE(test_engine_advance_clock_expires_entries_without_sleeping),
+    TEST_CASE(test_engine_sweep_reads_the_advanced_clock),
     {NULL, NULL},
 };
 
