@@ -80,6 +80,13 @@ describe("the LDoc reference (make docs)", function()
         assert.is_truthy(html:find("<code>", 1, true))
     end)
 
+    it("documents every public function of cache.testing", function()
+        local set = anchors("cache.testing")
+        for _, name in ipairs(public_functions(require "cache.testing")) do
+            assert.is_true(set[name] or false, "cache.testing." .. name .. " has no entry")
+        end
+    end)
+
     it("documents every public function of cachert and every task method", function()
         local cachert = require "cachert"
         local set = anchors("cachert")

@@ -1,11 +1,13 @@
--- cache.testing -- for users' own specs: isolated managers and a clock
--- that tests move forward instead of sleeping.
+--- For users' own specs: isolated managers and a clock that tests move
+-- forward instead of sleeping. The guide is docs/testing.md.
 --
---   local testing = require "cache.testing"
---   before_each(testing.setup)     -- a fresh, memory-only default manager
---   after_each(testing.teardown)   -- the previous default back
---   ... testing.advance(301)       -- a 300 s TTL has now expired
+--     local testing = require "cache.testing"
+--     before_each(testing.setup)     -- a fresh, memory-only default manager
+--     after_each(testing.teardown)   -- the previous default back
+--     ... testing.advance(301)       -- a 300 s TTL has now expired
 --
+-- @module cache.testing
+
 -- A test manager is memory only: its settings come from its options and
 -- the defaults alone (neither the environment nor .env is read, so a
 -- REDIS_URL there changes nothing) and connect() returns false without
@@ -65,9 +67,12 @@ local function new_test_manager(opts, level)
     return m
 end
 
---- testing.new(opts?) -> a fresh memory-only manager with its own store.
--- opts: namespace, default_ttl, max_items, max_memory, max_value_bytes,
--- codec, log_level (as for cache.new; nothing from the environment).
+--- A fresh memory-only manager with its own store; nothing comes from
+-- the environment or `.env`, and `connect()` returns false.
+-- @tparam[opt] table opts namespace, default_ttl, max_items, max_memory,
+-- max_value_bytes, codec, log_level (as for `cache.new`)
+-- @treturn cache.Manager
+-- @raise any other option (they are Redis's)
 function _M.new(opts)
     check_options(opts, "new", 2)
     local m = new_test_manager(opts, 2)
@@ -78,9 +83,11 @@ end
 -- none yet; cache makes one from the environment on first use).
 local saved = {}
 
---- testing.setup(opts?) -> manager: a fresh test manager becomes the
--- default one (cache.get, cache.cached(...) without cache=, ...) until
--- teardown(). Calls nest.
+--- Makes a fresh test manager the default one (`cache.get`,
+-- `cache.cached(...)` without `cache=`, ...) until `teardown()`. Calls
+-- nest. Fits busted's `before_each(testing.setup)`.
+-- @tparam[opt] table opts as for `new`
+-- @treturn cache.Manager the new default manager
 function _M.setup(opts)
     check_options(opts, "setup", 2)
     local m = new_test_manager(opts, 2)
@@ -88,7 +95,8 @@ function _M.setup(opts)
     return m
 end
 
---- testing.teardown(): the default manager setup() replaced is back.
+--- Brings back the default manager that the last `setup()` replaced.
+-- @raise when there is no `setup()` to undo
 function _M.teardown()
     local n = #saved
     if n == 0 then
@@ -106,9 +114,12 @@ local function finish(depth, ok, ...)
     return ...
 end
 
---- testing.isolate(fn, opts?) -> fn's results: runs fn(manager) with a
--- fresh test manager as the default one, restoring the previous default
--- afterwards, also when fn raises (the error is re-raised).
+--- Runs `fn(manager)` with a fresh test manager as the default one, and
+-- restores the previous default afterwards, also when `fn` raises (the
+-- error is re-raised).
+-- @tparam function fn
+-- @tparam[opt] table opts as for `new`
+-- @return fn's results
 function _M.isolate(fn, opts)
     if not is_callable(fn) then
         error("cache.testing.isolate: fn must be callable, got " .. type(fn), 2)
@@ -121,9 +132,11 @@ end
 
 local MAX_SECONDS = 9e12    -- cache.core takes less than 9e15 ms at a time
 
---- testing.advance(seconds) -> testing.now(): moves the memory-store clock
--- of every live manager `seconds` forward (fractions allowed, rounded to
--- the millisecond), so entries expire without sleeping.
+--- Moves the memory-store clock of every live manager forward, so entries
+-- expire without sleeping (TTLs, `neg_ttl`, `stale_ttl` windows). Redis
+-- TTLs, `cachert.sleep` and timers keep real time.
+-- @tparam number seconds >= 0, fractions allowed (rounded to the millisecond)
+-- @treturn number `testing.now()`
 function _M.advance(seconds)
     if type(seconds) ~= "number" or seconds ~= seconds then
         error("cache.testing.advance: seconds must be a number, got "
@@ -145,13 +158,15 @@ function _M.advance(seconds)
     return _M.now()
 end
 
---- testing.now() -> seconds: the test clock, the monotonic clock
--- (cachert.now()) plus everything advance() added. Test managers read it.
+--- The test clock: the monotonic clock (`cachert.now()`) plus everything
+-- `advance()` added.
+-- @treturn number seconds
 function _M.now()
     return sched.now() + advanced_ms / 1000
 end
 
---- testing.advanced() -> seconds advance() added so far, in all.
+--- How far `advance()` has moved the clock, in all.
+-- @treturn number seconds
 function _M.advanced()
     return advanced_ms / 1000
 end
