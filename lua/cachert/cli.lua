@@ -340,9 +340,10 @@ end
 -- fails with EXIT.usage for a malformed setting, EXIT.redis when Redis
 -- cannot be used.
 local function connect(opts)
-    -- one connection is all a command uses
+    -- one connection is all a command uses; a near cache would only add
+    -- tracking traffic
     local ok, c = pcall(cache.new, { url = opts.url, namespace = opts.namespace,
-                                    pool_size = 1 })
+                                    pool_size = 1, near = false })
     if not ok then fail(EXIT.usage, "configuration: " .. tostring(c)) end
     local settings
     ok, settings = pcall(config.redis, c.cfg, true)
