@@ -105,6 +105,7 @@ typedef struct EngineResult {
     size_t vlen;
     uint64_t count; /* clear: keys removed */
     int64_t ttl_ms; /* pttl: ms left, -1 without expiry, -2 missing */
+    const struct EngineScanPage *page; /* engine_scan_async only */
 } EngineResult;
 
 /* Called exactly once per *_async call, with the result (valid during the
@@ -174,6 +175,49 @@ int engine_lock_async(Engine *e, const char *key, size_t klen,
 int engine_unlock_async(Engine *e, const char *key, size_t klen,
                         const char *token, size_t tlen, engine_done_cb done,
                         void *ud);
+
+/* -- Inspection (inspect.c): listing keys, a node's INFO -------------------
+** For tools (the `cachert keys/clear/stats` commands) rather than the hot
+** path: they never fall back to the memory store midway. */
+
+/* What one step of engine_scan_async() found; every pointer is valid
+** during the callback only. */
+typedef struct EngineScanPage {
+    const char *const *keys; /* the matching keys of this step */
+    const size_t *klens;
+    size_t nkeys;
+    uint64_t unlinked; /* keys removed by this step (unlink) */
+    bool done;         /* the listing is complete: no next step */
+    size_t next_node;  /* else where the next step starts */
+    const char *next_cursor;
+    bool memory; /* the memory store answered (Redis not in use) */
+} EngineScanPage;
+
+#define ENGINE_SCAN_CURSOR_MAX 20 /* digits of a SCAN cursor (uint64) */
+
+/* One step of listing the keys matching the glob `pattern` (binary safe):
+** on Redis, SCAN `cursor` MATCH pattern COUNT `count` on node `node` (<
+** backend_nodes(); a Cluster's replicas are skipped), then, with `unlink`,
+** UNLINK of the keys found (counted in deletes). Start at node 0, cursor
+** "0"; each step's page says where the next one starts, until done. A key
+** may be listed twice and one written meanwhile may be missed, as with
+** SCAN. On the memory store (Redis not in use) one step lists every
+** matching key (and removes them with `unlink`). r->page is set on
+** success; a failure (the connection lost, a refusal such as NOPERM)
+** gives a status and a message, counted as an error, and never moves to
+** the memory store. `cursor` is digits only (else CR_EINVAL). Returns as
+** the *_async functions above. */
+int engine_scan_async(Engine *e, size_t node, const char *cursor,
+                      const char *pattern, size_t plen, size_t count,
+                      bool unlink, engine_done_cb done, void *ud);
+
+/* The INFO text of node `node` (< r->count, the number of nodes): r->val
+** and r->vlen; r->found is false for a node to skip (a Cluster replica).
+** Redis not in use: status CR_ECONNRESET, completed at once. `section`
+** (NUL-terminated, may be NULL for the default sections) is INFO's
+** argument. Returns as the *_async functions above. */
+int engine_info_async(Engine *e, size_t node, const char *section,
+                      engine_done_cb done, void *ud);
 
 /* The largest key + encoded value a set accepts (EngineConfig). */
 size_t engine_max_value_bytes(const Engine *e);

@@ -133,6 +133,7 @@ static const keyed_async_fn keyed_async[] = {
     [REQ_GET] = engine_get_async,       [REQ_GET_RESULTS] = engine_get_async,
     [REQ_DELETE] = engine_delete_async, [REQ_EXISTS] = engine_exists_async,
     [REQ_CLEAR] = engine_clear_async,   [REQ_PTTL] = engine_pttl_async,
+    [REQ_GET_RAW] = engine_get_async,
 };
 
 /* Starts a request of a one-key kind; the key is argument 2. */
@@ -188,6 +189,54 @@ static int core_set_raw(lua_State *L)
     memcpy(m->buf.data, val, vlen);
     m->buf.len = vlen;
     return run_request(L, m->engine, REQ_SET, NULL, 0, start_set);
+}
+
+/* core.get_raw(m, key) -> found, bytes: the stored bytes, undecoded */
+static int core_get_raw(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    luaL_checkstring(L, 2);
+    return run_request(L, m->engine, REQ_GET_RAW, NULL, 0, start_keyed);
+}
+
+static int start_scan(Engine *e, Req *r, lua_State *L)
+{
+    size_t plen;
+    size_t node = (size_t)lua_tonumber(L, 2);
+    const char *cursor = lua_tostring(L, 3);
+    const char *pattern = lua_tolstring(L, 4, &plen);
+    size_t count = (size_t)lua_tonumber(L, 5);
+    return engine_scan_async(e, node, cursor, pattern, plen, count,
+                             lua_toboolean(L, 6), on_req_done, r);
+}
+
+/* core.scan(m, node, cursor, pattern, count, unlink): one step of a key
+** listing (engine_scan_async); start at node 0, cursor "0". */
+static int core_scan(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    check_size_arg(L, 2, "node", MAX_SIZE_ARG, "2^53 - 1");
+    luaL_checkstring(L, 3);
+    luaL_checkstring(L, 4);
+    check_size_arg(L, 5, "count", 1e9, "1e9");
+    lua_settop(L, 6);
+    return run_request(L, m->engine, REQ_SCAN, NULL, 0, start_scan);
+}
+
+static int start_info(Engine *e, Req *r, lua_State *L)
+{
+    return engine_info_async(e, (size_t)lua_tonumber(L, 2), lua_tostring(L, 3),
+                             on_req_done, r);
+}
+
+/* core.info(m, node, section?): node `node`'s INFO text */
+static int core_info(lua_State *L)
+{
+    Manager *m = check_manager(L, 1);
+    check_size_arg(L, 2, "node", MAX_SIZE_ARG, "2^53 - 1");
+    luaL_optstring(L, 3, NULL);
+    lua_settop(L, 3);
+    return run_request(L, m->engine, REQ_INFO, NULL, 0, start_info);
 }
 
 /* core.delete(m, key) */
@@ -602,6 +651,9 @@ static const luaL_Reg core_funcs[] = {
     {"engine_ptr", core_engine_ptr},
     {"flush", core_flush},
     {"pttl", core_pttl},
+    {"get_raw", core_get_raw},
+    {"scan", core_scan},
+    {"info", core_info},
     {"lock", core_lock},
     {"unlock", core_unlock},
     {"near_state", core_near_state},

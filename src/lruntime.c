@@ -158,6 +158,31 @@ void detach_requests(const Runtime *rt, const Engine *e)
             r->engine = NULL;
 }
 
+/* Keeps a scan step's page in `r` (the keys packed in r->val). */
+static void copy_page(Req *r, const EngineScanPage *page)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < page->nkeys; i++)
+        total += sizeof(size_t) + page->klens[i];
+    r->val = malloc(total);
+    if (r->val == NULL) {
+        r->status = CR_ENOMEM;
+        return;
+    }
+    char *p = r->val;
+    for (size_t i = 0; i < page->nkeys; i++) {
+        memcpy(p, &page->klens[i], sizeof(size_t));
+        memcpy(p + sizeof(size_t), page->keys[i], page->klens[i]);
+        p += sizeof(size_t) + page->klens[i];
+    }
+    r->vlen = (size_t)(p - r->val);
+    r->nkeys = page->nkeys;
+    r->more = !page->done;
+    r->node = page->next_node;
+    snprintf(r->cursor, sizeof(r->cursor), "%s", page->next_cursor);
+    r->memory = page->memory;
+}
+
 void on_req_done(void *ud, const EngineResult *res)
 {
     Req *r = ud;
@@ -168,6 +193,8 @@ void on_req_done(void *ud, const EngineResult *res)
     r->ttl_ms = res->ttl_ms;
     if (res->err != NULL)
         snprintf(r->err, sizeof(r->err), "%s", res->err);
+    if (res->page != NULL)
+        copy_page(r, res->page);
     if (res->val != NULL) {
         r->val = malloc(res->vlen ? res->vlen : 1);
         if (r->val != NULL) {
@@ -186,6 +213,41 @@ void on_req_connected(void *ud, bool using_redis)
     EngineResult res = {0};
     res.found = using_redis;
     on_req_done(ud, &res);
+}
+
+/* [-0, +n, m] The results of a scan step or an INFO request. */
+static int push_inspection(lua_State *L, const Req *r)
+{
+    if (r->status != CR_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, r->err[0] ? r->err : cr_strerror(r->status));
+        return 2;
+    }
+    if (r->kind == REQ_INFO) {
+        if (r->found)
+            lua_pushlstring(L, r->val, r->vlen);
+        else
+            lua_pushboolean(L, 0);
+        lua_pushnumber(L, (lua_Number)r->count);
+        return 2;
+    }
+    lua_createtable(L, (int)r->nkeys, 0);
+    const char *p = r->val;
+    for (size_t i = 0; i < r->nkeys; i++) {
+        size_t klen;
+        memcpy(&klen, p, sizeof(klen));
+        lua_pushlstring(L, p + sizeof(klen), klen);
+        lua_rawseti(L, -2, (int)i + 1);
+        p += sizeof(klen) + klen;
+    }
+    if (r->more)
+        lua_pushnumber(L, (lua_Number)r->node);
+    else
+        lua_pushnil(L);
+    lua_pushstring(L, r->cursor);
+    lua_pushnumber(L, (lua_Number)r->count);
+    lua_pushstring(L, r->memory ? "memory" : "redis");
+    return 5;
 }
 
 /* [-0, +n, m] Pushes a finished request's results; returns how many. */
@@ -219,6 +281,15 @@ static int push_results(lua_State *L, Req *r)
     case REQ_CLEAR:
         lua_pushnumber(L, (lua_Number)r->count);
         return 1;
+    case REQ_GET_RAW:
+        lua_pushboolean(L, r->found && r->status == CR_OK);
+        if (!r->found || r->status != CR_OK)
+            return 1;
+        lua_pushlstring(L, r->val, r->vlen);
+        return 2;
+    case REQ_SCAN:
+    case REQ_INFO:
+        return push_inspection(L, r);
     case REQ_PTTL:
         lua_pushnumber(L, r->status == CR_OK ? (lua_Number)r->ttl_ms : -2);
         return 1;

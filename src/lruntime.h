@@ -60,6 +60,10 @@ typedef struct Runtime {
 **   set: ok, err      delete, exists: boolean      clear: count
 **   connect: using_redis      pttl: milliseconds (-1: none, -2: missing)
 **   lock: taken               unlock: released
+**   get_raw: found, bytes (undecoded)
+**   scan: keys, next_node, next_cursor, unlinked, where ("redis" or
+**         "memory"); next_node nil when done | nil, err
+**   info: text, nodes | false (a node to skip), nodes | nil, err
 ** Lua never holds a pointer to a request: a heap Req lives in the Runtime's
 ** list until core.finish(id) finds it there and frees it, so a second
 ** finish, an unknown id or a value of another type raises instead of
@@ -77,7 +81,10 @@ enum {
     REQ_FLUSH,
     REQ_PTTL,
     REQ_LOCK,
-    REQ_UNLOCK
+    REQ_UNLOCK,
+    REQ_GET_RAW,
+    REQ_SCAN,
+    REQ_INFO
 };
 
 struct Req {
@@ -94,7 +101,14 @@ struct Req {
     uint64_t count;
     int64_t ttl_ms;           /* pttl */
     EngineJournalCounts left; /* flush: what Redis was not told */
-    char *val;                /* get: a copy of the value's bytes */
+    char *val;                /* get, info: a copy of the value's bytes;
+                                 scan: the keys, each a size_t length then
+                                 its bytes */
+    size_t nkeys;             /* scan */
+    size_t node;              /* scan: the next step's node, cursor */
+    char cursor[ENGINE_SCAN_CURSOR_MAX + 1];
+    bool more;   /* scan: not done */
+    bool memory; /* scan: the memory store answered */
     size_t vlen;
     char err[160];
     const char *key; /* get: for engine_get_corrupt; the Lua string's

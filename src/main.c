@@ -18,6 +18,7 @@
 ** only when no interactive prompt will run (see evloop.h); at the prompt
 ** they keep their default action, as in luajit.
 */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,23 @@ static const char usage_text[] =
     "  -         Execute stdin and stop handling options.\n"
     "With no script, starts an interactive prompt (like luajit); when stdin "
     "is\n"
-    "not a terminal, executes it instead.\n";
+    "not a terminal, executes it instead.\n"
+    "\n"
+    "usage: " PROGNAME " get KEY | keys PATTERN | clear PATTERN | stats | "
+    "help [command]\n"
+    "Inspects the cache in Redis (see '" PROGNAME " help', docs/cli.md):\n"
+    "  get KEY        Print a key's value, decoded, and its TTL.\n"
+    "  keys PATTERN   List the keys matching a glob (SCAN), --limit N.\n"
+    "  clear PATTERN  Delete the keys matching a glob (SCAN + UNLINK).\n"
+    "  stats          Print the server's and the cache's figures.\n"
+    "  help           Print the commands' options and exit codes.\n"
+    "To run a script named like a command, give its path (./get) or put\n"
+    "-- before it (" PROGNAME " -- get).\n";
+
+/* The inspection commands (lua/cachert/cli.lua): a first non-option
+** argument naming one runs it instead of a script. */
+static const char *const subcommands[] = {"get",   "keys", "clear",
+                                          "stats", "help", NULL};
 
 /* -- Helpers ------------------------------------------------------------ */
 
@@ -215,6 +232,29 @@ static int run_string(lua_State *L, const char *code, const char *name)
     return run_main_task(L, 0);
 }
 
+static bool is_subcommand(const char *a)
+{
+    for (const char *const *c = subcommands; *c != NULL; c++)
+        if (strcmp(a, *c) == 0)
+            return true;
+    return false;
+}
+
+/* Runs cachert.cli's main(name, args...) as the main task. */
+static int run_subcommand(lua_State *L, char **argv, int argc, int first)
+{
+    static const char code[] = "return require('cachert.cli').main(...)";
+    if (luaL_loadbuffer(L, code, sizeof(code) - 1, "=cachert.cli") != 0) {
+        report(L);
+        return 1;
+    }
+    int nargs = argc - first;
+    luaL_checkstack(L, nargs, "too many arguments");
+    for (int i = first; i < argc; i++)
+        lua_pushstring(L, argv[i]);
+    return run_main_task(L, nargs);
+}
+
 static int require_library(lua_State *L, const char *name)
 {
     lua_getglobal(L, "require");
@@ -338,10 +378,12 @@ int main(int argc, char **argv)
 
     /* First pass: find where options stop and the script starts. */
     int script = argc, want_repl = 0, ran_something = 0, has_chunk = 0, i;
+    bool subcommand = false;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-') {
             script = i;
+            subcommand = is_subcommand(a); /* never after "--" */
             break;
         }
         if (strcmp(a, "--") == 0) {
@@ -391,7 +433,10 @@ int main(int argc, char **argv)
             status = require_library(L, argv[++i]);
         }
     }
-    if (status == 0 && script < argc) {
+    if (status == 0 && subcommand) {
+        status = run_subcommand(L, argv, argc, script);
+        ran_something = 1;
+    } else if (status == 0 && script < argc) {
         const char *path = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
         status = run_chunk_from_file(L, path, argv, argc, script + 1);
         ran_something = 1;

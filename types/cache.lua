@@ -128,6 +128,16 @@ function Manager:exists(key) end
 ---@return integer removed
 function Manager:clear(pattern) end
 
+---One step of listing the keys matching a Redis glob (namespace removed):
+---SCAN on Redis (every Cluster primary in turn), the whole memory store at
+---once without Redis. Start with "0"; done when "0" comes back.
+---@param pattern string Redis glob
+---@param cursor? string "0" (default) or a cursor scan returned
+---@param count? integer SCAN's COUNT hint (default 1000)
+---@return string|nil next_cursor "0" when the listing is complete; nil on failure
+---@return string[]|string keys the keys of this step, or the error message
+function Manager:scan(pattern, cursor, count) end
+
 ---@return cache.Stats
 function Manager:stats() end
 
@@ -203,6 +213,14 @@ function cache.exists(key) end
 ---@param pattern? string
 ---@return integer removed
 function cache.clear(pattern) end
+
+---Manager:scan on the default manager.
+---@param pattern string Redis glob
+---@param cursor? string
+---@param count? integer
+---@return string|nil next_cursor
+---@return string[]|string keys
+function cache.scan(pattern, cursor, count) end
 
 ---@return cache.Stats
 function cache.stats() end

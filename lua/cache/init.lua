@@ -309,6 +309,97 @@ function methods:clear(pattern)
     return finish(self, core.clear(self.engine, pattern))
 end
 
+-- One step of a key listing: SCAN on Redis (node after node on a
+-- Cluster), the whole listing at once on the memory store. `cursor` is
+-- opaque to callers: "0" to start, and "0" again when done; it is the
+-- server's cursor, after "<node>:" past a Cluster's first node. Returns
+-- next_cursor, keys (namespace removed), keys unlinked, "redis" | "memory";
+-- or nil, err. With `unlink`, the keys found are also removed.
+local function scan_step(self, pattern, cursor, count, unlink)
+    local node, server_cursor = 0, cursor
+    local n, rest = cursor:match("^(%d+):(%d+)$")
+    if n then
+        node, server_cursor = tonumber(n), rest
+    elseif not cursor:match("^%d+$") then
+        error("cursor must be \"0\" or a cursor scan returned, got \"" .. cursor .. "\"", 3)
+    end
+    local ns = self.namespace
+    if ns ~= "" then
+        pattern = glob_escape(ns) .. pattern
+    end
+    if unlink and self.near then near.forget_pattern(self.near, pattern) end
+    local keys, next_node, next_cursor, unlinked, where =
+        finish(self, core.scan(self.engine, node, server_cursor, pattern, count, unlink))
+    if keys == nil then
+        return nil, next_node
+    end
+    if ns ~= "" then
+        local from = #ns + 1
+        for i = 1, #keys do keys[i] = keys[i]:sub(from) end
+    end
+    if next_node == nil then
+        next_cursor = "0"
+    elseif next_node > 0 then
+        next_cursor = ("%d:%s"):format(next_node, next_cursor)
+    end
+    return next_cursor, keys, unlinked, where
+end
+
+local function check_scan_args(pattern, cursor, count)
+    if type(pattern) ~= "string" then
+        error("pattern must be a string, got " .. type(pattern), 3)
+    end
+    if cursor == nil then
+        cursor = "0"
+    elseif type(cursor) ~= "string" then
+        error("cursor must be a string, got " .. type(cursor), 3)
+    end
+    if count == nil then
+        count = 1000
+    elseif type(count) ~= "number" or count < 1 or count > 1e9 or count % 1 ~= 0 then
+        error("count must be an integer from 1 to 1e9, got " .. tostring(count), 3)
+    end
+    return cursor, count
+end
+
+--- One step of listing the keys matching a glob pattern, in the namespace
+-- (the keys come back without it): SCAN on Redis (never KEYS), every
+-- Cluster primary in turn; the whole memory store at once when Redis is
+-- not in use. Start with cursor "0" (or nil); the listing is complete
+-- when "0" comes back.
+-- @tparam string pattern
+-- @tparam[opt="0"] string cursor
+-- @tparam[opt=1000] integer count SCAN's COUNT hint
+-- @treturn string next_cursor, or nil and an error (Redis failed: nothing
+-- is answered from the memory store instead)
+-- @treturn {string,...} keys
+-- @function Manager:scan
+function methods:scan(pattern, cursor, count)
+    check_self(self, "scan")
+    cursor, count = check_scan_args(pattern, cursor, count)
+    local next_cursor, keys = scan_step(self, pattern, cursor, count, false)
+    return next_cursor, keys
+end
+
+-- For the `cachert` commands (lua/cachert/cli.lua): a scan step that also
+-- unlinks what it found (a clear with progress), and a node's INFO.
+_M._inspect = {
+    scan = function(self, pattern, cursor, count, unlink)
+        check_self(self, "scan")
+        cursor, count = check_scan_args(pattern, cursor, count)
+        return scan_step(self, pattern, cursor, count, unlink)
+    end,
+    info = function(self, node, section)
+        return finish(self, core.info(self.engine, node, section))
+    end,
+    get_raw = function(self, key)
+        return finish(self, core.get_raw(self.engine, check_key(self, key)))
+    end,
+    pttl = function(self, key)
+        return finish(self, core.pttl(self.engine, check_key(self, key)))
+    end,
+}
+
 --- Reads several values at once.
 -- @tparam {string|number,...} keys an array (with `.n` when it has holes)
 -- @treturn table the values in the same order, absent ones `nil`, with `.n`
@@ -509,11 +600,14 @@ _M.key = cached.key
 --- The same function as `stats`.
 -- @function get_stats
 
+--- `cache.default():scan(pattern, cursor, count)`: next_cursor, keys.
+-- @function scan
+
 -- Every method is also a module function on the default manager. Tail
 -- calls keep error levels pointing at the caller's line.
 for _, name in ipairs { "connect", "disconnect", "get", "set", "delete",
                         "exists", "clear", "mget", "mset", "stats",
-                        "get_stats" } do
+                        "get_stats", "scan" } do
     local method = methods[name]
     _M[name] = function(...)
         return method(default or create_default(4), ...)
