@@ -53,6 +53,7 @@ local epoch = 1                 -- see _exit
 local hooks = {}                -- at_exit functions, in registration order
 local exiting = false           -- _exit has begun
 local signalled                 -- the first signal's number, once reported
+local listeners = {}            -- id -> fn: ids reported again and again (_listen)
 
 -- A private name for clock_gettime, so that a script's own cdef of it
 -- (with its own struct timespec) cannot clash with this one.
@@ -197,6 +198,8 @@ local function poll(block)
         sleepers[id] = nil
         if id < 0 then
             signalled = signalled or -id   -- a signal (src/evloop.h)
+        elseif listeners[id] then
+            listeners[id]()        -- a server's requests: answered here
         elseif who == nil then
             early[id] = true       -- its waiter has not called wait() yet
         elseif who.task then
@@ -333,6 +336,20 @@ function _M.wait(id)
             error("wait: deadlock, nothing will report " .. id, 2)
         end
     end
+end
+
+-- Low level: fn() is called from the loop's poll each time it reports
+-- `id` (not in a task: it must not wait, and must not raise), until
+-- _listen(id, nil). For sources that wake the scheduler without keeping it
+-- running, as the metrics endpoint (cache.metrics) does.
+function _M._listen(id, fn)
+    listeners[id] = fn
+end
+
+--- Serves cache.metrics() over HTTP on the loop (see cache.metrics.serve
+-- and docs/metrics.md); returns the server, or nil and a message.
+function _M.serve_metrics(opts)
+    return require("cache.metrics").serve(opts, 3)
 end
 
 --- Monotonic time in seconds (a float).

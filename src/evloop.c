@@ -201,6 +201,11 @@ bool evloop_wake(EvLoop *s, int64_t id)
     return push_woken(s, id);
 }
 
+bool evloop_notify(EvLoop *s, int64_t id)
+{
+    return push_woken(s, id);
+}
+
 int evloop_timer(EvLoop *s, uint64_t ms, int64_t id)
 {
     SleepTimer *t = malloc(sizeof(*t));

@@ -81,6 +81,11 @@ void evloop_begin(EvLoop *s);
 ** next evloop_poll(). Returns false when out of memory. */
 bool evloop_wake(EvLoop *s, int64_t id);
 
+/* Reports `id` in the next evloop_poll() without a request: for a source
+** that wakes the scheduler now and then (a server's requests), and must
+** not keep polls waiting for it. Returns false when out of memory. */
+bool evloop_notify(EvLoop *s, int64_t id);
+
 /* Runs one loop iteration, waiting for an event when `block` is true and
 ** a timer or a request is pending (idle connections alone never make a
 ** poll wait). A poll that does not wait still runs the due timers and the

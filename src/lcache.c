@@ -21,6 +21,7 @@
 #include "engine.h"
 #include "lcache.h"
 #include "ldirect.h"
+#include "lhttpd.h"
 #include "lruntime.h"
 #include "log.h"
 #include "status.h"
@@ -687,6 +688,7 @@ CR_EXPORT int luaopen_cache_core(lua_State *L)
         add_function(L, f);
     for (const luaL_Reg *f = runtime_funcs; f->name != NULL; f++)
         add_function(L, f);
+    lhttpd_open(L);
     lua_pushinteger(L, CODEC_MAX_DEPTH);
     lua_setfield(L, -2, "MAX_DEPTH");
     return 1;

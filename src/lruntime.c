@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lhttpd.h"
 #include "log.h"
 #include "status.h"
 
@@ -419,6 +420,7 @@ static int core_poll(lua_State *L)
 static int runtime_gc(lua_State *L)
 {
     Runtime *rt = lua_touserdata(L, 1);
+    lhttpd_close_all(rt);
     evloop_close(&rt->sched);
     while (rt->head != NULL) /* begun, never finished: the state is gone */
         req_free(rt->head);

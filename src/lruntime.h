@@ -29,6 +29,7 @@
 #define MAX_SIZE_ARG 9007199254740991.0
 
 typedef struct Req Req;
+struct HttpBinding; /* lhttpd.c */
 
 /* A log message waiting for the Lua handler. */
 typedef struct LogEntry {
@@ -49,6 +50,8 @@ typedef struct Runtime {
     /* Heap requests not finished yet, oldest (smallest id) first: ids only
     ** grow and new requests go at the tail, so the list stays sorted. */
     Req *head, *tail;
+    /* Metrics servers still open (lhttpd.c): closed before the loop. */
+    struct HttpBinding *servers;
 } Runtime;
 
 /* -- Requests -------------------------------------------------------------

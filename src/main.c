@@ -46,6 +46,9 @@ static const char usage_text[] =
     "  -i        Enter interactive mode after executing 'script'.\n"
     "  -v        Show version information (also --version).\n"
     "  -h        Show this help (also --help).\n"
+    "  --metrics HOST:PORT  Serve cache.metrics() (Prometheus) at\n"
+    "            http://HOST:PORT/metrics while the program runs ([::1]:PORT\n"
+    "            for IPv6; only that address is bound).\n"
     "  --        Stop handling options.\n"
     "  -         Execute stdin and stop handling options.\n"
     "With no script, starts an interactive prompt (like luajit); when stdin "
@@ -123,6 +126,31 @@ static int run_main_task(lua_State *L, int nargs)
     }
     lua_remove(L, tb);
     return status;
+}
+
+/* --metrics HOST:PORT: cachert.serve_metrics(address) before anything
+** runs. Returns 0, or 1 after printing why (a malformed address raises, a
+** bind failure returns nil and a message). */
+static int start_metrics(lua_State *L, const char *address)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cachert");
+    int rc = lua_pcall(L, 1, 1, 0);
+    if (rc == 0) {
+        lua_getfield(L, -1, "serve_metrics");
+        lua_remove(L, -2);
+        lua_pushstring(L, address);
+        rc = lua_pcall(L, 1, 2, 0);
+    }
+    if (rc == 0 && !lua_isnil(L, -2)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, PROGNAME ": --metrics %s: %s\n", address,
+            msg != NULL ? msg : "(error object)");
+    lua_settop(L, 0);
+    return 1;
 }
 
 static int loader_embedded(lua_State *L)
@@ -379,6 +407,7 @@ int main(int argc, char **argv)
     /* First pass: find where options stop and the script starts. */
     int script = argc, want_repl = 0, ran_something = 0, has_chunk = 0, i;
     bool subcommand = false;
+    const char *metrics = NULL;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-') {
@@ -403,6 +432,16 @@ int main(int argc, char **argv)
             }
             has_chunk |= a[1] == 'e';
             i++;
+        } else if (strcmp(a, "--metrics") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, PROGNAME ": '%s' needs an argument\n%s", a,
+                        usage_text);
+                lua_close(L);
+                return 1;
+            }
+            metrics = argv[++i];
+        } else if (strncmp(a, "--metrics=", 10) == 0) {
+            metrics = a + 10;
         } else if (strcmp(a, "-i") == 0) {
             want_repl = 1;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
@@ -424,6 +463,10 @@ int main(int argc, char **argv)
         (ran_something || has_chunk || script < argc || !isatty(STDIN_FILENO)))
         evloop_catch_signals(); /* no prompt will run */
 
+    if (metrics != NULL && start_metrics(L, metrics) != 0) {
+        lua_close(L);
+        return 1;
+    }
     int status = 0;
     for (i = 1; i < script && status == 0; i++) {
         if (strcmp(argv[i], "-e") == 0) {

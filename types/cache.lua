@@ -266,6 +266,13 @@ function cache.with(fn, options) end
 ---@return string
 function cache.glob_escape(text) end
 
+---Every live manager's stats() in the Prometheus text exposition format
+---0.0.4 (docs/metrics.md): counters cachert_*_total, gauges, one sample
+---per manager labelled namespace="..." and manager="default" or its
+---creation number.
+---@return string text
+function cache.metrics() end
+
 ---Redirects cachert's log messages; nil restores stderr.
 ---@param fn? fun(level: "error"|"warn"|"info"|"debug", message: string)
 function cache.on_log(fn) end

@@ -10,6 +10,24 @@ local Task = {}
 ---@return ...
 function Task:join() end
 
+---The options of cachert.serve_metrics.
+---@class cachert.MetricsOptions
+---@field host? string a numeric IPv4 or IPv6 address (default "127.0.0.1")
+---@field port integer 0 to 65535; 0: any free port
+---@field timeout? number seconds to receive a request, then to send the answer (default 5)
+---@field path? string the path served (default "/metrics")
+
+---A metrics endpoint started by cachert.serve_metrics.
+---@class cachert.MetricsServer
+---@field host string the bound address
+---@field port integer the bound port (the one chosen for port 0)
+---@field url string e.g. "http://127.0.0.1:9145/metrics"
+---@field closed boolean true after close()
+local MetricsServer = {}
+
+---Stops listening and closes every open connection. Idempotent.
+function MetricsServer:close() end
+
 ---@class cachert
 local cachert = {}
 
@@ -56,5 +74,13 @@ function cachert.wake(task, ...) end
 ---Low level: waits until the loop reports id (a timer or request id).
 ---@param id number
 function cachert.wait(id) end
+
+---Serves cache.metrics() at GET /metrics on the event loop, never keeping
+---the process alive; closes in the exit phase. nil and a message when the
+---address cannot be bound.
+---@param options cachert.MetricsOptions|string options, or "HOST:PORT" ("[::1]:PORT")
+---@return cachert.MetricsServer? server
+---@return string? err
+function cachert.serve_metrics(options) end
 
 return cachert

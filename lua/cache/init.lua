@@ -54,7 +54,9 @@ end
 -- Every manager alive, and the Redis settings of those that connected
 -- once (kept here, not in a field: they hold the password), for the
 -- journal's last chance at exit.
+-- (live[m] is m's creation number: cache.metrics lists them in that order.)
 local live = setmetatable({}, { __mode = "k" })
+local created = 0
 local redis_settings = setmetatable({}, { __mode = "k" })
 
 -- Helpers -------------------------------------------------------------------
@@ -147,7 +149,8 @@ local function new_manager(opts, level, isolated)
     if cfg.near then
         self.near = near.new(self.engine, cfg.near_max_items, cfg.near_max_memory)
     end
-    live[self] = true
+    created = created + 1
+    live[self] = created
     return self
 end
 
@@ -671,6 +674,12 @@ function _M.with(fn, opts)
         return ...
     end
     return close_and_return(pcall(fn, c))
+end
+
+--- cache.metrics() -> every live manager's stats() in the Prometheus text
+-- exposition format (docs/metrics.md).
+function _M.metrics()
+    return require("cache.metrics").render(live, default)
 end
 
 -- Logging -------------------------------------------------------------------
