@@ -346,8 +346,18 @@ function _M._listen(id, fn)
     listeners[id] = fn
 end
 
---- Serves cache.metrics() over HTTP on the loop (see cache.metrics.serve
--- and docs/metrics.md); returns the server, or nil and a message.
+--- Metrics.
+-- @section metrics
+
+--- Serves `cache.metrics()` at `GET /metrics` (or `path`) over HTTP on the loop
+-- (docs/metrics.md). The server never keeps the program alive; it closes
+-- at exit or with `server:close()`.
+-- @tparam table|string opts `host` (a numeric address; default "127.0.0.1"),
+-- `port` (0: an ephemeral port), `timeout` (seconds a client has to send
+-- its request; default 5), `path` (default "/metrics")
+-- @treturn table the server (`server.host`, `server.port`, `server:close()`),
+-- or nil and a message (e.g. the address is in use)
+-- @raise a malformed option, naming it
 function _M.serve_metrics(opts)
     return require("cache.metrics").serve(opts, 3)
 end

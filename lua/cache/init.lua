@@ -676,8 +676,10 @@ function _M.with(fn, opts)
     return close_and_return(pcall(fn, c))
 end
 
---- cache.metrics() -> every live manager's stats() in the Prometheus text
--- exposition format (docs/metrics.md).
+--- Every live manager's statistics in the Prometheus text exposition
+-- format 0.0.4: counters `cachert_<field>_total`, gauges, one `# HELP` and
+-- `# TYPE` per family, labels `namespace` and `manager` (docs/metrics.md).
+-- @treturn string
 function _M.metrics()
     return require("cache.metrics").render(live, default)
 end
