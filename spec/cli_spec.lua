@@ -531,4 +531,34 @@ describe("cachert keys/clear/stats on a Redis Cluster #redis", function()
         assert.matches("\nprimaries: " .. #primaries .. "\n", out)
         assert.matches("\nkeys: 50\n", out)
     end)
+
+    -- Last: it kills a primary. Its slots stay without an owner (its replica
+    -- may not fail over, the others keep serving theirs), so a manager
+    -- serves those slots from the memory store: a command must say it
+    -- cannot see them (exit 3), never "not found" from the empty store.
+    it("fails (exit 3) while a primary's slots are served from memory", function()
+        local victim = topo.primaries[1]
+        local key
+        for i = 1, 1000 do      -- a key the victim owns
+            local k = "cl:victim:" .. i
+            if cluster.slot_owners(victim)[cluster.slot_of(topo, k)] == victim then
+                key = k
+                break
+            end
+        end
+        assert.truthy(key)
+        local replica = cluster.replica_of(topo, victim)
+        cluster.cli(replica.port, "CONFIG SET cluster-replica-no-failover yes")
+        for _, node in ipairs(topo.nodes) do
+            cluster.cli(node.port, "CONFIG SET cluster-require-full-coverage no")
+        end
+        cluster.cli(victim, "SET " .. key .. " x")
+        helpers.stop_process(cluster.node_at(topo, victim).pid)
+        local env = "REDIS_URL=" .. url .. " CACHE_NAMESPACE=cl:"
+        local status, out, err = cachert(env, "get", key:sub(#"cl:" + 1))
+        assert.are.equal(3, status, out .. err)
+        assert.matches("no primary up", err)
+        status, out, err = cachert(env, "keys", "*")
+        assert.are.equal(3, status, out .. err)
+    end)
 end)

@@ -54,6 +54,11 @@ struct Httpd {
     bool signalled;   /* on_ready called and not yet responded to */
     bool closing;     /* httpd_close() was called */
     bool listener_up; /* the listener's close callback has not run */
+    /* A connection refused for want of memory is accepted into this and
+    ** closed at once: libuv stops watching a listener whose queued
+    ** connection is never accepted, which would end the endpoint. */
+    uv_tcp_t spare;
+    bool spare_busy; /* spare is open or closing */
 };
 
 /* -- Statuses ----------------------------------------------------------- */
@@ -88,7 +93,7 @@ static const char *reason(int status)
 
 static void maybe_free_server(Httpd *h)
 {
-    if (h->closing && !h->listener_up && h->nconns == 0) {
+    if (h->closing && !h->listener_up && h->nconns == 0 && !h->spare_busy) {
         free(h->path);
         free(h);
     }
@@ -112,13 +117,22 @@ static void on_conn_handle_closed(uv_handle_t *handle)
     maybe_free_server(h);
 }
 
+/* A waiting request is answered or gone. With none left, a later one
+** signals the owner again even if the owner never answered (its handler
+** failed): the endpoint does not stay stuck on 503s. */
+static void leave_waiting(Httpd *h)
+{
+    if (--h->nwaiting == 0)
+        h->signalled = false;
+}
+
 /* Closes both handles; pending writes and shutdowns get UV_ECANCELED. */
 static void conn_close(Conn *c)
 {
     if (c->state == CONN_CLOSING)
         return;
     if (c->state == CONN_WAITING)
-        c->h->nwaiting--;
+        leave_waiting(c->h);
     c->state = CONN_CLOSING;
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
@@ -190,7 +204,7 @@ static void conn_answer(Conn *c, int status, const char *extra_headers,
                      c->http10 ? 0 : 1, status, reason(status), content_type,
                      len, extra_headers);
     if (c->state == CONN_WAITING)
-        c->h->nwaiting--;
+        leave_waiting(c->h);
     c->state = CONN_WRITING;
     uv_read_stop((uv_stream_t *)&c->tcp);
     size_t body_len = c->head ? 0 : len;
@@ -329,6 +343,9 @@ static void conn_request(Conn *c, const char *end)
             conn_error(c, 400, "malformed request target\n");
             return;
         }
+    /* A HEAD gets no body, whatever the answer (errors included). */
+    size_t mlen = (size_t)(sp1 - p);
+    c->head = mlen == 4 && memcmp(p, "HEAD", 4) == 0;
     const char *ver = sp2 + 1;
     size_t vlen = (size_t)(line_end - ver);
     if (vlen != 8 || memcmp(ver, "HTTP/", 5) != 0 || ver[5] < '0' ||
@@ -363,8 +380,6 @@ static void conn_request(Conn *c, const char *end)
         conn_error(c, 404, text);
         return;
     }
-    size_t mlen = (size_t)(sp1 - p);
-    c->head = mlen == 4 && memcmp(p, "HEAD", 4) == 0;
     if (!c->head && !(mlen == 3 && memcmp(p, "GET", 3) == 0)) {
         conn_error(c, 405, "method not allowed: use GET\n");
         return;
@@ -417,14 +432,37 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* -- Listener ----------------------------------------------------------- */
 
+static void on_spare_closed(uv_handle_t *handle)
+{
+    Httpd *h = handle->data;
+    h->spare_busy = false;
+    maybe_free_server(h);
+}
+
+/* Accepts the queued connection and closes it (the client sees a reset).
+** With the spare still closing from the last refusal, the connection stays
+** queued: this is out of memory twice within one loop turn. */
+static void refuse_connection(Httpd *h, uv_stream_t *server)
+{
+    if (h->spare_busy)
+        return;
+    h->spare_busy = true;
+    uv_tcp_init(h->loop, &h->spare);
+    h->spare.data = h;
+    (void)uv_accept(server, (uv_stream_t *)&h->spare);
+    uv_close((uv_handle_t *)&h->spare, on_spare_closed);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     Httpd *h = server->data;
     if (status < 0 || h->closing)
         return;
     Conn *c = malloc(sizeof(*c) + h->cfg.max_request_bytes + 1);
-    if (c == NULL)
-        return; /* libuv keeps the connection queued until an accept */
+    if (c == NULL) {
+        refuse_connection(h, server);
+        return;
+    }
     memset(c, 0, sizeof(*c));
     c->h = h;
     uv_tcp_init(h->loop, &c->tcp);

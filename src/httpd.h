@@ -5,7 +5,8 @@
 ** It answers by itself everything but a good GET or HEAD of its path:
 ** 400 (malformed request), 404 (another path), 405 (another method), 408
 ** (request not complete in time), 431 (request line and headers over the
-** bound), 505 (HTTP other than 1.0 and 1.1). A good request waits for the
+** bound), 503 (the owner did not answer within the timeout), 505 (HTTP
+** other than 1.0 and 1.1). A good request waits for the
 ** owner, which is told through `on_ready` and answers every waiting request
 ** at once with httpd_respond(). Every answer carries Content-Length and
 ** `Connection: close`; the connection then closes (after a lingering read
@@ -47,10 +48,10 @@ typedef struct HttpdConfig {
 #define HTTPD_DEFAULT_MAX_CONNS         64
 
 /* Binds cfg->host:cfg->port and listens on `loop`. `cfg` is copied (its
-** strings too). Returns CR_OK and the server in *out, or CR_EINVAL (a host
-** that is not a numeric address) or another negative CR_E* code with a
-** message in `err` (e.g. "cannot listen on 127.0.0.1:9145: address
-** already in use"); nothing is left open on failure. */
+** strings too). Returns CR_OK and the server in *out; CR_ENOMEM; or
+** CR_EINVAL (a host that is not a numeric address, or the bind or listen
+** failed) with a message in `err` (e.g. "cannot listen on 127.0.0.1:9145:
+** address already in use"); nothing is left open on failure. */
 int httpd_open(uv_loop_t *loop, const HttpdConfig *cfg, Httpd **out, char *err,
                size_t errlen);
 

@@ -90,7 +90,11 @@ static void step_failed(ScanStep *st, int status, const redisReply *reply)
         count_error(e, status, text);
     EngineResult r = {0};
     r.status = status;
-    r.err = e->last_error[0] ? e->last_error : cr_strerror(status);
+    /* The server's own words when it gave some: last_error may be older
+    ** (or not set at all on a quiet engine). */
+    r.err = text != NULL       ? text
+            : e->last_error[0] ? e->last_error
+                               : cr_strerror(status);
     st->done(st->ud, &r);
     step_free(st);
 }
@@ -251,7 +255,7 @@ static void scan_memory(Engine *e, const char *pattern, size_t plen,
     KeyList l = {0};
     l.pattern = pattern;
     l.plen = plen;
-    store_foreach(e->store, engine_now_ms(), collect_key, &l);
+    store_foreach(e->store, store_now_ms(e), collect_key, &l);
     const char **keys = malloc((l.n + 1) * sizeof(*keys));
     size_t *klens = malloc((l.n + 1) * sizeof(*klens));
     if (l.oom || keys == NULL || klens == NULL) {
@@ -358,9 +362,10 @@ static void on_info(void *ud, int status, const redisReply *reply)
         r.val = reply->str;
         r.vlen = reply->len;
     } else {
-        count_error(e, reply_status(reply), reply_text(reply));
+        if (!e->quiet)
+            count_error(e, reply_status(reply), reply_text(reply));
         r.status = reply_status(reply);
-        r.err = e->last_error;
+        r.err = reply_text(reply) != NULL ? reply_text(reply) : e->last_error;
     }
     q->done(q->ud, &r);
     free(q);

@@ -287,7 +287,11 @@ function _M.serve(opts, level)
         if ok then
             core.httpd_respond(ud, 200, text, CONTENT_TYPE)
         else
-            core.httpd_respond(ud, 500, "cache.metrics() failed: " .. tostring(text) .. "\n")
+            -- An error object whose __tostring raises must not leave the
+            -- requests unanswered.
+            local said_ok, said = pcall(tostring, text)
+            core.httpd_respond(ud, 500, "cache.metrics() failed: "
+                .. (said_ok and type(said) == "string" and said or "(error object)") .. "\n")
         end
     end)
     cachert.at_exit(function() server:close() end)

@@ -360,10 +360,20 @@ end
 
 -- Fails (EXIT.redis) when the manager has left Redis meanwhile: what it
 -- answered came from the memory store.
-local function still_on_redis(c, addr)
+local function still_on_redis(c, addr, where, before_failing)
     local s = c:stats()
-    if not s.using_redis then
+    local cl = s.cluster
+    local broken = not s.using_redis or where == "memory"
+                   or (cl and cl.slots_on_memory > 0)
+    if broken and before_failing then before_failing() end
+    if not s.using_redis or where == "memory" then
         fail(EXIT.redis, ("lost Redis at %s: %s"):format(addr, s.last_error or "?"))
+    end
+    -- A Cluster with a primary down serves that primary's slots from the
+    -- memory store: an answer could be the empty store's.
+    if cl and cl.slots_on_memory > 0 then
+        fail(EXIT.redis, ("%d slots of the Cluster at %s have no primary up: %s")
+             :format(cl.slots_on_memory, addr, s.last_error or "?"))
     end
 end
 
@@ -426,11 +436,11 @@ function commands.keys(args)
     local c, addr = connect(opts)
     local cursor, shown, seen, cut = "0", 0, {}, false
     repeat
-        local next_cursor, keys = inspect.scan(c, pos[1], cursor, SCAN_COUNT, false)
+        local next_cursor, keys, _, where = inspect.scan(c, pos[1], cursor, SCAN_COUNT, false)
         if not next_cursor then
             fail(EXIT.redis, ("listing keys at %s failed: %s"):format(addr, keys))
         end
-        still_on_redis(c, addr)
+        still_on_redis(c, addr, where)
         local lines = {}
         for _, k in ipairs(keys) do
             if not seen[k] then           -- SCAN may return a key twice
@@ -485,13 +495,19 @@ function commands.clear(args)
         stderr:flush()
     end
     repeat
-        local next_cursor, keys, unlinked = inspect.scan(c, pattern, cursor, SCAN_COUNT, true)
+        local next_cursor, keys, unlinked, where =
+            inspect.scan(c, pattern, cursor, SCAN_COUNT, true)
         if not next_cursor then
             if tty then progress(true) end
             stdout:write(("deleted %d keys\n"):format(deleted))
             fail(EXIT.redis, ("clear at %s failed midway: %s"):format(addr, keys))
         end
-        still_on_redis(c, addr)
+        still_on_redis(c, addr, where, function()
+            if tty then progress(true) end
+            -- what this step unlinked in Redis counts; the memory store's not
+            local in_redis = where == "memory" and 0 or unlinked or 0
+            stdout:write(("deleted %d keys\n"):format(deleted + in_redis))
+        end)
         matched = matched + #keys
         deleted = deleted + unlinked
         cursor = next_cursor
@@ -541,10 +557,11 @@ end
 local function count_keys(c, addr, seconds)
     local deadline, n, cursor = sched.now() + seconds, 0, "0"
     repeat
-        local next_cursor, keys = inspect.scan(c, "*", cursor, SCAN_COUNT, false)
+        local next_cursor, keys, _, where = inspect.scan(c, "*", cursor, SCAN_COUNT, false)
         if not next_cursor then
             fail(EXIT.redis, ("counting keys at %s failed: %s"):format(addr, keys))
         end
+        still_on_redis(c, addr, where)
         n, cursor = n + #keys, next_cursor
     until cursor == "0" or sched.now() >= deadline
     return n, cursor == "0"
