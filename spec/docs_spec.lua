@@ -5,23 +5,12 @@
 --
 -- Run from the repository root (ctest and busted's .busted do).
 
+local helpers = require "helpers"
+
+local run, read = helpers.sh, helpers.slurp
+
 local function shell_quote(s)
     return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function run(cmd)
-    local p = assert(io.popen("( " .. cmd .. " ) 2>&1; echo \"__exit=$?\""))
-    local out = p:read("*a")
-    p:close()
-    local status = tonumber(out:match("__exit=(%d+)%s*$"))
-    return out:gsub("__exit=%d+%s*$", ""), status
-end
-
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
 end
 
 -- The public names of a table: functions whose name does not start with _.
