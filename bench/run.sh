@@ -16,6 +16,8 @@
 #         $OUT/raw.tsv (both), $OUT/summary.md (one table), $OUT/ratios.txt,
 #         $OUT/redis-cachert.log (the redis-server of cachert's W3),
 #         $OUT/redis-cachert-tls.log (the TLS redis-server of w3tls).
+# w3 also runs redis-benchmark -c 1 -P 1, -c 50 -P 1 and -c 50 -P 16 on cachert's
+# W3 server, and ratios.txt ends with issue 13's target table (met / NOT met).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -212,16 +214,30 @@ redis_start() {
     echo "redis-server did not come up on port $port" >&2
     exit 1
 }
+# Also on that server, interleaved with cachert's runs (run r of each before
+# run r + 1 of any): redis-benchmark -c 1 -P 1, -c 50 -P 1 and -c 50 -P 16
+# GET (anchors redis-benchmark-same-get-c<C>-P<P>) on the anchors' keyspace
+# (key:%012d), loaded beside cachert's: the server's ceiling for issue 13's
+# targets, measured against the same server in the same run.
 w3() {
-    local port=${W3_PORT:-$(free_port)} rcli
+    local port=${W3_PORT:-$(free_port)} rcli r
     rcli=(redis-cli -h 127.0.0.1 -p "$port")
     redis_start "$port"
     "${rcli[@]}" flushall >/dev/null
     timeout 60 "$CACHERT" "$ROOT/bench/w3_load.lua" 100000 | timeout 60 "${rcli[@]}" --pipe >/dev/null
-    echo "# preloaded $("${rcli[@]}" dbsize) keys (cachert MessagePack values) on port $port" >&2
-    for cp in "1 1" "50 1" "50 10" "50 50"; do
-        # shellcheck disable=SC2086
-        bench 60 "$CACHERT" "$ROOT/bench/w3_get.lua" $cp "$port"
+    timeout 60 "$PY" "$SHARED_BENCH/lib/load_keys.py" 100000 0 12 \
+        | timeout 60 "${rcli[@]}" --pipe >/dev/null
+    echo "# preloaded $("${rcli[@]}" dbsize) keys (cachert's and redis-benchmark's) on port $port" >&2
+    local all_runs=$RUNS
+    for r in $(seq "$all_runs"); do
+        echo "# W3 round $r/$all_runs" >&2
+        RUNS=1 bench 60 "$ROOT/bench/w3x_redis_benchmark.sh" W3 "$port" 1 1
+        RUNS=1 bench 60 "$CACHERT" "$ROOT/bench/w3_get.lua" 1 1 "$port"
+        RUNS=1 bench 60 "$ROOT/bench/w3x_redis_benchmark.sh" W3 "$port" 50 1
+        for pool in 1 10 50; do
+            RUNS=1 bench 60 "$CACHERT" "$ROOT/bench/w3_get.lua" 50 "$pool" "$port"
+        done
+        RUNS=1 bench 60 "$ROOT/bench/w3x_redis_benchmark.sh" W3 "$port" 50 16
     done
     redis_stop
 }
@@ -339,6 +355,62 @@ ratio() {
         printf "%-58s %8.3f  (target %s %s: %s)\n", l, r, op, t, ok ? "met" : "NOT met" }'
 }
 
+# Issue 13's targets, from cachert's W3 server alone (cachert's runs and
+# redis-benchmark's "same" runs on it, interleaved): the medians, each row
+# met or NOT met. W3 c=50 is the default pool (pool10).
+w3_targets() {
+    local s50 s1 p50 cp1 rb1 rb50 rb16 b50 b1 bv50 cpu50 cpu1
+    s50=$(median W3 cachert-get-c50-pool10 ops_per_s)
+    s1=$(median W3 cachert-get-c1-pool1 ops_per_s)
+    p50=$(median W3 cachert-get-c50-pool10 p50_us)
+    cp1=$(median W3 cachert-get-c1-pool1 p50_us)
+    rb1=$(median W3 redis-benchmark-same-get-c1-P1 ops_per_s)
+    rb50=$(median W3 redis-benchmark-same-get-c50-P1 ops_per_s)
+    rb16=$(median W3 redis-benchmark-same-get-c50-P16 ops_per_s)
+    b50=$(median W3 cachert-get-c50-pool10 lua_bytes_per_get)
+    bv50=$(median W3 cachert-get-c50-pool10 lua_bytes_per_get_beyond_value)
+    b1=$(median W3 cachert-get-c1-pool1 lua_bytes_per_get)
+    cpu50=$(median W3 cachert-get-c50-pool10 cpu_us_per_get)
+    cpu1=$(median W3 cachert-get-c1-pool1 cpu_us_per_get)
+    echo
+    echo "Issue 13 targets (W3 on cachert's server; redis-benchmark GET on the same server, same run)"
+    echo
+    awk -v s50="$s50" -v s1="$s1" -v p50="$p50" -v rb1="$rb1" -v rb50="$rb50" -v rb16="$rb16" \
+        -v b50="$b50" -v bv50="$bv50" 'BEGIN {
+        print "| workload | measured | target | |"
+        print "|---|---|---|---|"
+        row("W3 c=50 GET/s / redis-benchmark -c 50 -P 16 (server ceiling)", s50, rb16, ">=", 0.6,
+            sprintf("%.0f / %.0f", s50, rb16))
+        row("W3 c=50 p50 latency (us)", p50, 1, "<=", 100, "")
+        row("W3 c=1 GET/s / redis-benchmark -c 1 -P 1", s1, rb1, ">=", 1.1,
+            sprintf("%.0f / %.0f", s1, rb1))
+        row("Lua bytes allocated per GET (c=50)", b50, 1, "<=", 100,
+            bv50 == "" ? "" : sprintf("%.1f beyond the value", bv50))
+    }
+    function row(label, a, b, op, t, detail,   r, ok) {
+        if (a == "" || b == "" || b + 0 == 0) {
+            printf "| %s | n/a (missing result) | %s %s | |\n", label, op, t
+            return
+        }
+        r = a / b
+        ok = (op == "<=") ? r <= t : r >= t
+        printf "| %s | %.3g%s | %s %s | %s |\n", label, r,
+               detail == "" ? "" : " (" detail ")", op, t, ok ? "met" : "NOT met"
+    }'
+    echo
+    awk -v s50="$s50" -v rb50="$rb50" -v cp1="$cp1" -v cpu50="$cpu50" -v cpu1="$cpu1" \
+        -v b1="$b1" 'function show(label, v, fmt) {
+            printf "%-58s %s\n", label, v == "" ? "n/a (missing result)" : sprintf(fmt, v) }
+        BEGIN {
+        show("W3 c=50 GET/s / redis-benchmark -c 50 -P 1 (same server)",
+             (s50 == "" || rb50 == "" || rb50 + 0 == 0) ? "" : s50 / rb50, "%8.3f  (no target)")
+        show("W3 c=1 p50 latency, us", cp1, "%8.1f")
+        show("W3 client CPU per GET, c=50 (pool10), us", cpu50, "%8.2f")
+        show("W3 client CPU per GET, c=1, us", cpu1, "%8.2f")
+        show("Lua bytes allocated per GET, c=1", b1, "%8.1f")
+    }'
+}
+
 CHECK_FAILED=0
 {
     echo
@@ -374,6 +446,7 @@ CHECK_FAILED=0
     ratio "W3 cachert-get-c1-pool1 / redis-benchmark -c 1 -P 1 GET" \
         "$(median W3 cachert-get-c1-pool1 ops_per_s)" \
         "$(median W3 redis-benchmark-get-c1-P1 ops_per_s)" "" ""
+    w3_targets
   fi
   if selected w3tls; then
     t50=$(median W3-TLS redis-benchmark-tls-get-c50-P1 ops_per_s)

@@ -15,6 +15,14 @@
 -- yields, to be resumed in the next round. Timers, other tasks and the
 -- engines' reconnects keep running under a task made only of cache calls.
 --
+-- Switching tasks allocates nothing: the ready queue is a ring buffer,
+-- a waiting task is filed under its id in a fixed array of slots, wake's
+-- arguments stay in the task's fields (a table only beyond two), resume
+-- hands co_resume's results to a plain function, and the loop's poll fills
+-- the same ids table each time. A GET over Redis then allocates only its
+-- value (bench/w3_get.lua reports the bytes per GET; spec/alloc_spec.lua
+-- holds the bound).
+--
 -- The end (the executable only): _exit() runs the at_exit hooks as tasks
 -- of a new epoch; tasks of earlier epochs are never resumed again. A
 -- signal, which the loop reports as a negative id, ends the run of the
@@ -26,7 +34,8 @@ local ffi = require "ffi"
 local pack, is_callable = util.pack, util.is_callable
 
 local coroutine, type, error, tostring, pcall = coroutine, type, error, tostring, pcall
-local unpack, tonumber = unpack, tonumber
+local unpack, tonumber, select, getmetatable = unpack, tonumber, select, getmetatable
+local core_poll = core.poll
 local co_create, co_resume, co_yield, co_status =
     coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
 local traceback = debug.traceback
@@ -35,11 +44,9 @@ local _M = { _VERSION = "0.1.0" }
 
 local WAIT = {}                 -- yielded by a task that waits to be woken
 local YIELD = {}                -- yielded by a task that lets the loop run
+local EARLY = {}                -- filed under an id reported before anyone waited
 local current                   -- the running task, nil outside tasks
-local ready, ready_head, ready_tail = {}, 1, 0
 local live = 0                  -- tasks of this epoch spawned and not finished
-local sleepers = {}             -- timer id -> task or top-level flag table
-local early = {}                -- ids reported before anyone waited
 local next_id = 0
 local unobserved = {}           -- failed tasks nobody has joined (yet)
 -- An unjoined failure is printed at the end of the round after the one it
@@ -103,10 +110,71 @@ local function running_task()
     return nil
 end
 
+-- The ready queue: a ring buffer ready[1..ready_cap] holding ready_count
+-- tasks from ready_head on. It doubles when full and never shrinks, so
+-- queueing allocates nothing once it has room for the most tasks ready at
+-- once. (A table indexed by an ever-growing counter would sit in the hash
+-- part and be rehashed, i.e. reallocated, every few dozen tasks.)
+local ready_cap, ready_head, ready_count = 64, 1, 0
+local ready = {}
+for i = 1, ready_cap do ready[i] = false end
+
 local function enqueue(task)
-    ready_tail = ready_tail + 1
-    ready[ready_tail] = task
+    if ready_count == ready_cap then
+        local bigger = {}
+        for i = 1, ready_cap do
+            bigger[i] = ready[(ready_head + i - 2) % ready_cap + 1]
+        end
+        for i = ready_cap + 1, 2 * ready_cap do bigger[i] = false end
+        ready, ready_head, ready_cap = bigger, 1, 2 * ready_cap
+    end
+    ready[(ready_head + ready_count - 1) % ready_cap + 1] = task
+    ready_count = ready_count + 1
 end
+
+local function dequeue()
+    local task = ready[ready_head]
+    ready[ready_head] = false
+    ready_head = ready_head % ready_cap + 1
+    ready_count = ready_count - 1
+    return task
+end
+
+-- Who waits for which id (a timer's or a request's): a task, the flag
+-- table of a wait outside tasks, or EARLY for an id the loop reported
+-- before anyone waited for it. Id `id` goes to slot id % SLOTS + 1 of two
+-- fixed arrays; ids are handed out in sequence, so the slots of the ids
+-- out at one time rarely collide, and an id whose slot is taken goes to
+-- the `spill` table instead (a hash, which may reallocate).
+local SLOTS = 1024
+local slot_id, slot_who, spill = {}, {}, {}
+for i = 1, SLOTS do slot_id[i], slot_who[i] = false, false end
+
+local function put_waiter(id, who)
+    local s = id % SLOTS + 1
+    if slot_id[s] == false then
+        slot_id[s], slot_who[s] = id, who
+    else
+        spill[id] = who
+    end
+end
+
+-- Removes and returns what is filed under `id` (nil: nothing).
+local function take_waiter(id)
+    local s = id % SLOTS + 1
+    if slot_id[s] == id then
+        local who = slot_who[s]
+        slot_id[s], slot_who[s] = false, false
+        return who
+    end
+    local who = spill[id]
+    if who ~= nil then
+        spill[id] = nil
+    end
+    return who
+end
+
+local wake
 
 local function finish(task, ok, ...)
     live = live - 1
@@ -128,27 +196,29 @@ local function finish(task, ok, ...)
     end
     task.co = nil
     for _, joiner in ipairs(task.joiners) do
-        _M.wake(joiner)
+        wake(joiner)
     end
     task.joiners = nil
+end
+
+-- What resume does with co_resume's results: a function of its own, not a
+-- closure made per resume.
+local function after_resume(task, prev, ok, ...)
+    current = prev
+    if co_status(task.co) == "dead" then
+        finish(task, ok, ...)
+    elseif ... == YIELD then
+        wake(task)              -- it only let the loop run: ready again
+    else
+        task.state = "waiting"
+    end
 end
 
 local function resume(task, ...)
     local prev = current
     current = task
     task.state = "running"
-    local co = task.co
-    local function after(ok, ...)
-        current = prev
-        if co_status(co) == "dead" then
-            finish(task, ok, ...)
-        elseif ... == YIELD then
-            _M.wake(task)       -- it only let the loop run: ready again
-        else
-            task.state = "waiting"
-        end
-    end
-    return after(co_resume(co, ...))
+    after_resume(task, prev, co_resume(task.co, ...))
 end
 
 -- Prints the error of each task in to_report that failed before round
@@ -171,15 +241,23 @@ local function run_ready()
     -- Only the tasks ready now: those they wake run in the next round, after
     -- the loop has been polled once.
     round = round + 1
-    local last = ready_tail
-    while ready_head <= last do
-        local task = ready[ready_head]
-        ready[ready_head] = nil
-        ready_head = ready_head + 1
-        local args = task.wake_args or task.args
-        task.wake_args, task.args = nil, nil
-        if task.epoch == epoch then     -- else started before _exit: never again
-            resume(task, unpack(args, 1, args.n))
+    for _ = 1, ready_count do
+        local task = dequeue()
+        -- wake's (or spawn's) arguments, cleared so the task does not keep
+        -- them alive
+        local n, a1, a2, args = task.nargs, task.a1, task.a2, task.args
+        task.a1, task.a2, task.args = nil, nil, nil
+        if task.epoch ~= epoch then     -- started before _exit: never again
+            n = -1
+        end
+        if n == 0 then
+            resume(task)
+        elseif n == 1 then
+            resume(task, a1)
+        elseif n == 2 then
+            resume(task, a1, a2)
+        elseif n > 2 then
+            resume(task, unpack(args, 1, n))
         end
     end
     if #to_report > 0 then
@@ -187,28 +265,30 @@ local function run_ready()
     end
 end
 
+local ids = {}                  -- core.poll fills it, every time
 local function poll(block)
-    local ids, pending = core.poll(block)
+    local n, pending = core_poll(block, ids)
     local now = clock_ms()
     loop_clock.ms = now
     slice_end = now + SLICE_MS
-    for i = 1, #ids do
+    for i = 1, n do
         local id = ids[i]
-        local who = sleepers[id]
-        sleepers[id] = nil
         if id < 0 then
             signalled = signalled or -id   -- a signal (src/evloop.h)
         elseif listeners[id] then
             listeners[id]()        -- a server's requests: answered here
-        elseif who == nil then
-            early[id] = true       -- its waiter has not called wait() yet
-        elseif who.task then
-            _M.wake(who.task)
         else
-            who.done = true
+            local who = take_waiter(id)
+            if who == nil then
+                put_waiter(id, EARLY)   -- its waiter has not called wait() yet
+            elseif getmetatable(who) == task_mt then
+                wake(who)
+            else
+                who.done = true    -- a wait outside tasks
+            end
         end
     end
-    return #ids, pending
+    return n, pending
 end
 
 -- Runs tasks and the loop until done() is true or nothing can progress.
@@ -217,7 +297,7 @@ local function run_until(done)
     while not done() do
         run_ready()
         if done() then break end
-        local has_ready = ready_head <= ready_tail
+        local has_ready = ready_count > 0
         if not has_ready and #to_report > 0 then
             report_unobserved(math.huge)    -- nothing can join them first
         end
@@ -245,10 +325,21 @@ function _M.spawn(fn, ...)
     if not is_callable(fn) then
         error("spawn: fn must be callable", 2)
     end
+    -- a1, a2, args: the arguments of the next resume (nargs of them: in a1
+    -- and a2 up to two, packed in args beyond), set by spawn and wake. Made
+    -- here (false until set) so that wake only ever changes their values.
     local task = setmetatable({
-        id = new_id(), state = "ready", joiners = {}, args = pack(...),
+        id = new_id(), state = "ready", joiners = {}, nargs = 0,
+        a1 = false, a2 = false, args = false,
         co = co_create(function(...) return fn(...) end), epoch = epoch,
     }, task_mt)
+    local n = select("#", ...)
+    task.nargs = n
+    if n <= 2 then
+        task.a1, task.a2 = ...
+    else
+        task.args = pack(...)
+    end
     live = live + 1
     enqueue(task)
     return task
@@ -321,17 +412,19 @@ end
 -- when called outside tasks.
 -- @tparam number id
 function _M.wait(id)
-    if early[id] then
-        early[id] = nil
+    if type(id) ~= "number" then
+        error("wait: id must be a number", 2)
+    end
+    if take_waiter(id) == EARLY then
         return
     end
     local me = running_task()
     if me then
-        sleepers[id] = { task = me }
-        _M.suspend()
+        put_waiter(id, me)
+        co_yield(WAIT)
     else
         local flag = { done = false }
-        sleepers[id] = flag
+        put_waiter(id, flag)
         if not run_until(function() return flag.done end) then
             error("wait: deadlock, nothing will report " .. id, 2)
         end
@@ -386,11 +479,18 @@ end
 --- Low level: makes a task suspended by `suspend()` ready again.
 -- @tparam Task task
 -- @param ... what its `suspend()` returns
-function _M.wake(task, ...)
-    task.wake_args = pack(...)
+function wake(task, ...)
+    local n = select("#", ...)
+    task.nargs = n
+    if n <= 2 then
+        task.a1, task.a2 = ...      -- no table for the common cases
+    else
+        task.args = pack(...)
+    end
     task.state = "ready"
     enqueue(task)
 end
+_M.wake = wake
 
 -- Yields the running task to the loop once the slice is over. Only in the
 -- task's own coroutine: in a coroutine of the script's own, or across a C

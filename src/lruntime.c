@@ -399,20 +399,26 @@ static int core_timer(lua_State *L)
     return 1;
 }
 
-/* core.poll(block) -> array of woken ids (possibly empty), and how many
-** timers and requests are still pending */
+/* core.poll(block [, ids]) -> n, pending: runs one loop iteration; the ids
+** woken since the last poll (possibly none) go to ids[1..n] (entries after
+** n are left as they were), and pending counts the timers and requests
+** still out. The scheduler passes the same table on every poll, so a poll
+** allocates nothing once the table has grown to the largest batch. */
 static int core_poll(lua_State *L)
 {
     EvLoop *s = runtime_sched(L);
+    bool has_buf = !lua_isnoneornil(L, 2);
+    if (has_buf)
+        luaL_checktype(L, 2, LUA_TTABLE);
     size_t n = evloop_poll(s, lua_toboolean(L, 1));
     if (runtime_of(L)->logs != NULL || runtime_of(L)->logs_dropped > 0)
         drain_logs(L, runtime_of(L));
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; has_buf && i < n; i++) {
         lua_pushnumber(L, (lua_Number)s->woken[i]);
-        lua_rawseti(L, -2, (int)i + 1);
+        lua_rawseti(L, 2, (int)i + 1);
     }
     s->nwoken = 0;
+    lua_pushnumber(L, (lua_Number)n);
     lua_pushnumber(L, (lua_Number)(s->ntimers + s->npending));
     return 2;
 }
