@@ -55,6 +55,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "resp.h"
 #include "status.h"
 
 enum {
@@ -327,16 +328,16 @@ static void outbuf_trim(OutBuf *b)
     }
 }
 
+/* Formats the command straight into the buffer (resp.h). */
 static int append_command(OutBuf *b, int argc, const char **argv,
                           const size_t *argvlen)
 {
-    char *cmd;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    if (len < 0)
+    size_t len = resp_command_len(argc, argv, argvlen);
+    if (!outbuf_reserve(b, len))
         return CR_ENOMEM;
-    bool ok = outbuf_append(b, cmd, (size_t)len);
-    redisFreeCommand(cmd);
-    return ok ? CR_OK : CR_ENOMEM;
+    resp_write_command(b->data + b->len, argc, argv, argvlen);
+    b->len += len;
+    return CR_OK;
 }
 
 static void on_timer(uv_timer_t *t);

@@ -314,8 +314,7 @@ int engine_scan_async(Engine *e, size_t node, const char *cursor,
     st->e = e;
     st->node = node;
     strcpy(st->cursor, cursor);
-    snprintf(st->count, sizeof(st->count), "%zu",
-             count > 0 ? count : (size_t)SCAN_DEFAULT_COUNT);
+    *resp_u64(st->count, count > 0 ? count : (size_t)SCAN_DEFAULT_COUNT) = 0;
     st->unlink = unlink;
     st->done = done;
     st->ud = ud;
@@ -376,8 +375,8 @@ int engine_info_async(Engine *e, size_t node, const char *section,
         done(ud, &r);
         return 0;
     }
-    const char *argv[2] = {"INFO", section};
-    size_t lens[2] = {4, section != NULL ? strlen(section) : 0};
+    RedisCmd cmd;
+    cmd_info(&cmd, section);
     InfoReq *q = malloc(sizeof(*q));
     if (q == NULL) {
         fail_now(e, CR_ENOMEM, NULL, done, ud);
@@ -386,8 +385,8 @@ int engine_info_async(Engine *e, size_t node, const char *section,
     q->e = e;
     q->done = done;
     q->ud = ud;
-    int rc = backend_node_command(e->backend, node, section != NULL ? 2 : 1,
-                                  argv, lens, on_info, q);
+    int rc = backend_node_command(e->backend, node, cmd.argc, cmd.argv,
+                                  cmd.lens, on_info, q);
     if (rc == CR_OK)
         return 1;
     free(q);
