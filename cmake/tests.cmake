@@ -223,3 +223,5 @@ set_tests_properties(example.testing.luajit PROPERTIES LABELS lua TIMEOUT 120
 # The RESP writer (src/resp.c): hiredis's formatter and reader are its
 # oracles here, in the test only.
 add_c_test(resp LIBS cachert_engine PkgConfig::HIREDIS)
+# The connections' reply objects (src/reply.c) against hiredis's reader.
+add_c_test(reply LIBS cachert_engine PkgConfig::HIREDIS)

@@ -55,6 +55,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "reply.h"
 #include "resp.h"
 #include "status.h"
 
@@ -611,17 +612,17 @@ static void dispatch_replies(Conn *c)
             break; /* need more bytes */
         if (c->push_cb != NULL && (outstanding(c) == 0 || is_message(reply))) {
             c->push_cb(c->push_ud, reply);
-            freeReplyObject(reply);
+            reply_free(reply);
             continue;
         }
         if (outstanding(c) == 0) {
-            freeReplyObject(reply);
+            reply_free(reply);
             fail(c, CR_EPROTO, "reply without a command");
             break;
         }
         Pending p = pop_pending(c);
         p.cb(p.ud, CR_OK, reply);
-        freeReplyObject(reply);
+        reply_free(reply);
     }
 }
 
@@ -894,7 +895,7 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
     Conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
-    c->reader = redisReaderCreate();
+    c->reader = reply_reader_new();
     if (c->reader == NULL) {
         free(c);
         return NULL;

@@ -356,6 +356,7 @@ static void on_info(void *ud, int status, const redisReply *reply)
         r.found = true;
         r.val = reply->str;
         r.vlen = reply->len;
+        r.reply = reply;
     } else {
         count_error(e, reply_status(reply), reply_text(reply));
         r.status = reply_status(reply);
