@@ -157,8 +157,9 @@ int engine_get_async(Engine *e, const char *key, size_t klen,
 ** copy of the key) in the caller's `room` of `size` bytes, aligned for any
 ** type, instead of a block of its own, when size >= engine_get_room(klen):
 ** the caller allocates one block for its request and the engine's. The
-** room must stay valid until `done` has run; the engine does not touch it
-** afterwards. Else (NULL, too small) as engine_get_async. */
+** room must stay valid until `done` has returned (`done` must not free it:
+** the engine looks at it once more right after); the engine does not touch
+** it afterwards. Else (NULL, too small) as engine_get_async. */
 size_t engine_get_room(size_t klen);
 int engine_get_async_in(Engine *e, void *room, size_t size, const char *key,
                         size_t klen, engine_done_cb done, void *ud);
