@@ -219,3 +219,9 @@ add_test(NAME example.testing.luajit
          WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/examples/testing)
 set_tests_properties(example.testing.luajit PROPERTIES LABELS lua TIMEOUT 120
     ENVIRONMENT "${spec_env};${luajit_env};REDIS_URL=redis://127.0.0.1:1")
+
+# The RESP writer (src/resp.c): hiredis's formatter and reader are its
+# oracles here, in the test only.
+add_c_test(resp LIBS cachert_engine PkgConfig::HIREDIS)
+# The connections' reply objects (src/reply.c) against hiredis's reader.
+add_c_test(reply LIBS cachert_engine PkgConfig::HIREDIS)

@@ -4,7 +4,8 @@
 ** A builder fills a RedisCmd with argc, argv and argvlen ready for
 ** conn_command(), pool_command() or backend_command(). The arguments point
 ** at the caller's bytes (and at the RedisCmd's own digits): keep both alive
-** until the call that queues the command returns (it copies them).
+** until the call that queues the command returns (it copies them). Nothing
+** here allocates or formats with printf: numbers are written by resp.h.
 */
 #ifndef CACHERT_COMMANDS_H
 #define CACHERT_COMMANDS_H
@@ -12,13 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "resp.h"
+
 #define CMD_MAX_ARGS 8
 
 typedef struct RedisCmd {
     int argc;
     const char *argv[CMD_MAX_ARGS];
     size_t lens[CMD_MAX_ARGS];
-    char num[24]; /* the digits of a number argument */
+    char num[RESP_U64_DIGITS + 4]; /* the digits of a number argument */
 } RedisCmd;
 
 /* -- The cache's data commands -------------------------------------------- */
@@ -69,6 +72,8 @@ void cmd_client_id(RedisCmd *c);
 ** > 0). */
 void cmd_tracking(RedisCmd *c, long long redirect, const char *prefix,
                   size_t plen);
+/* INFO [section]: no section when NULL. */
+void cmd_info(RedisCmd *c, const char *section);
 /* SUBSCRIBE to `n` (< CMD_MAX_ARGS) channels. */
 void cmd_subscribe(RedisCmd *c, const char *const *channels, int n);
 

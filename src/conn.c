@@ -55,6 +55,8 @@
 #include <string.h>
 
 #include "commands.h"
+#include "reply.h"
+#include "resp.h"
 #include "status.h"
 
 enum {
@@ -327,16 +329,16 @@ static void outbuf_trim(OutBuf *b)
     }
 }
 
+/* Formats the command straight into the buffer (resp.h). */
 static int append_command(OutBuf *b, int argc, const char **argv,
                           const size_t *argvlen)
 {
-    char *cmd;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    if (len < 0)
+    size_t len = resp_command_len(argc, argv, argvlen);
+    if (!outbuf_reserve(b, len))
         return CR_ENOMEM;
-    bool ok = outbuf_append(b, cmd, (size_t)len);
-    redisFreeCommand(cmd);
-    return ok ? CR_OK : CR_ENOMEM;
+    resp_write_command(b->data + b->len, argc, argv, argvlen);
+    b->len += len;
+    return CR_OK;
 }
 
 static void on_timer(uv_timer_t *t);
@@ -610,17 +612,17 @@ static void dispatch_replies(Conn *c)
             break; /* need more bytes */
         if (c->push_cb != NULL && (outstanding(c) == 0 || is_message(reply))) {
             c->push_cb(c->push_ud, reply);
-            freeReplyObject(reply);
+            reply_free(reply);
             continue;
         }
         if (outstanding(c) == 0) {
-            freeReplyObject(reply);
+            reply_free(reply);
             fail(c, CR_EPROTO, "reply without a command");
             break;
         }
         Pending p = pop_pending(c);
         p.cb(p.ud, CR_OK, reply);
-        freeReplyObject(reply);
+        reply_free(reply);
     }
 }
 
@@ -893,7 +895,7 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
     Conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
-    c->reader = redisReaderCreate();
+    c->reader = reply_reader_new();
     if (c->reader == NULL) {
         free(c);
         return NULL;

@@ -689,7 +689,19 @@ bool engine_using_redis(const Engine *e)
 int engine_get_async(Engine *e, const char *key, size_t klen,
                      engine_done_cb done, void *ud)
 {
-    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
+    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud, NULL, 0};
+    return run_op(&a, OP_GET);
+}
+
+size_t engine_get_room(size_t klen)
+{
+    return sizeof(Op) + klen;
+}
+
+int engine_get_async_in(Engine *e, void *room, size_t size, const char *key,
+                        size_t klen, engine_done_cb done, void *ud)
+{
+    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud, room, size};
     return run_op(&a, OP_GET);
 }
 
@@ -697,14 +709,14 @@ int engine_set_async(Engine *e, const char *key, size_t klen, const char *val,
                      size_t vlen, uint64_t ttl_ms, engine_done_cb done,
                      void *ud)
 {
-    OpArgs a = {e, key, klen, val, vlen, ttl_ms, done, ud};
+    OpArgs a = {e, key, klen, val, vlen, ttl_ms, done, ud, NULL, 0};
     return run_op(&a, OP_SET);
 }
 
 int engine_pttl_async(Engine *e, const char *key, size_t klen,
                       engine_done_cb done, void *ud)
 {
-    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
+    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud, NULL, 0};
     return run_op(&a, OP_PTTL);
 }
 
@@ -712,7 +724,7 @@ int engine_lock_async(Engine *e, const char *key, size_t klen,
                       const char *token, size_t tlen, uint64_t ttl_ms,
                       engine_done_cb done, void *ud)
 {
-    OpArgs a = {e, key, klen, token, tlen, ttl_ms, done, ud};
+    OpArgs a = {e, key, klen, token, tlen, ttl_ms, done, ud, NULL, 0};
     return run_op(&a, OP_LOCK);
 }
 
@@ -720,28 +732,28 @@ int engine_unlock_async(Engine *e, const char *key, size_t klen,
                         const char *token, size_t tlen, engine_done_cb done,
                         void *ud)
 {
-    OpArgs a = {e, key, klen, token, tlen, 0, done, ud};
+    OpArgs a = {e, key, klen, token, tlen, 0, done, ud, NULL, 0};
     return run_op(&a, OP_UNLOCK);
 }
 
 int engine_delete_async(Engine *e, const char *key, size_t klen,
                         engine_done_cb done, void *ud)
 {
-    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
+    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud, NULL, 0};
     return run_op(&a, OP_DELETE);
 }
 
 int engine_exists_async(Engine *e, const char *key, size_t klen,
                         engine_done_cb done, void *ud)
 {
-    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud};
+    OpArgs a = {e, key, klen, NULL, 0, 0, done, ud, NULL, 0};
     return run_op(&a, OP_EXISTS);
 }
 
 int engine_clear_async(Engine *e, const char *pattern, size_t plen,
                        engine_done_cb done, void *ud)
 {
-    OpArgs a = {e, pattern, plen, NULL, 0, 0, done, ud};
+    OpArgs a = {e, pattern, plen, NULL, 0, 0, done, ud, NULL, 0};
     return run_op(&a, OP_CLEAR);
 }
 

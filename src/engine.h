@@ -103,6 +103,10 @@ typedef struct EngineResult {
     bool found;      /* get: hit; delete: a key was removed; exists */
     const char *val; /* get: the value's bytes, valid during the callback */
     size_t vlen;
+    /* get, info from Redis: the reply holding val (reply.h), which the
+    ** callback may keep with reply_keep() instead of copying val; NULL
+    ** when val lives elsewhere (the memory store) */
+    const struct redisReply *reply;
     uint64_t count; /* clear: keys removed */
     int64_t ttl_ms; /* pttl: ms left, -1 without expiry, -2 missing */
     const struct EngineScanPage *page; /* engine_scan_async only */
@@ -149,6 +153,16 @@ bool engine_using_redis(const Engine *e);
 ** in use or just failed) and calling `done` already. */
 int engine_get_async(Engine *e, const char *key, size_t klen,
                      engine_done_cb done, void *ud);
+/* engine_get_async keeping its state while Redis answers (the Op, with a
+** copy of the key) in the caller's `room` of `size` bytes, aligned for any
+** type, instead of a block of its own, when size >= engine_get_room(klen):
+** the caller allocates one block for its request and the engine's. The
+** room must stay valid until `done` has returned (`done` must not free it:
+** the engine looks at it once more right after); the engine does not touch
+** it afterwards. Else (NULL, too small) as engine_get_async. */
+size_t engine_get_room(size_t klen);
+int engine_get_async_in(Engine *e, void *room, size_t size, const char *key,
+                        size_t klen, engine_done_cb done, void *ud);
 int engine_set_async(Engine *e, const char *key, size_t klen, const char *val,
                      size_t vlen, uint64_t ttl_ms, engine_done_cb done,
                      void *ud);

@@ -122,6 +122,8 @@ typedef struct OpArgs {
     uint64_t ttl_ms;
     engine_done_cb done;
     void *ud;
+    void *room; /* the caller's memory for the Op, or NULL (op_new) */
+    size_t room_size;
 } OpArgs;
 
 /* A call in flight on Redis: its arguments, with key and
@@ -135,6 +137,7 @@ typedef struct Op {
     uint64_t epoch;
     unsigned passes;
     uint64_t cleared;
+    bool lent; /* in the caller's room (engine_get_async_in): not freed */
     char data[];
 } Op;
 
@@ -185,8 +188,11 @@ void fail_op(const OpArgs *a, int code);
 
 /* -- redis_ops.c ---------------------------------------------------------- */
 
-/* A copy of `a` (key and value included) to send. NULL: out of memory. */
+/* A copy of `a` (key and value included) to send, in a->room when it is
+** large enough. NULL: out of memory. */
 Op *op_new(const OpArgs *a, int kind);
+/* Frees `op` unless it lives in the caller's room. */
+void op_free(Op *op);
 /* Sends `op` to Redis. Returns 1, or 0 after completing it: on the memory
 ** store when the backend is down (the engine switches), as a failure when
 ** the command could not be queued. A set refused for its size sends only

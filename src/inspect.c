@@ -318,8 +318,7 @@ int engine_scan_async(Engine *e, size_t node, const char *cursor,
     st->e = e;
     st->node = node;
     strcpy(st->cursor, cursor);
-    snprintf(st->count, sizeof(st->count), "%zu",
-             count > 0 ? count : (size_t)SCAN_DEFAULT_COUNT);
+    *resp_u64(st->count, count > 0 ? count : (size_t)SCAN_DEFAULT_COUNT) = 0;
     st->unlink = unlink;
     st->done = done;
     st->ud = ud;
@@ -361,6 +360,7 @@ static void on_info(void *ud, int status, const redisReply *reply)
         r.found = true;
         r.val = reply->str;
         r.vlen = reply->len;
+        r.reply = reply;
     } else {
         if (!e->quiet)
             count_error(e, reply_status(reply), reply_text(reply));
@@ -381,8 +381,8 @@ int engine_info_async(Engine *e, size_t node, const char *section,
         done(ud, &r);
         return 0;
     }
-    const char *argv[2] = {"INFO", section};
-    size_t lens[2] = {4, section != NULL ? strlen(section) : 0};
+    RedisCmd cmd;
+    cmd_info(&cmd, section);
     InfoReq *q = malloc(sizeof(*q));
     if (q == NULL) {
         fail_now(e, CR_ENOMEM, NULL, done, ud);
@@ -391,8 +391,8 @@ int engine_info_async(Engine *e, size_t node, const char *section,
     q->e = e;
     q->done = done;
     q->ud = ud;
-    int rc = backend_node_command(e->backend, node, section != NULL ? 2 : 1,
-                                  argv, lens, on_info, q);
+    int rc = backend_node_command(e->backend, node, cmd.argc, cmd.argv,
+                                  cmd.lens, on_info, q);
     if (rc == CR_OK)
         return 1;
     free(q);

@@ -142,6 +142,9 @@ static int start_keyed(Engine *e, Req *r, lua_State *L)
 {
     size_t klen;
     const char *key = lua_tolstring(L, 2, &klen);
+    if (r->room != NULL) /* a get: one block for the Req and the engine */
+        return engine_get_async_in(e, r->room, r->room_size, key, klen,
+                                   on_req_done, r);
     return keyed_async[r->kind](e, key, klen, on_req_done, r);
 }
 

@@ -10,12 +10,14 @@
 #include "lruntime.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lhttpd.h"
 #include "log.h"
+#include "reply.h"
 #include "status.h"
 
 Runtime *runtime_of(lua_State *L)
@@ -112,10 +114,11 @@ static int core_on_log(lua_State *L)
 
 static void req_free(Req *r)
 {
-    if (!r->heap) {
-        free(r->val);
+    if (r->owned != NULL)
+        free(r->owned);
+    reply_release(r->reply);
+    if (!r->heap)
         return;
-    }
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
@@ -124,7 +127,6 @@ static void req_free(Req *r)
         r->next->prev = r->prev;
     else
         r->rt->tail = r->prev;
-    free(r->val);
     free(r);
 }
 
@@ -165,18 +167,19 @@ static void copy_page(Req *r, const EngineScanPage *page)
     size_t total = 1;
     for (size_t i = 0; i < page->nkeys; i++)
         total += sizeof(size_t) + page->klens[i];
-    r->val = malloc(total);
-    if (r->val == NULL) {
+    r->owned = malloc(total);
+    if (r->owned == NULL) {
         r->status = CR_ENOMEM;
         return;
     }
-    char *p = r->val;
+    r->val = r->owned;
+    char *p = r->owned;
     for (size_t i = 0; i < page->nkeys; i++) {
         memcpy(p, &page->klens[i], sizeof(size_t));
         memcpy(p + sizeof(size_t), page->keys[i], page->klens[i]);
         p += sizeof(size_t) + page->klens[i];
     }
-    r->vlen = (size_t)(p - r->val);
+    r->vlen = (size_t)(p - r->owned);
     r->nkeys = page->nkeys;
     r->more = !page->done;
     r->node = page->next_node;
@@ -196,10 +199,16 @@ void on_req_done(void *ud, const EngineResult *res)
         snprintf(r->err, sizeof(r->err), "%s", res->err);
     if (res->page != NULL)
         copy_page(r, res->page);
-    if (res->val != NULL) {
-        r->val = malloc(res->vlen ? res->vlen : 1);
-        if (r->val != NULL) {
-            memcpy(r->val, res->val, res->vlen);
+    if (res->val != NULL && res->reply != NULL) {
+        /* decoded from the reply itself when the task finishes */
+        r->reply = reply_keep(res->reply);
+        r->val = res->val;
+        r->vlen = res->vlen;
+    } else if (res->val != NULL) {
+        r->owned = malloc(res->vlen ? res->vlen : 1);
+        if (r->owned != NULL) {
+            memcpy(r->owned, res->val, res->vlen);
+            r->val = r->owned;
             r->vlen = res->vlen;
         } else {
             r->status = CR_ENOMEM; /* reported as a miss */
@@ -314,12 +323,22 @@ int run_request(lua_State *L, Engine *e, int kind, const char *key, size_t klen,
     bool heap =
         engine_using_redis(e) || kind == REQ_CONNECT || kind == REQ_FLUSH;
     Req *r = &local;
+    size_t room_at = 0, room = 0;
     if (heap) {
-        r = malloc(sizeof(*r) + klen);
+        if (key != NULL && (kind == REQ_GET || kind == REQ_GET_RESULTS)) {
+            size_t align = _Alignof(max_align_t);
+            room_at = (sizeof(*r) + klen + align - 1) / align * align;
+            room = engine_get_room(klen);
+        }
+        r = malloc(room > 0 ? room_at + room : sizeof(*r) + klen);
         if (r == NULL)
             return luaL_error(L, "%s", cr_strerror(CR_ENOMEM));
     }
     memset(r, 0, sizeof(*r));
+    if (room > 0) {
+        r->room = (char *)r + room_at;
+        r->room_size = room;
+    }
     r->rt = rt;
     r->engine = e;
     r->kind = kind;

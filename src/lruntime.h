@@ -102,13 +102,17 @@ struct Req {
     bool found;
     int status;
     uint64_t count;
-    int64_t ttl_ms;           /* pttl */
-    EngineJournalCounts left; /* flush: what Redis was not told */
-    char *val;                /* get, info: a copy of the value's bytes;
-                                 scan: the keys, each a size_t length then
-                                 its bytes */
-    size_t nkeys;             /* scan */
-    size_t node;              /* scan: the next step's node, cursor */
+    int64_t ttl_ms;                 /* pttl */
+    EngineJournalCounts left;       /* flush: what Redis was not told */
+    const char *val;                /* get, info: the value's bytes, in `reply`
+                                       or in `owned`; scan: the keys, each a
+                                       size_t length then its bytes (`owned`) */
+    char *owned;                    /* a copy val points into, or NULL */
+    const struct redisReply *reply; /* kept (reply.h): holds val, or NULL */
+    void *room; /* get from Redis: the engine's room in this block */
+    size_t room_size;
+    size_t nkeys; /* scan */
+    size_t node;  /* scan: the next step's node, cursor */
     char cursor[ENGINE_SCAN_CURSOR_MAX + 1];
     bool more;   /* scan: not done */
     bool memory; /* scan: the memory store answered */
@@ -124,8 +128,11 @@ struct Req {
 typedef int (*req_start_fn)(Engine *e, Req *r, lua_State *L);
 
 /* Runs `start` for a request of `kind`: on the C stack when the memory
-** store will answer at once, else on the heap. Returns what the Lua
-** function returns: `false, results...` or `true, id`. */
+** store will answer at once, else on the heap. A get from Redis (key given)
+** gets one block for the Req, its key and the engine's state (room, for
+** engine_get_async_in), and its value is decoded from the reply itself,
+** kept until the Req is freed. Returns what the Lua function returns:
+** `false, results...` or `true, id`. */
 int run_request(lua_State *L, Engine *e, int kind, const char *key, size_t klen,
                 req_start_fn start);
 /* The Runtime of the calling function (its first upvalue). */

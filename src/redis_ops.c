@@ -25,9 +25,12 @@
 
 Op *op_new(const OpArgs *a, int kind)
 {
-    Op *op = malloc(sizeof(*op) + a->klen + a->vlen);
+    size_t size = sizeof(Op) + a->klen + a->vlen;
+    bool lent = a->room != NULL && a->room_size >= size;
+    Op *op = lent ? a->room : malloc(size);
     if (op == NULL)
         return NULL;
+    op->lent = lent;
     op->a = *a;
     op->kind = kind;
     op->epoch = 0;
@@ -39,6 +42,12 @@ Op *op_new(const OpArgs *a, int kind)
         memcpy(op->data + a->klen, a->val, a->vlen);
     op->a.val = op->data + a->klen;
     return op;
+}
+
+void op_free(Op *op)
+{
+    if (!op->lent)
+        free(op);
 }
 
 /* Redis failed under `op`: on a Cluster only the slots failing with its
@@ -75,7 +84,7 @@ static void transport_failed(Op *op, int status, memory_fn memory)
         e->stats.errors++;
     lose(e, op, status);
     memory(&op->a);
-    free(op);
+    op_free(op);
 }
 
 /* Redis refused an invalidating command (UNLINK, SCAN, the UNLINK after a
@@ -95,13 +104,13 @@ static void invalidation_refused(Op *op, const redisReply *reply,
     } else {
         memory(&op->a);
     }
-    free(op);
+    op_free(op);
 }
 
 static void complete(Op *op, const EngineResult *r)
 {
     op->a.done(op->a.ud, r);
-    free(op);
+    op_free(op);
 }
 
 static void on_get(void *ud, int status, const redisReply *reply)
@@ -118,6 +127,7 @@ static void on_get(void *ud, int status, const redisReply *reply)
         r.found = true;
         r.val = reply->str;
         r.vlen = reply->len;
+        r.reply = reply;
     } else {
         e->stats.misses++;
         if (reply->type != REDIS_REPLY_NIL)
@@ -178,7 +188,7 @@ static void on_set(void *ud, int status, const redisReply *reply)
             distrust_redis(e, code, reply->str);
             if (e->mode != MODE_REDIS) {
                 memory_set(&op->a);
-                free(op);
+                op_free(op);
                 return;
             }
         }
@@ -383,6 +393,6 @@ int issue(Op *op)
     } else {
         fail_op(a, rc);
     }
-    free(op);
+    op_free(op);
     return 0;
 }
