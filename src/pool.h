@@ -6,11 +6,23 @@
 ** commands (redisFormatCommandArgv) and parse replies (redisReader); see
 ** DESIGN.md for why hiredis's async context is not used.
 **
-** Pipelining: pool_command() only appends the formatted command to a
-** connection's output buffer; every buffer is written in one uv_write from a
-** uv_prepare callback, i.e. once per loop turn, just before the loop polls.
-** So commands issued by many tasks in the same turn leave together.
-** Replies are matched to commands in order, per connection.
+** Pipelining: pool_command() appends the formatted command to a
+** connection's output buffer. A connection writes its buffer as soon as
+** POOL_WRITE_BATCH commands are queued there, and every buffer left is
+** written from a uv_prepare callback, once per loop turn, just before the
+** loop polls. So commands issued by many tasks in the same turn leave in
+** batches, and the server works on the first batch while the tasks
+** prepare the next (a single write per turn would make client and server
+** take turns). A few commands in a turn still leave in one write. Writes
+** go through uv_try_write, so a connection usually has nothing in flight
+** afterwards and can send its next batch in the same turn; what the
+** kernel does not take at once waits in one uv_write in flight (conn.h),
+** behind which that connection's later batches wait until a later turn.
+** Replies are matched to commands in order, per connection. Each command
+** goes to the first ready connection with fewer than POOL_WRITE_BATCH
+** commands pending (queued or awaiting a reply), else to the one with the
+** fewest: a few commands share one write, and a deep load spreads so that
+** several connections carry batches at once.
 **
 ** Deadlines: connect_timeout_ms bounds a connection's start (resolve,
 ** connect, handshake). command_timeout_ms bounds the server's silence,
@@ -117,7 +129,16 @@
 #define POOL_BACKOFF_MIN_MS   BACKOFF_MIN_MS /* backoff.h */
 #define POOL_BACKOFF_MAX_MS   BACKOFF_MAX_MS
 #define POOL_HEALTHY_RESET_MS 3000 /* ready this long: the backoff restarts */
-#define POOL_PIPELINE_DEPTH   128  /* pending commands before spreading */
+/* Commands queued on a connection that make it write at once rather than
+** at the end of the loop turn; also the commands pending on a connection
+** before the next command goes to another. 16: measured with 50 tasks
+** doing GETs (bench/w3_get.lua, see docs/internals.md), 16 and 24 gave
+** the best throughput and p50 latency, 8 spent the client's CPU on
+** syscalls, 32 and more left the server idle longer while the client
+** filled a batch. */
+#ifndef POOL_WRITE_BATCH
+#define POOL_WRITE_BATCH 16
+#endif
 
 typedef struct Pool Pool;
 
@@ -170,8 +191,9 @@ void pool_connect(Pool *p);
 
 /* Queues a command (argv: argc >= 1 binary-safe strings, copied; argvlen
 ** may be NULL for NUL-terminated strings) on a ready connection (the first
-** with fewer than POOL_PIPELINE_DEPTH commands pending, else the one with
-** the fewest), or on a quiet replacement when none is ready (see above).
+** with fewer than POOL_WRITE_BATCH commands pending, else the one with the
+** fewest), or on a quiet replacement when none is ready (see above); the
+** connection writes its queue at once when that makes POOL_WRITE_BATCH.
 ** Returns CR_OK, and `cb` is called later; or CR_ECONNRESET when the pool
 ** is not ready, CR_EINVAL when argc < 1, or CR_ENOMEM, and then `cb` is
 ** never called. May be called from any callback, including a reply
@@ -190,8 +212,10 @@ bool pool_ready(const Pool *p);
 /* Commands queued or awaiting a reply, over all connections. */
 size_t pool_pending(const Pool *p);
 
-/* uv_write calls the flush hook has issued since pool_new (handshakes not
-** counted): at most one per connection per loop turn. For tests and stats. */
+/* Writes of commands since pool_new (handshakes not counted): one per
+** POOL_WRITE_BATCH commands queued on a connection, plus one per
+** connection with commands left at the end of a loop turn. For tests and
+** stats. */
 uint64_t pool_writes(const Pool *p);
 
 /* Connections replaced quietly after the server closed them while idle
