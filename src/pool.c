@@ -5,12 +5,12 @@
 ** connection's failure, which closes every connection; DOWN -> CONNECTING
 ** when the backoff timer fires; anything -> CLOSED (pool_close). The pool
 ** becomes READY once all its connections are. pool_command() picks among
-** ready connections: the first one with fewer than POOL_WRITE_BATCH
+** ready connections: the first one with fewer than POOL_SPREAD_DEPTH
 ** commands pending, else the one with the fewest; O(size) per command at
-** worst. Filling one connection up to a batch keeps a few commands in one
-** write (one syscall and one server read for the lot); past that the
-** next connections take the next batches, so several are in flight at
-** once, and a pipeline stuck behind a slow command takes no more.
+** worst. Filling one connection up to a few batches keeps the replies of
+** several in one read (each connection in use costs a read); past that
+** the next connections take the next batches, and a pipeline stuck
+** behind a slow command takes no more.
 **
 ** Backoff (backoff.h, seeded from the clock and the pool's address): it
 ** goes back to POOL_BACKOFF_MIN_MS only when the pool fails after having
@@ -460,7 +460,7 @@ void pool_connect(Pool *p)
 }
 
 /* The connection the next command goes to: among ready connections the
-** first with fewer than POOL_WRITE_BATCH pending, else the one with the
+** first with fewer than POOL_SPREAD_DEPTH pending, else the one with the
 ** fewest; when none is ready (every one is being replaced after an idle
 ** close), among the replacements, the same way. */
 static Conn *pick_conn(const Pool *p)
@@ -477,7 +477,7 @@ static Conn *pick_conn(const Pool *p)
                 best = c;
                 best_pending = n;
             }
-            if (best_pending < POOL_WRITE_BATCH)
+            if (best_pending < POOL_SPREAD_DEPTH)
                 break;
         }
     }

@@ -19,10 +19,11 @@
 ** kernel does not take at once waits in one uv_write in flight (conn.h),
 ** behind which that connection's later batches wait until a later turn.
 ** Replies are matched to commands in order, per connection. Each command
-** goes to the first ready connection with fewer than POOL_WRITE_BATCH
-** commands pending (queued or awaiting a reply), else to the one with the
-** fewest: a few commands share one write, and a deep load spreads so that
-** several connections carry batches at once.
+** goes to the first ready connection with fewer than POOL_SPREAD_DEPTH (a
+** few batches) commands pending (queued or awaiting a reply), else to the
+** one with the fewest: a few commands share one write, several batches
+** share a connection (their replies come in one read), and a deeper load
+** spreads so that several connections carry batches at once.
 **
 ** Deadlines: connect_timeout_ms bounds a connection's start (resolve,
 ** connect, handshake). command_timeout_ms bounds the server's silence,
@@ -129,15 +130,21 @@
 #define POOL_BACKOFF_MIN_MS   BACKOFF_MIN_MS /* backoff.h */
 #define POOL_BACKOFF_MAX_MS   BACKOFF_MAX_MS
 #define POOL_HEALTHY_RESET_MS 3000 /* ready this long: the backoff restarts */
-/* Commands queued on a connection that make it write at once rather than
-** at the end of the loop turn; also the commands pending on a connection
-** before the next command goes to another. 16: measured with 50 tasks
-** doing GETs (bench/w3_get.lua, see docs/internals.md), 16 and 24 gave
-** the best throughput and p50 latency, 8 spent the client's CPU on
-** syscalls, 32 and more left the server idle longer while the client
-** filled a batch. */
+/* Commands queued on a connection that make it write them at once rather
+** than at the end of the loop turn. See docs/internals.md for the
+** measurements behind the value. */
 #ifndef POOL_WRITE_BATCH
 #define POOL_WRITE_BATCH 16
+#endif
+
+/* Commands pending on a connection (queued or awaiting a reply) before the
+** next command goes to another one: a few batches. Deeper than a batch:
+** the replies of several batches on one socket come in one read, and
+** each connection in use costs a read per loop turn; spreading at every
+** batch cost 5-10 % of W3's throughput. Shallow enough that a connection
+** stuck behind a slow command takes few more. */
+#ifndef POOL_SPREAD_DEPTH
+#define POOL_SPREAD_DEPTH (4 * POOL_WRITE_BATCH)
 #endif
 
 typedef struct Pool Pool;
@@ -191,7 +198,7 @@ void pool_connect(Pool *p);
 
 /* Queues a command (argv: argc >= 1 binary-safe strings, copied; argvlen
 ** may be NULL for NUL-terminated strings) on a ready connection (the first
-** with fewer than POOL_WRITE_BATCH commands pending, else the one with the
+** with fewer than POOL_SPREAD_DEPTH commands pending, else the one with the
 ** fewest), or on a quiet replacement when none is ready (see above); the
 ** connection writes its queue at once when that makes POOL_WRITE_BATCH.
 ** Returns CR_OK, and `cb` is called later; or CR_ECONNRESET when the pool

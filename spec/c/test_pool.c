@@ -301,9 +301,9 @@ static void test_pool_sends_a_few_commands_of_one_turn_in_one_write(void)
     finish(&h);
 }
 
-/* Once a connection has a batch pending, the next commands go to the
-** next one: four batches in one turn are four writes on four connections,
-** each made as soon as its batch was queued. */
+/* Once a connection has POOL_SPREAD_DEPTH commands pending, the next go to
+** the next connection: two connections carry four batches each, every
+** batch written as soon as it was queued. */
 static void test_pool_spreads_batches_over_its_connections(void)
 {
     Harness h;
@@ -311,7 +311,7 @@ static void test_pool_spreads_batches_over_its_connections(void)
     PoolConfig cfg = config(&h, 4);
     open_pool(&h, &cfg);
     ASSERT_TRUE(pool_ready(h.pool));
-    enum { N = 4 * POOL_WRITE_BATCH };
+    enum { N = 2 * POOL_SPREAD_DEPTH };
     Result res[N];
     memset(res, 0, sizeof(res));
     uint64_t writes = pool_writes(h.pool);
@@ -319,8 +319,9 @@ static void test_pool_spreads_batches_over_its_connections(void)
         ASSERT_EQ_INT(CR_OK,
                       pool_command(h.pool, 2, (const char *[]){"ECHO", "x"},
                                    NULL, on_reply, &res[i]));
-    ASSERT_EQ_INT(4, pool_writes(h.pool) - writes); /* before the turn ends */
-    /* Four connections answer independently: wait for every reply. */
+    /* before the turn ends */
+    ASSERT_EQ_INT(N / POOL_WRITE_BATCH, pool_writes(h.pool) - writes);
+    /* Two connections answer independently: wait for every reply. */
     for (int i = 0; i < N; i++)
         ASSERT_TRUE(wait_count(&h.loop, &res[i].calls, 1, 5000));
     for (int i = 0; i < N; i++) {
@@ -328,11 +329,11 @@ static void test_pool_spreads_batches_over_its_connections(void)
         ASSERT_EQ_STR("x", res[i].str);
         result_free(&res[i]);
     }
-    ASSERT_EQ_INT(4, pool_writes(h.pool) - writes);
+    ASSERT_EQ_INT(N / POOL_WRITE_BATCH, pool_writes(h.pool) - writes);
     char clients[8192];
     ASSERT_TRUE(
         server_text(h.fx.port, "CLIENT LIST", clients, sizeof(clients)));
-    ASSERT_EQ_INT(4, count_of(clients, "cmd=echo"));
+    ASSERT_EQ_INT(2, count_of(clients, "cmd=echo"));
     finish(&h);
 }
 
@@ -340,7 +341,7 @@ static void test_pool_spreads_batches_over_its_connections(void)
 ** (as cachert's tasks do), over several connections: batches form from
 ** what the replies of one read wake, several are in flight at once, and
 ** every reply is the answer to its own command (ECHO of a unique id). */
-enum { CHAINS = 50, CHAIN_LEN = 40 };
+enum { CHAINS = 100, CHAIN_LEN = 40 };
 
 typedef struct Chain {
     Harness *h;
@@ -390,7 +391,9 @@ static void test_pool_answers_many_tasks_in_order_over_many_connections(void)
         chains[i] = (Chain){.h = &h, .id = i};
         chain_send(&chains[i]);
     }
-    /* 50 commands: three batches written at once, two left for the turn */
+    /* POOL_SPREAD_DEPTH commands on the first connection, the rest on the
+    ** next: every whole batch written at once, what is left at the end of
+    ** the turn */
     ASSERT_EQ_INT(CHAINS / POOL_WRITE_BATCH, pool_writes(h.pool) - writes);
     for (int i = 0; i < CHAINS; i++) {
         ASSERT_TRUE(wait_count(&h.loop, &chains[i].ok, CHAIN_LEN, 10000));
