@@ -50,6 +50,7 @@
 */
 #include "conn.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,29 +346,67 @@ static void on_timer(uv_timer_t *t);
 static void on_write(uv_write_t *req, int status);
 static void peer_closed(Conn *c, ssize_t nread);
 
-/* Writes `src` in one uv_write (it becomes `inflight`; src gets the old
-** inflight's memory, emptied). A synchronous failure is reported from the
-** timer: this runs inside the owner's loops, which must not see the
-** connection fail under them. */
+/* A write failed (in on_write, or synchronously: from the timer). */
+static void write_failed(Conn *c, int status)
+{
+    if ((status == UV_EPIPE || status == UV_ECONNRESET) &&
+        (c->state == CONN_TLS || c->state == CONN_HANDSHAKE)) {
+        peer_closed(c, UV_ECONNRESET); /* it said why, or gets a hint */
+        return;
+    }
+    failf(c, CR_ECONNRESET, "write to %s:%d: %s", uv_strerror(status));
+}
+
+/* A synchronous write failure, reported from the timer: the writes run
+** inside the owner's loops (pool_command, the flush hook), which must not
+** see the connection fail under them. The sticky write_error also stops
+** every later write, so a broken socket is written to once at most. */
+static void defer_write_error(Conn *c, int status)
+{
+    c->write_error = status;
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+    uv_ref((uv_handle_t *)&c->timer);
+}
+
+/* Hands `src` to the socket; src is left empty. First uv_try_write: the
+** kernel usually takes the whole batch at once, and then no write is in
+** flight, so the next batch may follow in the same loop turn (pool.h).
+** What it did not take (a full socket buffer) goes out through uv_write
+** from `inflight` (src gets the old inflight's memory): at most one write
+** in flight, whose on_write runs in a later loop turn. uv_try_write may
+** raise SIGPIPE on a socket the server closed: see conn_quiet_sigpipe(). */
 static bool start_write(Conn *c, OutBuf *src)
 {
+    uv_buf_t buf;
+    buf.base = src->data;
+    buf.len = src->len;
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    if (n == UV_EAGAIN)
+        n = 0;
+    if (n < 0) {
+        src->len = 0;
+        defer_write_error(c, n);
+        return false;
+    }
+    c->writes++;
+    if ((size_t)n == src->len) {
+        src->len = 0;
+        outbuf_trim(src);
+        return true;
+    }
     OutBuf spare = c->inflight;
     c->inflight = *src;
     *src = spare;
     src->len = 0;
-    uv_buf_t buf;
-    buf.base = c->inflight.data;
-    buf.len = c->inflight.len;
+    buf.base = c->inflight.data + n;
+    buf.len = c->inflight.len - (size_t)n;
     int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
     if (rc < 0) {
         c->inflight.len = 0;
-        c->write_error = rc;
-        uv_timer_start(&c->timer, on_timer, 0, 0);
-        uv_ref((uv_handle_t *)&c->timer);
+        defer_write_error(c, rc);
         return false;
     }
     c->writing = true;
-    c->writes++;
     return true;
 }
 
@@ -402,13 +441,8 @@ static void on_write(uv_write_t *req, int status)
     c->writing = false;
     c->inflight.len = 0;
     outbuf_trim(&c->inflight);
-    if ((status == UV_EPIPE || status == UV_ECONNRESET) &&
-        (c->state == CONN_TLS || c->state == CONN_HANDSHAKE)) {
-        peer_closed(c, UV_ECONNRESET); /* it said why, or gets a hint */
-        return;
-    }
     if (status < 0 && status != UV_ECANCELED) {
-        failf(c, CR_ECONNRESET, "write to %s:%d: %s", uv_strerror(status));
+        write_failed(c, status);
         return;
     }
     if (c->tls == NULL)
@@ -467,8 +501,7 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     if (c->write_error != 0) {
-        failf(c, CR_ECONNRESET, "write to %s:%d: %s",
-              uv_strerror(c->write_error));
+        write_failed(c, c->write_error);
         return;
     }
     if (c->tls_write_error) {
@@ -892,6 +925,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
                void *ud)
 {
+    conn_quiet_sigpipe(); /* before its first write (conn.h) */
     Conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
@@ -977,9 +1011,7 @@ static bool encrypt_out(Conn *c)
         size_t n = c->out.len - at < SLICE ? c->out.len - at : SLICE;
         ok = tls_write(c->tls, c->out.data + at, n) == TLS_OK;
         if (ok && !drain_tls(c)) {
-            c->write_error = UV_ENOMEM;
-            uv_timer_start(&c->timer, on_timer, 0, 0);
-            uv_ref((uv_handle_t *)&c->timer);
+            defer_write_error(c, UV_ENOMEM);
             return false;
         }
     }
@@ -1020,6 +1052,37 @@ bool conn_flush(Conn *c)
 bool conn_has_output(const Conn *c)
 {
     return c->out.len > 0;
+}
+
+size_t conn_queued(const Conn *c)
+{
+    return c->state == CONN_READY ? c->n_out : 0;
+}
+
+/* Does nothing: its presence makes a write to a closed socket fail with
+** EPIPE instead of ending the process. */
+static void on_sigpipe(int signum)
+{
+    (void)signum;
+}
+
+void conn_quiet_sigpipe(void)
+{
+    static bool done; /* once per process: a later choice of the user's
+                         (even SIG_DFL) is theirs */
+    if (done)
+        return;
+    done = true;
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+        old.sa_handler != SIG_DFL)
+        return; /* ignored or handled already: left alone */
+    struct sigaction quiet;
+    memset(&quiet, 0, sizeof(quiet));
+    quiet.sa_handler = on_sigpipe;
+    quiet.sa_flags = SA_RESTART;
+    sigemptyset(&quiet.sa_mask);
+    sigaction(SIGPIPE, &quiet, NULL);
 }
 
 bool conn_ready(const Conn *c)

@@ -3,9 +3,13 @@
 **
 ** A connection resolves its host, connects, with TLS runs the TLS handshake
 ** (tls.h), runs its Redis handshake (AUTH, SELECT, PING, pipelined in one
-** write) and then carries commands: conn_command()
-** appends a formatted command to an output buffer and conn_flush() writes
-** that buffer in one uv_write. Replies are matched in order with a FIFO of
+** write) and then carries commands: conn_command() appends a formatted
+** command to an output buffer and conn_flush() hands that buffer to the
+** socket: uv_try_write, then uv_write for whatever the kernel did not take
+** at once. So a flush usually leaves nothing in flight and the owner may
+** flush again in the same loop turn (the pool does, once a batch is
+** queued: pool.h); only a full socket buffer leaves a write in flight, and
+** there is at most one. Replies are matched in order with a FIFO of
 ** pending commands. The connection is used once: the first failure
 ** (refused, reset, protocol error, rejected handshake, a deadline passed)
 ** is sticky, is reported to the owner, and the owner closes it.
@@ -128,13 +132,19 @@ Conn *conn_new(uv_loop_t *loop, const ConnConfig *cfg, conn_state_cb on_state,
 int conn_command(Conn *c, int argc, const char **argv, const size_t *argvlen,
                  conn_reply_cb cb, void *ud);
 
-/* Writes the output buffer in one uv_write unless it is empty or a write
-** is still in flight (then what was queued meanwhile waits for the next
-** flush). Returns true when it started a write. Never calls a callback. */
+/* Writes the output buffer (see the top) unless it is empty or a write is
+** still in flight (then what was queued meanwhile waits for the next
+** flush). Returns true when it started a write. Never calls a callback: a
+** write that fails at once is reported from a loop callback, and no later
+** flush writes to that socket again. */
 bool conn_flush(Conn *c);
 
 /* True when bytes wait in the output buffer. */
 bool conn_has_output(const Conn *c);
+
+/* Commands in the output buffer, not yet written, while ready (0 before:
+** those are held back until the handshake succeeded). */
+size_t conn_queued(const Conn *c);
 
 /* True once the handshake succeeded, until the first failure. */
 bool conn_ready(const Conn *c);
@@ -148,8 +158,26 @@ size_t conn_pending(const Conn *c);
 ** replace it quietly. */
 bool conn_idle_closed(const Conn *c);
 
-/* uv_write calls issued so far, the handshake's included. */
+/* Writes started so far (a flush, or TLS records sent on their own), the
+** handshake's included; a write the kernel took in parts counts once. */
 uint64_t conn_writes(const Conn *c);
+
+/* SIGPIPE: a write to a socket the server has closed (it crashed, was
+** killed, or reset the connection) raises SIGPIPE, whose default action
+** ends the process; libuv's stream writes (uv_try_write, uv_write) cannot
+** pass MSG_NOSIGNAL. So the first conn_new() calls this (the cachert
+** executable calls it at start-up): when SIGPIPE has its default
+** disposition, it installs a handler that does nothing, so such a write
+** fails with EPIPE, which the connection reports like any reset. An
+** ignored or handled SIGPIPE is left as it is, and it is done once per
+** process: a later choice of the program's stands. A handler rather than
+** SIG_IGN: exec() resets a handled signal to its default, so child
+** processes (os.execute, io.popen) start with the usual SIGPIPE. What
+** changes for the program: a write to a closed pipe (e.g. stdout into
+** `| head`) fails with EPIPE (io.write returns nil, "Broken pipe")
+** instead of ending the process, as under luasocket, which sets SIG_IGN
+** when loaded. */
+void conn_quiet_sigpipe(void);
 
 /* Makes `c` a pub/sub connection: from now on a reply that arrives with
 ** no command awaiting it, or an array whose first element is "message" or

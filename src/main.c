@@ -29,6 +29,7 @@
 #include <luajit.h>
 #include <lualib.h>
 
+#include "conn.h"
 #include "evloop.h"
 #include "lcache.h"
 #include "luasrc.h"
@@ -395,6 +396,9 @@ static void interactive(lua_State *L)
 int main(int argc, char **argv)
 {
     evloop_reserve_stdio(); /* before anything can open a descriptor */
+    /* A peer that closed its socket (Redis, a metrics scraper) must not end
+    ** the process through SIGPIPE: see conn.h. */
+    conn_quiet_sigpipe();
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         fprintf(stderr, PROGNAME ": cannot create the Lua state\n");

@@ -5,11 +5,12 @@
 ** connection's failure, which closes every connection; DOWN -> CONNECTING
 ** when the backoff timer fires; anything -> CLOSED (pool_close). The pool
 ** becomes READY once all its connections are. pool_command() picks among
-** ready connections: the first one with fewer than POOL_PIPELINE_DEPTH
+** ready connections: the first one with fewer than POOL_SPREAD_DEPTH
 ** commands pending, else the one with the fewest; O(size) per command at
-** worst. Filling one connection before the next keeps many commands in
-** each write (one syscall and one server read for the lot); the others
-** take over when a pipeline is deep, e.g. behind a slow command.
+** worst. Filling one connection up to a few batches keeps the replies of
+** several in one read (each connection in use costs a read); past that
+** the next connections take the next batches, and a pipeline stuck
+** behind a slow command takes no more.
 **
 ** Backoff (backoff.h, seeded from the clock and the pool's address): it
 ** goes back to POOL_BACKOFF_MIN_MS only when the pool fails after having
@@ -27,10 +28,12 @@
 ** drops every connection at once cannot make the pool reconnect in a
 ** tight loop.
 **
-** Pipelining: pool_command() marks the pool dirty; the uv_prepare hook runs
-** once per loop turn, just before the loop polls, and flushes every
-** connection with output (one uv_write each). A connection whose previous
-** write is still in flight keeps the pool dirty until a later turn.
+** Pipelining: pool_command() flushes the connection it queued on once
+** POOL_WRITE_BATCH commands wait there, and marks the pool dirty; the
+** uv_prepare hook runs once per loop turn, just before the loop polls,
+** and flushes every connection with output. A connection whose previous
+** write is still in flight (conn.h: only when the kernel did not take a
+** batch at once) keeps the pool dirty until a later turn.
 */
 #include "pool.h"
 
@@ -457,7 +460,7 @@ void pool_connect(Pool *p)
 }
 
 /* The connection the next command goes to: among ready connections the
-** first with fewer than POOL_PIPELINE_DEPTH pending, else the one with the
+** first with fewer than POOL_SPREAD_DEPTH pending, else the one with the
 ** fewest; when none is ready (every one is being replaced after an idle
 ** close), among the replacements, the same way. */
 static Conn *pick_conn(const Pool *p)
@@ -474,11 +477,20 @@ static Conn *pick_conn(const Pool *p)
                 best = c;
                 best_pending = n;
             }
-            if (best_pending < POOL_PIPELINE_DEPTH)
+            if (best_pending < POOL_SPREAD_DEPTH)
                 break;
         }
     }
     return best;
+}
+
+/* A command was queued on `c`: a batch's worth goes out now, the rest at
+** the end of the loop turn (on_flush). */
+static void queued_on(Pool *p, Conn *c)
+{
+    p->dirty = true;
+    if (conn_queued(c) >= POOL_WRITE_BATCH && conn_flush(c))
+        p->writes++;
 }
 
 int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
@@ -488,9 +500,10 @@ int pool_command(Pool *p, int argc, const char **argv, const size_t *argvlen,
         return CR_ECONNRESET;
     if (argc < 1 || argv == NULL)
         return CR_EINVAL;
-    int rc = conn_command(pick_conn(p), argc, argv, argvlen, cb, ud);
+    Conn *c = pick_conn(p);
+    int rc = conn_command(c, argc, argv, argvlen, cb, ud);
     if (rc == CR_OK)
-        p->dirty = true;
+        queued_on(p, c);
     return rc;
 }
 
@@ -516,7 +529,7 @@ int pool_command_asking(Pool *p, int argc, const char **argv,
     if (rc == CR_OK)
         rc = conn_command(c, argc, argv, argvlen, cb, ud);
     if (rc == CR_OK)
-        p->dirty = true;
+        queued_on(p, c); /* ASKING and its command, queued together */
     return rc;
 }
 

@@ -73,4 +73,58 @@ static inline Result run(PoolHarness *h, int argc, const char **argv,
     return r;
 }
 
+/* The text of a bulk-string reply to `inline_cmd` (INFO, CLIENT LIST) from
+** the plain server at `port`, over a fresh blocking socket; the side
+** channel of the batching tests. False when no whole reply came within
+** 2 s or it did not fit `outlen`. */
+static inline bool server_text(int port, const char *inline_cmd, char *out,
+                               size_t outlen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char cmd[256];
+    int n = snprintf(cmd, sizeof(cmd), "%s\r\n", inline_cmd);
+    bool ok = false;
+    size_t got = 0;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && n > 0 &&
+        (size_t)n < sizeof(cmd) && write(fd, cmd, (size_t)n) == n) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        while (got + 1 < outlen && poll(&pfd, 1, 2000) == 1) {
+            ssize_t r = read(fd, out + got, outlen - 1 - got);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+            out[got] = '\0';
+            char *eol = strstr(out, "\r\n");
+            long len = out[0] == '$' ? strtol(out + 1, NULL, 10) : -1;
+            if (eol != NULL && len >= 0 &&
+                got >= (size_t)(eol + 2 - out) + (size_t)len + 2) {
+                size_t start = (size_t)(eol + 2 - out);
+                memmove(out, out + start, (size_t)len);
+                out[len] = '\0';
+                ok = true;
+                break;
+            }
+        }
+    }
+    close(fd);
+    return ok;
+}
+
+/* How many times `needle` occurs in `text`. */
+static inline int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *at = strstr(text, needle); at != NULL;
+         at = strstr(at + 1, needle))
+        n++;
+    return n;
+}
+
 #endif

@@ -159,7 +159,11 @@ static void test_pool_runs_get_and_set_with_binary_values(void)
     finish(&h);
 }
 
-static void test_pool_sends_a_thousand_commands_of_one_turn_in_one_write(void)
+/* Commands of one loop turn leave in batches: each POOL_WRITE_BATCH-th
+** command queued on a connection writes its batch right away, and the
+** rest goes at the end of the turn. 1000 INCRs: ceil(1000 / batch)
+** writes, replies in order. */
+static void test_pool_writes_each_batch_as_soon_as_it_is_queued(void)
 {
     Harness h;
     start(&h, NULL);
@@ -171,9 +175,12 @@ static void test_pool_sends_a_thousand_commands_of_one_turn_in_one_write(void)
     ASSERT_NOT_NULL(res);
     uint64_t writes = pool_writes(h.pool);
     const char *incr[] = {"INCR", "counter"};
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) {
         ASSERT_EQ_INT(CR_OK,
                       pool_command(h.pool, 2, incr, NULL, on_reply, &res[i]));
+        /* no loop turn yet: only whole batches are out */
+        ASSERT_EQ_INT((i + 1) / POOL_WRITE_BATCH, pool_writes(h.pool) - writes);
+    }
     ASSERT_EQ_INT(N, pool_pending(h.pool));
     ASSERT_TRUE(wait_count(&h.loop, &res[N - 1].calls, 1, 5000));
     for (int i = 0; i < N; i++) { /* in order: the i-th INCR saw i + 1 */
@@ -181,9 +188,63 @@ static void test_pool_sends_a_thousand_commands_of_one_turn_in_one_write(void)
         ASSERT_EQ_INT(CR_OK, res[i].status);
         ASSERT_EQ_INT(i + 1, res[i].integer);
     }
-    ASSERT_EQ_INT(1, pool_writes(h.pool) - writes);
+    /* the last partial batch at the end of the turn */
+    ASSERT_EQ_INT((N + POOL_WRITE_BATCH - 1) / POOL_WRITE_BATCH,
+                  pool_writes(h.pool) - writes);
     ASSERT_EQ_INT(0, pool_pending(h.pool));
     free(res);
+    finish(&h);
+}
+
+/* Polls the server (side channel, bounded) until INCRBY counter 0 says
+** `n`: it has run n INCRs. */
+static bool wait_counter(Harness *h, int n)
+{
+    char want[32];
+    char line[64];
+    snprintf(want, sizeof(want), ":%d", n);
+    for (int i = 0; i < 200; i++) {
+        if (redis_fixture_query(&h->fx, "INCRBY counter 0", line,
+                                sizeof(line)) &&
+            strcmp(line, want) == 0)
+            return true;
+        redis_fixture_sleep_ms(10);
+    }
+    return false;
+}
+
+/* The point of batches: the server runs the first one while the next is
+** being queued. Here the loop never turns between the two, and the server
+** has run the first batch before the second is even queued; both batches'
+** replies then come in order. */
+static void test_pool_server_runs_a_batch_while_the_next_is_queued(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_TRUE(pool_ready(h.pool));
+    enum { N = 2 * POOL_WRITE_BATCH };
+    Result res[N];
+    memset(res, 0, sizeof(res));
+    uint64_t writes = pool_writes(h.pool);
+    const char *incr[] = {"INCR", "counter"};
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ_INT(CR_OK,
+                      pool_command(h.pool, 2, incr, NULL, on_reply, &res[i]));
+        if (i + 1 == POOL_WRITE_BATCH) /* the first batch, run already */
+            ASSERT_TRUE(wait_counter(&h, POOL_WRITE_BATCH));
+    }
+    ASSERT_TRUE(wait_counter(&h, N)); /* the second, still in the same turn */
+    ASSERT_EQ_INT(2, pool_writes(h.pool) - writes);
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ_INT(0, res[i].calls); /* nothing read yet */
+    ASSERT_TRUE(wait_count(&h.loop, &res[N - 1].calls, 1, 5000));
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ_INT(1, res[i].calls);
+        ASSERT_EQ_INT(i + 1, res[i].integer);
+    }
+    ASSERT_EQ_INT(2, pool_writes(h.pool) - writes); /* nothing left over */
     finish(&h);
 }
 
@@ -208,53 +269,143 @@ static void test_pool_keeps_the_loop_alive_only_while_it_has_work(void)
     finish(&h);
 }
 
-static void test_pool_fills_one_connection_before_spreading(void)
+/* Fewer commands than a batch stay on one connection, in one write at the
+** end of the loop turn, whatever the pool size. */
+static void test_pool_sends_a_few_commands_of_one_turn_in_one_write(void)
 {
     Harness h;
     start(&h, NULL);
     PoolConfig cfg = config(&h, 4);
     open_pool(&h, &cfg);
     ASSERT_TRUE(pool_ready(h.pool));
-    enum { N = 100 };
+    enum { N = POOL_WRITE_BATCH - 1 };
     Result res[N];
     memset(res, 0, sizeof(res));
     uint64_t writes = pool_writes(h.pool);
     for (int i = 0; i < N; i++)
-        ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
-                                          NULL, on_reply, &res[i]));
+        ASSERT_EQ_INT(CR_OK,
+                      pool_command(h.pool, 2, (const char *[]){"ECHO", "x"},
+                                   NULL, on_reply, &res[i]));
+    ASSERT_EQ_INT(0, pool_writes(h.pool) - writes); /* waits for the turn */
     ASSERT_TRUE(wait_count(&h.loop, &res[N - 1].calls, 1, 5000));
     for (int i = 0; i < N; i++) {
         ASSERT_EQ_INT(1, res[i].calls);
+        ASSERT_EQ_STR("x", res[i].str);
         result_free(&res[i]);
     }
     ASSERT_EQ_INT(1, pool_writes(h.pool) - writes); /* all on one */
+    char clients[8192];
+    ASSERT_TRUE(
+        server_text(h.fx.port, "CLIENT LIST", clients, sizeof(clients)));
+    ASSERT_EQ_INT(1, count_of(clients, "cmd=echo"));
     finish(&h);
 }
 
-static void test_pool_spreads_commands_over_its_connections(void)
+/* Once a connection has POOL_SPREAD_DEPTH commands pending, the next go to
+** the next connection: two connections carry four batches each, every
+** batch written as soon as it was queued. */
+static void test_pool_spreads_batches_over_its_connections(void)
 {
     Harness h;
     start(&h, NULL);
     PoolConfig cfg = config(&h, 4);
     open_pool(&h, &cfg);
     ASSERT_TRUE(pool_ready(h.pool));
-    enum { N = 4 * POOL_PIPELINE_DEPTH };
+    enum { N = 2 * POOL_SPREAD_DEPTH };
     Result res[N];
     memset(res, 0, sizeof(res));
     uint64_t writes = pool_writes(h.pool);
     for (int i = 0; i < N; i++)
-        ASSERT_EQ_INT(CR_OK, pool_command(h.pool, 1, (const char *[]){"PING"},
-                                          NULL, on_reply, &res[i]));
-    /* Four connections answer independently: wait for every reply. */
+        ASSERT_EQ_INT(CR_OK,
+                      pool_command(h.pool, 2, (const char *[]){"ECHO", "x"},
+                                   NULL, on_reply, &res[i]));
+    /* before the turn ends */
+    ASSERT_EQ_INT(N / POOL_WRITE_BATCH, pool_writes(h.pool) - writes);
+    /* Two connections answer independently: wait for every reply. */
     for (int i = 0; i < N; i++)
         ASSERT_TRUE(wait_count(&h.loop, &res[i].calls, 1, 5000));
     for (int i = 0; i < N; i++) {
         ASSERT_EQ_INT(1, res[i].calls);
-        ASSERT_EQ_STR("PONG", res[i].str);
+        ASSERT_EQ_STR("x", res[i].str);
         result_free(&res[i]);
     }
-    /* Each connection filled to its pipeline depth: one write each. */
-    ASSERT_EQ_INT(4, pool_writes(h.pool) - writes);
+    ASSERT_EQ_INT(N / POOL_WRITE_BATCH, pool_writes(h.pool) - writes);
+    char clients[8192];
+    ASSERT_TRUE(
+        server_text(h.fx.port, "CLIENT LIST", clients, sizeof(clients)));
+    ASSERT_EQ_INT(2, count_of(clients, "cmd=echo"));
+    finish(&h);
+}
+
+/* Many tasks, each waiting for its reply before sending the next command
+** (as cachert's tasks do), over several connections: batches form from
+** what the replies of one read wake, several are in flight at once, and
+** every reply is the answer to its own command (ECHO of a unique id). */
+enum { CHAINS = 100, CHAIN_LEN = 40 };
+
+typedef struct Chain {
+    Harness *h;
+    int id;
+    int sent; /* commands sent, the one awaited included */
+    int ok;   /* replies that echoed the right id */
+    int bad;
+} Chain;
+
+static void chain_send(Chain *ch);
+
+static void on_chain_reply(void *ud, int status, const redisReply *r)
+{
+    Chain *ch = ud;
+    char want[32];
+    int n = snprintf(want, sizeof(want), "c%d:%d", ch->id, ch->sent);
+    if (status == CR_OK && r->type == REDIS_REPLY_STRING &&
+        r->len == (size_t)n && memcmp(r->str, want, (size_t)n) == 0)
+        ch->ok++;
+    else
+        ch->bad++;
+    if (ch->sent < CHAIN_LEN)
+        chain_send(ch);
+}
+
+static void chain_send(Chain *ch)
+{
+    char arg[32];
+    ch->sent++;
+    snprintf(arg, sizeof(arg), "c%d:%d", ch->id, ch->sent);
+    ASSERT_EQ_INT(CR_OK,
+                  pool_command(ch->h->pool, 2, (const char *[]){"ECHO", arg},
+                               NULL, on_chain_reply, ch));
+}
+
+static void test_pool_answers_many_tasks_in_order_over_many_connections(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 4);
+    open_pool(&h, &cfg);
+    ASSERT_TRUE(pool_ready(h.pool));
+    Chain chains[CHAINS];
+    int done = 0;
+    uint64_t writes = pool_writes(h.pool);
+    for (int i = 0; i < CHAINS; i++) {
+        chains[i] = (Chain){.h = &h, .id = i};
+        chain_send(&chains[i]);
+    }
+    /* POOL_SPREAD_DEPTH commands on the first connection, the rest on the
+    ** next: every whole batch written at once, what is left at the end of
+    ** the turn */
+    ASSERT_EQ_INT(CHAINS / POOL_WRITE_BATCH, pool_writes(h.pool) - writes);
+    for (int i = 0; i < CHAINS; i++) {
+        ASSERT_TRUE(wait_count(&h.loop, &chains[i].ok, CHAIN_LEN, 10000));
+        done += chains[i].ok;
+        ASSERT_EQ_INT(0, chains[i].bad);
+    }
+    ASSERT_EQ_INT(CHAINS * CHAIN_LEN, done);
+    ASSERT_EQ_INT(0, pool_pending(h.pool));
+    char clients[8192];
+    ASSERT_TRUE(
+        server_text(h.fx.port, "CLIENT LIST", clients, sizeof(clients)));
+    ASSERT_TRUE(count_of(clients, "cmd=echo") >= 2); /* several carried them */
     finish(&h);
 }
 
@@ -1391,6 +1542,85 @@ static void test_pool_fails_commands_pending_when_the_server_closes(void)
     finish(&h);
 }
 
+/* -- SIGPIPE ------------------------------------------------------------ */
+
+static int sigpipe_handler_kind(void)
+{
+    struct sigaction sa;
+    ASSERT_EQ_INT(0, sigaction(SIGPIPE, NULL, &sa));
+    if (sa.sa_flags & SA_SIGINFO)
+        return 2;
+    return sa.sa_handler == SIG_DFL ? 0 : sa.sa_handler == SIG_IGN ? 1 : 2;
+}
+
+/* conn_quiet_sigpipe (called by the first conn_new) replaces only the
+** default disposition, with a handler, which exec() resets: a child
+** program gets the default back. The ignored case runs in a child, which
+** starts with this process's state: so this case comes first. */
+static void test_conn_quiet_sigpipe_changes_only_the_default_disposition(void)
+{
+    int status;
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        struct sigaction ign;
+        memset(&ign, 0, sizeof(ign));
+        ign.sa_handler = SIG_IGN;
+        sigaction(SIGPIPE, &ign, NULL);
+        conn_quiet_sigpipe();
+        _exit(sigpipe_handler_kind() == 1 ? 0 : 1); /* still ignored */
+    }
+    ASSERT_EQ_INT(pid, waitpid(pid, &status, 0));
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    conn_quiet_sigpipe();
+    ASSERT_EQ_INT(2, sigpipe_handler_kind()); /* from the default: handled */
+    pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", "kill -s PIPE $$; exit 0", (char *)NULL);
+        _exit(127);
+    }
+    ASSERT_EQ_INT(pid, waitpid(pid, &status, 0));
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE);
+}
+
+/* A server killed while the process is busy: its connection gets the FIN,
+** unread. The first batch written to it is answered by a reset, and the
+** next write fails with EPIPE, which raises SIGPIPE: the connection
+** reports a reset, the pool goes down, and the process lives on. */
+static void test_pool_survives_writing_to_a_killed_server(void)
+{
+    Harness h;
+    start(&h, NULL);
+    PoolConfig cfg = config(&h, 1);
+    open_pool(&h, &cfg);
+    ASSERT_TRUE(pool_ready(h.pool));
+    ASSERT_EQ_INT(2, sigpipe_handler_kind());
+    redis_fixture_kill(&h.fx, SIGKILL);
+    redis_fixture_sleep_ms(50); /* busy: the loop does not read the FIN */
+    enum { N = 3 * POOL_WRITE_BATCH };
+    Result res[N];
+    memset(res, 0, sizeof(res));
+    uint64_t writes = pool_writes(h.pool);
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ_INT(CR_OK,
+                      pool_command(h.pool, 2, (const char *[]){"GET", "k"},
+                                   NULL, on_reply, &res[i]));
+        if ((i + 1) % POOL_WRITE_BATCH == 0)
+            redis_fixture_sleep_ms(20); /* the reset comes back */
+    }
+    /* the first write went out, the second failed, none was tried after */
+    ASSERT_EQ_INT(1, pool_writes(h.pool) - writes);
+    ASSERT_TRUE(wait_count(&h.loop, &h.down, 1, 3000));
+    ASSERT_EQ_INT(CR_ECONNRESET, h.states[1]);
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ_INT(1, res[i].calls);
+        ASSERT_EQ_INT(CR_ECONNRESET, res[i].status);
+    }
+    finish(&h);
+}
+
 /* -- Closing ------------------------------------------------------------ */
 
 static void test_pool_close_fails_pending_commands_synchronously(void)
@@ -1469,11 +1699,15 @@ static void test_pool_close_from_inside_a_reply_callback_is_safe(void)
 }
 
 static const TestCase cases[] = {
+    /* first: it needs SIGPIPE as the process started (see there) */
+    TEST_CASE(test_conn_quiet_sigpipe_changes_only_the_default_disposition),
     TEST_CASE(test_pool_runs_get_and_set_with_binary_values),
-    TEST_CASE(test_pool_sends_a_thousand_commands_of_one_turn_in_one_write),
+    TEST_CASE(test_pool_writes_each_batch_as_soon_as_it_is_queued),
+    TEST_CASE(test_pool_server_runs_a_batch_while_the_next_is_queued),
     TEST_CASE(test_pool_keeps_the_loop_alive_only_while_it_has_work),
-    TEST_CASE(test_pool_fills_one_connection_before_spreading),
-    TEST_CASE(test_pool_spreads_commands_over_its_connections),
+    TEST_CASE(test_pool_sends_a_few_commands_of_one_turn_in_one_write),
+    TEST_CASE(test_pool_spreads_batches_over_its_connections),
+    TEST_CASE(test_pool_answers_many_tasks_in_order_over_many_connections),
     TEST_CASE(test_pool_authenticates_with_a_good_password),
     TEST_CASE(test_pool_reports_a_wrong_password_as_eauth),
     TEST_CASE(test_pool_authenticates_an_acl_user),
@@ -1497,6 +1731,7 @@ static const TestCase cases[] = {
     TEST_CASE(test_pool_of_one_serves_a_command_right_after_an_idle_close),
     TEST_CASE(test_pool_reports_a_server_killed_while_idle_once_it_refuses),
     TEST_CASE(test_pool_fails_commands_pending_when_the_server_closes),
+    TEST_CASE(test_pool_survives_writing_to_a_killed_server),
     TEST_CASE(test_pool_close_fails_pending_commands_synchronously),
     TEST_CASE(test_pool_close_from_inside_a_reply_callback_is_safe),
     {NULL, NULL},
