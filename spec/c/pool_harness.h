@@ -80,37 +80,27 @@ static inline Result run(PoolHarness *h, int argc, const char **argv,
 static inline bool server_text(int port, const char *inline_cmd, char *out,
                                size_t outlen)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = redis_fixture_send_inline(port, inline_cmd);
     if (fd < 0)
         return false;
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    char cmd[256];
-    int n = snprintf(cmd, sizeof(cmd), "%s\r\n", inline_cmd);
     bool ok = false;
     size_t got = 0;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && n > 0 &&
-        (size_t)n < sizeof(cmd) && write(fd, cmd, (size_t)n) == n) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        while (got + 1 < outlen && poll(&pfd, 1, 2000) == 1) {
-            ssize_t r = read(fd, out + got, outlen - 1 - got);
-            if (r <= 0)
-                break;
-            got += (size_t)r;
-            out[got] = '\0';
-            char *eol = strstr(out, "\r\n");
-            long len = out[0] == '$' ? strtol(out + 1, NULL, 10) : -1;
-            if (eol != NULL && len >= 0 &&
-                got >= (size_t)(eol + 2 - out) + (size_t)len + 2) {
-                size_t start = (size_t)(eol + 2 - out);
-                memmove(out, out + start, (size_t)len);
-                out[len] = '\0';
-                ok = true;
-                break;
-            }
+    struct pollfd pfd = {fd, POLLIN, 0};
+    while (got + 1 < outlen && poll(&pfd, 1, 2000) == 1) {
+        ssize_t r = read(fd, out + got, outlen - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        out[got] = '\0';
+        char *eol = strstr(out, "\r\n");
+        long len = out[0] == '$' ? strtol(out + 1, NULL, 10) : -1;
+        if (eol != NULL && len >= 0 &&
+            got >= (size_t)(eol + 2 - out) + (size_t)len + 2) {
+            size_t start = (size_t)(eol + 2 - out);
+            memmove(out, out + start, (size_t)len);
+            out[len] = '\0';
+            ok = true;
+            break;
         }
     }
     close(fd);

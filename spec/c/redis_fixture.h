@@ -88,40 +88,51 @@ static inline int redis_fixture_free_port(void)
     return ntohs(sa.sin_port);
 }
 
-/* Sends `inline_cmd` (e.g. "CLIENT PAUSE 500") to 127.0.0.1:port and copies
-** the first reply line into out. Returns false when nothing answered within
-** timeout_ms. */
-static inline bool redis_fixture_query_port(int port, const char *inline_cmd,
-                                            char *out, size_t outlen,
-                                            int timeout_ms)
+/* Connects to 127.0.0.1:port over a blocking socket and sends
+** `inline_cmd` (e.g. "CLIENT PAUSE 500") as an inline command. Returns the
+** socket, or -1 when it could not be sent. */
+static inline int redis_fixture_send_inline(int port, const char *inline_cmd)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
-        return false;
+        return -1;
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = false;
     char cmd[256];
     int n = snprintf(cmd, sizeof(cmd), "%s\r\n", inline_cmd);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && n > 0 &&
-        (size_t)n < sizeof(cmd) && write(fd, cmd, (size_t)n) == n) {
-        size_t got = 0;
-        struct pollfd pfd = {fd, POLLIN, 0};
-        while (got + 1 < outlen && poll(&pfd, 1, timeout_ms) == 1) {
-            ssize_t r = read(fd, out + got, outlen - 1 - got);
-            if (r <= 0)
-                break;
-            got += (size_t)r;
-            out[got] = '\0';
-            char *eol = strstr(out, "\r\n");
-            if (eol != NULL) {
-                *eol = '\0';
-                ok = true;
-                break;
-            }
+        (size_t)n < sizeof(cmd) && write(fd, cmd, (size_t)n) == n)
+        return fd;
+    close(fd);
+    return -1;
+}
+
+/* Sends `inline_cmd` to 127.0.0.1:port and copies the first reply line
+** into out. Returns false when nothing answered within timeout_ms. */
+static inline bool redis_fixture_query_port(int port, const char *inline_cmd,
+                                            char *out, size_t outlen,
+                                            int timeout_ms)
+{
+    int fd = redis_fixture_send_inline(port, inline_cmd);
+    if (fd < 0)
+        return false;
+    bool ok = false;
+    size_t got = 0;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    while (got + 1 < outlen && poll(&pfd, 1, timeout_ms) == 1) {
+        ssize_t r = read(fd, out + got, outlen - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        out[got] = '\0';
+        char *eol = strstr(out, "\r\n");
+        if (eol != NULL) {
+            *eol = '\0';
+            ok = true;
+            break;
         }
     }
     close(fd);

@@ -114,6 +114,16 @@ static inline int test_main(const TestCase *cases, int argc, char **argv)
     return 0;
 }
 
+/* xorshift32: deterministic test data from a seed the test keeps. */
+static inline uint32_t test_xorshift32(uint32_t *state)
+{
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *state = x;
+}
+
 #define TEST_MAIN(cases)                                                       \
     int main(int argc, char **argv)                                            \
     {                                                                          \

@@ -22,11 +22,7 @@ static uint32_t rng_state = 88172645u;
 
 static uint32_t rnd(void)
 {
-    uint32_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return rng_state = x;
+    return test_xorshift32(&rng_state);
 }
 
 typedef struct Out {

@@ -57,11 +57,7 @@ static uint32_t rng_state = 2463534242u;
 
 static uint32_t rnd(void)
 {
-    uint32_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return rng_state = x;
+    return test_xorshift32(&rng_state);
 }
 
 /* A generated command: up to 12 arguments of 0..300 bytes (every byte

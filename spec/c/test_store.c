@@ -569,10 +569,7 @@ static uint32_t rnd_state = 2463534242u;
 
 static uint32_t rnd(void)
 {
-    rnd_state ^= rnd_state << 13;
-    rnd_state ^= rnd_state >> 17;
-    rnd_state ^= rnd_state << 5;
-    return rnd_state;
+    return test_xorshift32(&rnd_state);
 }
 
 /* Key number n: 1 to 37 bytes, with NUL and high bytes, so every length
